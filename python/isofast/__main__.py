@@ -1,0 +1,5 @@
+import sys
+
+from isofast.cli import main
+
+sys.exit(main())

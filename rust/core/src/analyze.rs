@@ -1,0 +1,150 @@
+//! The whole global isotropy suite over in-memory views (two passes).
+//!
+//! Pass 1: [`Moments`] (mean, co-moment, raw unit sum). Between passes: the
+//! eigendecompositions of the covariance and of XᵀX = M + nμμᵀ. Pass 2:
+//! [`SecondPass`] (partition functions in both variants, centred cosine).
+
+use crate::error::{Error, Result};
+use crate::moments::Moments;
+use crate::partition::SecondPass;
+use crate::source::MatView;
+use crate::spectrum::{spectral_scores, sym_eigen, SpectralScores, SymEigen};
+use crate::threads;
+use faer::Mat;
+
+/// Options of [`analyze`].
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
+    /// Cumulative explained-variance threshold of `effective_dim`.
+    pub eps: f64,
+    /// Threads (`None` = all cores).
+    pub n_threads: Option<usize>,
+    /// Skip the second pass (partition isotropy, centred cosine).
+    pub one_pass: bool,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions { eps: 0.8, n_threads: None, one_pass: false }
+    }
+}
+
+/// Every global statistic of design.md §3.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub n: u64,
+    pub dim: usize,
+    pub mean: Vec<f64>,
+    pub eigenvalues: Vec<f64>,
+    pub scores: SpectralScores,
+    pub avg_cosine: f64,
+    pub avg_cosine_centered: Option<f64>,
+    pub n_zero_norm: u64,
+    pub n_zero_norm_centered: Option<u64>,
+    pub log_partition_isotropy: Option<f64>,
+    pub log_partition_isotropy_centered: Option<f64>,
+}
+
+/// Eigendecompositions needed between the passes: (covariance, XᵀX).
+pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
+    let n = m.count();
+    if n < 2 {
+        return Err(Error::Empty(format!("isotropy statistics need at least 2 rows, got {n}")));
+    }
+    let cov = m.covariance()?;
+    let ec = sym_eigen(cov.as_ref())?;
+    let d = m.dim();
+    let mu = m.mean();
+    let nf = n as f64;
+    let lower = m.comoment_lower();
+    let gram = Mat::from_fn(d, d, |i, j| {
+        let (a, b) = if i >= j { (i, j) } else { (j, i) };
+        lower[(a, b)] + nf * mu[a] * mu[b]
+    });
+    let er = sym_eigen(gram.as_ref())?;
+    Ok((ec, er))
+}
+
+/// Run the suite over `views` (chunks of one stream, equal d).
+pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
+    let d = views.first().map(|v| v.ncols()).ok_or_else(|| Error::Empty("no input".into()))?;
+    for v in views {
+        if v.ncols() != d {
+            return Err(Error::DimMismatch { what: "input chunks".into(), expected: d, got: v.ncols() });
+        }
+    }
+    threads::install(opts.n_threads, || {
+        let mut m = Moments::new(d);
+        for v in views {
+            m.update(v)?;
+        }
+        let (ec, er) = directions(&m)?;
+        let scores = spectral_scores(&ec.values, opts.eps)?;
+        let mut report = Report {
+            n: m.count(),
+            dim: d,
+            mean: m.mean().to_vec(),
+            eigenvalues: ec.values.clone(),
+            scores,
+            avg_cosine: m.unit.average(),
+            avg_cosine_centered: None,
+            n_zero_norm: m.unit.n_zero,
+            n_zero_norm_centered: None,
+            log_partition_isotropy: None,
+            log_partition_isotropy_centered: None,
+        };
+        if !opts.one_pass {
+            let f64_gemm = views.iter().any(|v| v.elem().needs_f64());
+            let mut sp = SecondPass::new(m.mean().to_vec(), er.vectors, ec.vectors, f64_gemm)?;
+            for v in views {
+                sp.update(v)?;
+            }
+            report.avg_cosine_centered = Some(sp.unit_centered.average());
+            report.n_zero_norm_centered = Some(sp.unit_centered.n_zero);
+            report.log_partition_isotropy = Some(sp.raw.log_isotropy());
+            report.log_partition_isotropy_centered = Some(sp.centered.log_isotropy());
+        }
+        Ok(report)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isotropic_cube_corners() {
+        // ±e_k for every k: perfectly isotropic, mean 0, average cosine −1/(N−1).
+        let d = 4;
+        let mut x = vec![0.0f64; 2 * d * d];
+        for k in 0..d {
+            x[(2 * k) * d + k] = 1.0;
+            x[(2 * k + 1) * d + k] = -1.0;
+        }
+        let v = MatView::row_major(&x, 2 * d, d).unwrap();
+        let r = analyze(&[v], &AnalyzeOptions::default()).unwrap();
+        assert!((r.scores.isoscore - 1.0).abs() < 1e-12);
+        assert!((r.avg_cosine + 1.0 / 7.0).abs() < 1e-12);
+        assert!(r.log_partition_isotropy.unwrap().abs() < 1e-12);
+    }
+
+    #[test]
+    fn thread_count_does_not_change_results() {
+        let (n, d) = (5000, 16);
+        let mut s = 3u64;
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * (1 + i % d) as f32 + 3.0
+            })
+            .collect();
+        let v = MatView::row_major(&x, n, d).unwrap();
+        let a = analyze(&[v], &AnalyzeOptions { n_threads: Some(1), ..Default::default() }).unwrap();
+        let b = analyze(&[v.rows(0, 1234), v.rows(1234, n)], &AnalyzeOptions { n_threads: Some(3), ..Default::default() }).unwrap();
+        for (x, y) in a.eigenvalues.iter().zip(&b.eigenvalues) {
+            assert!((x - y).abs() <= 1e-12 * a.eigenvalues[0]);
+        }
+        let (pa, pb) = (a.log_partition_isotropy.unwrap(), b.log_partition_isotropy.unwrap());
+        assert!((pa - pb).abs() <= 1e-9 * pa.abs().max(1.0), "{pa} vs {pb}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Exact average cosine similarity through sums of unit vectors.
+//!
+//! For unit vectors x̂_i = x_i/‖x_i‖ over the N′ rows of non-zero norm,
+//! Σ_{i≠j} cos(x_i, x_j) = ‖Σ x̂_i‖² − N′, so the mean over ordered pairs is
+//! (‖Σ x̂_i‖² − N′)/(N′(N′−1)) — O(N·d) instead of the O(N²·d) pairwise matrix
+//! (Ethayarajh 2019; Cai et al. 2021 for the centred variant).
+
+use crate::error::{Error, Result};
+use crate::source::MatView;
+use crate::threads;
+use faer::{Accum, MatRef};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// Mergeable Σ x̂ with counts of used and skipped (zero-norm) rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitSum {
+    pub sum: Vec<f64>,
+    pub n_nonzero: u64,
+    pub n_zero: u64,
+}
+
+impl UnitSum {
+    pub fn new(dim: usize) -> Self {
+        UnitSum { sum: vec![0.0; dim], n_nonzero: 0, n_zero: 0 }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.sum.len()
+    }
+
+    /// Add every row of a row-major f64 tile (optionally minus `center`).
+    /// `scratch` receives per-row inverse norms.
+    pub fn add_tile(&mut self, tile: &[f64], d: usize, scratch: &mut Vec<f64>) {
+        let n = if d == 0 { 0 } else { tile.len() / d };
+        scratch.clear();
+        scratch.resize(n, 0.0);
+        tile.par_chunks(d)
+            .zip(scratch.par_iter_mut())
+            .with_min_len(64)
+            .for_each(|(row, inv)| {
+                let s: f64 = row.iter().map(|v| v * v).sum();
+                *inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
+            });
+        let zeros = scratch.iter().filter(|v| **v == 0.0).count() as u64;
+        self.n_zero += zeros;
+        self.n_nonzero += n as u64 - zeros;
+        // Σ_r inv_r · x_r as a GEMV: tileᵀ (d×n) · inv (n×1).
+        let t = MatRef::from_row_major_slice(tile, n, d);
+        let w = MatRef::from_column_major_slice(scratch.as_slice(), n, 1);
+        let acc = faer::MatMut::from_column_major_slice_mut(self.sum.as_mut_slice(), d, 1);
+        faer::linalg::matmul::matmul(acc, Accum::Add, t.transpose(), w, 1.0, threads::par());
+    }
+
+    pub fn merge(&mut self, other: &UnitSum) -> Result<()> {
+        if other.dim() != self.dim() {
+            return Err(Error::DimMismatch {
+                what: "cosine state merge".into(),
+                expected: self.dim(),
+                got: other.dim(),
+            });
+        }
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a += b;
+        }
+        self.n_nonzero += other.n_nonzero;
+        self.n_zero += other.n_zero;
+        Ok(())
+    }
+
+    /// Mean cosine over ordered pairs i≠j; NaN when fewer than 2 non-zero rows.
+    pub fn average(&self) -> f64 {
+        let n = self.n_nonzero as f64;
+        if self.n_nonzero < 2 {
+            return f64::NAN;
+        }
+        let s2: f64 = self.sum.iter().map(|v| v * v).sum();
+        (s2 - n) / (n * (n - 1.0))
+    }
+}
+
+/// Per-group average cosine (self-similarity, Ethayarajh 2019).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelfSimilarity {
+    /// Mean of the per-group averages over groups with ≥ 2 non-zero rows.
+    pub mean: f64,
+    /// Group labels in first-seen order.
+    pub labels: Vec<i64>,
+    /// Per-group average cosine (NaN for groups with < 2 non-zero rows).
+    pub per_group: Vec<f64>,
+    /// Per-group row counts (zero-norm rows included).
+    pub counts: Vec<u64>,
+    /// Rows skipped for zero norm.
+    pub n_zero: u64,
+}
+
+/// Self-similarity of `x` grouped by `groups` (one label per row), optionally
+/// after subtracting `center` from every row.
+pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) -> Result<SelfSimilarity> {
+    let (n, d) = (x.nrows(), x.ncols());
+    if groups.len() != n {
+        return Err(Error::InvalidArgument(format!(
+            "groups has {} labels but the input has {n} rows",
+            groups.len()
+        )));
+    }
+    if let Some(c) = center {
+        if c.len() != d {
+            return Err(Error::DimMismatch { what: "center".into(), expected: d, got: c.len() });
+        }
+    }
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    let mut labels = Vec::new();
+    let dense: Vec<usize> = groups
+        .iter()
+        .map(|g| {
+            *index.entry(*g).or_insert_with(|| {
+                labels.push(*g);
+                labels.len() - 1
+            })
+        })
+        .collect();
+    let g = labels.len();
+    let mut sums = vec![0.0f64; g * d];
+    let mut nonzero = vec![0u64; g];
+    let mut counts = vec![0u64; g];
+    let mut n_zero = 0u64;
+    let b = crate::source::tile_rows(d);
+    let mut tile = vec![0.0f64; b.min(n) * d];
+    let mut start = 0;
+    while start < n {
+        let nb = b.min(n - start);
+        let t = &mut tile[..nb * d];
+        x.read_tile(start, nb, t);
+        crate::source::check_finite(t, d, start as u64, x.elem())?;
+        t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+            if let Some(c) = center {
+                for (v, m) in row.iter_mut().zip(c) {
+                    *v -= m;
+                }
+            }
+            let s: f64 = row.iter().map(|v| v * v).sum();
+            let inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
+            row.iter_mut().for_each(|v| *v *= inv);
+        });
+        for (r, row) in t.chunks(d).enumerate() {
+            let gi = dense[start + r];
+            counts[gi] += 1;
+            if row.iter().all(|v| *v == 0.0) {
+                n_zero += 1;
+                continue;
+            }
+            nonzero[gi] += 1;
+            for (a, v) in sums[gi * d..(gi + 1) * d].iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        start += nb;
+    }
+    let per_group: Vec<f64> = (0..g)
+        .map(|gi| {
+            UnitSum { sum: sums[gi * d..(gi + 1) * d].to_vec(), n_nonzero: nonzero[gi], n_zero: 0 }
+                .average()
+        })
+        .collect();
+    let valid: Vec<f64> = per_group.iter().cloned().filter(|v| v.is_finite()).collect();
+    let mean = if valid.is_empty() { f64::NAN } else { valid.iter().sum::<f64>() / valid.len() as f64 };
+    Ok(SelfSimilarity { mean, labels, per_group, counts, n_zero })
+}

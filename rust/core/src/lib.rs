@@ -1,0 +1,24 @@
+//! isofast-core: exact, streaming isotropy statistics for embedding matrices.
+//!
+//! Pure Rust (no Python): other Rust tools can depend on it, and `cargo test`
+//! runs without an interpreter. Inputs are borrowed [`source::MatView`]s of any
+//! layout and element type; every kernel streams row tiles, accumulates in
+//! float64 and runs on a chosen number of threads ([`threads::install`]).
+//!
+//! Definitions follow the project's design contract (design.md §3).
+
+pub mod abtt;
+pub mod analyze;
+pub mod cosine;
+pub mod error;
+pub mod lse;
+pub mod moments;
+pub mod partition;
+pub mod source;
+pub mod spectrum;
+pub mod threads;
+
+pub use analyze::{analyze, AnalyzeOptions, Report};
+pub use error::{Error, Result};
+pub use moments::Moments;
+pub use source::{Elem, MatView};

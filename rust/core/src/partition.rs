@@ -1,0 +1,237 @@
+//! Partition-function isotropy (Mu & Viswanath 2018) and the centred average
+//! cosine, computed in one streaming pass over the data once the mean and the
+//! eigenvectors are known.
+//!
+//! Z(c) = Σ_i exp(⟨x_i, c⟩); I = min_c Z(c) / max_c Z(c) over c ∈ {±w_k}, the
+//! unit eigenvectors of XᵀX (raw) or, for the centred variant (Cai et al.
+//! 2021), over c ∈ {±u_k} of the covariance with x_i − μ in place of x_i.
+//! Z(c) ≠ Z(−c) on uncentred data and eigenvector signs are arbitrary, so both
+//! signs are always evaluated. Everything is kept in log space: log I =
+//! min log Z − max log Z (I itself underflows on LLM hidden states).
+//!
+//! Tiles of X·W are produced by a GEMM in the input's precision (f32 for
+//! f32/f16/bf16 inputs, f64 otherwise) and consumed immediately by a streaming
+//! log-sum-exp, so no N×d product is ever held.
+
+use crate::cosine::UnitSum;
+use crate::error::{Error, Result};
+use crate::lse::LogSumExp;
+use crate::source::{check_finite, tile_rows, Float, MatView};
+use crate::threads;
+use faer::{Accum, Mat, MatRef};
+use rayon::prelude::*;
+
+/// Streaming log Z(±c) over a fixed set of directions.
+#[derive(Clone, Debug)]
+pub struct PartitionState {
+    /// log Z(+c_k) accumulators.
+    pub pos: Vec<LogSumExp>,
+    /// log Z(−c_k) accumulators.
+    pub neg: Vec<LogSumExp>,
+}
+
+impl PartitionState {
+    pub fn new(m: usize) -> Self {
+        PartitionState { pos: vec![LogSumExp::default(); m], neg: vec![LogSumExp::default(); m] }
+    }
+
+    /// Fold a column-major block of projections (`nb` rows × m directions).
+    fn update_projections<F: Float + Into<f64>>(&mut self, p: MatRef<'_, F>) {
+        self.pos.par_iter_mut().zip(self.neg.par_iter_mut()).enumerate().for_each(|(k, (lp, ln))| {
+            let col = p.col(k);
+            let s = col.try_as_col_major().expect("contiguous projection column").as_slice();
+            lp.update(s, 1.0, 0.0);
+            ln.update(s, -1.0, 0.0);
+        });
+    }
+
+    pub fn merge(&mut self, other: &PartitionState) -> Result<()> {
+        if other.pos.len() != self.pos.len() {
+            return Err(Error::DimMismatch {
+                what: "partition state merge".into(),
+                expected: self.pos.len(),
+                got: other.pos.len(),
+            });
+        }
+        for (a, b) in self.pos.iter_mut().zip(&other.pos) {
+            a.merge(b);
+        }
+        for (a, b) in self.neg.iter_mut().zip(&other.neg) {
+            a.merge(b);
+        }
+        Ok(())
+    }
+
+    pub fn log_z_pos(&self) -> Vec<f64> {
+        self.pos.iter().map(|s| s.value()).collect()
+    }
+    pub fn log_z_neg(&self) -> Vec<f64> {
+        self.neg.iter().map(|s| s.value()).collect()
+    }
+
+    /// log I = min_c log Z(c) − max_c log Z(c) over both signs.
+    pub fn log_isotropy(&self) -> f64 {
+        let all = self.pos.iter().chain(&self.neg).map(|s| s.value());
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in all {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if lo.is_finite() && hi.is_finite() {
+            lo - hi
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// State of the second pass: raw and centred partition functions, and the
+/// centred unit-vector sum.
+#[derive(Clone, Debug)]
+pub struct SecondPass {
+    dim: usize,
+    mean: Vec<f64>,
+    /// Directions for raw rows (columns), e.g. eigenvectors of XᵀX.
+    dirs_raw: Mat<f64>,
+    /// Directions for centred rows (columns), e.g. covariance eigenvectors.
+    dirs_centered: Mat<f64>,
+    /// GEMMs in f64 (else f32).
+    pub f64_gemm: bool,
+    pub raw: PartitionState,
+    pub centered: PartitionState,
+    pub unit_centered: UnitSum,
+    n: u64,
+}
+
+impl SecondPass {
+    /// `dirs_*` hold directions as columns (d × m, m ≥ 1).
+    pub fn new(mean: Vec<f64>, dirs_raw: Mat<f64>, dirs_centered: Mat<f64>, f64_gemm: bool) -> Result<Self> {
+        let d = mean.len();
+        for (name, m) in [("raw directions", &dirs_raw), ("centred directions", &dirs_centered)] {
+            if m.nrows() != d {
+                return Err(Error::DimMismatch { what: name.into(), expected: d, got: m.nrows() });
+            }
+        }
+        let (mr, mc) = (dirs_raw.ncols(), dirs_centered.ncols());
+        Ok(SecondPass {
+            dim: d,
+            mean,
+            dirs_raw,
+            dirs_centered,
+            f64_gemm,
+            raw: PartitionState::new(mr),
+            centered: PartitionState::new(mc),
+            unit_centered: UnitSum::new(d),
+            n: 0,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    pub fn update(&mut self, x: &MatView<'_>) -> Result<()> {
+        if x.ncols() != self.dim {
+            return Err(Error::DimMismatch { what: "second pass".into(), expected: self.dim, got: x.ncols() });
+        }
+        if self.f64_gemm {
+            self.update_in::<f64>(x)
+        } else {
+            self.update_in::<f32>(x)
+        }
+    }
+
+    fn update_in<F: Float + Into<f64>>(&mut self, x: &MatView<'_>) -> Result<()> {
+        let (n, d) = (x.nrows(), self.dim);
+        if n == 0 {
+            return Ok(());
+        }
+        let b = tile_rows(d);
+        let cap = b.min(n);
+        let mut t64 = vec![0.0f64; cap * d];
+        let mut raw_f: Vec<F> = vec![F::default(); cap * d];
+        let mut cen_f: Vec<F> = vec![F::default(); cap * d];
+        let wr: Mat<F> = Mat::from_fn(d, self.dirs_raw.ncols(), |i, j| F::from_f64(self.dirs_raw[(i, j)]));
+        let wc: Mat<F> =
+            Mat::from_fn(d, self.dirs_centered.ncols(), |i, j| F::from_f64(self.dirs_centered[(i, j)]));
+        let mut pr: Mat<F> = Mat::zeros(cap, wr.ncols());
+        let mut pc: Mat<F> = Mat::zeros(cap, wc.ncols());
+        let mut scratch = Vec::new();
+        let mean = &self.mean;
+        let mut start = 0;
+        while start < n {
+            let nb = b.min(n - start);
+            let t = &mut t64[..nb * d];
+            x.read_tile(start, nb, t);
+            check_finite(t, d, self.n, x.elem())?;
+            let (rf, cf) = (&mut raw_f[..nb * d], &mut cen_f[..nb * d]);
+            t.par_chunks_mut(d)
+                .zip(rf.par_chunks_mut(d))
+                .zip(cf.par_chunks_mut(d))
+                .with_min_len(64)
+                .for_each(|((row, r), c)| {
+                    for j in 0..d {
+                        r[j] = F::from_f64(row[j]);
+                        row[j] -= mean[j];
+                        c[j] = F::from_f64(row[j]);
+                    }
+                });
+            self.unit_centered.add_tile(t, d, &mut scratch);
+            let par = threads::par();
+            let mut prb = pr.as_mut().subrows_mut(0, nb);
+            faer::linalg::matmul::matmul(
+                prb.as_mut(),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&rf[..], nb, d),
+                wr.as_ref(),
+                F::from_f64(1.0),
+                par,
+            );
+            let mut pcb = pc.as_mut().subrows_mut(0, nb);
+            faer::linalg::matmul::matmul(
+                pcb.as_mut(),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&cf[..], nb, d),
+                wc.as_ref(),
+                F::from_f64(1.0),
+                par,
+            );
+            self.raw.update_projections(pr.as_ref().subrows(0, nb));
+            self.centered.update_projections(pc.as_ref().subrows(0, nb));
+            self.n += nb as u64;
+            start += nb;
+        }
+        Ok(())
+    }
+
+    pub fn merge(&mut self, other: &SecondPass) -> Result<()> {
+        if other.dim != self.dim {
+            return Err(Error::DimMismatch { what: "second pass merge".into(), expected: self.dim, got: other.dim });
+        }
+        self.raw.merge(&other.raw)?;
+        self.centered.merge(&other.centered)?;
+        self.unit_centered.merge(&other.unit_centered)?;
+        self.n += other.n;
+        Ok(())
+    }
+}
+
+/// log Z(c_n) = log Σ_i exp(⟨x_i, c_n⟩) for arbitrary context vectors given as
+/// the columns of `c` (d × m), streamed over the rows of `x`.
+pub fn log_partition(x: &MatView<'_>, c: MatRef<'_, f64>, n_threads: Option<usize>) -> Result<Vec<f64>> {
+    let d = x.ncols();
+    if c.nrows() != d {
+        return Err(Error::DimMismatch { what: "log_partition contexts".into(), expected: d, got: c.nrows() });
+    }
+    if x.nrows() == 0 {
+        return Err(Error::Empty("log_partition needs at least one row".into()));
+    }
+    threads::install(n_threads, || {
+        let mut sp = SecondPass::new(vec![0.0; d], c.to_owned(), Mat::zeros(d, 0), true)?;
+        sp.update(x)?;
+        Ok(sp.raw.log_z_pos())
+    })
+}

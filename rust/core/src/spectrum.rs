@@ -1,0 +1,147 @@
+//! Symmetric eigendecomposition of d×d covariance-like matrices (faer, pure
+//! Rust: no system BLAS/LAPACK) and the spectral isotropy scores.
+
+use crate::error::{Error, Result};
+use faer::{Mat, MatRef, Side};
+
+/// Eigenpairs sorted by decreasing eigenvalue; `vectors` column k pairs with
+/// `values[k]`.
+#[derive(Clone, Debug)]
+pub struct SymEigen {
+    pub values: Vec<f64>,
+    pub vectors: Mat<f64>,
+}
+
+/// Eigendecomposition of a symmetric matrix of which only the lower triangle
+/// is read. Eigenvalues below the solver's noise floor λ₁·d·ε (and negative
+/// round-off) are set to exactly 0, so rank-deficient inputs give exact ranks.
+pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
+    let d = a_lower.nrows();
+    if d == 0 || a_lower.ncols() != d {
+        return Err(Error::InvalidArgument(format!(
+            "eigendecomposition needs a non-empty square matrix, got {}×{}",
+            a_lower.nrows(),
+            a_lower.ncols()
+        )));
+    }
+    let evd = a_lower
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
+    let s = evd.S();
+    let u = evd.U();
+    // faer returns ascending eigenvalues; reverse to descending.
+    let mut values: Vec<f64> = (0..d).rev().map(|k| s[k]).collect();
+    let vectors = Mat::from_fn(d, d, |i, k| u[(i, d - 1 - k)]);
+    let top = values[0].max(0.0);
+    let floor = top * d as f64 * f64::EPSILON;
+    for v in values.iter_mut() {
+        if *v <= floor {
+            *v = 0.0;
+        }
+    }
+    Ok(SymEigen { values, vectors })
+}
+
+/// Spectral scores of covariance eigenvalues λ₁ ≥ … ≥ λ_d ≥ 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpectralScores {
+    /// λ_k / Σλ.
+    pub explained_variance_ratio: Vec<f64>,
+    /// Smallest k with Σ_{i≤k} λ_i/Σλ ≥ eps (Cai et al. 2021, d(ε)).
+    pub effective_dim: usize,
+    /// (Σλ)² / Σλ².
+    pub participation_ratio: f64,
+    /// (PR − 1)/(d − 1) (Rudman et al. 2022).
+    pub isoscore: f64,
+    /// Σλ / λ₁.
+    pub stable_rank: f64,
+    /// λ₁ / Σλ (Ethayarajh 2019, centred).
+    pub pc1_share: f64,
+    /// exp(−Σ p_k ln p_k), p_k = √λ_k/Σ√λ (Roy & Vetterli 2007).
+    pub effective_rank: f64,
+    /// Σλ (total variance).
+    pub total_variance: f64,
+}
+
+/// Scores from descending, non-negative eigenvalues.
+pub fn spectral_scores(values: &[f64], eps: f64) -> Result<SpectralScores> {
+    let d = values.len();
+    if d < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "spectral isotropy scores need at least 2 dimensions, got {d}"
+        )));
+    }
+    if !(eps > 0.0 && eps <= 1.0) {
+        return Err(Error::InvalidArgument(format!("eps must lie in (0, 1], got {eps}")));
+    }
+    let total: f64 = values.iter().sum();
+    if !(total > 0.0) || !total.is_finite() {
+        return Err(Error::InvalidArgument(
+            "zero total variance (all rows identical): spectral statistics are undefined".into(),
+        ));
+    }
+    let evr: Vec<f64> = values.iter().map(|v| v / total).collect();
+    // Tolerance 1e-12 keeps eps = 0.8 from missing an exact 0.8 through rounding.
+    let mut cum = 0.0;
+    let mut effective_dim = d;
+    for (k, r) in evr.iter().enumerate() {
+        cum += r;
+        if cum >= eps - 1e-12 {
+            effective_dim = k + 1;
+            break;
+        }
+    }
+    let sq: f64 = values.iter().map(|v| v * v).sum();
+    let pr = total * total / sq;
+    let roots: Vec<f64> = values.iter().map(|v| v.sqrt()).collect();
+    let root_sum: f64 = roots.iter().sum();
+    let entropy: f64 = roots
+        .iter()
+        .filter(|r| **r > 0.0)
+        .map(|r| {
+            let p = r / root_sum;
+            -p * p.ln()
+        })
+        .sum();
+    Ok(SpectralScores {
+        explained_variance_ratio: evr.clone(),
+        effective_dim,
+        participation_ratio: pr,
+        isoscore: (pr - 1.0) / (d as f64 - 1.0),
+        stable_rank: total / values[0],
+        pc1_share: evr[0],
+        effective_rank: entropy.exp(),
+        total_variance: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eigen_of_diagonal_and_rotation() {
+        let a = Mat::from_fn(3, 3, |i, j| if i == j { [2.0, 5.0, 1.0][i] } else { 0.0 });
+        let e = sym_eigen(a.as_ref()).unwrap();
+        assert_eq!(e.values.len(), 3);
+        assert!((e.values[0] - 5.0).abs() < 1e-12 && (e.values[2] - 1.0).abs() < 1e-12);
+        assert!((e.vectors[(1, 0)].abs() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn isotropic_and_rank_one_scores() {
+        let iso = spectral_scores(&[1.0; 10], 0.8).unwrap();
+        assert!((iso.isoscore - 1.0).abs() < 1e-12);
+        assert_eq!(iso.effective_dim, 8);
+        assert!((iso.effective_rank - 10.0).abs() < 1e-9);
+        let mut v = vec![0.0; 10];
+        v[0] = 3.0;
+        let r1 = spectral_scores(&v, 0.8).unwrap();
+        assert_eq!(r1.isoscore, 0.0);
+        assert_eq!(r1.effective_dim, 1);
+        assert!((r1.effective_rank - 1.0).abs() < 1e-12);
+        assert!(spectral_scores(&[0.0, 0.0], 0.8).is_err());
+        assert!(spectral_scores(&[1.0], 0.8).is_err());
+        assert!(spectral_scores(&[1.0, 1.0], 1.5).is_err());
+    }
+}
