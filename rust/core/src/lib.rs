@@ -22,3 +22,4 @@ pub use analyze::{analyze, AnalyzeOptions, Report};
 pub use error::{Error, Result};
 pub use moments::Moments;
 pub use source::{Elem, MatView};
+pub use faer;

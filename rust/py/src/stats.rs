@@ -1,0 +1,277 @@
+//! Bindings of the global statistics: Moments, the second pass, eigen,
+//! scores, self-similarity, all-but-the-top and log-partition.
+
+use crate::array::{run, view};
+use isofast_core::analyze::directions;
+use isofast_core::partition::SecondPass as CoreSecondPass;
+use isofast_core::faer;
+use isofast_core::{abtt, cosine, partition, spectrum, threads, Moments as CoreMoments};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+fn mat_to_py<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
+    let (r, c) = (m.nrows(), m.ncols());
+    Array2::from_shape_fn((r, c), |(i, j)| m[(i, j)]).into_pyarray(py)
+}
+
+fn mat_from_py(a: &PyReadonlyArray2<'_, f64>) -> faer::Mat<f64> {
+    let v = a.as_array();
+    faer::Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]])
+}
+
+fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
+    PyArray1::from_vec(py, v)
+}
+
+/// Mergeable one-pass state: count, mean, co-moment, raw unit-vector sum.
+#[pyclass(module = "isofast._core", name = "Moments")]
+#[derive(Clone)]
+pub struct Moments {
+    pub inner: CoreMoments,
+}
+
+#[pymethods]
+impl Moments {
+    #[new]
+    fn new(dim: usize) -> PyResult<Self> {
+        if dim == 0 {
+            return Err(PyValueError::new_err("dim must be at least 1"));
+        }
+        Ok(Moments { inner: CoreMoments::new(dim) })
+    }
+
+    #[pyo3(signature = (x, elem=None, n_threads=None))]
+    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<()> {
+        let v = view(x, elem)?;
+        let inner = &mut self.inner;
+        run(py, || threads::install(n_threads, || inner.update(&v)))
+    }
+
+    fn merge(&mut self, other: &Moments) -> PyResult<()> {
+        self.inner.merge(&other.inner).map_err(crate::array::to_py)
+    }
+
+    fn copy(&self) -> Moments {
+        self.clone()
+    }
+
+    #[getter]
+    fn n(&self) -> u64 {
+        self.inner.count()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    #[getter]
+    fn mean<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        vec_to_py(py, self.inner.mean().to_vec())
+    }
+    fn comoment<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        mat_to_py(py, self.inner.comoment().as_ref())
+    }
+    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let c = self.inner.covariance().map_err(crate::array::to_py)?;
+        Ok(mat_to_py(py, c.as_ref()))
+    }
+    #[getter]
+    fn unit_sum<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        vec_to_py(py, self.inner.unit.sum.clone())
+    }
+    #[getter]
+    fn n_zero_norm(&self) -> u64 {
+        self.inner.unit.n_zero
+    }
+    #[getter]
+    fn avg_cosine(&self) -> f64 {
+        self.inner.unit.average()
+    }
+
+    /// (cov eigenvalues desc, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors)
+    #[pyo3(signature = (n_threads=None))]
+    fn directions<'py>(
+        &self,
+        py: Python<'py>,
+        n_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+        let inner = &self.inner;
+        let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
+        Ok((vec_to_py(py, ec.values), mat_to_py(py, ec.vectors.as_ref()), vec_to_py(py, er.values), mat_to_py(py, er.vectors.as_ref())))
+    }
+
+    fn __getstate__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> PyResult<()> {
+        self.inner = CoreMoments::from_bytes(state.as_bytes()).map_err(crate::array::to_py)?;
+        Ok(())
+    }
+    fn __getnewargs__(&self) -> (usize,) {
+        (self.inner.dim(),)
+    }
+    fn __repr__(&self) -> String {
+        format!("Moments(dim={}, n={})", self.inner.dim(), self.inner.count())
+    }
+}
+
+/// Second pass: partition functions (raw and centred) and centred cosine.
+#[pyclass(module = "isofast._core", name = "SecondPass")]
+pub struct SecondPass {
+    inner: CoreSecondPass,
+}
+
+#[pymethods]
+impl SecondPass {
+    #[new]
+    fn new(mean: PyReadonlyArray1<'_, f64>, dirs_raw: PyReadonlyArray2<'_, f64>, dirs_centered: PyReadonlyArray2<'_, f64>, f64_gemm: bool) -> PyResult<Self> {
+        let mean = mean.as_array().to_vec();
+        let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)
+            .map_err(crate::array::to_py)?;
+        Ok(SecondPass { inner })
+    }
+
+    #[pyo3(signature = (x, elem=None, n_threads=None))]
+    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<()> {
+        let v = view(x, elem)?;
+        let inner = &mut self.inner;
+        run(py, || threads::install(n_threads, || inner.update(&v)))
+    }
+
+    fn merge(&mut self, other: &SecondPass) -> PyResult<()> {
+        self.inner.merge(&other.inner).map_err(crate::array::to_py)
+    }
+
+    #[getter]
+    fn n(&self) -> u64 {
+        self.inner.count()
+    }
+
+    fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let s = &self.inner;
+        d.set_item("log_z_raw_pos", vec_to_py(py, s.raw.log_z_pos()))?;
+        d.set_item("log_z_raw_neg", vec_to_py(py, s.raw.log_z_neg()))?;
+        d.set_item("log_z_centered_pos", vec_to_py(py, s.centered.log_z_pos()))?;
+        d.set_item("log_z_centered_neg", vec_to_py(py, s.centered.log_z_neg()))?;
+        d.set_item("log_partition_isotropy", s.raw.log_isotropy())?;
+        d.set_item("log_partition_isotropy_centered", s.centered.log_isotropy())?;
+        d.set_item("avg_cosine_centered", s.unit_centered.average())?;
+        d.set_item("n_zero_norm_centered", s.unit_centered.n_zero)?;
+        Ok(d)
+    }
+}
+
+/// Eigendecomposition of a symmetric matrix (lower triangle read), descending.
+#[pyfunction]
+#[pyo3(signature = (a, n_threads=None))]
+fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    let m = mat_from_py(&a);
+    let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
+    Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
+}
+
+/// Spectral scores from descending non-negative eigenvalues.
+#[pyfunction]
+#[pyo3(signature = (values, eps=0.8))]
+fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> PyResult<Bound<'py, PyDict>> {
+    let v = values.as_array().to_vec();
+    let s = spectrum::spectral_scores(&v, eps).map_err(crate::array::to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("explained_variance_ratio", vec_to_py(py, s.explained_variance_ratio))?;
+    d.set_item("effective_dim", s.effective_dim)?;
+    d.set_item("participation_ratio", s.participation_ratio)?;
+    d.set_item("isoscore", s.isoscore)?;
+    d.set_item("stable_rank", s.stable_rank)?;
+    d.set_item("pc1_share", s.pc1_share)?;
+    d.set_item("effective_rank", s.effective_rank)?;
+    d.set_item("total_variance", s.total_variance)?;
+    Ok(d)
+}
+
+/// Per-group average cosine.
+#[pyfunction]
+#[pyo3(signature = (x, groups, elem=None, center=None, n_threads=None))]
+fn self_similarity<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    groups: PyReadonlyArray1<'py, i64>,
+    elem: Option<&str>,
+    center: Option<PyReadonlyArray1<'py, f64>>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let v = view(x, elem)?;
+    let g = groups.as_array().to_vec();
+    let c = center.map(|c| c.as_array().to_vec());
+    let r = run(py, || threads::install(n_threads, || cosine::self_similarity(&v, &g, c.as_deref())))?;
+    let d = PyDict::new(py);
+    d.set_item("mean", r.mean)?;
+    d.set_item("labels", PyArray1::from_vec(py, r.labels))?;
+    d.set_item("per_group", vec_to_py(py, r.per_group))?;
+    d.set_item("counts", PyArray1::from_vec(py, r.counts))?;
+    d.set_item("n_zero_norm", r.n_zero)?;
+    Ok(d)
+}
+
+/// All-but-the-top into a preallocated C-contiguous float32/float64 output.
+#[pyfunction]
+#[pyo3(signature = (x, mean, top, out, elem=None, n_threads=None))]
+fn all_but_the_top<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    mean: PyReadonlyArray1<'py, f64>,
+    top: PyReadonlyArray2<'py, f64>,
+    out: &Bound<'py, PyAny>,
+    elem: Option<&str>,
+    n_threads: Option<usize>,
+) -> PyResult<()> {
+    let v = view(x, elem)?;
+    let mean = mean.as_array().to_vec();
+    let top = mat_from_py(&top);
+    if let Ok(o) = out.cast::<PyArray2<f64>>() {
+        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
+    } else if let Ok(o) = out.cast::<PyArray2<f32>>() {
+        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
+    } else {
+        Err(PyTypeError::new_err("out must be a float32 or float64 2-D array"))
+    }
+}
+
+/// log Σ_i exp(⟨x_i, c⟩) for each column c of `contexts` (d × m).
+#[pyfunction]
+#[pyo3(signature = (x, contexts, elem=None, n_threads=None))]
+fn log_partition<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    contexts: PyReadonlyArray2<'py, f64>,
+    elem: Option<&str>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let v = view(x, elem)?;
+    let c = mat_from_py(&contexts);
+    let r = run(py, || partition::log_partition(&v, c.as_ref(), n_threads))?;
+    Ok(vec_to_py(py, r))
+}
+
+#[pyfunction]
+fn available_threads() -> usize {
+    threads::available()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Moments>()?;
+    m.add_class::<SecondPass>()?;
+    m.add_function(wrap_pyfunction!(sym_eigen, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(self_similarity, m)?)?;
+    m.add_function(wrap_pyfunction!(all_but_the_top, m)?)?;
+    m.add_function(wrap_pyfunction!(log_partition, m)?)?;
+    m.add_function(wrap_pyfunction!(available_threads, m)?)?;
+    Ok(())
+}
