@@ -1,0 +1,913 @@
+"""Per-layer capture of model embeddings for numeric series.
+
+``capture(model, series, ...)`` serializes each context window, runs the model
+in batches under ``torch.inference_mode`` and stores, for every requested layer
+and *site*, one row per kept token in a capture folder (:mod:`isofast.store`).
+
+Sites and layer numbering
+-------------------------
+* ``"residual"`` — the residual stream as returned with
+  ``output_hidden_states=True``: layer 0 is the embedding output, layer L
+  (1 ≤ L ≤ n_layers) the output of block L. Following Hugging Face, the last
+  entry (L = n_layers) is taken *after* the model's final norm (``norm`` in
+  Llama, ``ln_f`` in GPT-2, ``final_layer_norm`` in T5).
+* ``"attention"`` — the self-attention sub-layer output of block L (after its
+  output projection, before it is added to the residual stream), read with a
+  forward hook as in the reference study (Shelim et al. 2025). Layers 1..n.
+  Modules hooked per architecture:
+
+  =================  ==============================================  ===========
+  architecture       module (L = 1..n is index L−1)                  output
+  =================  ==============================================  ===========
+  Llama / SmolLM2,   ``model.layers.{i}.self_attn``                  ``out[0]``
+  Mistral, Qwen2…
+  GPT-2              ``transformer.h.{i}.attn``                      ``out[0]``
+  T5 / Chronos       ``encoder.block.{i}.layer.0.SelfAttention``     ``out[0]``
+  BERT / MiniLM      ``encoder.layer.{i}.attention.output.dense``    tensor
+  =================  ==============================================  ===========
+
+  (BERT's ``attention`` module already adds the residual and normalises, so
+  its output projection ``dense`` is the comparable point.)
+
+Encoder-decoder models (T5, Chronos) run their *encoder* only: the context is
+what the encoder reads; the reference study's decoder hooks kept only the last
+decoding step.
+
+Positions
+---------
+``"all"`` every real token; ``"digits"`` only tokens that carry a serialized
+value (role ``digit``; a token is a digit token when any of its characters is
+a digit, so GPT-2's " 6" counts); ``"last"`` the last real token of each window
+(the one whose output predicts what comes next); or a collection of role names
+(``{"digit", "sign"}``). Padded positions are never captured: batches are
+right-padded with an attention mask, and only mask-1 positions are gathered.
+
+Bad input (documented policies)
+-------------------------------
+* NaN: ``nan="interpolate"`` (default) fills gaps linearly with a warning;
+  ``nan="error"`` raises (see :mod:`isofast.serializers.base`).
+* Empty series, ±inf, unknown model: ``ValueError`` (unknown paths:
+  ``FileNotFoundError``).
+* Context longer than the model accepts (``max_position_embeddings``, GPT-2's
+  ``n_positions``; for Chronos also the serializer's ``context_length``):
+  ``truncate="left"`` (default) drops the *oldest* values — whole values, the
+  scaler re-fitted on what is kept, as a forecaster given a shorter context —
+  and warns once with the count; ``truncate="error"`` raises ``ValueError``.
+* Unwritable output folder or a full disk: ``OSError`` naming the file; the
+  manifest lists only complete shards, and ``resume=True`` continues after the
+  last complete one.
+
+Resuming
+--------
+The manifest holds a *resume key* (weights hash, serializer, positions, layers,
+sites, dtype, batch size, shard size, a fingerprint of the windows). With
+``resume=True`` a folder holding a capture with the same key continues after
+its last complete shard — batches are aligned to the same boundaries, so the
+shards are byte-identical to an uninterrupted run on the same machine; a
+different key raises ``ValueError``. ``resume=False`` discards the earlier
+capture's files (only files isofast wrote) and starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sys
+import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from isofast import models as _models
+from isofast import store as _store
+from isofast.serializers import (
+    ROLES,
+    ChronosSerializer,
+    LLMTimeSerializer,
+    PatchSerializer,
+    as_series,
+    get_serializer,
+)
+from isofast.serializers.base import DIGIT, OTHER, SEPARATOR, SIGN
+
+SITES = ("residual", "attention")
+
+# Attention sub-layer modules per architecture (see the module docstring).
+ATTENTION_MODULES: dict[str, str] = {
+    "llama": "model.layers.{i}.self_attn",
+    "gpt2": "transformer.h.{i}.attn",
+    "t5": "encoder.block.{i}.layer.0.SelfAttention",
+    "bert": "encoder.layer.{i}.attention.output.dense",
+}
+# Fallback patterns (module-name suffixes) for other architectures.
+_ATTENTION_SUFFIXES = (
+    "layers.{i}.self_attn",
+    "h.{i}.attn",
+    "encoder.block.{i}.layer.0.SelfAttention",
+    "encoder.layer.{i}.attention.output.dense",
+)
+
+
+# --------------------------------------------------------------------- result
+@dataclass
+class CaptureResult:
+    """What a :func:`capture` call did; ``open()`` reads the folder."""
+
+    path: str
+    model: str
+    weights_hash: str
+    n_windows: int
+    n_rows: int
+    dim: int
+    layers: dict[str, list[int]]
+    sites: list[str]
+    dtype: str
+    device: str
+    tokens_processed: int
+    seconds: float
+    tokens_per_s: float
+    resumed_from_window: int
+    complete: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def open(self) -> _store.Capture:
+        return _store.open_capture(self.path)
+
+    def layer(self, layer: int, site: str = "residual") -> _store.CaptureLayer:
+        return self.open().layer(layer, site)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- windows in
+@dataclass
+class _Window:
+    series_id: int
+    start: int
+    values: np.ndarray
+
+
+def _is_windows(obj) -> bool:
+    return all(hasattr(obj, a) for a in ("context", "series_id", "start"))
+
+
+def _series_list(series) -> tuple[list[np.ndarray], list[str] | None]:
+    """Normalise the accepted inputs to a list of 1-D float arrays."""
+    names = None
+    if isinstance(series, dict):
+        names = [str(k) for k in series]
+        items = list(series.values())
+    elif isinstance(series, np.ndarray) or _has_array_interface(series):
+        arr = np.asarray(series, dtype=np.float64)
+        if arr.ndim == 1:
+            items = [arr]
+        elif arr.ndim == 2:
+            items = list(arr)
+        else:
+            raise ValueError(f"series array must be 1-D or 2-D (series × time), got {arr.shape}")
+    elif isinstance(series, (list, tuple)):
+        if len(series) == 0:
+            raise ValueError("no series given (empty list)")
+        if all(np.ndim(s) == 0 for s in series):
+            items = [np.asarray(series, dtype=np.float64)]
+        else:
+            items = list(series)
+    else:
+        raise TypeError(
+            "series must be a 1-D/2-D array, a list of 1-D arrays, a dict name → array "
+            f"or an isofast.data.windows.Windows, got {type(series).__name__}"
+        )
+    if not items:
+        raise ValueError("no series given")
+    return items, names
+
+
+def _has_array_interface(x) -> bool:
+    return hasattr(x, "__array__") and not isinstance(x, (list, tuple, dict, str))
+
+
+def _windows(
+    series, *, context: int | None, window_mode: str, stride: int | None, n: int | None,
+    seed: int, nan: str,
+) -> tuple[list[_Window], list[str] | None]:
+    if _is_windows(series):
+        ctx = np.asarray(series.context, dtype=np.float64)
+        sid = np.asarray(series.series_id)
+        st = np.asarray(series.start)
+        out = []
+        for i in range(ctx.shape[0]):
+            v = as_series(ctx[i], nan=nan, name=f"window {i}")
+            out.append(_Window(int(sid[i]), int(st[i]), v))
+        return out, getattr(series, "names", None)
+    items, names = _series_list(series)
+    cleaned = [
+        as_series(s, nan=nan, name=f"series {names[i] if names else i}") for i, s in enumerate(items)
+    ]
+    if context is None:
+        return [_Window(i, 0, v) for i, v in enumerate(cleaned)], names
+    if context < 1:
+        raise ValueError(f"context must be positive, got {context}")
+    try:
+        from isofast.data.windows import make_windows
+    except ImportError:
+        make_windows = None
+    if make_windows is not None:
+        w = make_windows(cleaned, context, 0, mode=window_mode, stride=stride, n=n, seed=seed)
+        ctx = np.asarray(w.context, dtype=np.float64)
+        return (
+            [_Window(int(s), int(t), ctx[i]) for i, (s, t) in enumerate(zip(w.series_id, w.start))],
+            names,
+        )
+    # isofast.data.windows is not available: only the plain "last"/"first" cut.
+    if window_mode not in ("last", "first"):
+        raise ImportError(f"window mode {window_mode!r} needs isofast.data.windows")
+    out = []
+    for i, v in enumerate(cleaned):
+        if v.size < context:
+            raise ValueError(f"series {i} has {v.size} values, fewer than context={context}")
+        start = v.size - context if window_mode == "last" else 0
+        out.append(_Window(i, start, v[start : start + context]))
+    return out, names
+
+
+# ----------------------------------------------------------------- encoding
+@dataclass
+class _Item:
+    window_id: int
+    series_id: int
+    start: int
+    ids: np.ndarray | None  # token ids (text / chronos)
+    patches: np.ndarray | None  # (P, patch_len) (patch serializer)
+    roles: np.ndarray  # uint8 per token
+    texts: list[str]
+    n_values: int
+    n_values_input: int
+    scale: float
+    offset: float
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.roles.size)
+
+
+def _token_roles(offsets, char_roles: np.ndarray) -> np.ndarray:
+    roles = np.full(len(offsets), OTHER, dtype=np.uint8)
+    for j, (s, e) in enumerate(offsets):
+        if e <= s:
+            continue  # special token
+        r = char_roles[s:e]
+        if (r == DIGIT).any():
+            roles[j] = DIGIT
+        elif (r == SIGN).any():
+            roles[j] = SIGN
+        elif (r == SEPARATOR).any():
+            roles[j] = SEPARATOR
+    return roles
+
+
+class _Encoder:
+    """Window → model input with token roles, honouring the length limit."""
+
+    def __init__(self, ser, lm: _models.LoadedModel, *, truncate: str, need_roles: bool):
+        self.ser = ser
+        self.lm = lm
+        self.truncate = truncate
+        self.tok = lm.tokenizer
+        limit = lm.max_length
+        if isinstance(ser, ChronosSerializer) and ser.context_length:
+            cl = ser.context_length + (1 if ser.use_eos_token else 0)
+            limit = cl if limit is None else min(limit, cl)
+        self.limit = limit
+        self.n_truncated = 0
+        self.warned_slow = False
+        if isinstance(ser, LLMTimeSerializer):
+            if self.tok is None:
+                raise ValueError(
+                    f"model {lm.name!r} has no tokenizer, so it cannot read LLMTime text; "
+                    "use serializer='chronos' (token ids) or 'patch'"
+                )
+            if need_roles and not getattr(self.tok, "is_fast", False):
+                raise ValueError(
+                    "positions other than 'all'/'last' need a fast tokenizer (offset mapping)"
+                )
+        if isinstance(ser, ChronosSerializer):
+            vocab = getattr(lm.model.config, "vocab_size", None)
+            if vocab is not None and vocab < ser.n_tokens:
+                raise ValueError(
+                    f"model {lm.name!r} has a vocabulary of {vocab} ids, fewer than the "
+                    f"{ser.n_tokens} Chronos ids"
+                )
+
+    def _encode(self, values: np.ndarray):
+        ser = self.ser
+        if isinstance(ser, LLMTimeSerializer):
+            enc = ser.encode(values)
+            if getattr(self.tok, "is_fast", False):
+                b = self.tok(enc.text, return_offsets_mapping=True)
+                ids = list(b["input_ids"])
+                offs = b["offset_mapping"]
+                roles = _token_roles(offs, enc.char_roles)
+                toks = self.tok.convert_ids_to_tokens(ids)
+                texts = [enc.text[s:e] if e > s else t for (s, e), t in zip(offs, toks)]
+            else:
+                if not self.warned_slow:
+                    warnings.warn(
+                        "slow tokenizer without offsets: token roles are 'other'", UserWarning
+                    )
+                    self.warned_slow = True
+                ids = list(self.tok(enc.text)["input_ids"])
+                roles = np.full(len(ids), OTHER, np.uint8)
+                texts = [str(t) for t in self.tok.convert_ids_to_tokens(ids)]
+            return (np.asarray(ids, np.int64), None, roles, texts, enc.scaler.scale, enc.scaler.offset)
+        if isinstance(ser, ChronosSerializer):
+            enc = ser.encode(values)
+            texts = [f"<bin {i}>" if r == DIGIT else "</s>" for i, r in zip(enc.ids.tolist(), enc.roles)]
+            return (enc.ids, None, enc.roles, texts, enc.scale, 0.0)
+        enc = ser.encode(values)
+        texts = [f"<patch {k}>" for k in range(enc.patches.shape[0])]
+        return (None, enc.patches, enc.roles, texts, enc.std, enc.mean)
+
+    def __call__(self, w: _Window, window_id: int) -> _Item:
+        out = self._encode(w.values)
+        n_keep = w.values.size
+        if self.limit is not None and out[2].size > self.limit:
+            if self.truncate == "error":
+                raise ValueError(
+                    f"window {window_id} (series {w.series_id}) needs {out[2].size} tokens, more "
+                    f"than the model's maximum of {self.limit}; shorten the context or pass "
+                    "truncate='left'"
+                )
+            # Largest number of most-recent values that fits (binary search).
+            lo, hi = 1, w.values.size - 1
+            best = None
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                cand = self._encode(w.values[-mid:])
+                if cand[2].size <= self.limit:
+                    best, lo = (mid, cand), mid + 1
+                else:
+                    hi = mid - 1
+            if best is None:
+                raise ValueError(
+                    f"window {window_id}: even one value needs more than {self.limit} tokens"
+                )
+            n_keep, out = best
+            self.n_truncated += 1
+        ids, patches, roles, texts, scale, offset = out
+        return _Item(
+            window_id, w.series_id, w.start + (w.values.size - n_keep), ids, patches, roles,
+            texts, int(n_keep), int(w.values.size), float(scale), float(offset),
+        )
+
+
+def _select_positions(item: _Item, positions) -> np.ndarray:
+    n = item.n_tokens
+    if positions == "all":
+        return np.ones(n, bool)
+    if positions == "last":
+        m = np.zeros(n, bool)
+        m[-1] = True
+        return m
+    if positions == "digits":
+        return item.roles == DIGIT
+    codes = [ROLES.index(r) for r in positions]
+    return np.isin(item.roles, codes)
+
+
+def _check_positions(positions):
+    if isinstance(positions, str):
+        if positions not in ("all", "digits", "last"):
+            raise ValueError(
+                f"positions must be 'all', 'digits', 'last' or a collection of roles {ROLES}, "
+                f"got {positions!r}"
+            )
+        return positions
+    roles = sorted(set(positions))
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise ValueError(f"unknown token roles {bad}; roles are {ROLES}")
+    return roles
+
+
+# ------------------------------------------------------------------- layers
+def _resolve_layers(layers, n_layers: int, sites: Sequence[str]) -> dict[str, list[int]]:
+    if isinstance(layers, str):
+        if layers != "all":
+            raise ValueError(f"layers must be 'all', an int or a list of ints, got {layers!r}")
+        req = list(range(n_layers + 1))
+        explicit = False
+    else:
+        if isinstance(layers, (int, np.integer)):
+            layers = [int(layers)]
+        req = []
+        for L in layers:
+            L = int(L)
+            if L < 0:
+                L = n_layers + 1 + L
+            if not 0 <= L <= n_layers:
+                raise ValueError(
+                    f"layer {L} out of range: this model has layers 0..{n_layers} "
+                    "(0 = embeddings, L = output of block L)"
+                )
+            req.append(L)
+        req = sorted(set(req))
+        explicit = True
+    out: dict[str, list[int]] = {}
+    for site in sites:
+        if site == "residual":
+            out[site] = req
+        else:
+            ls = [L for L in req if L >= 1]
+            if explicit and 0 in req:
+                warnings.warn(
+                    "layer 0 (embeddings) has no attention sub-layer; "
+                    "it is captured for the residual site only",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            if not ls:
+                raise ValueError(f"no attention layer requested (attention layers are 1..{n_layers})")
+            out[site] = ls
+    return out
+
+
+def _attention_modules(lm: _models.LoadedModel, layers: list[int]) -> dict[int, Any]:
+    named = dict(lm.model.named_modules())
+    found: dict[int, Any] = {}
+    pattern = ATTENTION_MODULES.get(lm.architecture)
+    for L in layers:
+        i = L - 1
+        if pattern and pattern.format(i=i) in named:
+            found[L] = named[pattern.format(i=i)]
+            continue
+        for suf in _ATTENTION_SUFFIXES:
+            hits = [
+                m for name, m in named.items()
+                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i)))
+                and ".decoder." not in f".{name}"
+            ]
+            if len(hits) == 1:
+                found[L] = hits[0]
+                break
+        if L not in found:
+            raise ValueError(
+                f"cannot find the attention module of layer {L} in a {lm.architecture!r} model; "
+                f"known layouts: {ATTENTION_MODULES}"
+            )
+    return found
+
+
+def _body(lm: _models.LoadedModel):
+    """The module whose forward yields the hidden states (no LM head: faster)."""
+    m = lm.model
+    if lm.kind == "encoder-decoder":
+        return m.get_encoder()
+    base = getattr(m, "base_model", m)
+    return base if base is not None else m
+
+
+# ------------------------------------------------------------------ progress
+class _Progress:
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.last = 0.0
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if now - self.last >= 0.5 or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            print(
+                f"\rcapture: {self.done}/{self.total} tokens, {rate:,.0f} tok/s",
+                end="" if self.done < self.total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------- main
+def _fingerprint(items: list[_Item]) -> str:
+    h = hashlib.sha256()
+    for it in items:
+        h.update(np.asarray([it.series_id, it.start, it.n_values], np.int64).tobytes())
+        h.update(np.asarray([it.scale, it.offset], np.float64).tobytes())
+        if it.ids is not None:
+            h.update(it.ids.tobytes())
+        if it.patches is not None:
+            h.update(np.ascontiguousarray(it.patches).tobytes())
+        h.update(it.roles.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _patch_projection(ser: PatchSerializer, lm: _models.LoadedModel, seed: int, device, dtype):
+    """A seeded random Linear(patch_len → d_model): stands in for the trained
+    patch embedding of GPT4TS/Time-LLM (isofast has no trained one)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        proj = torch.nn.Linear(ser.patch_len, lm.hidden_size)
+    return proj.to(device=device, dtype=dtype).eval()
+
+
+def capture(
+    model,
+    series,
+    *,
+    serializer="llmtime",
+    layers="all",
+    positions="all",
+    out=None,
+    device=None,
+    dtype="float32",
+    batch_size: int = 8,
+    sites: Sequence[str] = ("residual", "attention"),
+    resume: bool = True,
+    context: int | None = None,
+    window_mode: str = "last",
+    stride: int | None = None,
+    n_windows: int | None = None,
+    seed: int = 0,
+    nan: str = "interpolate",
+    truncate: str = "left",
+    shard_bytes: int = 256 << 20,
+    patch_embed=None,
+    progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> CaptureResult:
+    """Capture per-layer embeddings of ``model`` reading ``series``.
+
+    Parameters
+    ----------
+    model : a :class:`~isofast.models.LoadedModel`, a bundled name
+        (``"smollm2"``, ``"minilm"``, ``"tiny-gpt2"``…) or a local folder path
+        (see :func:`isofast.models.load_model`). The model is moved to
+        ``device`` and cast to ``dtype`` *in place*.
+    series : a 1-D array (one series), a 2-D array (series × time), a list of
+        1-D arrays, a dict name → 1-D array, or an
+        ``isofast.data.windows.Windows`` (its ``.context`` rows are used).
+    serializer : ``"llmtime"`` (= ``"llmtime:llama"``), ``"llmtime:gpt"``,
+        ``"chronos"``, ``"patch"`` or a serializer object.
+    layers : ``"all"``, an int or a list of ints (negative counts from the
+        end; 0 = embeddings). See the module docstring for the numbering.
+    positions : ``"all"``, ``"digits"``, ``"last"`` or a collection of roles.
+    out : the capture folder (created). ``None`` → a new temporary folder.
+    device : None → cuda, then mps, then cpu.
+    dtype : ``"float32"``, ``"bfloat16"`` or ``"float16"`` (model and stored rows).
+    batch_size : windows per forward pass.
+    sites : any of ``("residual", "attention")``.
+    resume : continue an interrupted capture in ``out`` (module docstring).
+    context, window_mode, stride, n_windows, seed : when ``context`` is given,
+        each series is cut into context windows with
+        ``isofast.data.windows.make_windows`` (``mode=window_mode``).
+    nan : ``"interpolate"`` (warn) or ``"error"``.
+    truncate : ``"left"`` (drop oldest values, warn) or ``"error"``.
+    shard_bytes : rows are buffered until about this many bytes (over all
+        layers and sites) and then written as one shard.
+    patch_embed : for ``serializer="patch"``: a torch module mapping patches
+        (…, patch_len) to (…, d_model); default a seeded random Linear.
+    progress : show a progress bar with tokens/s (tqdm, else a stderr line).
+    on_batch : called as ``on_batch(batch_index, n_tokens)`` after each batch.
+
+    Returns
+    -------
+    CaptureResult
+    """
+    torch = _models._torch()
+    t_start = time.perf_counter()
+    caught: list[str] = []
+
+    # ---- arguments
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    sites = list(dict.fromkeys(sites))
+    bad = [s for s in sites if s not in SITES]
+    if bad or not sites:
+        raise ValueError(f"sites must be a non-empty subset of {SITES}, got {sites}")
+    positions = _check_positions(positions)
+    if truncate not in ("left", "error"):
+        raise ValueError(f"truncate must be 'left' or 'error', got {truncate!r}")
+    ser = get_serializer(serializer)
+    tdtype = _models.resolve_dtype(dtype)
+    dname = _models.dtype_name(tdtype)
+    lm = _models.load_model(model, device=device, dtype=None)
+    dev = _models.resolve_device(device)
+    lm.model.to(device=dev, dtype=tdtype)
+    lm.model.eval()
+    n_layers = lm.num_layers
+    layer_map = _resolve_layers(layers, n_layers, sites)
+
+    # ---- windows and encodings (cheap; all up front for the fingerprint and the total)
+    wins, names = _windows(
+        series, context=context, window_mode=window_mode, stride=stride, n=n_windows,
+        seed=seed, nan=nan,
+    )
+    if not wins:
+        raise ValueError("no context windows to capture (are the series shorter than the context?)")
+    enc = _Encoder(ser, lm, truncate=truncate, need_roles=positions not in ("all", "last"))
+    items = [enc(w, i) for i, w in enumerate(wins)]
+    if enc.n_truncated:
+        msg = (
+            f"{enc.n_truncated} of {len(items)} window(s) were longer than the model's maximum "
+            f"of {enc.limit} tokens; their oldest values were dropped (truncate='left')"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        caught.append(msg)
+
+    # ---- output folder and manifest
+    if out is None:
+        import tempfile
+
+        out = tempfile.mkdtemp(prefix="isofast-capture-")
+    root = Path(out).expanduser()
+    resume_key = {
+        "weights_hash": lm.weights_hash,
+        "serializer": ser.to_dict(),
+        "positions": positions,
+        "layers": layer_map,
+        "sites": sites,
+        "dtype": dname,
+        "batch_size": int(batch_size),
+        "shard_bytes": int(shard_bytes),
+        "windows": len(items),
+        "input_fingerprint": _fingerprint(items),
+        "patch_embed": None if not isinstance(ser, PatchSerializer)
+        else ("seeded-linear" if patch_embed is None else _models.hash_state_dict(patch_embed)),
+        "seed": int(seed),
+    }
+    previous = _store.read_manifest(root) if root.is_dir() else None
+    if previous is not None and resume:
+        if previous.get("resume_key") != resume_key:
+            diff = sorted(
+                k for k in set(resume_key) | set(previous.get("resume_key", {}))
+                if previous.get("resume_key", {}).get(k) != resume_key.get(k)
+            )
+            raise ValueError(
+                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
+                "use another folder or pass resume=False to overwrite it"
+            )
+        manifest = previous
+    else:
+        if previous is not None:
+            _discard(root, previous)
+        manifest = {
+            "format": _store.FORMAT,
+            "format_version": _store.FORMAT_VERSION,
+            "isofast_version": _isofast_version(),
+            "complete": False,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "model": lm.to_dict(),
+            "weights_hash": lm.weights_hash,
+            "serializer": ser.to_dict(),
+            "dtype": dname,
+            "storage_dtype": str(_store.storage_dtype(dname)),
+            "sites": sites,
+            "layers": layer_map,
+            "positions": positions,
+            "dim": lm.hidden_size,
+            "n_windows": len(items),
+            "windows_done": 0,
+            "rows": 0,
+            "shapes": {},
+            "shards": [],
+            "series_names": names,
+            "token_table_format": "parquet" if _store.have_pyarrow() else "csv",
+            "roles": list(ROLES),
+            "layer_numbering": "residual: 0 = embeddings, L = output of block L (last after final norm); "
+            "attention: L = self-attention output of block L",
+            "attention_modules": ATTENTION_MODULES.get(lm.architecture),
+            "nan_policy": nan,
+            "truncate": truncate,
+            "truncated_windows": enc.n_truncated,
+            "max_length": enc.limit,
+            "device": str(dev),
+            "resume_key": resume_key,
+        }
+    writer = _store.CaptureWriter.prepare(root, manifest)
+    writer.remove_stale()
+    start_window = int(manifest["windows_done"])
+    if manifest.get("complete"):
+        return _result(manifest, root, lm, dev, 0, 0.0, start_window, caught)
+
+    # ---- model plumbing
+    body = _body(lm)
+    att_layers = layer_map.get("attention", [])
+    res_layers = layer_map.get("residual", [])
+    grabbed: dict[int, Any] = {}
+    hooks = []
+    if att_layers:
+        for L, mod in _attention_modules(lm, att_layers).items():
+            def hook(_m, _inp, output, L=L):
+                grabbed[L] = output[0] if isinstance(output, (tuple, list)) else output
+
+            hooks.append(mod.register_forward_hook(hook))
+    proj = None
+    if isinstance(ser, PatchSerializer):
+        proj = patch_embed if patch_embed is not None else _patch_projection(ser, lm, seed, dev, tdtype)
+        proj = proj.to(device=dev, dtype=tdtype)
+    pad_id = 0
+    if lm.tokenizer is not None:
+        pad_id = lm.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = lm.tokenizer.eos_token_id or 0
+    if isinstance(ser, ChronosSerializer):
+        pad_id = ser.pad_token_id
+    sdtype = _store.storage_dtype(dname)
+
+    def to_np(t):
+        t = t.detach().to("cpu")
+        if dname == "bfloat16":
+            return t.view(torch.int16).numpy().view(np.uint16)
+        return t.numpy()
+
+    # ---- the loop
+    remaining = items[start_window:]
+    total_tokens = int(sum(it.n_tokens for it in remaining))
+    bar = _Progress(total_tokens, progress, f"capture {lm.name}")
+    buf: dict[tuple[str, int], list[np.ndarray]] = {
+        (s, L): [] for s in sites for L in layer_map[s]
+    }
+    tok_buf: dict[str, list] = {c: [] for c in _store.TOKEN_COLUMNS}
+    win_buf: dict[str, list] = {c: [] for c in _store.WINDOW_COLUMNS}
+    buf_bytes = 0
+    buf_first_window = start_window
+    row_next = int(manifest["rows"])
+    shard_k = len(manifest["shards"])
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isofast-capture-writer")
+    pending: Future | None = None
+    processed = 0
+    t_loop = time.perf_counter()
+
+    def flush(end_window: int) -> None:
+        nonlocal pending, buf, tok_buf, win_buf, buf_bytes, buf_first_window, shard_k
+        arrays = {
+            key: (np.concatenate(v) if v else np.empty((0, lm.hidden_size), sdtype))
+            for key, v in buf.items()
+        }
+        tokens = {
+            c: (list(itertools.chain.from_iterable(v)) if c in ("token_text", "role") else np.concatenate(v))
+            for c, v in tok_buf.items()
+        }
+        windows = {c: np.asarray(v) for c, v in win_buf.items()}
+        if pending is not None:
+            pending.result()  # one write in flight at most; re-raises its error
+        pending = executor.submit(
+            writer.write_shard, shard_k, arrays, tokens, windows,
+            window_range=(buf_first_window, end_window),
+        )
+        shard_k += 1
+        buf = {key: [] for key in buf}
+        tok_buf = {c: [] for c in tok_buf}
+        win_buf = {c: [] for c in win_buf}
+        buf_bytes = 0
+        buf_first_window = end_window
+
+    try:
+        with torch.inference_mode():
+            for b0 in range(0, len(remaining), batch_size):
+                batch = remaining[b0 : b0 + batch_size]
+                B = len(batch)
+                T = max(it.n_tokens for it in batch)
+                mask_np = np.zeros((B, T), np.int64)
+                sel_np = np.zeros((B, T), bool)
+                for j, it in enumerate(batch):
+                    mask_np[j, : it.n_tokens] = 1
+                    sel_np[j, : it.n_tokens] = _select_positions(it, positions)
+                mask = torch.from_numpy(mask_np).to(dev)
+                kwargs: dict[str, Any] = {"attention_mask": mask, "output_hidden_states": True}
+                if proj is not None:
+                    P = np.zeros((B, T, ser.patch_len), np.float32)
+                    for j, it in enumerate(batch):
+                        P[j, : it.n_tokens] = it.patches
+                    kwargs["inputs_embeds"] = proj(torch.from_numpy(P).to(device=dev, dtype=tdtype))
+                else:
+                    ids_np = np.full((B, T), pad_id, np.int64)
+                    for j, it in enumerate(batch):
+                        ids_np[j, : it.n_tokens] = it.ids
+                    kwargs["input_ids"] = torch.from_numpy(ids_np).to(dev)
+                grabbed.clear()
+                outputs = body(**kwargs)
+                hs = outputs.hidden_states
+                sel = torch.from_numpy(sel_np).to(dev)
+                for L in res_layers:
+                    a = to_np(hs[L][sel])
+                    buf[("residual", L)].append(a)
+                    buf_bytes += a.nbytes
+                for L in att_layers:
+                    a = to_np(grabbed[L][sel])
+                    buf[("attention", L)].append(a)
+                    buf_bytes += a.nbytes
+                # token and window records, in the same (window, position) order as sel
+                for j, it in enumerate(batch):
+                    pos = np.flatnonzero(sel_np[j, : it.n_tokens])
+                    n = pos.size
+                    tok_buf["row"].append(np.arange(row_next, row_next + n, dtype=np.int64))
+                    row_next += n
+                    tok_buf["series_id"].append(np.full(n, it.series_id, np.int64))
+                    tok_buf["window_id"].append(np.full(n, it.window_id, np.int64))
+                    tok_buf["position"].append(pos.astype(np.int64))
+                    ids = it.ids[pos] if it.ids is not None else np.full(n, -1, np.int64)
+                    tok_buf["token_id"].append(ids.astype(np.int64))
+                    tok_buf["token_text"].append([it.texts[p] for p in pos])
+                    tok_buf["role"].append([ROLES[r] for r in it.roles[pos]])
+                    for c, v in zip(
+                        _store.WINDOW_COLUMNS,
+                        (it.window_id, it.series_id, it.start, it.n_values, it.n_values_input,
+                         it.n_tokens, it.scale, it.offset),
+                    ):
+                        win_buf[c].append(v)
+                n_tok = int(mask_np.sum())
+                processed += n_tok
+                bar.update(n_tok)
+                batch_index = (start_window + b0) // batch_size
+                end_window = start_window + b0 + B
+                if buf_bytes >= shard_bytes or end_window == len(items):
+                    flush(end_window)
+                if on_batch is not None:
+                    on_batch(batch_index, n_tok)
+        if pending is not None:
+            pending.result()
+            pending = None
+    finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
+        if pending is not None:
+            # let the in-flight shard finish (or fail) before leaving
+            try:
+                pending.result()
+            except BaseException:
+                pass
+        executor.shutdown(wait=True)
+    seconds = time.perf_counter() - t_loop
+    manifest["complete"] = True
+    manifest["seconds"] = round(time.perf_counter() - t_start, 3)
+    writer.write_manifest()
+    return _result(manifest, root, lm, dev, processed, seconds, start_window, caught)
+
+
+def _discard(root: Path, manifest: dict) -> None:
+    """Remove an earlier capture's files (only those isofast writes)."""
+    import shutil
+
+    for site in manifest.get("sites", []):
+        shutil.rmtree(root / site, ignore_errors=True)
+    for sub in ("tokens", "windows"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    (root / _store.MANIFEST).unlink(missing_ok=True)
+
+
+def _isofast_version() -> str:
+    try:
+        from isofast import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:
+    return CaptureResult(
+        path=str(root),
+        model=lm.name,
+        weights_hash=lm.weights_hash,
+        n_windows=int(manifest["n_windows"]),
+        n_rows=int(manifest["rows"]),
+        dim=int(manifest["dim"]),
+        layers={k: list(v) for k, v in manifest["layers"].items()},
+        sites=list(manifest["sites"]),
+        dtype=manifest["dtype"],
+        device=str(dev),
+        tokens_processed=int(processed),
+        seconds=round(float(seconds), 4),
+        tokens_per_s=float(processed / seconds) if seconds > 0 else 0.0,
+        resumed_from_window=int(start_window),
+        complete=bool(manifest.get("complete")),
+        warnings=caught,
+    )

@@ -1,0 +1,472 @@
+"""Capture folders: per-layer, per-site ``.npy`` shards, a manifest, a token table.
+
+Layout of a capture folder ``DIR``::
+
+    DIR/manifest.json                      what was captured, and which shards are complete
+    DIR/<site>/L<layer:03d>/<k:05d>.npy    rows of shard k for one (site, layer), shape (n_k, d)
+    DIR/tokens/<k:05d>.parquet|.csv        one row per captured token of shard k
+    DIR/windows/<k:05d>.parquet|.csv       one row per window of shard k (scaler, lengths)
+
+Row r of every (site, layer) array is the same token: row r of the token table.
+Columns of the token table: ``row``, ``series_id``, ``window_id``,
+``position`` (token index in the unpadded sequence), ``token_id``,
+``token_text``, ``role`` (``digit``/``sign``/``separator``/``other``, see
+:mod:`isofast.serializers.base`). Parquet when pyarrow is installed, else CSV.
+
+Storage dtypes: float32 and float16 are stored as such; bfloat16 is stored as
+its uint16 bit patterns (numpy has no bfloat16), and the manifest says
+``"dtype": "bfloat16", "storage_dtype": "uint16"``; :class:`CaptureLayer`
+reports ``isofast_dtype == "bfloat16"`` so :func:`isofast.analyze` reads them
+right.
+
+Crash safety: every file is written to a temporary name in the same folder,
+flushed, fsync'ed and renamed with ``os.replace``; the manifest (written the
+same way) lists shard k only after all of shard k's files are in place. A
+shard file not listed in the manifest is never read and is overwritten when
+the capture resumes. Write errors (full disk, permissions) surface as
+``OSError`` naming the file; the manifest then still describes only complete
+shards.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+FORMAT = "isofast-capture"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKEN_COLUMNS = ("row", "series_id", "window_id", "position", "token_id", "token_text", "role")
+WINDOW_COLUMNS = (
+    "window_id", "series_id", "start", "n_values", "n_values_input", "n_tokens",
+    "scale", "offset",
+)
+_STORAGE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
+
+
+def storage_dtype(isofast_dtype: str) -> np.dtype:
+    try:
+        return np.dtype(_STORAGE[isofast_dtype])
+    except KeyError:
+        raise ValueError(f"unsupported capture dtype {isofast_dtype!r}") from None
+
+
+def have_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def shard_path(root: Path, site: str, layer: int, k: int) -> Path:
+    return root / site / f"L{layer:03d}" / f"{k:05d}.npy"
+
+
+# ------------------------------------------------------------ atomic writes
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file, fsync it, rename it to ``path``.
+
+    On any error the temporary file is removed and an ``OSError`` naming
+    ``path`` is raised, so ``path`` either holds the complete new content or
+    is untouched.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno, f"cannot write capture file {path}: {exc.strerror or exc}", str(path)
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise type(exc)(
+                exc.errno if exc.errno is not None else errno.EIO,
+                f"cannot write capture file {path}: {exc.strerror or exc}; "
+                "the manifest still lists only complete shards",
+                str(path),
+            ) from exc
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_npy(path: Path, arr: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.lib.format.write_array(f, np.ascontiguousarray(arr)))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    data = json.dumps(obj, indent=1, sort_keys=False).encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def _column_list(v) -> list:
+    return v.tolist() if isinstance(v, np.ndarray) else list(v)
+
+
+def write_table(path: Path, columns: dict[str, Any]) -> None:
+    """Parquet (pyarrow) when ``path`` ends in .parquet, else CSV (utf-8)."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {
+                k: (pa.array(v) if isinstance(v, np.ndarray) and v.dtype != object else pa.array(_column_list(v)))
+                for k, v in columns.items()
+            }
+        )
+        atomic_write(path, lambda f: pq.write_table(table, f))
+        return
+
+    def _csv(f):
+        import io
+
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        w = csv.writer(text)
+        names = list(columns)
+        w.writerow(names)
+        w.writerows(zip(*(_column_list(columns[n]) for n in names)))
+        text.flush()
+        text.detach()
+
+    atomic_write(path, _csv)
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        return {name: t.column(name).to_numpy(zero_copy_only=False) for name in t.column_names}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        col = [r[j] for r in body]
+        if name in ("token_text", "role"):
+            out[name] = np.asarray(col, dtype=object)
+        elif name in ("scale", "offset"):
+            out[name] = np.asarray(col, dtype=np.float64)
+        else:
+            out[name] = np.asarray(col, dtype=np.int64)
+    return out
+
+
+# ---------------------------------------------------------------- reading
+@dataclass
+class CaptureLayer:
+    """One (layer, site) of a capture: a re-iterable of 2-D chunks.
+
+    ``iter_chunks()`` (and ``iter(layer)``) yields each complete shard as a
+    memory-mapped array of shape (n_k, d) in the storage dtype (uint16 bit
+    patterns for bfloat16, see ``isofast_dtype``); ``to_numpy()`` concatenates
+    them (small captures).
+    """
+
+    root: Path
+    site: str
+    layer: int
+    files: list[Path]
+    rows: list[int]
+    dim: int
+    isofast_dtype: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(sum(self.rows)), self.dim)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype of the chunks (uint16 for bfloat16)."""
+        return storage_dtype(self.isofast_dtype)
+
+    def iter_chunks(self, *, mmap: bool = True) -> Iterator[np.ndarray]:
+        for path, n in zip(self.files, self.rows):
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            if arr.shape != (n, self.dim) or arr.dtype != self.dtype:
+                raise OSError(
+                    errno.EIO,
+                    f"capture shard {path} has shape {arr.shape} {arr.dtype}, "
+                    f"manifest says ({n}, {self.dim}) {self.dtype}",
+                    str(path),
+                )
+            yield arr
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.iter_chunks()
+
+    def to_numpy(self, *, float32: bool = False) -> np.ndarray:
+        """All rows in one array; ``float32=True`` decodes float16/bfloat16."""
+        chunks = [np.asarray(c) for c in self.iter_chunks(mmap=False)]
+        arr = np.concatenate(chunks) if chunks else np.empty((0, self.dim), self.dtype)
+        if float32:
+            arr = to_float32(arr, self.isofast_dtype)
+        return arr
+
+    def __repr__(self) -> str:
+        return (
+            f"CaptureLayer(site={self.site!r}, layer={self.layer}, shape={self.shape}, "
+            f"isofast_dtype={self.isofast_dtype!r}, shards={len(self.files)})"
+        )
+
+
+def to_float32(arr: np.ndarray, isofast_dtype: str) -> np.ndarray:
+    """Decode stored rows to float32 (bfloat16: shift the 16 bits up)."""
+    if isofast_dtype == "bfloat16":
+        return (np.asarray(arr, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(arr, dtype=np.float32)
+
+
+class Capture:
+    """A capture folder opened for reading (:func:`open_capture`)."""
+
+    def __init__(self, root, manifest: dict):
+        self.root = Path(root)
+        self.manifest = manifest
+
+    # -- description
+    @property
+    def sites(self) -> list[str]:
+        return list(self.manifest["sites"])
+
+    @property
+    def layers(self) -> list[int]:
+        """Every captured layer index (union over sites)."""
+        return sorted({int(l) for site in self.sites for l in self.manifest["layers"][site]})
+
+    def layers_of(self, site: str) -> list[int]:
+        return [int(l) for l in self.manifest["layers"][site]]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def n_rows(self) -> int:
+        return int(sum(s["rows"] for s in self.manifest["shards"]))
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def isofast_dtype(self) -> str:
+        return self.manifest["dtype"]
+
+    # -- arrays
+    def layer(self, layer: int, site: str = "residual") -> CaptureLayer:
+        if site not in self.manifest["layers"]:
+            raise KeyError(f"site {site!r} was not captured; captured sites: {self.sites}")
+        layers = self.layers_of(site)
+        L = int(layer)
+        if L < 0:  # -1 = the last captured layer of this site's model
+            L = self.manifest["model"]["num_layers"] + 1 + L
+        if L not in layers:
+            raise KeyError(f"layer {layer} of site {site!r} was not captured; captured: {layers}")
+        shards = self.manifest["shards"]
+        return CaptureLayer(
+            root=self.root,
+            site=site,
+            layer=L,
+            files=[shard_path(self.root, site, L, s["index"]) for s in shards],
+            rows=[int(s["rows"]) for s in shards],
+            dim=self.dim,
+            isofast_dtype=self.isofast_dtype,
+        )
+
+    def __getitem__(self, key) -> CaptureLayer:
+        if isinstance(key, tuple):
+            return self.layer(*key)
+        return self.layer(key)
+
+    # -- tables
+    def _table(self, kind: str):
+        key = "tokens" if kind == "tokens" else "windows_table"
+        parts = [read_table(self.root / s[key]) for s in self.manifest["shards"]]
+        cols = TOKEN_COLUMNS if kind == "tokens" else WINDOW_COLUMNS
+        if parts:
+            data = {c: np.concatenate([p[c] for p in parts]) for c in cols}
+        else:
+            data = {c: np.empty(0) for c in cols}
+        try:
+            import pandas as pd
+        except ImportError:
+            return data
+        return pd.DataFrame(data)
+
+    def tokens(self):
+        """The token table (pandas DataFrame when pandas is installed, else a
+        dict of numpy columns); row r describes row r of every layer array."""
+        return self._table("tokens")
+
+    def windows(self):
+        """One row per captured window: series, start, lengths, scaler."""
+        return self._table("windows")
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"Capture({str(self.root)!r}, model={m['model']['name']!r}, rows={self.n_rows}, "
+            f"dim={m['dim']}, sites={self.sites}, layers={self.layers}, dtype={m['dtype']!r}, "
+            f"complete={self.complete})"
+        )
+
+
+def read_manifest(root) -> dict | None:
+    p = Path(root) / MANIFEST
+    if not p.is_file():
+        return None
+    with open(p, encoding="utf-8") as f:
+        m = json.load(f)
+    if m.get("format") != FORMAT:
+        raise ValueError(f"{p} is not an isofast capture manifest")
+    if int(m.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(
+            f"{p} has format version {m['format_version']}; this isofast reads up to {FORMAT_VERSION}"
+        )
+    return m
+
+
+def open_capture(root) -> Capture:
+    """Open a capture folder written by :func:`isofast.capture`.
+
+    An interrupted capture opens too: it exposes the complete shards only
+    (``.complete`` is False).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no capture folder at {root}")
+    m = read_manifest(root)
+    if m is None:
+        raise FileNotFoundError(f"{root} holds no {MANIFEST}: not an isofast capture folder")
+    return Capture(root, m)
+
+
+# ---------------------------------------------------------------- writing
+class CaptureWriter:
+    """Appends shards to a capture folder; the manifest is the commit record."""
+
+    def __init__(self, root: Path, manifest: dict):
+        self.root = Path(root)
+        self.manifest = manifest
+        self.table_ext = manifest["token_table_format"]
+
+    @classmethod
+    def prepare(cls, root, manifest: dict) -> "CaptureWriter":
+        """Create the folder and check it is writable (clear ``OSError`` if not)."""
+        root = Path(root).expanduser()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise type(exc)(
+                exc.errno, f"cannot create capture folder {root}: {exc.strerror or exc}", str(root)
+            ) from exc
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"capture folder {root} is not writable", str(root))
+        w = cls(root, manifest)
+        w.write_manifest()
+        return w
+
+    def write_manifest(self) -> None:
+        write_json(self.root / MANIFEST, self.manifest)
+
+    def remove_stale(self) -> None:
+        """Delete temporary files and shards the manifest does not list (a
+        previous run's interrupted shard), so nothing unlisted lingers."""
+        listed = {s["index"] for s in self.manifest["shards"]}
+        dirs = [self.root / "tokens", self.root / "windows"]
+        for site in self.manifest["sites"]:
+            dirs += sorted((self.root / site).glob("L*")) if (self.root / site).is_dir() else []
+        for d in dirs:
+            if not d.is_dir():
+                continue
+            for p in d.iterdir():
+                stem = p.name.split(".")[0]
+                if p.name.startswith(".") and p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+                elif stem.isdigit() and int(stem) not in listed:
+                    p.unlink(missing_ok=True)
+
+    def write_shard(
+        self,
+        k: int,
+        arrays: dict[tuple[str, int], np.ndarray],
+        tokens: dict[str, Any],
+        windows: dict[str, Any],
+        *,
+        window_range: tuple[int, int],
+    ) -> None:
+        rows = {a.shape[0] for a in arrays.values()}
+        if len(rows) != 1:
+            raise RuntimeError(f"shard {k}: layers disagree on the row count {sorted(rows)}")
+        n = rows.pop()
+        if len(tokens["row"]) != n:
+            raise RuntimeError(f"shard {k}: {n} rows but {len(tokens['row'])} token records")
+        for (site, layer), arr in arrays.items():
+            write_npy(shard_path(self.root, site, layer, k), arr)
+        tok_rel = f"tokens/{k:05d}.{self.table_ext}"
+        win_rel = f"windows/{k:05d}.{self.table_ext}"
+        write_table(self.root / tok_rel, tokens)
+        write_table(self.root / win_rel, windows)
+        # Only now does the manifest claim shard k.
+        self.manifest["shards"].append(
+            {
+                "index": k,
+                "rows": int(n),
+                "windows": [int(window_range[0]), int(window_range[1])],
+                "tokens": tok_rel,
+                "windows_table": win_rel,
+            }
+        )
+        self.manifest["windows_done"] = int(window_range[1])
+        self._totals()
+        try:
+            self.write_manifest()
+        except BaseException:
+            # keep the in-memory record consistent with the file on disk
+            self.manifest["shards"].pop()
+            self.manifest["windows_done"] = int(window_range[0])
+            self._totals()
+            raise
+
+    def _totals(self) -> None:
+        total = int(sum(s["rows"] for s in self.manifest["shards"]))
+        self.manifest["rows"] = total
+        self.manifest["shapes"] = {
+            site: {str(l): [total, int(self.manifest["dim"])] for l in self.manifest["layers"][site]}
+            for site in self.manifest["sites"]
+        }

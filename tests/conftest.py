@@ -1,0 +1,33 @@
+"""Shared pytest fixtures; each area keeps its own clearly marked section."""
+
+# --- models (capture) ---
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """Tiny random models by architecture, built once per session (seed 0)."""
+    pytest.importorskip("torch")
+    from isofast.models import tiny_model
+
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            cache[arch] = tiny_model(arch, seed=0)
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture
+def short_series():
+    """Three series of unequal length (unequal token counts in a batch)."""
+    t = np.arange(40, dtype=float)
+    return [
+        10 + 3 * np.sin(t[:23] / 3),
+        -2.5 + 0.1 * t[:40] + np.cos(t[:40]),
+        np.array([0.0, 0.5, -1.25, 3.0, 2.0, 1.0, 0.0]),
+    ]
+# --- end models (capture) ---
