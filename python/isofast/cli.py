@@ -17,6 +17,7 @@ from typing import Sequence
 # missing still registers its parser; it raises a clear error when run.
 _SUBCOMMANDS: list[str] = [
     "isofast.analyze_cli",
+    "isofast.data.cli",
 ]
 
 

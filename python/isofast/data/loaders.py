@@ -215,6 +215,7 @@ def load(name: str, *, nan: str = "keep", column: str | None = None) -> Series:
         "origin": e.origin,
         "description": e.description,
         "column": column or e.column,
+        "unit": e.unit if column is None or column == e.column else "",
         "nan_policy": nan,
         "n_missing_raw": n_missing_raw,
         **extra,

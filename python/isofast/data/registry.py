@@ -39,6 +39,7 @@ class DatasetInfo:
     column: str | None = None  # default column of a multivariate source
     columns: tuple[str, ...] = field(default_factory=tuple)  # selectable columns
     origin: str = ""  # upstream provenance
+    unit: str = ""  # unit of the default column
 
     @property
     def extra(self) -> str:
@@ -60,18 +61,18 @@ _ENTRIES = [
     DatasetInfo(
         "co2", "nature", "W-SAT", 2284, "statsmodels", _SM,
         "Mauna Loa weekly atmospheric CO2 (ppmv), 1958-03-29 .. 2001-12-29",
-        n_missing=59, origin="Keeling & Whorf, Scripps (CDIAC)",
+        n_missing=59, origin="Keeling & Whorf, Scripps (CDIAC)", unit="ppmv",
     ),
     DatasetInfo(
         "sunspots", "nature", "YS", 309, "statsmodels", _SM,
         "Yearly sunspot activity, 1700 .. 2008",
-        column="SUNACTIVITY", origin="NOAA NGDC",
+        column="SUNACTIVITY", origin="NOAA NGDC", unit="sunspot number",
     ),
     DatasetInfo(
         "elnino", "nature", "MS", 732, "statsmodels", _SM,
         "Nino 1+2 monthly sea-surface temperature (deg C), Jan 1950 .. Dec 2010, "
         "the 61x12 year-by-month table flattened row-major",
-        origin="NOAA CPC, ERSST.V3B",
+        origin="NOAA CPC, ERSST.V3B", unit="deg C",
     ),
     DatasetInfo(
         "macrodata", "economics", "QS", 203, "statsmodels", _SM,
@@ -79,84 +80,84 @@ _ENTRIES = [
         column="realgdp",
         columns=("realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1",
                  "tbilrate", "unemp", "pop", "infl", "realint"),
-        origin="FRED (St. Louis Fed) and BLS, compiled by S. Seabold",
+        origin="FRED (St. Louis Fed) and BLS, compiled by S. Seabold", unit="bn chained 2005 USD",
     ),
     DatasetInfo(
         "nile", "nature", "YS", 100, "statsmodels", _SM,
         "Annual Nile flow at Aswan (1e8 m^3), 1871 .. 1970",
-        column="volume", origin="Cobb (1978)",
+        column="volume", origin="Cobb (1978)", unit="1e8 m^3",
     ),
     # ---------------------------------------------------------------- pmdarima
     DatasetInfo(
         "airpassengers", "transport", "MS", 144, "pmdarima", _PMD,
         "Monthly international airline passengers (thousands), 1949 .. 1960",
-        origin="Box & Jenkins; R datasets::AirPassengers (GPL-2|3)",
+        origin="Box & Jenkins; R datasets::AirPassengers (GPL-2|3)", unit="thousands",
     ),
     DatasetInfo(
         "taylor", "energy", "30min", 4032, "pmdarima", _PMD,
         "Half-hourly electricity demand in England and Wales (MW), "
         "Mon 2000-06-05 .. Sun 2000-08-27",
-        origin="Taylor (2003); R forecast::taylor (GPL-3)",
+        origin="Taylor (2003); R forecast::taylor (GPL-3)", unit="MW",
     ),
     DatasetInfo(
         "wineind", "retail", "MS", 176, "pmdarima", _PMD,
         "Australian wine sales (bottles <= 1 l), Jan 1980 .. Aug 1994",
-        origin="R forecast::wineind (GPL-3)",
+        origin="R forecast::wineind (GPL-3)", unit="bottles",
     ),
     DatasetInfo(
         "ausbeer", "production", "QS", 212, "pmdarima", _PMD,
         "Quarterly Australian beer production (megalitres), 1956Q1 .. 2008Q3 "
         "(211 observations) plus a trailing NaN slot for 2008Q4 as shipped",
-        n_missing=1, origin="R fpp::ausbeer (GPL-3)",
+        n_missing=1, origin="R fpp::ausbeer (GPL-3)", unit="megalitres",
     ),
     DatasetInfo(
         "sunspots_monthly", "nature", "MS", 2820, "pmdarima", _PMD,
         "Monthly mean relative sunspot numbers, Jan 1749 .. Dec 1983",
-        origin="R datasets::sunspots (GPL-2|3)",
+        origin="R datasets::sunspots (GPL-2|3)", unit="sunspot number",
     ),
     DatasetInfo(
         "woolyrnq", "production", "QS", 119, "pmdarima", _PMD,
         "Quarterly production of woollen yarn in Australia (tonnes), 1965Q1 .. 1994Q3",
-        origin="R forecast::woolyrnq (GPL-3)",
+        origin="R forecast::woolyrnq (GPL-3)", unit="tonnes",
     ),
     DatasetInfo(
         "heartrate", "health", "500ms", 150, "pmdarima", _PMD,
         "Heart rate (beats/min) of one subject, 150 samples 0.5 s apart (no calendar)",
-        origin="MIT time-series database (ecg.mit.edu), Goldberger & Rigney",
+        origin="MIT time-series database (ecg.mit.edu), Goldberger & Rigney", unit="beats/min",
     ),
     DatasetInfo(
         "lynx", "nature", "YS", 114, "pmdarima", _PMD,
         "Annual Canadian lynx trappings, 1821 .. 1934",
-        origin="Brockwell & Davis (1991); R datasets::lynx (GPL-2|3)",
+        origin="Brockwell & Davis (1991); R datasets::lynx (GPL-2|3)", unit="trappings",
     ),
     DatasetInfo(
         "austres", "economics", "QS", 89, "pmdarima", _PMD,
         "Australian residents (thousands), quarterly 1971Q1 .. 1993Q1",
-        origin="R datasets::austres (GPL-2|3)",
+        origin="R datasets::austres (GPL-2|3)", unit="thousands",
     ),
     DatasetInfo(
         "msft", "finance", "B", 7983, "pmdarima", _PMD,
         "Microsoft daily close price (USD), 1986-03-13 .. 2017-11-10, trading days",
         column="Close", columns=("Open", "High", "Low", "Close", "Volume"),
-        origin="Kaggle 'Price Volume Data for All US Stocks & ETFs' (B. Marjanovic)",
+        origin="Kaggle 'Price Volume Data for All US Stocks & ETFs' (B. Marjanovic)", unit="USD",
     ),
     # ------------------------------------------------------------ vega_datasets
     DatasetInfo(
         "seattle_temps", "nature", "h", 8759, "vega_datasets", _VEGA,
         "Hourly temperature in Seattle (deg F), 2010-01-01 00:00 .. 2010-12-31 23:00 "
         "(one 2-hour step: the DST change)",
-        column="temp", origin="NOAA",
+        column="temp", origin="NOAA", unit="deg F",
     ),
     DatasetInfo(
         "sf_temps", "nature", "h", 8759, "vega_datasets", _VEGA,
         "Hourly temperature in San Francisco (deg F), 2010",
-        column="temp", origin="NOAA",
+        column="temp", origin="NOAA", unit="deg F",
     ),
     DatasetInfo(
         "seattle_weather", "nature", "D", 1461, "vega_datasets", _VEGA,
         "Daily Seattle weather 2012 .. 2015 (default column temp_max, deg C)",
         column="temp_max", columns=("precipitation", "temp_max", "temp_min", "wind"),
-        origin="NOAA",
+        origin="NOAA", unit="deg C",
     ),
 ]
 
