@@ -18,6 +18,7 @@ from typing import Sequence
 _SUBCOMMANDS: list[str] = [
     "isofast.analyze_cli",
     "isofast.data.cli",
+    "isofast.capture_cli",
 ]
 
 
