@@ -223,8 +223,7 @@ def test_patch_capture(tiny_models, short_series, tmp_path):
 
 def test_layer_selection(tiny_models, short_series, tmp_path):
     lm = tiny_models("gpt2")
-    with pytest.warns(UserWarning, match="layer 0"):
-        r = capture(lm, short_series, layers=[0, -1], out=tmp_path / "c", progress=False)
+    r = capture(lm, short_series, layers=[0, -1], out=tmp_path / "c", progress=False)
     assert r.layers == {"residual": [0, 2], "attention": [2]}
     cap = r.open()
     with pytest.raises(KeyError):
@@ -234,6 +233,9 @@ def test_layer_selection(tiny_models, short_series, tmp_path):
     assert cap.layer(-1).layer == 2
     with pytest.raises(ValueError, match="out of range"):
         capture(lm, short_series, layers=[7], out=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="no attention layer"):
+        capture(lm, short_series, layers=[0], sites=["attention"], out=tmp_path / "f",
+                progress=False)
     with pytest.raises(ValueError, match="sites"):
         capture(lm, short_series, sites=["mlp"], out=tmp_path / "e", progress=False)
 

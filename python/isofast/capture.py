@@ -172,13 +172,21 @@ def _series_list(series) -> tuple[list[np.ndarray], list[str] | None]:
             items = list(arr)
         else:
             raise ValueError(f"series array must be 1-D or 2-D (series × time), got {arr.shape}")
+    elif hasattr(series, "columns") and hasattr(series, "to_numpy"):  # a DataFrame: columns
+        names = [str(c) for c in series.columns]
+        items = [np.asarray(series[c].to_numpy(), dtype=np.float64) for c in series.columns]
+    elif _is_series_obj(series):  # an isofast.data.series.Series (or a pandas Series)
+        names, items = [str(series.name)], [series.values]
     elif isinstance(series, (list, tuple)):
         if len(series) == 0:
             raise ValueError("no series given (empty list)")
         if all(np.ndim(s) == 0 for s in series):
             items = [np.asarray(series, dtype=np.float64)]
+        elif all(_is_series_obj(s) for s in series):
+            names = [str(s.name) for s in series]
+            items = [s.values for s in series]
         else:
-            items = list(series)
+            items = [s.values if _is_series_obj(s) else s for s in series]
     else:
         raise TypeError(
             "series must be a 1-D/2-D array, a list of 1-D arrays, a dict name → array "
@@ -187,6 +195,10 @@ def _series_list(series) -> tuple[list[np.ndarray], list[str] | None]:
     if not items:
         raise ValueError("no series given")
     return items, names
+
+
+def _is_series_obj(x) -> bool:
+    return hasattr(x, "values") and hasattr(x, "name") and not isinstance(x, (np.ndarray, dict))
 
 
 def _has_array_interface(x) -> bool:
@@ -218,6 +230,8 @@ def _windows(
         from isofast.data.windows import make_windows
     except ImportError:
         make_windows = None
+    if window_mode == "sliding" and stride is None:
+        stride = context  # non-overlapping contexts (make_windows' default is the horizon, 0 here)
     if make_windows is not None:
         w = make_windows(cleaned, context, 0, mode=window_mode, stride=stride, n=n, seed=seed)
         ctx = np.asarray(w.context, dtype=np.float64)
@@ -402,7 +416,6 @@ def _resolve_layers(layers, n_layers: int, sites: Sequence[str]) -> dict[str, li
         if layers != "all":
             raise ValueError(f"layers must be 'all', an int or a list of ints, got {layers!r}")
         req = list(range(n_layers + 1))
-        explicit = False
     else:
         if isinstance(layers, (int, np.integer)):
             layers = [int(layers)]
@@ -418,20 +431,13 @@ def _resolve_layers(layers, n_layers: int, sites: Sequence[str]) -> dict[str, li
                 )
             req.append(L)
         req = sorted(set(req))
-        explicit = True
     out: dict[str, list[int]] = {}
     for site in sites:
         if site == "residual":
             out[site] = req
         else:
+            # layer 0 (embeddings) has no attention sub-layer: residual only
             ls = [L for L in req if L >= 1]
-            if explicit and 0 in req:
-                warnings.warn(
-                    "layer 0 (embeddings) has no attention sub-layer; "
-                    "it is captured for the residual site only",
-                    UserWarning,
-                    stacklevel=3,
-                )
             if not ls:
                 raise ValueError(f"no attention layer requested (attention layers are 1..{n_layers})")
             out[site] = ls
@@ -570,8 +576,10 @@ def capture(
         (see :func:`isofast.models.load_model`). The model is moved to
         ``device`` and cast to ``dtype`` *in place*.
     series : a 1-D array (one series), a 2-D array (series × time), a list of
-        1-D arrays, a dict name → 1-D array, or an
-        ``isofast.data.windows.Windows`` (its ``.context`` rows are used).
+        1-D arrays, a dict name → 1-D array, a DataFrame (one series per
+        column), an ``isofast.data.series.Series``
+        or a list of them, or an ``isofast.data.windows.Windows`` (its
+        ``.context`` rows are used as they are).
     serializer : ``"llmtime"`` (= ``"llmtime:llama"``), ``"llmtime:gpt"``,
         ``"chronos"``, ``"patch"`` or a serializer object.
     layers : ``"all"``, an int or a list of ints (negative counts from the
@@ -585,7 +593,9 @@ def capture(
     resume : continue an interrupted capture in ``out`` (module docstring).
     context, window_mode, stride, n_windows, seed : when ``context`` is given,
         each series is cut into context windows with
-        ``isofast.data.windows.make_windows`` (``mode=window_mode``).
+        ``isofast.data.windows.make_windows(series, context, 0, mode=window_mode,
+        stride=stride, n=n_windows, seed=seed)``; sliding windows default to
+        ``stride=context`` (no overlap).
     nan : ``"interpolate"`` (warn) or ``"error"``.
     truncate : ``"left"`` (drop oldest values, warn) or ``"error"``.
     shard_bytes : rows are buffered until about this many bytes (over all

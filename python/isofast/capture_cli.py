@@ -50,6 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="a .csv/.tsv/.parquet or .npy file of series")
     p.add_argument("--column", default=None,
                    help="CSV/parquet column to use (default: all); for 2-D .npy the row index")
+    p.add_argument("--time-column", default=None,
+                   help="CSV/parquet column of timestamps (not a series)")
     p.add_argument("--out", required=True, help="capture folder to write (resumable)")
     p.add_argument("--layers", type=_layers, default="all",
                    help="'all' or comma-separated layer indices (0 = embeddings, -1 = last)")
@@ -78,7 +80,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_series(path: str, column: str | None):
+def read_series(path: str, column: str | None, time_column: str | None = None):
     """A data file → dict name → 1-D float array."""
     p = Path(path)
     if not p.is_file():
@@ -99,7 +101,7 @@ def read_series(path: str, column: str | None):
         return {f"{p.stem}[{i}]": arr[i].astype(np.float64) for i in range(arr.shape[0])}
     from isofast.data.readers import read_table
 
-    series = read_table(str(p), column=column, nan="keep")
+    series = read_table(str(p), column=column, time_column=time_column, nan="keep")
     return {s.name: s.values for s in series}
 
 
@@ -112,7 +114,7 @@ def run(args) -> int:
     stride = args.stride
     if args.window_mode == "sliding" and stride is None and args.context:
         stride = args.context  # non-overlapping contexts by default
-    data = read_series(args.data, args.column)
+    data = read_series(args.data, args.column, args.time_column)
     result = capture(
         args.model,
         data,
