@@ -167,3 +167,65 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
     let mean = if valid.is_empty() { f64::NAN } else { valid.iter().sum::<f64>() / valid.len() as f64 };
     Ok(SelfSimilarity { mean, labels, per_group, counts, n_zero })
 }
+
+/// Σ x̂ over the rows of `x` (optionally minus `center`), streamed in tiles.
+pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
+    let (n, d) = (x.nrows(), x.ncols());
+    if let Some(c) = center {
+        if c.len() != d {
+            return Err(Error::DimMismatch { what: "center".into(), expected: d, got: c.len() });
+        }
+    }
+    let mut acc = UnitSum::new(d);
+    let b = crate::source::tile_rows(d);
+    let mut tile = vec![0.0f64; b.min(n) * d];
+    let mut scratch = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let nb = b.min(n - start);
+        let t = &mut tile[..nb * d];
+        x.read_tile(start, nb, t);
+        crate::source::check_finite(t, d, start as u64, x.elem())?;
+        if let Some(c) = center {
+            t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+                row.iter_mut().zip(c).for_each(|(v, m)| *v -= m);
+            });
+        }
+        acc.add_tile(t, d, &mut scratch);
+        start += nb;
+    }
+    Ok(acc)
+}
+
+/// Column means of `x` in f64 (one streamed pass; pairwise within tiles).
+pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
+    let (n, d) = (x.nrows(), x.ncols());
+    if n == 0 {
+        return Err(Error::Empty("mean of an empty input".into()));
+    }
+    let b = crate::source::tile_rows(d);
+    let mut tile = vec![0.0f64; b.min(n) * d];
+    // Per-tile means merged with the running mean (Chan) keep large offsets exact.
+    let mut mean = vec![0.0f64; d];
+    let mut seen = 0u64;
+    let mut start = 0;
+    while start < n {
+        let nb = b.min(n - start);
+        let t = &mut tile[..nb * d];
+        x.read_tile(start, nb, t);
+        crate::source::check_finite(t, d, start as u64, x.elem())?;
+        let mut mb = vec![0.0f64; d];
+        {
+            let tm = MatRef::from_row_major_slice(&t[..], nb, d);
+            let ones = vec![1.0 / nb as f64; nb];
+            let w = MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
+            let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
+            faer::linalg::matmul::matmul(acc, Accum::Replace, tm.transpose(), w, 1.0, threads::par());
+        }
+        let f = nb as f64 / (seen + nb as u64) as f64;
+        mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);
+        seen += nb as u64;
+        start += nb;
+    }
+    Ok(mean)
+}

@@ -275,3 +275,34 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())
 }
+
+/// (Σ x̂, n_nonzero, n_zero) over rows of x (minus `center` when given).
+#[pyfunction]
+#[pyo3(signature = (x, elem=None, center=None, n_threads=None))]
+pub fn unit_sum<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    elem: Option<&str>,
+    center: Option<PyReadonlyArray1<'py, f64>>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, u64, u64)> {
+    let v = view(x, elem)?;
+    let c = center.map(|c| c.as_array().to_vec());
+    let u = run(py, || threads::install(n_threads, || cosine::unit_sum_of(&v, c.as_deref())))?;
+    Ok((vec_to_py(py, u.sum), u.n_nonzero, u.n_zero))
+}
+
+/// Column means in float64.
+#[pyfunction]
+#[pyo3(signature = (x, elem=None, n_threads=None))]
+pub fn column_mean<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let v = view(x, elem)?;
+    let m = run(py, || threads::install(n_threads, || cosine::column_mean(&v)))?;
+    Ok(vec_to_py(py, m))
+}
+
+pub fn register_extra(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(unit_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(column_mean, m)?)?;
+    Ok(())
+}

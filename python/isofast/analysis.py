@@ -1,0 +1,329 @@
+"""The global isotropy suite (design.md §3) over any supported input.
+
+Pass 1 streams the rows once into a mergeable :class:`isofast.Moments` state
+(mean, co-moment, raw unit-vector sum). The covariance and XᵀX are then
+eigendecomposed (d×d), and pass 2 streams the rows again for the partition
+functions and the centred cosine. Every kernel runs in Rust on ``n_threads``
+threads with the GIL released; inputs are never copied whole.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from isofast import _core
+from isofast._input import as_source
+from isofast.report import IsotropyReport, jsonable
+
+_F64_DTYPES = {"float64", "int32", "int64", "uint32", "uint64"}
+
+
+def _needs_f64(arr: np.ndarray, elem: Optional[str]) -> bool:
+    return elem is None and arr.dtype.name in _F64_DTYPES
+
+
+def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str]):
+    src = as_source(X, dtype)
+    state = None
+    f64 = False
+    for arr, elem in src.chunks():
+        if state is None:
+            if arr.shape[1] == 0:
+                raise ValueError("input has 0 columns")
+            state = _core.Moments(arr.shape[1])
+        state.update(arr, elem, n_threads)
+        f64 = f64 or _needs_f64(arr, elem)
+    if state is None or state.n == 0:
+        raise ValueError("empty input: no rows to analyse")
+    return src, state, f64
+
+
+def _check_rows(state) -> None:
+    if state.n < 2:
+        raise ValueError(f"isotropy statistics need at least 2 rows, got {state.n}")
+    if state.dim < 2:
+        raise ValueError(f"isotropy statistics need at least 2 dimensions, got {state.dim}")
+
+
+def _notes(n: int, d: int, n_zero: int) -> list:
+    notes = []
+    if n <= d:
+        notes.append(
+            f"N={n} ≤ d={d}: the covariance has rank ≤ N−1, so effective_dim ≤ N−1 and "
+            f"IsoScore ≤ {(n - 2) / (d - 1):.4g}; all statistics are defined but strongly biased"
+        )
+    elif n < 50 * d:
+        notes.append(
+            f"N={n} < 50·d: IsoScore is biased low at small N (isotropic Gaussian, d=256: "
+            "0.33 at N=128, 0.98 at N=16384); compare values at equal N"
+        )
+    if n_zero:
+        notes.append(f"{n_zero} zero-norm rows were skipped in the cosine statistics")
+    return notes
+
+
+def report_from_moments(state, eps: float = 0.8, n_threads: Optional[int] = None) -> IsotropyReport:
+    """One-pass report (spectral scores and raw average cosine) of a state."""
+    _check_rows(state)
+    ev_c, _, _, _ = state.directions(n_threads)
+    s = _core.spectral_scores(ev_c, eps)
+    return IsotropyReport(
+        n=int(state.n),
+        dim=int(state.dim),
+        mean=state.mean,
+        eigenvalues=ev_c,
+        explained_variance_ratio=s["explained_variance_ratio"],
+        effective_dim=int(s["effective_dim"]),
+        eps=float(eps),
+        participation_ratio=s["participation_ratio"],
+        isoscore=s["isoscore"],
+        stable_rank=s["stable_rank"],
+        pc1_share=s["pc1_share"],
+        effective_rank=s["effective_rank"],
+        total_variance=s["total_variance"],
+        avg_cosine=state.avg_cosine,
+        n_zero_norm=int(state.n_zero_norm),
+        notes=_notes(int(state.n), int(state.dim), int(state.n_zero_norm)),
+    )
+
+
+def analyze(
+    X: Any,
+    *,
+    center: bool = True,
+    partition: bool = True,
+    eps: float = 0.8,
+    n_threads: Optional[int] = None,
+    dtype: Optional[str] = None,
+) -> IsotropyReport:
+    """All global isotropy statistics of the rows of ``X`` (design.md §3).
+
+    Parameters
+    ----------
+    X : array-like (N×d), memmap, CPU torch tensor, Dask array, capture layer,
+        or a re-iterable of 2-D chunks with equal d.
+    center : also compute the centred variants (``avg_cosine_centered``,
+        ``partition_isotropy_centered``; Cai et al. 2021).
+    partition : compute the partition isotropy I(V) (Mu & Viswanath 2018) in
+        log space over both signs of every eigenvector.
+    eps : cumulative explained-variance threshold of ``effective_dim``.
+    n_threads : Rust threads (default: all cores); results depend on it only
+        through float64 rounding.
+    dtype : ``"bfloat16"`` when ``X`` holds bfloat16 bit patterns as uint16.
+
+    A one-shot iterator can be read only once: the two-pass statistics are
+    then ``None`` and a warning says so.
+    """
+    src, state, f64 = _first_pass(X, n_threads, dtype)
+    rep = report_from_moments(state, eps, n_threads)
+    if not (center or partition):
+        return rep
+    if not src.reiterable:
+        warnings.warn(
+            "a one-shot iterator was given: the centred cosine and partition isotropy need a "
+            "second pass and were not computed (pass a list, a re-iterable or a callable)",
+            stacklevel=2,
+        )
+        rep.notes.append("two-pass statistics skipped: input could be read only once")
+        return rep
+    _, U, _, W = state.directions(n_threads)
+    d = state.dim
+    empty = np.zeros((d, 0))
+    sp = _core.SecondPass(state.mean, W if partition else empty, U if (partition and center) else empty, f64)
+    for arr, elem in src.chunks():
+        sp.update(arr, elem, n_threads)
+    if sp.n != state.n:
+        raise ValueError(f"the input changed between passes: {state.n} rows, then {sp.n}")
+    r = sp.results()
+    if center:
+        rep.avg_cosine_centered = r["avg_cosine_centered"]
+        rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
+        if rep.n_zero_norm_centered:
+            rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
+    if partition:
+        rep.log_partition_isotropy = r["log_partition_isotropy"]
+        rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
+        if center:
+            rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
+            rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
+    return rep
+
+
+def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+    """IsoScore (Rudman et al. 2022) = (PR − 1)/(d − 1), PR = (Σλ)²/Σλ².
+
+    Strongly biased at small N; report N beside it.
+    """
+    _, state, _ = _first_pass(X, n_threads, dtype)
+    return float(report_from_moments(state, 0.8, n_threads).isoscore)
+
+
+def effective_dim(X: Any, eps: float = 0.8, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> int:
+    """Smallest k with Σ_{i≤k} λ_i/Σλ ≥ eps (Cai et al. 2021, d(ε))."""
+    _, state, _ = _first_pass(X, n_threads, dtype)
+    return int(report_from_moments(state, eps, n_threads).effective_dim)
+
+
+def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+    """Mean cos(x_i, x_j) over ordered pairs i≠j of non-zero-norm rows.
+
+    Exact through the unit-sum identity (‖Σ x̂_i‖² − N′)/(N′(N′−1)) in O(N·d)
+    (Ethayarajh 2019); ``center=True`` uses x_i − μ (Cai et al. 2021).
+    NaN when fewer than two rows have non-zero norm.
+    """
+    src = as_source(X, dtype)
+    mu = None
+    if center:
+        total, n = None, 0
+        for arr, elem in src.chunks():
+            m = _core.column_mean(arr, elem, n_threads) if arr.shape[0] else None
+            if m is None:
+                continue
+            k = arr.shape[0]
+            total = m * k if total is None else total + m * k
+            n += k
+        if not n:
+            raise ValueError("empty input: no rows to analyse")
+        if not src.reiterable:
+            raise TypeError("avg_cosine(center=True) needs two passes: pass a re-iterable input")
+        mu = total / n
+    s, nz = None, 0
+    rows = 0
+    for arr, elem in src.chunks():
+        u, a, _ = _core.unit_sum(arr, elem, mu, n_threads)
+        s = u if s is None else s + u
+        nz += a
+        rows += arr.shape[0]
+    if rows == 0:
+        raise ValueError("empty input: no rows to analyse")
+    if nz < 2:
+        return float("nan")
+    return float((s @ s - nz) / (nz * (nz - 1.0)))
+
+
+def partition_isotropy(X: Any, center: bool = False, *, log: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+    """I(V) = min_c Z(c)/max_c Z(c), Z(c) = Σ_i exp(⟨x_i, c⟩) (Mu & Viswanath 2018).
+
+    c ranges over ±w_k, the unit eigenvectors of XᵀX (``center=False``), or
+    ±u_k of the covariance with rows x_i − μ (``center=True``, Cai et al.
+    2021). Computed in log space; ``log=True`` returns log I (I underflows
+    to 0 on LLM hidden states with massive activations).
+    """
+    rep = analyze(X, center=center, partition=True, n_threads=n_threads, dtype=dtype)
+    v = rep.log_partition_isotropy_centered if center else rep.log_partition_isotropy
+    return float(v if log else math.exp(v))
+
+
+def log_partition(X: Any, c: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None):
+    """log Z(c) = log Σ_i exp(⟨x_i, c⟩) (Arora et al. 2016), streaming
+    log-sum-exp (never exp of raw logits). ``c`` is one vector (d,) → float, or
+    rows of vectors (m, d) → array of m values."""
+    c = np.asarray(c, dtype=np.float64)
+    single = c.ndim == 1
+    C = np.atleast_2d(c)
+    if C.ndim != 2:
+        raise ValueError(f"c must be a vector or a matrix of row vectors, got shape {c.shape}")
+    src = as_source(X, dtype)
+    out = None
+    for arr, elem in src.chunks():
+        if arr.shape[1] != C.shape[1]:
+            raise ValueError(f"c has dimension {C.shape[1]} but the rows have {arr.shape[1]}")
+        if arr.shape[0] == 0:
+            continue
+        z = _core.log_partition(arr, np.ascontiguousarray(C.T), elem, n_threads)
+        out = z if out is None else np.logaddexp(out, z)
+    if out is None:
+        raise ValueError("empty input: no rows to analyse")
+    return float(out[0]) if single else out
+
+
+def all_but_the_top(X: Any, n_components: int, *, out_dtype: Any = None, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> np.ndarray:
+    """x ↦ (x − μ) − Σ_{k≤D} (u_kᵀ(x − μ)) u_k (Mu & Viswanath 2018).
+
+    Returns a new N×d array (float64 for float64/integer input, else float32
+    unless ``out_dtype`` says otherwise).
+    """
+    src, state, f64 = _first_pass(X, n_threads, dtype)
+    _check_rows(state)
+    d = state.dim
+    if not (0 <= int(n_components) <= d):
+        raise ValueError(f"n_components must lie in [0, {d}], got {n_components}")
+    if not src.reiterable:
+        raise TypeError("all_but_the_top needs two passes: pass a re-iterable input")
+    _, U, _, _ = state.directions(n_threads)
+    top = np.ascontiguousarray(U[:, : int(n_components)])
+    dt = np.dtype(out_dtype) if out_dtype is not None else np.dtype(np.float64 if f64 else np.float32)
+    if dt not in (np.float32, np.float64):
+        raise TypeError("out_dtype must be float32 or float64")
+    out = np.empty((int(state.n), d), dtype=dt)
+    r = 0
+    for arr, elem in src.chunks():
+        k = arr.shape[0]
+        _core.all_but_the_top(arr, state.mean, top, out[r : r + k], elem, n_threads)
+        r += k
+    return out
+
+
+@dataclass
+class SelfSimilarity:
+    """Average cosine within each group (Ethayarajh 2019), averaged over the
+    groups with at least two non-zero rows."""
+
+    value: float
+    groups: np.ndarray
+    per_group: np.ndarray
+    counts: np.ndarray
+    n_zero_norm: int
+    notes: list = field(default_factory=list)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def to_dict(self) -> dict:
+        return jsonable(
+            {
+                "value": self.value,
+                "groups": self.groups,
+                "per_group": self.per_group,
+                "counts": self.counts,
+                "n_zero_norm": self.n_zero_norm,
+                "notes": self.notes,
+            }
+        )
+
+
+def self_similarity(X: Any, groups: Any, *, center: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> SelfSimilarity:
+    """Self-similarity: avg_cosine within each group label (e.g. token id or
+    series id), averaged over groups with ≥ 2 rows (Ethayarajh 2019).
+    ``center=True`` subtracts the global mean first."""
+    src = as_source(X, dtype)
+    chunks = list(src.chunks())
+    if len(chunks) != 1:
+        raise TypeError("self_similarity needs one array (labels align with its rows)")
+    arr, elem = chunks[0]
+    g = np.asarray(groups)
+    if g.ndim != 1:
+        raise ValueError(f"groups must be 1-D, got shape {g.shape}")
+    if g.shape[0] != arr.shape[0]:
+        raise ValueError(f"groups has {g.shape[0]} labels but X has {arr.shape[0]} rows")
+    if arr.shape[0] == 0:
+        raise ValueError("empty input: no rows to analyse")
+    if g.dtype.kind in "iub":
+        codes = g.astype(np.int64)
+        uniq = None
+    else:
+        uniq, codes = np.unique(g, return_inverse=True)
+        codes = codes.astype(np.int64)
+    mu = _core.column_mean(arr, elem, n_threads) if center else None
+    r = _core.self_similarity(arr, codes, elem, mu, n_threads)
+    labels = r["labels"] if uniq is None else uniq[r["labels"]]
+    notes = []
+    single = int(np.sum(r["counts"] < 2))
+    if single:
+        notes.append(f"{single} groups with fewer than 2 rows were left out of the mean")
+    return SelfSimilarity(float(r["mean"]), labels, r["per_group"], r["counts"], int(r["n_zero_norm"]), notes)

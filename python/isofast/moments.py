@@ -1,0 +1,83 @@
+"""Mergeable one-pass moments (Chan, Golub & LeVeque 1979) for streaming and
+distributed use: build states on chunks or workers, merge in any order,
+pickle them, and report the one-pass statistics."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from isofast import _core
+from isofast._input import as_source
+from isofast.analysis import report_from_moments
+from isofast.report import IsotropyReport
+
+
+class Moments:
+    """Count, mean, co-moment M = Σ(x−μ)(x−μ)ᵀ and the raw unit-vector sum.
+
+    ``update`` accepts any input :func:`isofast.analyze` accepts; ``merge``
+    combines states built from disjoint rows (associative and commutative up
+    to float64 rounding); instances pickle compactly.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, dim: int):
+        self._state = _core.Moments(int(dim))
+
+    def update(self, chunk: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> "Moments":
+        for arr, elem in as_source(chunk, dtype).chunks():
+            self._state.update(arr, elem, n_threads)
+        return self
+
+    def merge(self, other: "Moments") -> "Moments":
+        if not isinstance(other, Moments):
+            raise TypeError(f"can only merge Moments, got {type(other).__name__}")
+        self._state.merge(other._state)
+        return self
+
+    def copy(self) -> "Moments":
+        m = Moments.__new__(Moments)
+        m._state = self._state.copy()
+        return m
+
+    def __add__(self, other: "Moments") -> "Moments":
+        return self.copy().merge(other)
+
+    @property
+    def n(self) -> int:
+        return int(self._state.n)
+
+    @property
+    def dim(self) -> int:
+        return int(self._state.dim)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._state.mean
+
+    def covariance(self) -> np.ndarray:
+        """C = M/(n−1) (needs n ≥ 2)."""
+        return self._state.covariance()
+
+    def comoment(self) -> np.ndarray:
+        return self._state.comoment()
+
+    def report(self, eps: float = 0.8, *, n_threads: Optional[int] = None) -> IsotropyReport:
+        """Spectral scores and the raw average cosine; the two-pass fields are
+        ``None`` (use :func:`isofast.analyze` for those)."""
+        rep = report_from_moments(self._state, eps, n_threads)
+        rep.notes.append("one-pass report: centred cosine and partition isotropy need isofast.analyze")
+        return rep
+
+    def __getstate__(self):
+        return self._state.__getstate__()
+
+    def __setstate__(self, state):
+        self._state = _core.Moments(1)
+        self._state.__setstate__(state)
+
+    def __repr__(self) -> str:
+        return f"Moments(dim={self.dim}, n={self.n})"
