@@ -14,6 +14,9 @@ Modules (one concept each):
 * :mod:`~isofast.data.perturb`: the study's input noise and "harder" (2/3)
   context, plus missing values, level shifts and outliers.
 
+Note: ``isofast.data.kernelsynth`` (the attribute) is the sampling function;
+import the module's other names with ``from isofast.data.kernelsynth import ...``.
+
 Only numpy is needed at import time; scipy (factorisations), pandas and the
 dataset packages are imported when used.
 """

@@ -95,6 +95,7 @@ def plot_series(s: Series, out: str, *, title: str | None = None) -> str:
     pyplot state is touched.
     """
     try:
+        import matplotlib  # noqa: F401  (top level first: a blocked package must fail here)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:

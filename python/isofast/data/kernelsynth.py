@@ -97,7 +97,8 @@ cached (:func:`factor`); ``n`` series are then ``Z A^T`` for ``Z`` an
 
 * ``"eigh"`` for kernels that are low-rank by construction (``DotProduct``,
   ``ConstantKernel`` and sums/products made only of them):
-  ``A = U diag(sqrt(max(lambda, 0)))`` is exact for a singular PSD matrix,
+  ``A = U diag(sqrt(lambda))`` with eigenvalues below ``L eps lambda_max`` set
+  to 0 (rounding noise) is exact for a singular PSD matrix,
   whereas a jittered Cholesky would add spurious white noise to a line.
 * ``"cholesky"`` otherwise: ``chol(K + j I)`` with jitter
   ``j = 1e-6 * mean(diag K)``, escalated x10 up to ``1e-4 * mean(diag K)``
@@ -559,8 +560,11 @@ def _factorize_impl(kernel: Kernel, K: np.ndarray, length: int, method: str) -> 
         method = "eigh"  # every jitter failed: fall back to the exact PSD root
     if method == "eigh":
         w, U = np.linalg.eigh(K)
-        # clip the O(eps * ||K||) negative eigenvalues of a singular PSD matrix
-        A = U * np.sqrt(np.clip(w, 0.0, None))
+        # Eigenvalues below L * eps * lambda_max are rounding noise of a singular
+        # PSD matrix (either sign); their square roots (~1e-7 relative) would
+        # add spurious directions, so they are zeroed.
+        tol = K.shape[0] * np.finfo(np.float64).eps * max(float(w[-1]) if w.size else 0.0, 0.0)
+        A = U * np.sqrt(np.where(w > tol, w, 0.0))
         return KernelFactor(kernel, length, A, "eigh", 0.0)
     raise ValueError(f"method must be 'auto', 'cholesky' or 'eigh', got {method!r}")
 
@@ -624,7 +628,8 @@ def kernelsynth(
     max_kernels: int = 5,
     seed: SeedLike = 0,
     method: str = "auto",
-) -> np.ndarray:
+    return_kernels: bool = False,
+) -> np.ndarray | tuple[np.ndarray, list[Kernel]]:
     """Draw ``n_series`` KernelSynth series of ``length`` points (float64, ``(n, L)``).
 
     ``kernel=None`` draws a fresh random composition for every series (Chronos'
@@ -634,7 +639,11 @@ def kernelsynth(
 
     Structure and Gaussian noise come from two independent streams spawned
     from ``seed``; series ``i`` is ``A_i z_i`` with ``z_i`` row ``i`` of one
-    ``(n, L)`` standard-normal draw.
+    ``(n, L)`` standard-normal draw. ``return_kernels=True`` also returns the
+    kernel of every row (``(X, kernels)``).
+
+    ``method``: ``"auto"`` (eigh for low-rank kernels, jittered Cholesky
+    otherwise), ``"cholesky"`` or ``"eigh"``; see the module docstring.
     """
     if isinstance(n_series, bool) or not isinstance(n_series, (int, np.integer)):
         raise TypeError(f"n_series must be an int, got {type(n_series).__name__}")
@@ -651,9 +660,10 @@ def kernelsynth(
     noise = np.random.default_rng(noise_ss)
 
     if kernel is not None:
-        A = factor(kernel, length, method).matrix
+        f = factor(kernel, length, method)
         Z = noise.standard_normal((int(n_series), length))
-        return Z @ A.T
+        X = Z @ f.matrix.T
+        return (X, [f.kernel] * int(n_series)) if return_kernels else X
 
     struct = np.random.default_rng(struct_ss)
     bank = list(kernel_bank(length).values())
@@ -666,7 +676,7 @@ def kernelsynth(
     for k, rows in groups.items():
         A = factor(k, length, method).matrix
         out[rows] = Z[rows] @ A.T
-    return out
+    return (out, kernels) if return_kernels else out
 
 
 def _name_seed(seed: SeedLike, name: str) -> np.random.SeedSequence:
