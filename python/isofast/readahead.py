@@ -1,0 +1,365 @@
+"""Reading row tiles of files in the background with bounded memory.
+
+The Rust kernels release the GIL, so a reader thread can fetch tile t+1 from
+disk while the kernels compute on tile t. Three rules keep a source larger
+than RAM from growing the process:
+
+* only a bounded number of tiles exists at once (:func:`prefetch`'s queue of
+  ``depth`` tiles, one being read, one being computed on);
+* tiles are read with ``os.preadv`` into reusable buffers
+  (:class:`BufferPool`) instead of slicing a memory map, because pages of a
+  mapping count as resident memory of the process until it is unmapped;
+* byte ranges that are finished are dropped from the page cache
+  (``posix_fadvise(POSIX_FADV_DONTNEED)``) when the file is too large to
+  stay cached anyway, so a 30 GB scan does not push everyone else's pages out.
+
+Files that end early or carry nonsense raise :class:`TruncatedFileError` /
+:class:`CorruptFileError` (``OSError`` subclasses) naming the file and the byte
+offset.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+#: Default bytes per tile: large enough that per-call overhead vanishes next
+#: to the GEMMs, small enough that a few resident tiles stay far below 1 GiB.
+TILE_BYTES = 32 << 20
+#: Default number of tiles read ahead of the one being computed on.
+DEPTH = 2
+
+
+class CorruptFileError(OSError):
+    """A file whose content is not what its format promises.
+
+    ``filename`` is the file and ``offset`` the byte offset where reading
+    went wrong.
+    """
+
+    def __init__(self, path, offset: int, what: str, code: int = errno.EIO):
+        super().__init__(code, f"{path}: {what} (at byte offset {int(offset)})")
+        self.filename = str(path)
+        self.offset = int(offset)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):  # keep the subclass and fields when pickled (Dask workers)
+        return (_rebuild_error, (type(self), self.filename, self.offset, self.strerror))
+
+
+class TruncatedFileError(CorruptFileError):
+    """A file that ends before the data its header describes."""
+
+
+def _rebuild_error(cls, filename, offset, message):
+    e = cls.__new__(cls)
+    OSError.__init__(e, errno.EIO, message)
+    e.filename, e.offset = filename, offset
+    return e
+
+
+# ------------------------------------------------------------------ file I/O
+def read_exact(fd: int, buf: memoryview, offset: int, path) -> None:
+    """Fill ``buf`` from byte ``offset`` of the open file ``fd``.
+
+    A short read means the file ends early: :class:`TruncatedFileError`
+    naming ``path`` and the offset where the data stopped.
+    """
+    view = memoryview(buf).cast("B")
+    total = len(view)
+    got = 0
+    while got < total:
+        try:
+            if hasattr(os, "preadv"):
+                n = os.preadv(fd, [view[got:]], offset + got)
+            else:  # pragma: no cover - platforms without preadv
+                os.lseek(fd, offset + got, os.SEEK_SET)
+                n = os.readv(fd, [view[got:]])
+        except InterruptedError:  # pragma: no cover - PEP 475 retries already
+            continue
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"{path}: read failed at byte offset {offset + got}: {exc.strerror}") from exc
+        if n == 0:
+            raise TruncatedFileError(
+                path, offset + got, f"file ends early: {total - got} of {total} bytes missing from the tile at byte {offset}"
+            )
+        got += n
+
+
+def drop_pages(fd: int, offset: int, length: int) -> None:
+    """Tell the kernel we are done with a byte range (clean pages are freed)."""
+    if length > 0 and hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:  # pragma: no cover - e.g. a filesystem without fadvise
+            pass
+
+
+def advise_sequential(fd: int) -> None:
+    """Ask for aggressive kernel read-ahead on a file read front to back."""
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:  # pragma: no cover
+            pass
+
+
+def available_memory() -> Optional[int]:
+    """MemAvailable in bytes (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def should_drop_cache(total_bytes: int, drop_cache: Optional[bool]) -> bool:
+    """Resolve ``drop_cache=None`` (auto): drop finished pages when the data
+    would not fit in half of the available memory, i.e. when a second pass
+    could not find it cached anyway."""
+    if drop_cache is not None:
+        return bool(drop_cache)
+    avail = available_memory()
+    return avail is not None and total_bytes > avail // 2
+
+
+# ------------------------------------------------------------------ buffers
+class BufferPool:
+    """Byte buffers that are reused once nobody outside the pool uses them.
+
+    A tile handed out is a view of a pool buffer; numpy points every view
+    (and every view of a view) at the owning buffer, so the buffer's reference
+    count tells whether any tile made from it is still alive. A consumer that
+    keeps tiles (``list(source.iter_chunks())``) therefore gets fresh buffers
+    instead of overwritten ones; a streaming consumer gets the same few
+    buffers back, so no new pages are faulted in per tile.
+    """
+
+    def __init__(self, capacity: int = DEPTH + 2):
+        self.capacity = int(capacity)
+        self._bufs: List[np.ndarray] = []
+        self._lock = threading.Lock()
+        # Reference count of a buffer that only the pool holds, measured the
+        # same way `_is_free` measures (list slot + call argument).
+        probe = [np.empty(1, np.uint8)]
+        self._free_refs = self._refs(probe, 0)
+
+    @staticmethod
+    def _refs(bufs: List[np.ndarray], i: int) -> int:
+        return sys.getrefcount(bufs[i])
+
+    def get(self, nbytes: int) -> np.ndarray:
+        """A uint8 buffer of at least ``nbytes`` bytes nobody else uses."""
+        with self._lock:
+            for i in range(len(self._bufs)):
+                if self._bufs[i].nbytes >= nbytes and self._refs(self._bufs, i) <= self._free_refs:
+                    return self._bufs[i]
+            buf = np.empty(max(int(nbytes), 1), np.uint8)
+            if len(self._bufs) < self.capacity:
+                self._bufs.append(buf)
+            else:
+                # Replace a free but too-small buffer, if any, so the pool
+                # adapts to the tile size; otherwise the new one is transient.
+                for i in range(len(self._bufs)):
+                    if self._refs(self._bufs, i) <= self._free_refs:
+                        self._bufs[i] = buf
+                        break
+            return buf
+
+
+# ------------------------------------------------------------------ prefetch
+_ITEM, _DONE, _ERROR = 0, 1, 2
+
+
+def prefetch(produce: Callable[[], Iterable[T]], depth: int = DEPTH, name: str = "isofast-readahead") -> Iterator[T]:
+    """Iterate ``produce()`` on a background thread, ``depth`` items ahead.
+
+    Exceptions of the producer are raised in the consumer at the position
+    where they happened. Closing the returned generator early (``break``)
+    stops and joins the thread.
+    """
+    if depth <= 0:
+        yield from produce()
+        return
+    q: "queue.Queue" = queue.Queue(maxsize=int(depth))
+    stop = threading.Event()
+
+    def put(msg) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(msg, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in produce():
+                if not put((_ITEM, item)):
+                    return
+                del item  # the queue holds it now: keep no second reference
+            put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            put((_ERROR, exc))
+
+    t = threading.Thread(target=work, name=name, daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, val = q.get()
+            if kind == _ITEM:
+                yield val
+                del val  # release the consumed tile before waiting for the next
+            elif kind == _DONE:
+                return
+            else:
+                raise val
+    finally:
+        stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+        t.join()
+
+
+# ------------------------------------------------------------------ file tiles
+@dataclass(frozen=True)
+class FileArray:
+    """A 2-D array stored uncompressed in a file.
+
+    ``n_rows × dim`` elements of ``dtype`` start at byte ``offset`` of
+    ``path``, row-major (C order) or column-major (``fortran``). ``start`` and
+    ``stop`` select the rows to read.
+    """
+
+    path: str
+    offset: int
+    n_rows: int
+    dim: int
+    dtype: np.dtype
+    fortran: bool = False
+    start: int = 0
+    stop: Optional[int] = None
+
+    @property
+    def rows(self) -> int:
+        return (self.n_rows if self.stop is None else self.stop) - self.start
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.dim * self.dtype.itemsize
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """Swap a big-endian tile in place (the buffer is ours) and view it native."""
+    if arr.dtype.isnative or arr.dtype.itemsize == 1:
+        return arr
+    arr.byteswap(inplace=True)
+    return arr.view(arr.dtype.newbyteorder("="))
+
+
+def _tiles_of(fa: FileArray, tile_rows: int, pool: BufferPool, drop: bool) -> Iterator[np.ndarray]:
+    dt, d = fa.dtype, fa.dim
+    item = dt.itemsize
+    stop = fa.n_rows if fa.stop is None else fa.stop
+    fd = os.open(fa.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not fa.fortran:
+            advise_sequential(fd)
+        a = fa.start
+        while a < stop:
+            nb = min(tile_rows, stop - a)
+            nbytes = nb * d * item
+            buf = pool.get(nbytes)
+            if fa.fortran:
+                # Column j of the stored array is contiguous: read the (nb,)
+                # piece of every column into a (d, nb) buffer; its transpose
+                # is the (nb, d) tile (the kernels take any strides).
+                cols = buf[:nbytes].view(dt).reshape(d, nb)
+                for j in range(d):
+                    off = fa.offset + (j * fa.n_rows + a) * item
+                    read_exact(fd, cols[j].view(np.uint8), off, fa.path)
+                    if drop:
+                        drop_pages(fd, off, nb * item)
+                tile = _native(cols).T
+            else:
+                off = fa.offset + a * d * item
+                read_exact(fd, buf[:nbytes], off, fa.path)
+                if drop:
+                    drop_pages(fd, off, nbytes)
+                tile = _native(buf[:nbytes].view(dt).reshape(nb, d))
+            del buf
+            yield tile
+            del tile
+            a += nb
+    finally:
+        os.close(fd)
+
+
+def tile_rows_for(dim: int, itemsize: int, tile_bytes: int = TILE_BYTES) -> int:
+    """Rows per tile so that one tile holds about ``tile_bytes`` bytes."""
+    return max(1, int(tile_bytes) // max(1, int(dim) * int(itemsize)))
+
+
+def file_tiles(
+    arrays: Sequence[FileArray],
+    *,
+    tile_bytes: int = TILE_BYTES,
+    depth: int = DEPTH,
+    drop_cache: Optional[bool] = None,
+) -> Iterator[np.ndarray]:
+    """Row tiles of several file arrays in order (shards), read ahead.
+
+    At most ``depth + 2`` tiles are resident (queued, being read, being used),
+    plus any tiles the consumer chooses to keep.
+    """
+    arrays = list(arrays)
+    drop = should_drop_cache(sum(a.nbytes for a in arrays), drop_cache)
+
+    def produce() -> Iterator[np.ndarray]:
+        pool = BufferPool(depth + 2)
+        for fa in arrays:
+            rows = tile_rows_for(fa.dim, fa.dtype.itemsize, tile_bytes)
+            yield from _tiles_of(fa, rows, pool, drop)
+
+    return prefetch(produce, depth)
+
+
+def chunked(
+    read: Callable[[int, int], np.ndarray],
+    start: int,
+    stop: int,
+    step: int,
+    *,
+    depth: int = DEPTH,
+) -> Iterator[np.ndarray]:
+    """``read(a, b)`` for consecutive row ranges ending at multiples of
+    ``step`` (so a tile never splits a stored chunk when ``step`` is a
+    multiple of the chunk length), read ahead on a background thread. For
+    formats that decode into fresh arrays (zarr)."""
+
+    def produce() -> Iterator[np.ndarray]:
+        a = start
+        while a < stop:
+            b = min(stop, (a // step + 1) * step)
+            yield read(a, b)
+            a = b
+
+    return prefetch(produce, depth)
