@@ -123,7 +123,9 @@ def as_source(x: Any, dtype: Optional[str] = None) -> Source:
         override = "bfloat16" if elem == "bfloat16" else dtype
         return Source(lambda: _checked(x.iter_chunks(), override), True, f"{type(x).__name__}")
     if isinstance(x, (list, tuple)):
-        if len(x) and all(isinstance(c, np.ndarray) or _is_torch(c) for c in x):
+        if len(x) == 0:
+            raise ValueError("empty input: no rows to analyse")
+        if all(isinstance(c, np.ndarray) or _is_torch(c) for c in x):
             return Source(lambda: _checked(x, dtype), True, f"{len(x)} chunks")
         arr = as_matrix(np.asarray(x), dtype)
         return Source(lambda: iter([arr]), True, f"array {arr[0].shape}")

@@ -20,11 +20,10 @@ from isofast import _core
 from isofast._input import as_source
 from isofast.report import IsotropyReport, jsonable
 
-_F64_DTYPES = {"float64", "int32", "int64", "uint32", "uint64"}
-
-
 def _needs_f64(arr: np.ndarray, elem: Optional[str]) -> bool:
-    return elem is None and arr.dtype.name in _F64_DTYPES
+    """float64 and integer inputs get float64 projections; narrower floats
+    (float32/16, bfloat16) get float32 GEMMs, matching their own precision."""
+    return elem is None and (arr.dtype == np.float64 or arr.dtype.kind in "iu")
 
 
 def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str]):

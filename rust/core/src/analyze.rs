@@ -51,6 +51,11 @@ pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
     if n < 2 {
         return Err(Error::Empty(format!("isotropy statistics need at least 2 rows, got {n}")));
     }
+    if m.is_constant() {
+        return Err(Error::InvalidArgument(
+            "zero total variance (all rows identical): spectral statistics are undefined".into(),
+        ));
+    }
     let cov = m.covariance()?;
     let ec = sym_eigen(cov.as_ref())?;
     let d = m.dim();

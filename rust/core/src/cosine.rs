@@ -217,10 +217,13 @@ pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         let mut mb = vec![0.0f64; d];
         {
             let tm = MatRef::from_row_major_slice(&t[..], nb, d);
-            let ones = vec![1.0 / nb as f64; nb];
+            let ones = vec![1.0f64; nb];
             let w = MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
             let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
+            // Sum first, divide once: identical rows then give their exact value.
             faer::linalg::matmul::matmul(acc, Accum::Replace, tm.transpose(), w, 1.0, threads::par());
+            let inv = 1.0 / nb as f64;
+            mb.iter_mut().for_each(|v| *v *= inv);
         }
         let f = nb as f64 / (seen + nb as u64) as f64;
         mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);

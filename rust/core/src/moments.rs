@@ -52,6 +52,16 @@ impl Moments {
         self.m2.as_ref()
     }
 
+    /// True when every coordinate's spread is below the rounding noise of its
+    /// mean (all rows identical up to float64 rounding): M_ii ≤ n·(16ε·|μ_i|)².
+    pub fn is_constant(&self) -> bool {
+        let n = self.n as f64;
+        (0..self.dim).all(|i| {
+            let noise = 16.0 * f64::EPSILON * self.mean[i].abs();
+            self.m2[(i, i)] <= n * noise * noise
+        })
+    }
+
     /// Sample covariance C = M/(n−1), full symmetric.
     pub fn covariance(&self) -> Result<Mat<f64>> {
         if self.n < 2 {
@@ -99,10 +109,13 @@ impl Moments {
         let mut mb = vec![0.0f64; d];
         {
             let tm = MatRef::from_row_major_slice(&t[..], nb, d);
-            let ones = vec![1.0 / nb as f64; nb];
+            let ones = vec![1.0f64; nb];
             let w = MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
             let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
+            // Sum first, divide once: identical rows then give their exact value.
             faer::linalg::matmul::matmul(acc, Accum::Replace, tm.transpose(), w, 1.0, threads::par());
+            let inv = 1.0 / nb as f64;
+            mb.iter_mut().for_each(|v| *v *= inv);
         }
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
             for (v, m) in row.iter_mut().zip(&mb) {

@@ -56,10 +56,10 @@ impl Elem {
         })
     }
 
-    /// True when the values carry more precision than `f32` (projections and
-    /// other GEMMs are then done in `f64`).
+    /// True for float64 and integer inputs: projections and other GEMMs are
+    /// then done in `f64` (centred integers are not exact in `f32`).
     pub fn needs_f64(self) -> bool {
-        matches!(self, Elem::F64 | Elem::I32 | Elem::I64 | Elem::U32 | Elem::U64)
+        !matches!(self, Elem::F32 | Elem::F16 | Elem::BF16)
     }
 
     /// Integers cannot hold NaN/Inf, so the finiteness scan can be skipped.
