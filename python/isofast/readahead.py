@@ -267,50 +267,92 @@ class FileArray:
         return self.rows * self.dim * self.dtype.itemsize
 
 
-def _native(arr: np.ndarray) -> np.ndarray:
-    """Swap a big-endian tile in place (the buffer is ours) and view it native."""
-    if arr.dtype.isnative or arr.dtype.itemsize == 1:
-        return arr
-    arr.byteswap(inplace=True)
-    return arr.view(arr.dtype.newbyteorder("="))
+def _swap_to_native(arr: np.ndarray) -> None:
+    """Byte-swap a big-endian piece in place (the buffer is ours)."""
+    if not arr.dtype.isnative and arr.dtype.itemsize > 1:
+        arr.byteswap(inplace=True)
 
 
-def _tiles_of(fa: FileArray, tile_rows: int, pool: BufferPool, drop: bool) -> Iterator[np.ndarray]:
-    dt, d = fa.dtype, fa.dim
-    item = dt.itemsize
+class _Files:
+    """The open file of the current shard (one descriptor at a time, so a
+    folder of thousands of shards never exhausts descriptors)."""
+
+    def __init__(self) -> None:
+        self.path: Optional[str] = None
+        self._fd: Optional[int] = None
+
+    def fd(self, path: str) -> int:
+        if path != self.path:
+            self.close()
+            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self.path = path
+            advise_sequential(self._fd)
+        assert self._fd is not None
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self.path = None, None
+
+
+def _fortran_tiles(fa: FileArray, files: _Files, tile_rows: int, pool: BufferPool, drop: bool) -> Iterator[np.ndarray]:
+    """Tiles of a column-major array: column j is contiguous in the file, so
+    the (nb,) piece of every column is read into a (d, nb) buffer whose
+    transpose is the (nb, d) tile (the kernels take any strides)."""
+    dt, d, item = fa.dtype, fa.dim, fa.dtype.itemsize
     stop = fa.n_rows if fa.stop is None else fa.stop
-    fd = os.open(fa.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not fa.fortran:
-            advise_sequential(fd)
-        a = fa.start
-        while a < stop:
-            nb = min(tile_rows, stop - a)
-            nbytes = nb * d * item
-            buf = pool.get(nbytes)
-            if fa.fortran:
-                # Column j of the stored array is contiguous: read the (nb,)
-                # piece of every column into a (d, nb) buffer; its transpose
-                # is the (nb, d) tile (the kernels take any strides).
-                cols = buf[:nbytes].view(dt).reshape(d, nb)
-                for j in range(d):
-                    off = fa.offset + (j * fa.n_rows + a) * item
-                    read_exact(fd, cols[j].view(np.uint8), off, fa.path)
-                    if drop:
-                        drop_pages(fd, off, nb * item)
-                tile = _native(cols).T
+    fd = files.fd(fa.path)
+    a = fa.start
+    while a < stop:
+        nb = min(tile_rows, stop - a)
+        buf = pool.get(nb * d * item)
+        cols = buf[: nb * d * item].view(dt).reshape(d, nb)
+        del buf
+        for j in range(d):
+            off = fa.offset + (j * fa.n_rows + a) * item
+            read_exact(fd, cols[j].view(np.uint8), off, fa.path)
+            if drop:
+                drop_pages(fd, off, nb * item)
+        _swap_to_native(cols)
+        tile = cols.view(dt.newbyteorder("=")).T
+        del cols
+        yield tile
+        del tile
+        a += nb
+
+
+def _row_tiles(arrays: Sequence[FileArray], files: _Files, tile_rows: int, pool: BufferPool, drop: bool) -> Iterator[np.ndarray]:
+    """Tiles of row-major arrays read as one concatenation: a tile may span
+    shard boundaries, so tiles are full-sized whatever the shard sizes (and
+    the kernels see the same tiling as for one file)."""
+    dt = arrays[0].dtype.newbyteorder("=")
+    d, item = arrays[0].dim, dt.itemsize
+    row_bytes = d * item
+    pieces = [(fa, fa.start, fa.n_rows if fa.stop is None else fa.stop) for fa in arrays]
+    k = 0
+    while k < len(pieces):
+        buf = pool.get(tile_rows * row_bytes)
+        filled = 0
+        while filled < tile_rows and k < len(pieces):
+            fa, a, stop = pieces[k]
+            nb = min(tile_rows - filled, stop - a)
+            fd = files.fd(fa.path)
+            off = fa.offset + a * row_bytes
+            piece = buf[filled * row_bytes : (filled + nb) * row_bytes]
+            read_exact(fd, piece, off, fa.path)
+            if drop:
+                drop_pages(fd, off, nb * row_bytes)
+            _swap_to_native(piece.view(fa.dtype))
+            filled += nb
+            if a + nb >= stop:
+                k += 1
             else:
-                off = fa.offset + a * d * item
-                read_exact(fd, buf[:nbytes], off, fa.path)
-                if drop:
-                    drop_pages(fd, off, nbytes)
-                tile = _native(buf[:nbytes].view(dt).reshape(nb, d))
-            del buf
-            yield tile
-            del tile
-            a += nb
-    finally:
-        os.close(fd)
+                pieces[k] = (fa, a + nb, stop)
+        tile = buf[: filled * row_bytes].view(dt).reshape(filled, d)
+        del buf
+        yield tile
+        del tile
 
 
 def tile_rows_for(dim: int, itemsize: int, tile_bytes: int = TILE_BYTES) -> int:
@@ -327,7 +369,8 @@ def file_tiles(
 ) -> Iterator[np.ndarray]:
     """Row tiles of several file arrays in order (shards), read ahead.
 
-    At most ``depth + 2`` tiles are resident (queued, being read, being used),
+    Row-major arrays are tiled as one concatenation (tiles span shard
+    boundaries); column-major arrays are tiled on their own. At most ``depth + 2`` tiles are resident (queued, being read, being used),
     plus any tiles the consumer chooses to keep.
     """
     arrays = list(arrays)
@@ -335,9 +378,22 @@ def file_tiles(
 
     def produce() -> Iterator[np.ndarray]:
         pool = BufferPool(depth + 2)
-        for fa in arrays:
-            rows = tile_rows_for(fa.dim, fa.dtype.itemsize, tile_bytes)
-            yield from _tiles_of(fa, rows, pool, drop)
+        files = _Files()
+        try:
+            run: List[FileArray] = []  # consecutive row-major arrays, tiled together
+            for fa in arrays + [None]:
+                if fa is not None and not fa.fortran:
+                    run.append(fa)
+                    continue
+                if run:
+                    rows = tile_rows_for(run[0].dim, run[0].dtype.itemsize, tile_bytes)
+                    yield from _row_tiles(run, files, rows, pool, drop)
+                    run = []
+                if fa is not None:
+                    rows = tile_rows_for(fa.dim, fa.dtype.itemsize, tile_bytes)
+                    yield from _fortran_tiles(fa, files, rows, pool, drop)
+        finally:
+            files.close()
 
     return prefetch(produce, depth)
 

@@ -1,0 +1,417 @@
+"""Isotropy statistics of Dask arrays on any scheduler (``isofast.dask``).
+
+:func:`analyze` computes the same report as :func:`isofast.analyze` — equal to
+float64 rounding (≤ 1e-12 relative) — for a row-chunked ``N × d`` Dask array
+that need not fit on one machine:
+
+1. every block folds into a mergeable :class:`isofast.Moments` state on the
+   worker that holds it; the states are merged in a tree (``split_every``
+   states per merge task), so only d×d states travel, never rows;
+2. the d×d eigendecompositions run once on the client;
+3. the mean and eigenvectors go to the workers as one shared graph key (sent
+   once per worker, not once per task), every block builds its second-pass
+   state (partition functions, centred unit-vector sum) and those are merged
+   in a tree again.
+
+Lost workers are handled by Dask itself: their tasks are recomputed from the
+array's graph, and since every merge copies its inputs, a retried task can
+never count a block twice.
+
+Threads: a task runs the Rust kernels on ``n_threads`` threads, chosen so
+that Dask threads × Rust threads ≤ cores on every host (see
+:func:`rust_threads`). ``import dask`` below is the real package: this module
+is ``isofast.dask`` and imports are absolute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from isofast import _core
+from isofast._input import as_matrix
+from isofast.analysis import _check_rows, _needs_f64, report_from_moments
+from isofast.moments import Moments
+from isofast.report import IsotropyReport
+
+__all__ = ["analyze", "moments", "rust_threads", "SecondPassPartial"]
+
+ThreadPlan = Union[int, Dict[str, int], None]
+
+
+def _require_dask():
+    try:
+        import dask as _dask
+        import dask.array  # noqa: F401  (registers the array collection)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("isofast.dask needs dask[array] (and distributed for clusters): pip install 'isofast[dask]'") from exc
+    return _dask
+
+
+# ------------------------------------------------------------------ threads
+def _cores() -> int:
+    """Cores this process may run on (affinity/cgroup-limited where visible)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def _current_client(client: Any = None, scheduler: Any = None) -> Any:
+    """The distributed client the computation will use, or None."""
+    if client is not None:
+        return client
+    if scheduler is not None and not (isinstance(scheduler, str) and scheduler in ("distributed", "dask.distributed")):
+        return scheduler if "Client" in type(scheduler).__name__ else None
+    _dask = _require_dask()
+    if scheduler is None and _dask.config.get("scheduler", None) not in (None, "distributed", "dask.distributed"):
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    try:
+        return Client.current(allow_global=True)
+    except ValueError:
+        return None
+
+
+def rust_threads(client: Any = None, scheduler: Any = None) -> ThreadPlan:
+    """Rust threads per Dask task so that Dask threads × Rust threads ≤ cores.
+
+    With a distributed client: a dict ``{worker address: threads}``, computed
+    per host as ``cores // (sum of worker threads on that host)`` (at least 1),
+    so two 1-thread workers on a 2-core machine get 1 Rust thread each. With a
+    local scheduler: one number, ``cores // dask threads`` (all cores for the
+    synchronous scheduler).
+    """
+    _dask = _require_dask()
+    c = _current_client(client, scheduler)
+    if c is not None:
+        workers = c.scheduler_info(n_workers=-1)["workers"]
+        cores = c.run(_cores)
+        per_host: Dict[str, int] = defaultdict(int)
+        for w in workers.values():
+            per_host[w.get("host", "")] += int(w.get("nthreads", 1))
+        return {
+            addr: max(1, int(cores.get(addr, _cores())) // max(1, per_host[w.get("host", "")]))
+            for addr, w in workers.items()
+        }
+    name = scheduler if isinstance(scheduler, str) else _dask.config.get("scheduler", None)
+    if name in ("sync", "synchronous", "single-threaded"):
+        return _cores()
+    from dask.system import CPU_COUNT
+
+    pool = _dask.config.get("num_workers", None) or CPU_COUNT
+    return max(1, _cores() // int(pool))
+
+
+def _task_threads(plan: ThreadPlan) -> Optional[int]:
+    """Resolve a plan inside a task (looks up the worker running it)."""
+    if plan is None or isinstance(plan, int):
+        return plan
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+    except (ImportError, ValueError):
+        return None
+    n = plan.get(w.address)
+    if n is None:  # a worker that joined after planning
+        n = max(1, _cores() // max(1, int(w.state.nthreads)))
+    return int(n)
+
+
+# ------------------------------------------------------------------ block tasks
+def _where(index: int, row0: Optional[int]) -> str:
+    at = f", which starts at row {row0} of the array" if row0 is not None else ""
+    return f" (in Dask block {index}{at})"
+
+
+def _block_moments(block: Any, dtype: Optional[str], plan: ThreadPlan, index: int, row0: Optional[int]) -> Moments:
+    arr, elem = as_matrix(np.asarray(block), dtype)
+    m = Moments(arr.shape[1])
+    try:
+        m._state.update(arr, elem, _task_threads(plan))
+    except ValueError as exc:
+        raise ValueError(f"{exc}{_where(index, row0)}") from None
+    return m
+
+
+def _merge_moments(*states: Moments) -> Moments:
+    acc = states[0].copy()  # never mutate an input: a retried task must see it unchanged
+    for s in states[1:]:
+        acc.merge(s)
+    return acc
+
+
+@dataclass
+class SecondPassSpec:
+    """What every block needs for the second pass (broadcast once per worker)."""
+
+    mean: np.ndarray
+    dirs_raw: np.ndarray
+    dirs_centered: np.ndarray
+    f64: bool
+    center: bool
+    partition: bool
+
+
+@dataclass
+class SecondPassPartial:
+    """Mergeable, picklable result of the second pass over some rows.
+
+    log Z(±c) per direction (merged by log-add-exp) and the centred
+    unit-vector sum with its counts (merged by addition). ``_core.SecondPass``
+    keeps the unit sum internal, so it is taken here with ``_core.unit_sum``
+    on the block, which performs the same arithmetic.
+    """
+
+    n: int
+    log_z_raw_pos: np.ndarray
+    log_z_raw_neg: np.ndarray
+    log_z_centered_pos: np.ndarray
+    log_z_centered_neg: np.ndarray
+    unit_sum: Optional[np.ndarray]
+    n_nonzero: int
+    n_zero: int
+
+    def merge(self, other: "SecondPassPartial") -> "SecondPassPartial":
+        """A new partial for the union of the rows (inputs unchanged)."""
+        return SecondPassPartial(
+            self.n + other.n,
+            np.logaddexp(self.log_z_raw_pos, other.log_z_raw_pos),
+            np.logaddexp(self.log_z_raw_neg, other.log_z_raw_neg),
+            np.logaddexp(self.log_z_centered_pos, other.log_z_centered_pos),
+            np.logaddexp(self.log_z_centered_neg, other.log_z_centered_neg),
+            None if self.unit_sum is None else self.unit_sum + other.unit_sum,
+            self.n_nonzero + other.n_nonzero,
+            self.n_zero + other.n_zero,
+        )
+
+    @staticmethod
+    def _log_isotropy(pos: np.ndarray, neg: np.ndarray) -> float:
+        """min log Z − max log Z over both signs (NaN if any side is empty)."""
+        allz = np.concatenate([pos, neg])
+        if allz.size == 0:
+            return float("nan")
+        lo, hi = float(allz.min()), float(allz.max())
+        return lo - hi if math.isfinite(lo) and math.isfinite(hi) else float("nan")
+
+    def results(self) -> dict:
+        """The fields ``_core.SecondPass.results()`` reports."""
+        n = float(self.n_nonzero)
+        if self.unit_sum is None or self.n_nonzero < 2:
+            cos = float("nan")
+        else:
+            cos = float((self.unit_sum @ self.unit_sum - n) / (n * (n - 1.0)))
+        return {
+            "log_partition_isotropy": self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
+            "log_partition_isotropy_centered": self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
+            "avg_cosine_centered": cos,
+            "n_zero_norm_centered": int(self.n_zero),
+        }
+
+
+def _block_second(block: Any, spec: SecondPassSpec, dtype: Optional[str], plan: ThreadPlan, index: int, row0: Optional[int]) -> SecondPassPartial:
+    arr, elem = as_matrix(np.asarray(block), dtype)
+    nt = _task_threads(plan)
+    empty = np.empty(0)
+    try:
+        if spec.partition:
+            sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
+            sp.update(arr, elem, nt)
+            r = sp.results()
+            z = (r["log_z_raw_pos"], r["log_z_raw_neg"], r["log_z_centered_pos"], r["log_z_centered_neg"])
+        else:
+            z = (empty, empty, empty, empty)
+        if spec.center:
+            u, nz, n0 = _core.unit_sum(arr, elem, spec.mean, nt)
+        else:
+            u, nz, n0 = None, 0, 0
+    except ValueError as exc:
+        raise ValueError(f"{exc}{_where(index, row0)}") from None
+    return SecondPassPartial(int(arr.shape[0]), *z, u, int(nz), int(n0))
+
+
+def _merge_partials(*parts: SecondPassPartial) -> SecondPassPartial:
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc.merge(p)
+    return acc
+
+
+# ------------------------------------------------------------------ graph helpers
+def _as_dask_array(x: Any):
+    _require_dask()
+    import dask.array as da
+
+    if not isinstance(x, da.Array):
+        raise TypeError(f"isofast.dask needs a dask.array.Array, got {type(x).__name__} (use isofast.analyze for in-memory data)")
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D Dask array of row vectors (N×d), got {x.ndim} dimensions")
+    if not isinstance(x.shape[1], (int, np.integer)) or math.isnan(x.shape[1]):
+        raise ValueError("the number of columns (d) of the Dask array must be known")
+    if x.numblocks[1] != 1:
+        # A task needs whole rows: merge column chunks (rows per block stay).
+        x = x.rechunk({1: -1})
+    return x
+
+
+def _tree(leaves: List[Any], merge: Callable, split_every: int, name: str):
+    """Merge ``leaves`` ``split_every`` at a time until one remains."""
+    _dask = _require_dask()
+    level = leaves
+    depth = 0
+    while len(level) > 1:
+        level = [
+            _dask.delayed(merge, pure=False)(*level[i : i + split_every], dask_key_name=f"{name}-merge-{depth}-{i // split_every}")
+            for i in range(0, len(level), split_every)
+        ]
+        depth += 1
+    return level[0]
+
+
+def _name(kind: str) -> str:
+    """A fresh key prefix per call, so concurrent calls never share keys."""
+    return f"isofast-{kind}-{os.urandom(6).hex()}"
+
+
+def _compute(obj: Any, client: Any, scheduler: Any):
+    _dask = _require_dask()
+    if client is not None:
+        return client.compute(obj, sync=True)
+    return _dask.compute(obj, scheduler=scheduler)[0]
+
+
+def _blocks(x) -> List[Any]:
+    return list(x.to_delayed(optimize_graph=True).ravel())
+
+
+def _row_starts(x) -> List[Optional[int]]:
+    rows = x.chunks[0]
+    if any(isinstance(r, float) and math.isnan(r) for r in rows):
+        return [None] * len(rows)
+    return [int(v) for v in np.concatenate([[0], np.cumsum(rows)[:-1]])]
+
+
+def _plan(n_threads: Optional[int], client: Any, scheduler: Any) -> ThreadPlan:
+    return int(n_threads) if n_threads is not None else rust_threads(client, scheduler)
+
+
+def _moments_graph(x, dtype, plan, split_every, name):
+    _dask = _require_dask()
+    starts = _row_starts(x)
+    leaves = [
+        _dask.delayed(_block_moments, pure=False)(b, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
+        for i, b in enumerate(_blocks(x))
+    ]
+    return _tree(leaves, _merge_moments, split_every, name)
+
+
+def moments(
+    x: Any,
+    *,
+    dtype: Optional[str] = None,
+    n_threads: Optional[int] = None,
+    client: Any = None,
+    scheduler: Any = None,
+    split_every: int = 8,
+) -> Moments:
+    """The merged :class:`isofast.Moments` of a Dask array (one distributed pass)."""
+    x = _as_dask_array(x)
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}")
+    plan = _plan(n_threads, client, scheduler)
+    return _compute(_moments_graph(x, dtype, plan, split_every, _name("moments")), client, scheduler)
+
+
+def _fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool) -> None:
+    """Copy second-pass results into the report exactly as :func:`isofast.analyze` does."""
+    if center:
+        rep.avg_cosine_centered = r["avg_cosine_centered"]
+        rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
+        if rep.n_zero_norm_centered:
+            rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
+    if partition:
+        rep.log_partition_isotropy = r["log_partition_isotropy"]
+        rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
+        if center:
+            rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
+            rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
+
+
+def analyze(
+    x: Any,
+    *,
+    center: bool = True,
+    partition: bool = True,
+    eps: float = 0.8,
+    n_threads: Optional[int] = None,
+    dtype: Optional[str] = None,
+    client: Any = None,
+    scheduler: Any = None,
+    split_every: int = 8,
+) -> IsotropyReport:
+    """All global isotropy statistics of a Dask array's rows (design.md §3).
+
+    Same parameters and result as :func:`isofast.analyze`, plus:
+
+    client : a ``distributed.Client`` (default: the current one if any, else
+        Dask's configured local scheduler).
+    scheduler : a local scheduler name (``"threads"``, ``"processes"``,
+        ``"sync"``) when no client is used.
+    n_threads : Rust threads per task (default: :func:`rust_threads`, so
+        that Dask threads × Rust threads ≤ cores).
+    split_every : states merged per task in the reduction trees.
+
+    Two distributed passes: moments (tree-reduced), then, after the d×d
+    eigendecompositions on the client, the second-pass states with the mean
+    and eigenvectors broadcast once per worker (tree-reduced).
+    """
+    _dask = _require_dask()
+    x = _as_dask_array(x)
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}")
+    if x.shape[1] == 0:
+        raise ValueError("input has 0 columns")
+    plan = _plan(n_threads, client, scheduler)
+    m: Moments = _compute(_moments_graph(x, dtype, plan, split_every, _name("moments")), client, scheduler)
+    state = m._state
+    if state.n == 0:
+        raise ValueError("empty input: no rows to analyse")
+    rep = report_from_moments(state, eps, n_threads)
+    rep.notes.append(f"computed with isofast.dask over {x.numblocks[0]} blocks")
+    if not (center or partition):
+        return rep
+    _check_rows(state)
+    _, U, _, W = state.directions(n_threads)
+    d = state.dim
+    empty = np.zeros((d, 0))
+    spec = SecondPassSpec(
+        mean=np.asarray(state.mean),
+        dirs_raw=W if partition else empty,
+        dirs_centered=U if (partition and center) else empty,
+        f64=_needs_f64(np.empty((0, d), x.dtype), "bfloat16" if dtype == "bfloat16" else None),
+        center=center,
+        partition=partition,
+    )
+    name = _name("second")
+    # One key holds the broadcast data; every block task depends on it, so
+    # it travels once per worker instead of once per task.
+    spec_d = _dask.delayed(spec, pure=True, name=f"{name}-spec")
+    starts = _row_starts(x)
+    leaves = [
+        _dask.delayed(_block_second, pure=False)(b, spec_d, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
+        for i, b in enumerate(_blocks(x))
+    ]
+    part: SecondPassPartial = _compute(_tree(leaves, _merge_partials, split_every, name), client, scheduler)
+    if part.n != state.n:
+        raise ValueError(f"the input changed between passes: {state.n} rows, then {part.n}")
+    _fill_second_pass(rep, part.results(), center, partition)
+    return rep
