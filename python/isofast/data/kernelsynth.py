@@ -26,7 +26,8 @@ Seasonality periods
 Chronos ties the periodicity of ``ExpSineSquared`` to common sampling
 frequencies: a cycle of ``P`` points is ``periodicity = P / L`` on the unit
 interval (Chronos fixed ``L = 1024``; for another ``length`` we keep ``P / length``
-so the cycle keeps ``P`` points). :data:`SEASONALITY_PERIODS` holds the bank,
+so the cycle keeps ``P`` points; strictly ``P (L - 1) / L`` points, since the
+grid step is ``1 / (L - 1)``, exactly as in Chronos). :data:`SEASONALITY_PERIODS` holds the bank,
 label -> points per cycle (Chronos' order; its duplicates kept on purpose, as
 they weight the random draws the same way):
 
@@ -104,7 +105,12 @@ cached (:func:`factor`); ``n`` series are then ``Z A^T`` for ``Z`` an
   ``j = 1e-6 * mean(diag K)``, escalated x10 up to ``1e-4 * mean(diag K)``
   if the factorisation fails; if it still fails we fall back to ``"eigh"``.
   The jitter is far below the sampling error of any realistic use (it changes
-  each variance by 1e-6 relative).
+  each variance by 1e-6 relative; at most 1e-4 after escalation, which
+  ``KernelFactor.jitter`` records).
+
+Gram matrices of stationary kernels (all but ``DotProduct``) on the uniform
+grid are Toeplitz: they are evaluated on the ``L`` lags, composed there (sums
+and products of stationary kernels stay stationary) and expanded once.
 
 Random compositions follow Chronos' Algorithm 2: draw ``j ~ U{1..max_kernels}``
 kernels from the bank with replacement, fold them left to right with an
@@ -509,7 +515,7 @@ class KernelFactor:
         }
 
 
-_CACHE_BYTES = 256 * 2**20  # bounded LRU: 32 factors at L = 1024
+_CACHE_BYTES = 128 * 2**20  # bounded LRU: 16 factors at L = 1024
 _cache: "OrderedDict[tuple, KernelFactor]" = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
@@ -570,7 +576,12 @@ def _factorize_impl(kernel: Kernel, K: np.ndarray, length: int, method: str) -> 
 
 
 def factor(kernel: Kernel | str, length: int = 1024, method: str = "auto") -> KernelFactor:
-    """Cached square root of ``kernel``'s Gram matrix on ``linspace(0, 1, length)``."""
+    """Square root of ``kernel``'s Gram matrix on ``linspace(0, 1, length)``.
+
+    Kept in a process-wide LRU cache of at most 128 MiB of factors (16 at
+    ``L = 1024``; :func:`clear_cache` empties it), keyed by the kernel's value,
+    ``length`` and ``method``.
+    """
     global _cache_bytes
     length = _check_length(length)
     kern = _resolve(kernel, length)
@@ -673,8 +684,10 @@ def kernelsynth(
     groups: dict[Kernel, list[int]] = {}
     for i, k in enumerate(kernels):
         groups.setdefault(k, []).append(i)
+    # Random compositions rarely repeat across calls: factor each distinct one
+    # once for this call (rows sharing it are grouped) without filling the cache.
     for k, rows in groups.items():
-        A = factor(k, length, method).matrix
+        A = _factorize(k, k._grid(length).matrix(), length, method).matrix
         out[rows] = Z[rows] @ A.T
     return (out, kernels) if return_kernels else out
 
