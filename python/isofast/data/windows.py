@@ -82,6 +82,12 @@ class Windows:
     def __len__(self) -> int:
         return int(self.context.shape[0])
 
+    def __repr__(self) -> str:
+        return (
+            f"Windows(n={len(self)}, context_len={self.context_len}, horizon={self.horizon}, "
+            f"series={np.unique(self.series_id).size})"
+        )
+
     @property
     def context_len(self) -> int:
         return int(self.context.shape[1])
