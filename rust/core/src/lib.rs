@@ -9,11 +9,15 @@
 
 pub mod abtt;
 pub mod analyze;
+pub mod cluster;
 pub mod cosine;
 pub mod error;
+pub mod head;
+pub mod kmeans;
 pub mod lse;
 pub mod moments;
 pub mod partition;
+pub mod silhouette;
 pub mod source;
 pub mod spectrum;
 pub mod threads;

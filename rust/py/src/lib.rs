@@ -2,6 +2,7 @@
 //! mapping only. No numeric logic lives here.
 
 mod array;
+mod head;
 mod stats;
 
 use pyo3::prelude::*;
@@ -10,6 +11,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     stats::register(m)?;
+    head::register(m)?;
     stats::register_extra(m)?;
     Ok(())
 }

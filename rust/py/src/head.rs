@@ -1,0 +1,64 @@
+//! Binding of the fused LM-head log-partition kernel (isofast_core::head).
+
+use crate::array::{run, view};
+use isofast_core::head::{log_partition_head as core_head, HeadOptions};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// log Z(c_n) = logsumexp_w(⟨v_w, c_n⟩ + b_w) for every row of `c`; `w` is the
+/// V×d output matrix. Returns a dict: ``log_z`` (N,), and when requested
+/// ``topk_indices``/``topk_logits``/``topk_probs`` (N×k) and
+/// ``subset_log_mass`` (N,).
+#[pyfunction]
+#[pyo3(signature = (w, c, bias=None, topk=0, subset=None, w_elem=None, c_elem=None, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn log_partition_head<'py>(
+    py: Python<'py>,
+    w: &Bound<'py, PyAny>,
+    c: &Bound<'py, PyAny>,
+    bias: Option<PyReadonlyArray1<'py, f64>>,
+    topk: usize,
+    subset: Option<PyReadonlyArray1<'py, i64>>,
+    w_elem: Option<&str>,
+    c_elem: Option<&str>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let wv = view(w, w_elem)?;
+    let cv = view(c, c_elem)?;
+    let b: Option<Vec<f64>> = bias.map(|b| b.as_array().to_vec());
+    let s: Option<Vec<usize>> = match subset {
+        None => None,
+        Some(s) => {
+            let a = s.as_array();
+            if let Some(&neg) = a.iter().find(|&&t| t < 0) {
+                return Err(PyValueError::new_err(format!("subset token id {neg} is negative")));
+            }
+            Some(a.iter().map(|&t| t as usize).collect())
+        }
+    };
+    let opts = HeadOptions { bias: b.as_deref(), topk, subset: s.as_deref() };
+    let r = run(py, || core_head(&wv, &cv, &opts, n_threads))?;
+    let d = PyDict::new(py);
+    let (n, k) = (r.n, r.topk);
+    if k > 0 {
+        let probs = r.topk_probs();
+        let idx: Vec<i64> = r.topk_indices.iter().map(|&i| i as i64).collect();
+        let to2 = |v: Vec<f64>| Array2::from_shape_vec((n, k), v).expect("N×k buffer");
+        d.set_item("topk_indices", Array2::from_shape_vec((n, k), idx).expect("N×k buffer").into_pyarray(py))?;
+        d.set_item("topk_logits", to2(r.topk_logits).into_pyarray(py))?;
+        d.set_item("topk_probs", to2(probs).into_pyarray(py))?;
+    }
+    if let Some(sm) = r.subset_log_mass {
+        d.set_item("subset_log_mass", PyArray1::from_vec(py, sm))?;
+    }
+    d.set_item("log_z", PyArray1::from_vec(py, r.log_z))?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(log_partition_head, m)?)?;
+    Ok(())
+}
