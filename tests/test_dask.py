@@ -1,0 +1,160 @@
+"""isofast.dask on a real multi-process LocalCluster against the in-memory
+isofast.analyze (≤ 1e-12 relative), including a worker killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import isofast  # noqa: E402
+import isofast.dask as idask  # noqa: E402
+
+FIELDS = (
+    "isoscore",
+    "participation_ratio",
+    "effective_rank",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "log_partition_isotropy",
+    "log_partition_isotropy_centered",
+)
+
+
+def same(a, b, rel=1e-12):
+    assert a.n == b.n and a.dim == b.dim
+    np.testing.assert_allclose(a.eigenvalues, b.eigenvalues, rtol=rel, atol=rel * b.eigenvalues[0])
+    np.testing.assert_allclose(a.mean, b.mean, rtol=rel, atol=rel * np.abs(b.mean).max())
+    assert a.effective_dim == b.effective_dim
+    for k in FIELDS:
+        if getattr(b, k) is None:  # not computed (center=False / partition=False)
+            assert getattr(a, k) is None, k
+            continue
+        assert getattr(a, k) == pytest.approx(getattr(b, k), rel=rel, abs=rel), k
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    )
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def X():
+    rng = np.random.default_rng(11)
+    return rng.standard_normal((6000, 40)) * np.linspace(4, 0.2, 40) + np.linspace(-1, 2, 40)
+
+
+def test_distributed_equals_in_memory(client, X):
+    for arr in (X, X.astype(np.float32)):
+        # uneven row chunks and split columns (rechunked to whole rows)
+        x = da.from_array(arr, chunks=((700,) * 8 + (400,), (25, 15)))
+        same(idask.analyze(x, client=client), isofast.analyze(arr))
+
+
+def test_default_client_and_split_every(client, X):
+    x = da.from_array(X, chunks=(500, 40))
+    rep = idask.analyze(x, split_every=2)  # the module's client is the default one
+    same(rep, isofast.analyze(X))
+    assert "12 blocks" in rep.notes[-1]
+
+
+def test_local_schedulers(X):
+    x = da.from_array(X, chunks=(1000, 40))
+    base = isofast.analyze(X)
+    same(idask.analyze(x, scheduler="sync"), base)
+    same(idask.analyze(x, scheduler="threads", center=False), isofast.analyze(X, center=False))
+
+
+def test_bfloat16_bit_patterns(client, X):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bits = X.astype(ml_dtypes.bfloat16).view(np.uint16)
+    x = da.from_array(bits, chunks=(1500, 40))
+    same(idask.analyze(x, dtype="bfloat16", client=client), isofast.analyze(bits, dtype="bfloat16"))
+
+
+def test_moments_and_thread_plan(client, X):
+    m = idask.moments(da.from_array(X, chunks=(999, 40)), client=client)
+    ref = isofast.Moments(40).update(X)
+    assert m.n == ref.n
+    np.testing.assert_allclose(m.comoment(), ref.comoment(), rtol=1e-12, atol=1e-12 * np.abs(ref.comoment()).max())
+    plan = idask.rust_threads(client)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert sorted(plan.values()) == [max(1, cores // 2)] * 2  # 2 one-thread workers share the host
+
+
+def test_second_pass_partial_pickles_and_merges():
+    a = idask.SecondPassPartial(2, np.array([0.0, 1.0]), np.array([2.0, -np.inf]), np.zeros(0), np.zeros(0), np.ones(3), 2, 0)
+    b = pickle.loads(pickle.dumps(a))
+    c = a.merge(b)
+    assert c.n == 4 and c.n_nonzero == 4
+    np.testing.assert_allclose(c.log_z_raw_pos, np.array([0.0, 1.0]) + np.log(2))
+    assert c.log_z_raw_neg[1] == -np.inf
+    assert a.n == 2  # inputs untouched
+
+
+def test_bad_inputs(client, X):
+    with pytest.raises(TypeError, match="dask.array.Array"):
+        idask.analyze(X)
+    with pytest.raises(ValueError, match="2-D"):
+        idask.analyze(da.zeros(10, chunks=5))
+    with pytest.raises(ValueError, match="split_every"):
+        idask.analyze(da.from_array(X, chunks=(1000, 40)), split_every=1)
+    bad = X.copy()
+    bad[2503, 7] = np.nan
+    with pytest.raises(ValueError, match=r"(?i)nan.*Dask block 2, which starts at row 2000"):
+        idask.analyze(da.from_array(bad, chunks=(1000, 40)), client=client)
+
+
+def test_killed_worker_result_unchanged(client, X):
+    """A worker process dies mid-computation; Dask recomputes its tasks
+    (blocks and the states it held) and the result is still exact."""
+
+    def slow(b):  # pickled by value: the workers need not import this module
+        time.sleep(0.08)
+        return b
+
+    x = da.from_array(X, chunks=(150, 40)).map_blocks(slow, dtype=X.dtype)  # 40 blocks
+    out: dict = {}
+
+    def run():
+        try:
+            out["rep"] = idask.analyze(x, client=client, split_every=4)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            out["err"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    victim = None
+    deadline = time.time() + 30
+    while victim is None and time.time() < deadline:
+        time.sleep(0.3)
+        busy = {w: keys for w, keys in client.processing().items() if keys}
+        done = client.run_on_scheduler(
+            lambda dask_scheduler: sum(1 for k, ts in dask_scheduler.tasks.items() if "isofast" in str(k) and ts.state == "memory")
+        )
+        if busy and done >= 2:
+            victim = sorted(busy)[0]
+    assert victim is not None, "the computation never got going"
+    async def die():  # run(wait=False) needs a coroutine function
+        os._exit(1)
+
+    client.run(die, workers=[victim], wait=False)
+    t.join(timeout=90)
+    assert not t.is_alive(), "analysis did not finish after the worker was killed"
+    assert "err" not in out, out.get("err")
+    same(out["rep"], isofast.analyze(X))
+    client.wait_for_workers(2, timeout=60)
+    assert victim not in client.scheduler_info(n_workers=-1)["workers"]
