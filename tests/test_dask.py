@@ -95,6 +95,23 @@ def test_moments_and_thread_plan(client, X):
     assert sorted(plan.values()) == [max(1, cores // 2)] * 2  # 2 one-thread workers share the host
 
 
+def test_from_source_reads_on_workers(client, X, tmp_path):
+    np.save(tmp_path / "x.npy", X.astype(np.float32))
+    x = idask.from_source(tmp_path / "x.npy", block_rows=800, rows=slice(250, 5750))
+    assert x.shape == (5500, 40) and x.numblocks == (7, 1)
+    same(idask.analyze(x, client=client), isofast.analyze(X[250:5750].astype(np.float32)))
+
+
+def test_from_source_bfloat16_safetensors(client, X, tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    st = pytest.importorskip("safetensors.numpy")
+    bf = X.astype(ml_dtypes.bfloat16)
+    st.save_file({"h": bf}, str(tmp_path / "h.safetensors"))
+    x = idask.from_source(tmp_path / "h.safetensors", block_rows=2000)
+    assert x.dtype == bf.dtype
+    same(idask.analyze(x, client=client), isofast.analyze(bf))
+
+
 def test_second_pass_partial_pickles_and_merges():
     a = idask.SecondPassPartial(2, np.array([0.0, 1.0]), np.array([2.0, -np.inf]), np.zeros(0), np.zeros(0), np.ones(3), 2, 0)
     b = pickle.loads(pickle.dumps(a))

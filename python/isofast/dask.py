@@ -39,7 +39,7 @@ from isofast.analysis import _check_rows, _needs_f64, report_from_moments
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
-__all__ = ["analyze", "moments", "rust_threads", "SecondPassPartial"]
+__all__ = ["analyze", "moments", "from_source", "rust_threads", "SecondPassPartial"]
 
 ThreadPlan = Union[int, Dict[str, int], None]
 
@@ -244,6 +244,67 @@ def _merge_partials(*parts: SecondPassPartial) -> SecondPassPartial:
     for p in parts[1:]:
         acc = acc.merge(p)
     return acc
+
+
+# ------------------------------------------------------------------ sources on workers
+def _read_rows(path: str, opts: dict, a: int, b: int, bf16: bool) -> np.ndarray:
+    from isofast.sources import open_source
+
+    arr = open_source(path, rows=slice(a, b), **opts).to_numpy()
+    if bf16:
+        import ml_dtypes
+
+        arr = arr.view(ml_dtypes.bfloat16)
+    return arr
+
+
+def from_source(path: Any, *, block_rows: Optional[int] = None, **open_kwargs: Any):
+    """A Dask array whose blocks the *workers* read from a file or folder.
+
+    ``path`` is anything :func:`isofast.sources.open_source` opens (``.npy``,
+    shard folders, capture folders, safetensors, zarr, parquet) on storage
+    the workers can see (a shared filesystem on a cluster). Only the shape is
+    read on the client; each block task opens the source and reads its rows
+    with ``preadv``. ``block_rows`` defaults to ~128 MiB per block.
+    ``open_kwargs`` go to ``open_source`` (``layer``, ``site``, ``key``,
+    ``rows``, ...). bfloat16 data becomes an ``ml_dtypes.bfloat16`` array.
+    """
+    _dask = _require_dask()
+    import dask.array as da
+
+    from isofast.sources import open_source
+
+    rows = open_kwargs.pop("rows", None)
+    src = open_source(path, rows=rows, **open_kwargs)
+    if not hasattr(src, "select"):  # an .npz member is already in memory
+        return da.from_array(src, chunks=(block_rows or "auto", -1))
+    n, d = src.shape
+    start = src._start
+    bf16 = src.isofast_dtype == "bfloat16"
+    if bf16:
+        try:
+            import ml_dtypes
+        except ImportError as exc:
+            raise ImportError("a bfloat16 source as a Dask array needs ml_dtypes (pip install ml_dtypes)") from exc
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = src.dtype
+    step = int(block_rows) if block_rows else max(1, (128 << 20) // max(1, d * dtype.itemsize))
+    if step < 1:
+        raise ValueError(f"block_rows must be positive, got {block_rows}")
+    opts = {k: v for k, v in open_kwargs.items() if k != "rows"}
+    # rows are absolute in the unselected source, so workers open it plainly
+    blocks = [
+        da.from_delayed(
+            _dask.delayed(_read_rows, pure=False)(str(path), opts, start + a, start + min(a + step, n), bf16),
+            shape=(min(a + step, n) - a, d),
+            dtype=dtype,
+        )
+        for a in range(0, n, step)
+    ]
+    if not blocks:
+        return da.zeros((0, d), dtype=dtype, chunks=(1, d))
+    return da.concatenate(blocks, axis=0)
 
 
 # ------------------------------------------------------------------ graph helpers
