@@ -54,12 +54,41 @@ def _require_dask():
 
 
 # ------------------------------------------------------------------ threads
-def _cores() -> int:
-    """Cores this process may run on (affinity/cgroup-limited where visible)."""
+def _cgroup_cpu_limit() -> Optional[int]:
+    """CPUs allowed by a cgroup CPU quota (Kubernetes CPU limits), if any.
+
+    A quota does not show in the affinity mask: a pod limited to 8 CPUs on a
+    64-core node still sees 64 cores there.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        with open("/sys/fs/cgroup/cpu.max") as f:  # cgroup v2: "quota period" or "max period"
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota_us = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period_us = int(f.read())
+        if quota_us > 0 and period_us > 0:
+            return max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _cores() -> int:
+    """Cores this process may use: the affinity mask (SLURM/cpuset binding),
+    capped by a cgroup CPU quota (container CPU limits)."""
+    try:
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return min(n, limit) if limit else n
 
 
 def _current_client(client: Any = None, scheduler: Any = None) -> Any:
