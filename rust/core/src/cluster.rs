@@ -1,0 +1,1015 @@
+//! Clustered (local) isotropy — the reference study's measure (design.md §3,
+//! after Cai et al. 2021, "Isotropy in the contextual embedding space:
+//! clusters and manifolds").
+//!
+//! Recipe: (1) centre all rows at the global mean μ; (2) optionally draw a
+//! seeded uniform sample of `sample_size` rows (reference: 2000); (3) for
+//! each k in `k_range` (reference: 2..16) fit k-means (k-means++, seeded,
+//! best of `n_init`) and score it with the silhouette; (4) keep the k with
+//! the best silhouette if that silhouette ≥ `threshold` (reference: 0.1),
+//! else k = 1; (5) re-centre every cluster at its own mean and take the
+//! average cosine over ordered pairs i≠j; (6) `inter_cluster_cosine` is the
+//! unweighted mean of those over clusters (the size-weighted mean, sizes,
+//! per-cluster partition isotropy and IsoScore are reported too).
+//!
+//! Every statistic here is translation-invariant (k-means, silhouette,
+//! re-centred cosine, covariance spectra), so the global centring only
+//! conditions the arithmetic (Gram distances on uncentred data cancel).
+//!
+//! Scale. The rows that are clustered (all N, or the sample) are never
+//! copied whole: k-means is fitted on at most `fit_sample_size` of them
+//! (a seeded uniform sample when there are more), the silhouette is exact on
+//! at most `silhouette_sample_size` rows (else on a seeded uniform sample,
+//! scikit-learn's `sample_size` semantics), and then every clustered row is
+//! streamed in tiles from the input view: assigned to its nearest centre and
+//! folded into per-cluster states. The fit and silhouette samples are nested
+//! prefixes of one random ordering, so they share one in-memory copy; rows of
+//! the silhouette sample outside the fit sample are labelled by assignment,
+//! exactly the labels the full assignment gives them.
+//!
+//! Per-cluster statistics reuse the global kernels: [`Moments`] (co-moment),
+//! [`sym_eigen`], [`spectral_scores`] (IsoScore) and [`SecondPass`] (centred
+//! partition functions over ±u_k and the centred unit-vector sum, Ethayarajh's
+//! identity — no n×n matrix). A cluster with n_c ≤ d rows has rank < d; its
+//! spectrum is then taken from the n_c×n_c Gram matrix of its centred rows
+//! (same non-zero eigenvalues; projections onto u_k are √Λ_k·v_k), and the
+//! d − rank null directions give log Z = ln n_c exactly. That makes small
+//! clusters cost O(n_c²d) instead of an O(d³) eigendecomposition each.
+//!
+//! Clusters with fewer than 2 rows, or whose rows are all identical, get NaN
+//! statistics with a note; they are left out of the means over clusters.
+
+use crate::cosine::UnitSum;
+use crate::error::{invalid, Error, Result};
+use crate::kmeans::{
+    assign, derive_seed, distinct_rows, kmeans_unchecked, nearest_block, sample_indices, sqnorm, tolerance, KMeansFit,
+    KMeansParams, Points, SplitMix64, BLOCK,
+};
+use crate::lse::LogSumExp;
+use crate::moments::Moments;
+use crate::partition::SecondPass;
+use crate::silhouette::{silhouettes, Labelling};
+use crate::source::{check_finite, tile_rows, MatView};
+use crate::spectrum::{spectral_scores, sym_eigen};
+use crate::threads;
+use faer::{Accum, Mat, MatRef};
+use rayon::prelude::*;
+
+/// Options of [`cluster_isotropy`]. `Default` is full mode on all rows;
+/// [`ClusterOptions::reference`] is the study's recipe.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Candidate numbers of clusters (each ≥ 2; order and repeats ignored).
+    pub k_range: Vec<usize>,
+    /// Minimum best silhouette for k > 1 to be kept.
+    pub threshold: f64,
+    /// Cluster a seeded sample of this many rows (`None` = all rows).
+    pub sample_size: Option<usize>,
+    /// Exact silhouette up to this many clustered rows, else on a sample.
+    pub silhouette_sample_size: usize,
+    /// Fit k-means on at most this many rows (`None` = all clustered rows).
+    pub fit_sample_size: Option<usize>,
+    pub n_init: usize,
+    pub max_iter: usize,
+    /// Relative tolerance (scikit-learn's `tol`).
+    pub tol: f64,
+    pub seed: u64,
+    /// Per-cluster covariance spectra (IsoScore, partition isotropy).
+    pub spectra: bool,
+    pub n_threads: Option<usize>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            k_range: (2..=16).collect(),
+            threshold: 0.1,
+            sample_size: None,
+            silhouette_sample_size: 20_000,
+            fit_sample_size: Some(20_000),
+            n_init: 1,
+            max_iter: 300,
+            tol: 1e-4,
+            seed: 0,
+            spectra: true,
+            n_threads: None,
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// The reference study's recipe with an explicit seed: 2000 sampled rows,
+    /// k = 2..16, threshold 0.1, one k-means++ run per k (scikit-learn ≥ 1.4's
+    /// `n_init="auto"`), max_iter 300, tol 1e-4.
+    pub fn reference(seed: u64) -> Self {
+        ClusterOptions { sample_size: Some(2000), seed, ..Default::default() }
+    }
+}
+
+/// Model-selection record of one k.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KScore {
+    pub k: usize,
+    /// Silhouette on the silhouette rows (NaN when undefined).
+    pub silhouette: f64,
+    /// k-means inertia on the fit rows.
+    pub inertia: f64,
+    pub n_iter: usize,
+    pub converged: bool,
+}
+
+/// Statistics of one cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterStats {
+    pub size: u64,
+    /// Mean cosine over ordered pairs after re-centring at the cluster mean.
+    pub avg_cosine_centered: f64,
+    /// Rows equal to the cluster mean (left out of the cosine).
+    pub n_zero_norm: u64,
+    /// log I over c ∈ {±u_k} of the cluster covariance, cluster-centred rows.
+    pub log_partition_isotropy: f64,
+    pub partition_isotropy: f64,
+    /// (PR − 1)/(d − 1) of the cluster covariance (biased low when n_c ≪ d).
+    pub isoscore: f64,
+    /// Why some values are NaN, if they are.
+    pub note: Option<String>,
+}
+
+/// Result of [`cluster_isotropy`].
+#[derive(Clone, Debug)]
+pub struct ClusterReport {
+    /// Rows and columns of the input.
+    pub n: u64,
+    pub dim: usize,
+    /// Global mean μ.
+    pub mean: Vec<f64>,
+    /// Sorted input rows that were clustered (`None` = all rows).
+    pub clustered_rows: Option<Vec<usize>>,
+    /// Rows k-means was fitted on, and rows the silhouette was computed on.
+    pub n_fit: usize,
+    pub n_silhouette: usize,
+    pub silhouette_exact: bool,
+    /// One record per candidate k, ascending.
+    pub scores: Vec<KScore>,
+    pub best_k: usize,
+    /// Best silhouette over `k_range` (the value compared with the threshold).
+    pub silhouette: f64,
+    /// Label of each clustered row (in `clustered_rows` order).
+    pub labels: Vec<u32>,
+    /// Cluster means over all clustered rows (input coordinates), `best_k × d`.
+    pub centers: Vec<f64>,
+    pub clusters: Vec<ClusterStats>,
+    pub inter_cluster_cosine: f64,
+    pub inter_cluster_cosine_weighted: f64,
+}
+
+fn validate(opts: &ClusterOptions) -> Result<Vec<usize>> {
+    if opts.k_range.is_empty() {
+        return invalid(
+            "k_range is empty: give at least one number of clusters k ≥ 2 (the reference recipe uses 2..16)",
+        );
+    }
+    if let Some(&k) = opts.k_range.iter().find(|&&k| k < 2) {
+        return invalid(format!(
+            "k_range contains k = {k}: model selection needs k ≥ 2 (k = 1 is the automatic fallback when no k reaches the silhouette threshold)"
+        ));
+    }
+    if !(opts.threshold.is_finite() && (-1.0..=1.0).contains(&opts.threshold)) {
+        return invalid(format!("threshold must be a number in [-1, 1] (a silhouette value), got {}", opts.threshold));
+    }
+    if let Some(s) = opts.sample_size {
+        if s < 3 {
+            return invalid(format!("sample_size must be at least 3 rows, got {s}"));
+        }
+    }
+    if opts.silhouette_sample_size < 3 {
+        return invalid(format!("silhouette_sample_size must be at least 3 rows, got {}", opts.silhouette_sample_size));
+    }
+    if let Some(f) = opts.fit_sample_size {
+        if f < 3 {
+            return invalid(format!("fit_sample_size must be at least 3 rows, got {f}"));
+        }
+    }
+    if opts.n_init < 1 {
+        return invalid("n_init must be at least 1");
+    }
+    if opts.max_iter < 1 {
+        return invalid("max_iter must be at least 1");
+    }
+    if !(opts.tol >= 0.0 && opts.tol.is_finite()) {
+        return invalid(format!("tol must be a finite number ≥ 0, got {}", opts.tol));
+    }
+    let mut ks = opts.k_range.clone();
+    ks.sort_unstable();
+    ks.dedup();
+    Ok(ks)
+}
+
+/// Column means over every row of `x`, checking every value is finite
+/// (fixed-order summation: independent of the thread count).
+pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut sum = vec![0.0f64; d];
+    if n == 0 || d == 0 {
+        return Ok(sum);
+    }
+    let b = tile_rows(d);
+    let mut tile = vec![0.0f64; b.min(n) * d];
+    let mut start = 0;
+    while start < n {
+        let nb = b.min(n - start);
+        let t = &mut tile[..nb * d];
+        x.read_tile(start, nb, t);
+        check_finite(t, d, start as u64, x.elem())?;
+        let parts: Vec<Vec<f64>> = t
+            .par_chunks(64 * d)
+            .map(|blk| {
+                let mut s = vec![0.0f64; d];
+                for row in blk.chunks_exact(d) {
+                    for (a, v) in s.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+                s
+            })
+            .collect();
+        for p in &parts {
+            for (a, v) in sum.iter_mut().zip(p) {
+                *a += v;
+            }
+        }
+        start += nb;
+    }
+    let inv = 1.0 / n as f64;
+    sum.iter_mut().for_each(|v| *v *= inv);
+    Ok(sum)
+}
+
+/// Where the clustered rows are read from in the streaming passes.
+enum RowSource<'a> {
+    /// All rows of a view, minus `center`.
+    View { x: MatView<'a>, center: Option<&'a [f64]> },
+    /// The listed rows of a view, minus `center`.
+    Indexed { x: MatView<'a>, rows: &'a [usize], center: &'a [f64] },
+}
+
+impl RowSource<'_> {
+    fn len(&self) -> usize {
+        match self {
+            RowSource::View { x, .. } => x.nrows(),
+            RowSource::Indexed { rows, .. } => rows.len(),
+        }
+    }
+
+    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows.
+    /// (Finiteness was checked by [`stream_mean`] before any pass runs.)
+    fn for_each_tile(&self, d: usize, mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
+        let n = self.len();
+        if n == 0 || d == 0 {
+            return Ok(());
+        }
+        let b = tile_rows(d);
+        let mut tile = vec![0.0f64; b.min(n) * d];
+        let mut start = 0;
+        while start < n {
+            let nb = b.min(n - start);
+            let t = &mut tile[..nb * d];
+            let center = match self {
+                RowSource::View { x, center } => {
+                    x.read_tile(start, nb, t);
+                    *center
+                }
+                RowSource::Indexed { x, rows, center } => {
+                    t.par_chunks_mut(d).zip(rows[start..start + nb].par_iter()).with_min_len(32).for_each(
+                        |(out, &i)| x.rows(i, 1).read_tile(0, 1, out),
+                    );
+                    Some(*center)
+                }
+            };
+            if let Some(c) = center {
+                t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+                    for (v, m) in row.iter_mut().zip(c) {
+                        *v -= m;
+                    }
+                });
+            }
+            f(start, t, nb)?;
+            start += nb;
+        }
+        Ok(())
+    }
+}
+
+/// Per-cluster row buffers: rows of one cluster are collected until a buffer
+/// is full, then handed to that cluster's state as one contiguous tile.
+struct Gather {
+    d: usize,
+    cap_rows: usize,
+    bufs: Vec<Vec<f64>>,
+}
+
+impl Gather {
+    fn new(k: usize, d: usize) -> Self {
+        // ~96 MiB for all buffers together, 64..tile_rows rows each.
+        let cap_rows = ((96usize << 20) / (8 * k.max(1) * d.max(1))).clamp(64, tile_rows(d));
+        Gather { d, cap_rows, bufs: vec![Vec::new(); k] }
+    }
+
+    fn push(&mut self, c: usize, row: &[f64], flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
+        let b = &mut self.bufs[c];
+        if b.capacity() == 0 {
+            b.reserve_exact(self.cap_rows * self.d);
+        }
+        b.extend_from_slice(row);
+        if b.len() == self.cap_rows * self.d {
+            flush(c, b, self.cap_rows)?;
+            b.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
+        for (c, b) in self.bufs.iter_mut().enumerate() {
+            if !b.is_empty() {
+                let rows = b.len() / self.d;
+                flush(c, b, rows)?;
+                b.clear();
+            }
+            *b = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+/// How one cluster's statistics are computed.
+enum Plan {
+    /// Fewer than 2 rows, or all rows identical.
+    Undefined(String),
+    /// Mean-centred unit sum only (no spectra requested).
+    CosineOnly(SecondPass),
+    /// n_c > d: covariance eigenvectors, streamed second pass.
+    Primal { pass: SecondPass, eigenvalues: Vec<f64> },
+    /// n_c ≤ d: rows kept (≤ d² values), spectrum from the n_c×n_c Gram matrix.
+    Dual { rows: Vec<f64>, mean: Vec<f64> },
+}
+
+/// Label source of the per-cluster passes.
+enum LabelSource<'a> {
+    Known(&'a [u32]),
+    /// Nearest of these centres (`k × d`, centred coordinates).
+    Assign(&'a [f64]),
+}
+
+/// Labels and per-cluster statistics of the rows of `src` in two streaming
+/// passes (pass 1: labels, sizes, sums and — for clusters that may need it —
+/// the co-moment; pass 2: the centred partition functions and unit sums).
+fn per_cluster(
+    src: &RowSource<'_>,
+    labels: LabelSource<'_>,
+    k: usize,
+    d: usize,
+    spectra: bool,
+    f64_gemm: bool,
+) -> Result<(Vec<u32>, Vec<Vec<f64>>, Vec<ClusterStats>)> {
+    let n = src.len();
+    let (mut lab, known_sizes) = match labels {
+        LabelSource::Known(l) => {
+            if l.len() != n {
+                return invalid(format!("got {} labels for {n} rows", l.len()));
+            }
+            if let Some(bad) = l.iter().find(|&&c| c as usize >= k) {
+                return invalid(format!("label {bad} outside 0..{k}"));
+            }
+            let mut s = vec![0u64; k];
+            l.iter().for_each(|&c| s[c as usize] += 1);
+            (l.to_vec(), Some(s))
+        }
+        LabelSource::Assign(_) => (vec![0u32; n], None),
+    };
+    // Pass 1. The co-moment is only needed for clusters that may have more
+    // rows than dimensions (sizes are unknown up front when assigning).
+    let need_moments: Vec<bool> =
+        (0..k).map(|c| spectra && known_sizes.as_ref().is_none_or(|s| s[c] as usize > d)).collect();
+    let mut moments: Vec<Option<Moments>> =
+        need_moments.iter().map(|&m| if m { Some(Moments::new(d)) } else { None }).collect();
+    let mut sums = vec![0.0f64; k * d];
+    let mut sizes = vec![0u64; k];
+    // Zero variance is detected exactly: does any row differ from the
+    // cluster's first row? (A rounded mean would leave ~ε-sized residuals.)
+    let mut first = vec![0.0f64; k * d];
+    let mut varied = vec![false; k];
+    {
+        let mut gather = Gather::new(k, d);
+        let mut scratch = Vec::new();
+        let mut flush = |c: usize, buf: &mut [f64], rows: usize| -> Result<()> {
+            if let Some(m) = moments[c].as_mut() {
+                m.add_tile(&mut buf[..rows * d], rows, &mut scratch);
+            }
+            Ok(())
+        };
+        let csq: Vec<f64> = match labels {
+            LabelSource::Assign(c) => c.chunks_exact(d).map(sqnorm).collect(),
+            LabelSource::Known(_) => Vec::new(),
+        };
+        src.for_each_tile(d, |start, t, nb| {
+            if let LabelSource::Assign(centers) = labels {
+                let found: Vec<u32> = t
+                    .par_chunks(BLOCK * d)
+                    .map(|blk| {
+                        let sq: Vec<f64> = blk.chunks_exact(d).map(sqnorm).collect();
+                        nearest_block(blk, &sq, centers, &csq, k, d).into_iter().map(|f| f.label).collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+                    .concat();
+                lab[start..start + nb].copy_from_slice(&found);
+            }
+            for r in 0..nb {
+                let c = lab[start + r] as usize;
+                let row = &t[r * d..(r + 1) * d];
+                sizes[c] += 1;
+                let f = &mut first[c * d..(c + 1) * d];
+                if sizes[c] == 1 {
+                    f.copy_from_slice(row);
+                } else if !varied[c] && f.iter().zip(row).any(|(a, b)| a != b) {
+                    varied[c] = true;
+                }
+                for (a, v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                    *a += v;
+                }
+                if need_moments[c] {
+                    gather.push(c, row, &mut flush)?;
+                }
+            }
+            Ok(())
+        })?;
+        gather.finish(&mut flush)?;
+    }
+    let means: Vec<Vec<f64>> = (0..k)
+        .map(|c| {
+            let inv = if sizes[c] > 0 { 1.0 / sizes[c] as f64 } else { 0.0 };
+            sums[c * d..(c + 1) * d].iter().map(|v| v * inv).collect()
+        })
+        .collect();
+    drop(sums);
+    drop(first);
+    // Between the passes: one plan per cluster.
+    let mut plans: Vec<Plan> = Vec::with_capacity(k);
+    for c in 0..k {
+        let nc = sizes[c];
+        if nc < 2 {
+            plans.push(Plan::Undefined(format!(
+                "cluster has {nc} row(s): the cosine over pairs and the covariance need at least 2"
+            )));
+            continue;
+        }
+        if !varied[c] {
+            plans.push(Plan::Undefined("all rows of the cluster are identical (zero variance)".into()));
+            continue;
+        }
+        if !spectra {
+            plans.push(Plan::CosineOnly(SecondPass::new(means[c].clone(), Mat::zeros(d, 0), Mat::zeros(d, 0), f64_gemm)?));
+            continue;
+        }
+        if nc as usize <= d {
+            plans.push(Plan::Dual { rows: Vec::with_capacity(nc as usize * d), mean: means[c].clone() });
+            continue;
+        }
+        let m = moments[c].take().expect("co-moment kept for clusters larger than d");
+        let cov = m.covariance()?;
+        let eig = sym_eigen(cov.as_ref())?;
+        if !(eig.values.iter().sum::<f64>() > 0.0) {
+            plans.push(Plan::Undefined("all rows of the cluster are identical (zero variance)".into()));
+            continue;
+        }
+        let pass = SecondPass::new(means[c].clone(), Mat::zeros(d, 0), eig.vectors, f64_gemm)?;
+        plans.push(Plan::Primal { pass, eigenvalues: eig.values });
+    }
+    drop(moments);
+    // Pass 2. Clusters stream through their SecondPass (route 1), keep their
+    // rows whole for the Gram route (2, at most d rows each), or are skipped.
+    let route: Vec<u8> = plans
+        .iter()
+        .map(|p| match p {
+            Plan::CosineOnly(_) | Plan::Primal { .. } => 1,
+            Plan::Dual { .. } => 2,
+            Plan::Undefined(_) => 0,
+        })
+        .collect();
+    if route.iter().any(|&r| r != 0) {
+        let mut dual_rows: Vec<Vec<f64>> =
+            (0..k).map(|c| if route[c] == 2 { Vec::with_capacity(sizes[c] as usize * d) } else { Vec::new() }).collect();
+        let mut gather = Gather::new(k, d);
+        let mut flush = |c: usize, buf: &mut [f64], rows: usize| -> Result<()> {
+            match &mut plans[c] {
+                Plan::CosineOnly(p) | Plan::Primal { pass: p, .. } => {
+                    p.update(&MatView::row_major(&buf[..rows * d], rows, d)?)
+                }
+                _ => Ok(()),
+            }
+        };
+        src.for_each_tile(d, |start, t, nb| {
+            for r in 0..nb {
+                let c = lab[start + r] as usize;
+                let row = &t[r * d..(r + 1) * d];
+                match route[c] {
+                    1 => gather.push(c, row, &mut flush)?,
+                    2 => dual_rows[c].extend_from_slice(row),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?;
+        gather.finish(&mut flush)?;
+        for (plan, r) in plans.iter_mut().zip(dual_rows) {
+            if let Plan::Dual { rows, .. } = plan {
+                *rows = r;
+            }
+        }
+    }
+    let stats: Vec<ClusterStats> = plans
+        .into_iter()
+        .zip(&sizes)
+        .map(|(plan, &nc)| finish_cluster(plan, nc, d))
+        .collect::<Result<_>>()?;
+    Ok((lab, means, stats))
+}
+
+fn nan_stats(size: u64, note: String) -> ClusterStats {
+    ClusterStats {
+        size,
+        avg_cosine_centered: f64::NAN,
+        n_zero_norm: 0,
+        log_partition_isotropy: f64::NAN,
+        partition_isotropy: f64::NAN,
+        isoscore: f64::NAN,
+        note: Some(note),
+    }
+}
+
+fn isoscore_of(values: &[f64]) -> (f64, Option<String>) {
+    match spectral_scores(values, 0.8) {
+        Ok(s) => (s.isoscore, None),
+        Err(e) => (f64::NAN, Some(format!("IsoScore undefined: {e}"))),
+    }
+}
+
+fn finish_cluster(plan: Plan, nc: u64, d: usize) -> Result<ClusterStats> {
+    Ok(match plan {
+        Plan::Undefined(note) => nan_stats(nc, note),
+        Plan::CosineOnly(p) => ClusterStats {
+            size: nc,
+            avg_cosine_centered: p.unit_centered.average(),
+            n_zero_norm: p.unit_centered.n_zero,
+            log_partition_isotropy: f64::NAN,
+            partition_isotropy: f64::NAN,
+            isoscore: f64::NAN,
+            note: None,
+        },
+        Plan::Primal { pass, eigenvalues } => {
+            let (isoscore, note) = isoscore_of(&eigenvalues);
+            let li = pass.centered.log_isotropy();
+            ClusterStats {
+                size: nc,
+                avg_cosine_centered: pass.unit_centered.average(),
+                n_zero_norm: pass.unit_centered.n_zero,
+                log_partition_isotropy: li,
+                partition_isotropy: li.exp(),
+                isoscore,
+                note,
+            }
+        }
+        Plan::Dual { mut rows, mean } => dual_stats(&mut rows, &mean, nc as usize, d)?,
+    })
+}
+
+/// Statistics of a cluster of n_c ≤ d rows from its n_c×n_c Gram matrix.
+///
+/// With Y the re-centred rows, YYᵀ = VΛVᵀ and YᵀY share their non-zero
+/// eigenvalues; u_k = Yᵀv_k/√Λ_k, so the projections Y·u_k = √Λ_k·v_k. The
+/// covariance eigenvalues are Λ/(n_c − 1) padded with zeros to d, and every
+/// null direction u (Yu = 0) has Z(±u) = n_c, i.e. log Z = ln n_c — which is
+/// also the smallest possible log Z of centred rows (Jensen), as in the
+/// primal computation.
+fn dual_stats(rows: &mut [f64], mean: &[f64], nc: usize, d: usize) -> Result<ClusterStats> {
+    rows.par_chunks_mut(d).for_each(|r| {
+        for (v, m) in r.iter_mut().zip(mean) {
+            *v -= m;
+        }
+    });
+    let mut unit = UnitSum::new(d);
+    let mut scratch = Vec::new();
+    unit.add_tile(rows, d, &mut scratch);
+    let y = MatRef::from_row_major_slice(&rows[..], nc, d);
+    let mut g = Mat::<f64>::zeros(nc, nc);
+    faer::linalg::matmul::matmul(g.as_mut(), Accum::Replace, y, y.transpose(), 1.0, threads::par());
+    let eig = sym_eigen(g.as_ref())?;
+    let total: f64 = eig.values.iter().sum();
+    if !(total > 0.0) {
+        return Ok(nan_stats(nc as u64, "all rows of the cluster are identical (zero variance)".into()));
+    }
+    let mut values: Vec<f64> = eig.values.iter().map(|v| v / (nc as f64 - 1.0)).collect();
+    values.resize(d.max(values.len()), 0.0);
+    let (isoscore, note) = isoscore_of(&values);
+    let rank = eig.values.iter().filter(|&&v| v > 0.0).count();
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let logs: Vec<(f64, f64)> = (0..rank)
+        .into_par_iter()
+        .map(|k| {
+            let s = eig.values[k].sqrt();
+            let proj: Vec<f64> = (0..nc).map(|i| s * eig.vectors[(i, k)]).collect();
+            let (mut p, mut m) = (LogSumExp::default(), LogSumExp::default());
+            p.update(&proj, 1.0, 0.0);
+            m.update(&proj, -1.0, 0.0);
+            (p.value(), m.value())
+        })
+        .collect();
+    for (p, m) in logs {
+        lo = lo.min(p.min(m));
+        hi = hi.max(p.max(m));
+    }
+    if rank < d {
+        let null = (nc as f64).ln();
+        lo = lo.min(null);
+        hi = hi.max(null);
+    }
+    let li = lo - hi;
+    Ok(ClusterStats {
+        size: nc as u64,
+        avg_cosine_centered: unit.average(),
+        n_zero_norm: unit.n_zero,
+        log_partition_isotropy: li,
+        partition_isotropy: li.exp(),
+        isoscore,
+        note,
+    })
+}
+
+/// Unweighted and size-weighted means of the finite per-cluster cosines.
+fn cluster_means(stats: &[ClusterStats]) -> (f64, f64) {
+    let ok: Vec<&ClusterStats> = stats.iter().filter(|s| s.avg_cosine_centered.is_finite()).collect();
+    if ok.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let unweighted = ok.iter().map(|s| s.avg_cosine_centered).sum::<f64>() / ok.len() as f64;
+    let w: f64 = ok.iter().map(|s| s.size as f64).sum();
+    let weighted = ok.iter().map(|s| s.size as f64 * s.avg_cosine_centered).sum::<f64>() / w;
+    (unweighted, weighted)
+}
+
+/// Per-cluster statistics of `x` for given dense labels `0..k` (one per
+/// row), with the same definitions as [`cluster_isotropy`]'s clusters.
+pub fn cluster_statistics(
+    x: &MatView<'_>,
+    labels: &[u32],
+    k: usize,
+    spectra: bool,
+    n_threads: Option<usize>,
+) -> Result<Vec<ClusterStats>> {
+    if x.ncols() == 0 {
+        return invalid("cluster statistics need at least one column");
+    }
+    threads::install(n_threads, || {
+        let mean = stream_mean(x)?;
+        let src = RowSource::View { x: *x, center: Some(&mean) };
+        let (_, _, stats) = per_cluster(&src, LabelSource::Known(labels), k, x.ncols(), spectra, x.elem().needs_f64())?;
+        Ok(stats)
+    })
+}
+
+/// The whole clustered-isotropy recipe (see the module docs).
+pub fn cluster_isotropy(x: &MatView<'_>, opts: &ClusterOptions) -> Result<ClusterReport> {
+    let ks = validate(opts)?;
+    let (n, d) = (x.nrows(), x.ncols());
+    if d == 0 {
+        return invalid("clustered isotropy needs at least one column");
+    }
+    if n < 3 {
+        return Err(Error::Empty(format!(
+            "clustered isotropy needs at least 3 rows (the silhouette is defined for 2 ≤ k ≤ n − 1), got {n}"
+        )));
+    }
+    threads::install(opts.n_threads, || run(x, opts, &ks))
+}
+
+fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mean = stream_mean(x)?;
+    // Clustered rows C.
+    let clustered: Option<Vec<usize>> = match opts.sample_size {
+        Some(m) if m < n => {
+            let mut rng = SplitMix64::new(derive_seed(opts.seed, &[0x5A4D_504C]));
+            let mut v = sample_indices(n, m, &mut rng);
+            v.sort_unstable();
+            Some(v)
+        }
+        _ => None,
+    };
+    let nc = clustered.as_ref().map_or(n, |v| v.len());
+    // Working rows: the fit rows and the silhouette rows are prefixes of one
+    // ordering P of (a sample of) C.
+    let fit_n = opts.fit_sample_size.unwrap_or(usize::MAX).min(nc);
+    let sil_n = opts.silhouette_sample_size.min(nc);
+    let m = fit_n.max(sil_n);
+    let natural = m == nc && sil_n == nc;
+    let positions: Option<Vec<usize>> = if natural {
+        None
+    } else {
+        let mut rng = SplitMix64::new(derive_seed(opts.seed, &[0x4649_5453]));
+        Some(sample_indices(nc, m, &mut rng))
+    };
+    let rows_of_p: Option<Vec<usize>> = match (&positions, &clustered) {
+        (None, None) => None,
+        (None, Some(c)) => Some(c.clone()),
+        (Some(p), None) => Some(p.clone()),
+        (Some(p), Some(c)) => Some(p.iter().map(|&i| c[i]).collect()),
+    };
+    let k_max = *ks.last().expect("validated non-empty");
+    let limit = fit_n.min(sil_n);
+    if k_max + 1 > limit {
+        return invalid(format!(
+            "k = {k_max} is too large for the {limit} rows being clustered: the silhouette needs k ≤ n − 1 = {}; lower k_range or cluster more rows",
+            limit - 1
+        ));
+    }
+    let points = Points::gather(x, rows_of_p.as_deref(), Some(&mean))?;
+    let pts = points.as_ref();
+    let fit_p = pts.rows(0, fit_n);
+    let n_distinct = distinct_rows(fit_p, k_max);
+    if n_distinct < 2 {
+        return invalid(format!(
+            "all {fit_n} rows being clustered are identical: clustering and the re-centred cosine are undefined"
+        ));
+    }
+    if n_distinct < k_max {
+        return invalid(format!(
+            "k = {k_max} exceeds the number of distinct rows ({n_distinct}) among the {fit_n} rows k-means is fitted on: k-means cannot form more non-empty clusters than distinct points; use k_range up to {n_distinct}"
+        ));
+    }
+    // k-means for every k (largest first so the long jobs start early).
+    let tol_abs = tolerance(fit_p, opts.tol);
+    let mut fits: Vec<KMeansFit> = ks
+        .iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|&k| {
+            let params =
+                KMeansParams { k, n_init: opts.n_init, max_iter: opts.max_iter, tol: opts.tol, seed: opts.seed };
+            kmeans_unchecked(fit_p, &params, tol_abs)
+        })
+        .collect();
+    fits.reverse();
+    // Silhouettes of every k in one sweep.
+    let sil_p = pts.rows(0, sil_n);
+    let sil_labels: Vec<Vec<u32>> = fits
+        .iter()
+        .map(|f| {
+            if sil_n <= fit_n {
+                f.labels[..sil_n].to_vec()
+            } else {
+                let mut l = f.labels.clone();
+                l.extend(assign(pts.rows(fit_n, sil_n - fit_n), &f.centers, f.k).0);
+                l
+            }
+        })
+        .collect();
+    let labellings: Vec<Labelling<'_>> =
+        sil_labels.iter().zip(&fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
+    let sils = silhouettes(sil_p, &labellings)?;
+    let scores: Vec<KScore> = fits
+        .iter()
+        .zip(&sils)
+        .map(|(f, &s)| KScore { k: f.k, silhouette: s, inertia: f.inertia, n_iter: f.n_iter, converged: f.converged })
+        .collect();
+    // Model selection: best silhouette (first on ties), threshold rule.
+    let mut best: Option<usize> = None;
+    for (i, s) in sils.iter().enumerate() {
+        if s.is_finite() && best.is_none_or(|b| *s > sils[b]) {
+            best = Some(i);
+        }
+    }
+    let best_sil = best.map_or(f64::NAN, |b| sils[b]);
+    let chosen = match best {
+        Some(b) if best_sil >= opts.threshold => Some(b),
+        _ => None,
+    };
+    let best_k = chosen.map_or(1, |b| fits[b].k);
+    // Labels of every clustered row and the per-cluster statistics.
+    let f64_gemm = x.elem().needs_f64();
+    let src = if natural {
+        RowSource::View { x: points.view(), center: None }
+    } else {
+        match &clustered {
+            None => RowSource::View { x: *x, center: Some(&mean) },
+            Some(rows) => RowSource::Indexed { x: *x, rows, center: &mean },
+        }
+    };
+    let zeros;
+    let label_src = match chosen {
+        None => {
+            zeros = vec![0u32; nc];
+            LabelSource::Known(&zeros)
+        }
+        Some(b) if natural && fit_n == nc => LabelSource::Known(&fits[b].labels),
+        Some(b) => LabelSource::Assign(&fits[b].centers),
+    };
+    let (labels, means, clusters) = per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm)?;
+    drop(points);
+    let centers: Vec<f64> =
+        means.iter().flat_map(|m| m.iter().zip(&mean).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
+    let (icc, iccw) = cluster_means(&clusters);
+    Ok(ClusterReport {
+        n: n as u64,
+        dim: d,
+        mean,
+        clustered_rows: clustered,
+        n_fit: fit_n,
+        n_silhouette: sil_n,
+        silhouette_exact: sil_n == nc,
+        scores,
+        best_k,
+        silhouette: best_sil,
+        labels,
+        centers,
+        clusters,
+        inter_cluster_cosine: icc,
+        inter_cluster_cosine_weighted: iccw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::{analyze, AnalyzeOptions};
+
+    fn gauss(rng: &mut SplitMix64) -> f64 {
+        // Box–Muller.
+        let (u, v) = (rng.uniform().max(1e-300), rng.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    fn blobs(n_per: usize, k: usize, d: usize, sep: f64, seed: u64) -> Vec<f64> {
+        let mut rng = SplitMix64::new(seed);
+        let centres: Vec<f64> = (0..k * d).map(|_| sep * gauss(&mut rng)).collect();
+        let mut x = Vec::with_capacity(n_per * k * d);
+        for c in 0..k {
+            for _ in 0..n_per {
+                for j in 0..d {
+                    x.push(centres[c * d + j] + gauss(&mut rng));
+                }
+            }
+        }
+        x
+    }
+
+    fn brute_cosine(rows: &[f64], d: usize) -> f64 {
+        let n = rows.len() / d;
+        let mut mu = vec![0.0; d];
+        for r in rows.chunks(d) {
+            for j in 0..d {
+                mu[j] += r[j] / n as f64;
+            }
+        }
+        let y: Vec<Vec<f64>> = rows.chunks(d).map(|r| r.iter().zip(&mu).map(|(a, b)| a - b).collect()).collect();
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    let dot: f64 = y[i].iter().zip(&y[j]).map(|(a, b)| a * b).sum();
+                    s += dot / (sqnorm(&y[i]).sqrt() * sqnorm(&y[j]).sqrt());
+                }
+            }
+        }
+        s / (n * (n - 1)) as f64
+    }
+
+    #[test]
+    fn gram_route_matches_global_kernels() {
+        // n_c ≤ d takes the n_c×n_c Gram route; analyze() on the same rows
+        // takes Moments + d×d eigen + SecondPass.
+        let (n, d) = (12, 20);
+        let mut rng = SplitMix64::new(3);
+        let x: Vec<f64> = (0..n * d).map(|i| gauss(&mut rng) * (1.0 + (i % d) as f64 * 0.2) + 0.3).collect();
+        let v = MatView::row_major(&x, n, d).unwrap();
+        let stats = cluster_statistics(&v, &vec![0u32; n], 1, true, Some(2)).unwrap();
+        let r = analyze(&[v], &AnalyzeOptions::default()).unwrap();
+        let s = &stats[0];
+        assert!((s.avg_cosine_centered - r.avg_cosine_centered.unwrap()).abs() < 1e-12);
+        assert!((s.isoscore - r.scores.isoscore).abs() < 1e-10, "{} {}", s.isoscore, r.scores.isoscore);
+        let (a, b) = (s.log_partition_isotropy, r.log_partition_isotropy_centered.unwrap());
+        assert!((a - b).abs() < 1e-8 * b.abs().max(1.0), "{a} vs {b}");
+        // And the primal route (n_c > d) against analyze() as well.
+        let (n, d) = (90, 6);
+        let x: Vec<f64> = (0..n * d).map(|i| gauss(&mut rng) * (1.0 + (i % d) as f64) - 2.0).collect();
+        let v = MatView::row_major(&x, n, d).unwrap();
+        let s = &cluster_statistics(&v, &vec![0u32; n], 1, true, Some(1)).unwrap()[0];
+        let r = analyze(&[v], &AnalyzeOptions::default()).unwrap();
+        assert!((s.isoscore - r.scores.isoscore).abs() < 1e-12);
+        assert!((s.log_partition_isotropy - r.log_partition_isotropy_centered.unwrap()).abs() < 1e-9);
+        assert!((s.avg_cosine_centered - brute_cosine(&x, d)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn per_cluster_cosine_matches_brute_force_and_handles_degenerate_clusters() {
+        let (n, d) = (40, 3);
+        let mut rng = SplitMix64::new(5);
+        let mut x: Vec<f64> = (0..n * d).map(|_| gauss(&mut rng) + 1e4).collect();
+        let mut labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        labels[7] = 3; // singleton
+        for i in [10, 20, 30] {
+            labels[i] = 4; // identical rows
+            x[i * d..(i + 1) * d].copy_from_slice(&[1.0, 2.0, 3.0]);
+        }
+        let v = MatView::row_major(&x, n, d).unwrap();
+        let st = cluster_statistics(&v, &labels, 5, true, Some(2)).unwrap();
+        for c in 0..3u32 {
+            let rows: Vec<f64> =
+                (0..n).filter(|&i| labels[i] == c).flat_map(|i| x[i * d..(i + 1) * d].to_vec()).collect();
+            assert!((st[c as usize].avg_cosine_centered - brute_cosine(&rows, d)).abs() < 1e-9);
+        }
+        assert!(st[3].avg_cosine_centered.is_nan() && st[3].note.is_some());
+        assert!(st[4].isoscore.is_nan() && st[4].partition_isotropy.is_nan() && st[4].note.is_some());
+        let (u, w) = cluster_means(&st);
+        assert!(u.is_finite() && w.is_finite());
+    }
+
+    #[test]
+    fn blobs_are_found_and_noise_falls_back_to_one_cluster() {
+        let (k, d, n_per) = (4, 10, 60);
+        let x = blobs(n_per, k, d, 12.0, 1);
+        let v = MatView::row_major(&x, n_per * k, d).unwrap();
+        let opts = ClusterOptions { k_range: (2..=8).collect(), n_threads: Some(2), ..Default::default() };
+        let r = cluster_isotropy(&v, &opts).unwrap();
+        assert_eq!(r.best_k, k);
+        for b in 0..k {
+            let l = r.labels[b * n_per];
+            assert!(r.labels[b * n_per..(b + 1) * n_per].iter().all(|&x| x == l));
+        }
+        assert!(r.silhouette_exact && r.silhouette > 0.5);
+        assert_eq!(r.clusters.iter().map(|c| c.size).sum::<u64>(), (n_per * k) as u64);
+        // Isotropic noise: no k reaches the threshold.
+        let mut rng = SplitMix64::new(2);
+        let noise: Vec<f64> = (0..600 * 8).map(|_| gauss(&mut rng)).collect();
+        let v = MatView::row_major(&noise, 600, 8).unwrap();
+        let r = cluster_isotropy(&v, &opts).unwrap();
+        assert_eq!(r.best_k, 1);
+        assert!(r.silhouette < 0.1);
+        assert_eq!(r.clusters.len(), 1);
+        assert!((r.inter_cluster_cosine - brute_cosine(&noise, 8)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sampled_fit_assigns_every_row_deterministically() {
+        let (k, d, n_per) = (3, 6, 700);
+        let x: Vec<f32> = blobs(n_per, k, d, 10.0, 7).iter().map(|&v| v as f32).collect();
+        let v = MatView::row_major(&x, n_per * k, d).unwrap();
+        let opts = |t| ClusterOptions {
+            k_range: vec![2, 3, 4],
+            fit_sample_size: Some(500),
+            silhouette_sample_size: 300,
+            n_threads: Some(t),
+            seed: 11,
+            ..Default::default()
+        };
+        let a = cluster_isotropy(&v, &opts(1)).unwrap();
+        let b = cluster_isotropy(&v, &opts(2)).unwrap();
+        assert_eq!(a.best_k, 3);
+        assert_eq!((a.n_fit, a.n_silhouette, a.silhouette_exact), (500, 300, false));
+        assert_eq!(a.labels.len(), n_per * k);
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.scores, b.scores);
+        for (p, q) in a.clusters.iter().zip(&b.clusters) {
+            assert!((p.avg_cosine_centered - q.avg_cosine_centered).abs() < 1e-12);
+            assert!((p.isoscore - q.isoscore).abs() < 1e-12);
+        }
+        // Reference mode: a sample of the rows is clustered.
+        let r = cluster_isotropy(&v, &ClusterOptions { sample_size: Some(400), ..opts(2) }).unwrap();
+        assert_eq!(r.clustered_rows.as_ref().unwrap().len(), 400);
+        assert_eq!(r.labels.len(), 400);
+    }
+
+    #[test]
+    fn bad_inputs_are_reported() {
+        let x = vec![0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let v = MatView::row_major(&x, 3, 2).unwrap();
+        let o = |ks: Vec<usize>| ClusterOptions { k_range: ks, ..Default::default() };
+        assert!(cluster_isotropy(&v, &o(vec![])).unwrap_err().to_string().contains("k_range is empty"));
+        assert!(cluster_isotropy(&v, &o(vec![1, 2])).unwrap_err().to_string().contains("k = 1"));
+        assert!(cluster_isotropy(&v, &o(vec![3])).unwrap_err().to_string().contains("too large"));
+        let two = MatView::row_major(&x[..4], 2, 2).unwrap();
+        assert!(cluster_isotropy(&two, &o(vec![2])).unwrap_err().to_string().contains("at least 3 rows"));
+        let same = vec![1.5f64; 20];
+        let v = MatView::row_major(&same, 10, 2).unwrap();
+        assert!(cluster_isotropy(&v, &o(vec![2])).unwrap_err().to_string().contains("identical"));
+        let mut few = vec![0.0f64; 20];
+        few[2] = 1.0;
+        few[4] = 2.0;
+        let v = MatView::row_major(&few, 10, 2).unwrap();
+        assert!(cluster_isotropy(&v, &o(vec![2, 3, 4])).unwrap_err().to_string().contains("distinct rows (3)"));
+        assert_eq!(cluster_isotropy(&v, &o(vec![2, 3])).unwrap().scores.len(), 2);
+        let mut bad = vec![0.0f64; 20];
+        bad[13] = f64::NAN;
+        let v = MatView::row_major(&bad, 10, 2).unwrap();
+        assert_eq!(cluster_isotropy(&v, &o(vec![2])).unwrap_err(), Error::NonFinite { row: 6, col: 1 });
+    }
+}

@@ -1,0 +1,1148 @@
+//! Exact, seeded k-means: k-means++ seeding (Arthur & Vassilvitskii 2007, with
+//! scikit-learn's greedy variant) and Lloyd iterations accelerated by
+//! Hamerly's bounds (Hamerly 2010), with distances from GEMM tiles.
+//!
+//! Objective: minimise the inertia Σ_i ‖x_i − c_{a(i)}‖² over centres c and
+//! labels a. Semantics follow `sklearn.cluster.KMeans(algorithm="lloyd")`:
+//!
+//! * seeding: first centre uniform; then each next centre is the best of
+//!   `2 + ⌊ln k⌋` candidates drawn with probability ∝ D²(x) (the candidate
+//!   giving the smallest potential Σ min(D², d²(x, cand)) wins);
+//! * tolerance: `tol` is relative, tol_abs = tol · mean_j Var(X[:, j])
+//!   (population variance); the loop stops on strict convergence (no label
+//!   changed) or when Σ_c ‖c_new − c_old‖² ≤ tol_abs, after `max_iter`
+//!   iterations at most, and a final assignment then makes the labels agree
+//!   with the returned centres (unless convergence was strict);
+//! * empty clusters are re-seeded with the points farthest from their own
+//!   centre (unlike scikit-learn, the moved point is relabelled at once, so
+//!   the centres are always the means of their labelled points);
+//! * `n_init` restarts keep the run with the lowest inertia.
+//!
+//! Distances. Squared distances come from ‖x‖² − 2x·c + ‖c‖² on row tiles
+//! (one GEMM per tile). That formula cancels catastrophically when x ≈ c, so
+//! its rounding error is bounded explicitly — |err| ≤ κ(‖x‖² + ‖c‖²),
+//! κ = 2(d+2)ε — and every centre that could be the nearest within that bound
+//! is re-measured exactly as Σ(x_j − c_j)². Labels are therefore the argmin of
+//! exact distances (ties → lowest index, as scikit-learn), and the inertia is
+//! computed exactly. Callers centre the data first (the clustered-isotropy
+//! recipe centres globally), which keeps κ‖x‖² small next to real distances.
+//!
+//! Pruning. Hamerly keeps, per point, an upper bound u on the distance to its
+//! centre and a lower bound l on the distance to every other centre; a point
+//! whose u ≤ max(l, ½ min_{j≠a} ‖c_a − c_j‖) cannot change label and is
+//! skipped. Only the remaining rows are gathered into a tile for the GEMM, so
+//! late iterations cost O(n) instead of O(n·k·d).
+//!
+//! Determinism. All randomness comes from a seeded SplitMix64 stream; work is
+//! split into fixed blocks of rows (independent of the thread count), each
+//! block uses single-threaded GEMMs, and every reduction is summed in block
+//! order. Results are bitwise identical for any `n_threads`.
+
+use crate::error::{invalid, Error, Result};
+use crate::source::{first_non_finite, tile_rows, MatView};
+use faer::{Accum, Mat, MatRef, Par};
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+/// Rows per work block (fixed, so results do not depend on the thread count).
+pub(crate) const BLOCK: usize = 256;
+
+// ---------------------------------------------------------------------------
+// Seeded randomness
+// ---------------------------------------------------------------------------
+
+/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, fast, well-mixed 64-bit
+/// generator; enough for seeding and sampling (not for cryptography).
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in [0, n) without modulo bias (Lemire 2019). `n > 0`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0);
+        let mut m = (self.next_u64() as u128) * (n as u128);
+        if (m as u64) < n {
+            let t = n.wrapping_neg() % n;
+            while (m as u64) < t {
+                m = (self.next_u64() as u128) * (n as u128);
+            }
+        }
+        (m >> 64) as u64
+    }
+}
+
+/// An independent seed for a named sub-stream (e.g. `[k, restart]`), so that
+/// every task draws from its own stream whatever the order tasks run in.
+pub fn derive_seed(seed: u64, stream: &[u64]) -> u64 {
+    let mut g = SplitMix64::new(seed ^ 0x6A09_E667_F3BC_C908);
+    let mut h = g.next_u64();
+    for s in stream {
+        let mut g = SplitMix64::new(h ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        h = g.next_u64();
+    }
+    h
+}
+
+/// `m` distinct indices of `0..n`, uniformly at random, in random order
+/// (all of `0..n`, shuffled, when `m ≥ n`).
+pub fn sample_indices(n: usize, m: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let m = m.min(n);
+    let mut out: Vec<usize> = if m.saturating_mul(4) >= n {
+        // Partial Fisher–Yates over the whole index range.
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..m {
+            let j = i + rng.below((n - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(m);
+        return all;
+    } else {
+        // Floyd's algorithm: O(m) memory; the set is then sorted so the
+        // result does not depend on hash iteration order.
+        let mut set = HashSet::with_capacity(2 * m);
+        for j in n - m..n {
+            let t = rng.below(j as u64 + 1) as usize;
+            if !set.insert(t) {
+                set.insert(j);
+            }
+        }
+        let mut v: Vec<usize> = set.into_iter().collect();
+        v.sort_unstable();
+        v
+    };
+    for i in (1..out.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        out.swap(i, j);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Points
+// ---------------------------------------------------------------------------
+
+/// A borrowed, row-major f64 point set with its squared row norms.
+#[derive(Clone, Copy, Debug)]
+pub struct PointsRef<'a> {
+    pub data: &'a [f64],
+    pub sq: &'a [f64],
+    pub n: usize,
+    pub d: usize,
+}
+
+impl<'a> PointsRef<'a> {
+    #[inline]
+    pub fn row(&self, i: usize) -> &'a [f64] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+
+    /// Rows `start .. start + len`.
+    pub fn rows(&self, start: usize, len: usize) -> PointsRef<'a> {
+        let d = self.d;
+        PointsRef { data: &self.data[start * d..(start + len) * d], sq: &self.sq[start..start + len], n: len, d }
+    }
+}
+
+/// An owned, row-major f64 point set (the rows k-means and the silhouette
+/// work on), with squared norms. Rows are finite by construction.
+#[derive(Clone, Debug)]
+pub struct Points {
+    data: Vec<f64>,
+    sq: Vec<f64>,
+    n: usize,
+    d: usize,
+}
+
+impl Points {
+    /// Wrap `n × d` row-major values; fails on a NaN/Inf (naming its row).
+    pub fn new(data: Vec<f64>, n: usize, d: usize) -> Result<Points> {
+        if n.checked_mul(d) != Some(data.len()) {
+            return invalid(format!("{} values cannot form {n} rows of dimension {d}", data.len()));
+        }
+        if let Some((r, c)) = first_non_finite(&data, d) {
+            return Err(Error::NonFinite { row: r as u64, col: c });
+        }
+        let sq = row_sq_norms(&data, d);
+        Ok(Points { data, sq, n, d })
+    }
+
+    /// Read rows of `x` (all, or `rows` in the given order) converted to f64,
+    /// minus `center` when given. A NaN/Inf is reported with its row in `x`.
+    pub fn gather(x: &MatView<'_>, rows: Option<&[usize]>, center: Option<&[f64]>) -> Result<Points> {
+        let d = x.ncols();
+        if let Some(c) = center {
+            if c.len() != d {
+                return Err(Error::DimMismatch { what: "centre".into(), expected: d, got: c.len() });
+            }
+        }
+        let mut data;
+        match rows {
+            None => {
+                let n = x.nrows();
+                data = vec![0.0f64; n * d];
+                let b = tile_rows(d);
+                let mut start = 0;
+                while start < n {
+                    let nb = b.min(n - start);
+                    x.read_tile(start, nb, &mut data[start * d..(start + nb) * d]);
+                    start += nb;
+                }
+            }
+            Some(idx) => {
+                if let Some(bad) = idx.iter().find(|&&i| i >= x.nrows()) {
+                    return invalid(format!("row index {bad} out of range for {} rows", x.nrows()));
+                }
+                data = vec![0.0f64; idx.len() * d];
+                if d > 0 {
+                    data.par_chunks_mut(d).zip(idx.par_iter()).with_min_len(32).for_each(|(out, &i)| {
+                        x.rows(i, 1).read_tile(0, 1, out);
+                    });
+                }
+            }
+        }
+        let n = if d == 0 { rows.map_or(x.nrows(), |r| r.len()) } else { data.len() / d };
+        if x.elem().is_float() {
+            if let Some((r, c)) = first_non_finite(&data, d) {
+                let row = rows.map_or(r, |idx| idx[r]);
+                return Err(Error::NonFinite { row: row as u64, col: c });
+            }
+        }
+        if let Some(c) = center {
+            if d > 0 {
+                data.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+                    for (v, m) in row.iter_mut().zip(c) {
+                        *v -= m;
+                    }
+                });
+            }
+        }
+        let sq = row_sq_norms(&data, d);
+        Ok(Points { data, sq, n, d })
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+
+    pub fn as_ref(&self) -> PointsRef<'_> {
+        PointsRef { data: &self.data, sq: &self.sq, n: self.n, d: self.d }
+    }
+
+    /// A view of the whole set as a [`MatView`] (to feed streaming kernels).
+    pub fn view(&self) -> MatView<'_> {
+        MatView::row_major(&self.data, self.n, self.d).expect("points buffer has n·d values")
+    }
+
+    /// Column means (fixed summation order).
+    pub fn mean(&self) -> Vec<f64> {
+        column_mean(self.as_ref())
+    }
+
+    /// Subtract `c` from every row (and refresh the squared norms).
+    pub fn subtract(&mut self, c: &[f64]) {
+        let d = self.d;
+        if d == 0 {
+            return;
+        }
+        self.data.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+            for (v, m) in row.iter_mut().zip(c) {
+                *v -= m;
+            }
+        });
+        self.sq = row_sq_norms(&self.data, d);
+    }
+
+    /// Number of distinct rows, counting no further than `cap` (rows are
+    /// compared by value; −0.0 equals 0.0).
+    pub fn distinct_rows(&self, cap: usize) -> usize {
+        distinct_rows(self.as_ref(), cap)
+    }
+}
+
+fn row_sq_norms(data: &[f64], d: usize) -> Vec<f64> {
+    if d == 0 {
+        return Vec::new();
+    }
+    data.par_chunks(d).with_min_len(256).map(sqnorm).collect()
+}
+
+/// Column means of a point set, summed in fixed blocks (deterministic).
+pub fn column_mean(p: PointsRef<'_>) -> Vec<f64> {
+    let d = p.d;
+    let mut mean = vec![0.0f64; d];
+    if p.n == 0 || d == 0 {
+        return mean;
+    }
+    let partial: Vec<Vec<f64>> = p
+        .data
+        .par_chunks(BLOCK * d)
+        .map(|blk| {
+            let mut s = vec![0.0f64; d];
+            for row in blk.chunks_exact(d) {
+                for (a, v) in s.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            s
+        })
+        .collect();
+    for s in &partial {
+        for (a, v) in mean.iter_mut().zip(s) {
+            *a += v;
+        }
+    }
+    let inv = 1.0 / p.n as f64;
+    mean.iter_mut().for_each(|v| *v *= inv);
+    mean
+}
+
+/// Number of distinct rows of `p`, counting no further than `cap`.
+pub fn distinct_rows(p: PointsRef<'_>, cap: usize) -> usize {
+    // Two independent 64-bit hashes of the row's bits: a false merge of two
+    // distinct rows needs a 128-bit collision.
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    for i in 0..p.n {
+        let (mut h1, mut h2) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
+        for v in p.row(i) {
+            let b = (v + 0.0).to_bits();
+            h1 = (h1 ^ b).wrapping_mul(0x0000_0100_0000_01B3).rotate_left(29);
+            h2 = (h2.rotate_left(17) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        }
+        seen.insert((h1, h2));
+        if seen.len() >= cap {
+            break;
+        }
+    }
+    seen.len()
+}
+
+// ---------------------------------------------------------------------------
+// Exact distances and the guarded GEMM search
+// ---------------------------------------------------------------------------
+
+/// Σ_j a_j², with eight independent partial sums (vectorisable, fixed order).
+#[inline]
+pub fn sqnorm(a: &[f64]) -> f64 {
+    const L: usize = 8;
+    let mut acc = [0.0f64; L];
+    let c = a.chunks_exact(L);
+    let rem = c.remainder();
+    for x in c {
+        for t in 0..L {
+            acc[t] += x[t] * x[t];
+        }
+    }
+    let mut tail = 0.0;
+    for v in rem {
+        tail += v * v;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Exact squared distance Σ_j (a_j − b_j)² (no cancellation).
+#[inline]
+pub fn sqdist(a: &[f64], b: &[f64]) -> f64 {
+    const L: usize = 8;
+    let mut acc = [0.0f64; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for t in 0..L {
+            let v = x[t] - y[t];
+            acc[t] += v * v;
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        let v = x - y;
+        tail += v * v;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Bound factor κ of the Gram-formula error: |d²_gram − d²| ≤ κ(‖x‖² + ‖c‖²).
+#[inline]
+pub(crate) fn gram_kappa(d: usize) -> f64 {
+    2.0 * (d as f64 + 2.0) * f64::EPSILON
+}
+
+/// G = A·Bᵀ for row-major A (m×d) and B (k×d), single-threaded.
+pub(crate) fn gram(a: &[f64], m: usize, b: &[f64], k: usize, d: usize) -> Mat<f64> {
+    let mut g = Mat::<f64>::zeros(m, k);
+    if m > 0 && k > 0 && d > 0 {
+        faer::linalg::matmul::matmul(
+            g.as_mut(),
+            Accum::Replace,
+            MatRef::from_row_major_slice(a, m, d),
+            MatRef::from_row_major_slice(b, k, d).transpose(),
+            1.0,
+            Par::Seq,
+        );
+    }
+    g
+}
+
+/// Result of a nearest-centre search for one point.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Nearest {
+    pub label: u32,
+    /// Exact squared distance to the chosen centre.
+    pub d2: f64,
+    /// Lower bound on the squared distance to every other centre.
+    pub second_lower: f64,
+}
+
+/// Nearest centre of each row of `rows` (m×d, norms `sq`), exact up to the
+/// final rounding of Σ(x−c)²: Gram distances pick the candidates, exact ones
+/// decide among all centres that the Gram error bound cannot rule out.
+pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f64], k: usize, d: usize) -> Vec<Nearest> {
+    let m = sq.len();
+    let g = gram(rows, m, centers, k, d);
+    let kappa = gram_kappa(d);
+    let mut out = Vec::with_capacity(m);
+    let mut approx = vec![0.0f64; k];
+    let mut margin = vec![0.0f64; k];
+    let mut exact = vec![f64::NAN; k];
+    for r in 0..m {
+        let x = &rows[r * d..(r + 1) * d];
+        let mut best_hi = f64::INFINITY;
+        for j in 0..k {
+            approx[j] = sq[r] + csq[j] - 2.0 * g[(r, j)];
+            margin[j] = kappa * (sq[r] + csq[j]);
+            best_hi = best_hi.min(approx[j] + margin[j]);
+        }
+        // Every centre whose Gram distance could be the minimum is measured exactly.
+        let mut label = usize::MAX;
+        let mut best = f64::INFINITY;
+        for j in 0..k {
+            if approx[j] - margin[j] <= best_hi {
+                let e = sqdist(x, &centers[j * d..(j + 1) * d]);
+                exact[j] = e;
+                if e < best {
+                    best = e;
+                    label = j;
+                }
+            } else {
+                exact[j] = f64::NAN;
+            }
+        }
+        let mut second = f64::INFINITY;
+        for j in 0..k {
+            if j == label {
+                continue;
+            }
+            let lo = if exact[j].is_nan() { (approx[j] - margin[j]).max(0.0) } else { exact[j] };
+            second = second.min(lo);
+        }
+        out.push(Nearest { label: label as u32, d2: best, second_lower: second });
+    }
+    out
+}
+
+/// Nearest centre (exact argmin) of every point: labels and squared distances.
+pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> (Vec<u32>, Vec<f64>) {
+    let d = p.d;
+    let csq: Vec<f64> = centers.chunks_exact(d.max(1)).take(k).map(sqnorm).collect();
+    let res: Vec<Vec<Nearest>> = (0..p.n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let s = b * BLOCK;
+            let len = BLOCK.min(p.n - s);
+            let blk = p.rows(s, len);
+            nearest_block(blk.data, blk.sq, centers, &csq, k, d)
+        })
+        .collect();
+    let mut labels = Vec::with_capacity(p.n);
+    let mut d2 = Vec::with_capacity(p.n);
+    for r in res.into_iter().flatten() {
+        labels.push(r.label);
+        d2.push(r.d2);
+    }
+    (labels, d2)
+}
+
+// ---------------------------------------------------------------------------
+// Seeding
+// ---------------------------------------------------------------------------
+
+/// Squared distances from every point to each candidate row (`cands` indices
+/// into `p`), candidate-major (`cands.len() × n`). Gram distances, with exact
+/// re-measurement where the Gram error bound reaches zero.
+fn dist2_to_rows(p: PointsRef<'_>, cands: &[usize]) -> Vec<f64> {
+    let (n, d, t) = (p.n, p.d, cands.len());
+    let mut cdata = Vec::with_capacity(t * d);
+    for &c in cands {
+        cdata.extend_from_slice(p.row(c));
+    }
+    let csq: Vec<f64> = cands.iter().map(|&c| p.sq[c]).collect();
+    let kappa = gram_kappa(d);
+    let blocks: Vec<Vec<f64>> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let s = b * BLOCK;
+            let len = BLOCK.min(n - s);
+            let blk = p.rows(s, len);
+            let g = gram(blk.data, len, &cdata, t, d);
+            let mut out = vec![0.0f64; t * len];
+            for j in 0..t {
+                for r in 0..len {
+                    let approx = blk.sq[r] + csq[j] - 2.0 * g[(r, j)];
+                    let margin = kappa * (blk.sq[r] + csq[j]);
+                    out[j * len + r] = if approx <= margin {
+                        sqdist(blk.row(r), &cdata[j * d..(j + 1) * d])
+                    } else {
+                        approx
+                    };
+                }
+            }
+            out
+        })
+        .collect();
+    let mut res = vec![0.0f64; t * n];
+    for (b, blk) in blocks.iter().enumerate() {
+        let s = b * BLOCK;
+        let len = blk.len() / t.max(1);
+        for j in 0..t {
+            res[j * n + s..j * n + s + len].copy_from_slice(&blk[j * len..(j + 1) * len]);
+        }
+    }
+    res
+}
+
+/// Fixed-order sum (block partials, then in order).
+fn det_sum(v: &[f64]) -> f64 {
+    let parts: Vec<f64> = v.par_chunks(4 * BLOCK).map(|c| c.iter().sum::<f64>()).collect();
+    parts.iter().sum()
+}
+
+/// k-means++ seeding with `2 + ⌊ln k⌋` greedy local trials per centre
+/// (scikit-learn's `_kmeans_plusplus`). Returns `k × d` centres.
+pub fn kmeans_plusplus(p: PointsRef<'_>, k: usize, rng: &mut SplitMix64) -> Vec<f64> {
+    let (n, d) = (p.n, p.d);
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    let mut centers = Vec::with_capacity(k * d);
+    let first = rng.below(n as u64) as usize;
+    centers.extend_from_slice(p.row(first));
+    let mut closest = dist2_to_rows(p, &[first]);
+    let mut pot = det_sum(&closest);
+    let mut cum = vec![0.0f64; n];
+    for _ in 1..k {
+        let mut acc = 0.0;
+        for (c, v) in cum.iter_mut().zip(&closest) {
+            acc += v;
+            *c = acc;
+        }
+        // searchsorted(cumsum, r, side="left"), clipped to n − 1.
+        let cands: Vec<usize> = (0..trials)
+            .map(|_| {
+                let r = rng.uniform() * pot;
+                cum.partition_point(|&c| c < r).min(n - 1)
+            })
+            .collect();
+        let mut dist = dist2_to_rows(p, &cands);
+        for j in 0..trials {
+            dist[j * n..(j + 1) * n].par_iter_mut().zip(closest.par_iter()).for_each(|(a, c)| *a = a.min(*c));
+        }
+        let pots: Vec<f64> = (0..trials).map(|j| det_sum(&dist[j * n..(j + 1) * n])).collect();
+        let mut best = 0;
+        for j in 1..trials {
+            if pots[j] < pots[best] {
+                best = j;
+            }
+        }
+        pot = pots[best];
+        closest.copy_from_slice(&dist[best * n..(best + 1) * n]);
+        centers.extend_from_slice(p.row(cands[best]));
+    }
+    centers
+}
+
+// ---------------------------------------------------------------------------
+// Lloyd with Hamerly bounds
+// ---------------------------------------------------------------------------
+
+/// Parameters of one k-means fit.
+#[derive(Clone, Debug)]
+pub struct KMeansParams {
+    pub k: usize,
+    /// Restarts (each with its own seed); the lowest inertia is kept.
+    pub n_init: usize,
+    pub max_iter: usize,
+    /// Relative tolerance (scikit-learn's `tol`).
+    pub tol: f64,
+    pub seed: u64,
+}
+
+impl KMeansParams {
+    pub fn new(k: usize, seed: u64) -> Self {
+        KMeansParams { k, n_init: 1, max_iter: 300, tol: 1e-4, seed }
+    }
+}
+
+/// A fitted k-means model.
+#[derive(Clone, Debug)]
+pub struct KMeansFit {
+    pub k: usize,
+    /// `k × d` row-major centres (in the coordinates of the fitted points).
+    pub centers: Vec<f64>,
+    pub labels: Vec<u32>,
+    /// Σ_i ‖x_i − c_{a(i)}‖² (exact).
+    pub inertia: f64,
+    /// Lloyd iterations run (of the kept restart).
+    pub n_iter: usize,
+    /// False when `max_iter` was reached before either stopping rule held.
+    pub converged: bool,
+    /// Empty clusters re-seeded during the kept run.
+    pub n_relocated: usize,
+}
+
+/// Absolute tolerance: tol · mean_j Var(X[:, j]) (population variance).
+pub fn tolerance(p: PointsRef<'_>, tol: f64) -> f64 {
+    if tol == 0.0 || p.n == 0 || p.d == 0 {
+        return 0.0;
+    }
+    let mean = column_mean(p);
+    let d = p.d;
+    let parts: Vec<f64> = p
+        .data
+        .par_chunks(BLOCK * d)
+        .map(|blk| blk.chunks_exact(d).map(|row| sqdist(row, &mean)).sum::<f64>())
+        .collect();
+    let total: f64 = parts.iter().sum();
+    tol * total / (p.n as f64 * d as f64)
+}
+
+/// Validate, then run `n_init` seeded restarts and keep the lowest inertia.
+pub fn kmeans(p: PointsRef<'_>, params: &KMeansParams) -> Result<KMeansFit> {
+    check_params(p, params)?;
+    let distinct = distinct_rows(p, params.k);
+    if distinct < params.k {
+        return invalid(format!(
+            "k = {} exceeds the number of distinct rows ({distinct}): k-means cannot form more non-empty clusters than distinct points",
+            params.k
+        ));
+    }
+    let tol_abs = tolerance(p, params.tol);
+    Ok(kmeans_unchecked(p, params, tol_abs))
+}
+
+pub(crate) fn check_params(p: PointsRef<'_>, params: &KMeansParams) -> Result<()> {
+    if params.k < 1 {
+        return invalid("k-means needs k ≥ 1 clusters");
+    }
+    if p.n < params.k {
+        return invalid(format!("k-means with k = {} needs at least k rows, got {}", params.k, p.n));
+    }
+    if p.d == 0 {
+        return invalid("k-means needs at least one column");
+    }
+    if params.n_init < 1 {
+        return invalid("n_init must be at least 1");
+    }
+    if params.max_iter < 1 {
+        return invalid("max_iter must be at least 1");
+    }
+    if !(params.tol >= 0.0 && params.tol.is_finite()) {
+        return invalid(format!("tol must be a finite number ≥ 0, got {}", params.tol));
+    }
+    Ok(())
+}
+
+pub(crate) fn kmeans_unchecked(p: PointsRef<'_>, params: &KMeansParams, tol_abs: f64) -> KMeansFit {
+    let mut best: Option<KMeansFit> = None;
+    for init in 0..params.n_init {
+        let mut rng = SplitMix64::new(derive_seed(params.seed, &[params.k as u64, init as u64]));
+        let fit = if params.k == 1 {
+            lloyd(p, column_mean(p), 1, params.max_iter, tol_abs)
+        } else {
+            let c = kmeans_plusplus(p, params.k, &mut rng);
+            lloyd(p, c, params.k, params.max_iter, tol_abs)
+        };
+        if best.as_ref().is_none_or(|b| fit.inertia < b.inertia) {
+            best = Some(fit);
+        }
+    }
+    best.expect("n_init ≥ 1")
+}
+
+/// One change of label found by an assignment step.
+#[derive(Clone, Copy)]
+struct Change {
+    i: u32,
+    old: u32,
+    new: u32,
+}
+
+const NO_LABEL: u32 = u32::MAX;
+
+struct Lloyd<'a> {
+    p: PointsRef<'a>,
+    k: usize,
+    centers: Vec<f64>,
+    csq: Vec<f64>,
+    labels: Vec<u32>,
+    upper: Vec<f64>,
+    lower: Vec<f64>,
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Lloyd<'_> {
+    /// ½ distance from each centre to its nearest other centre.
+    fn half_separation(&self) -> Vec<f64> {
+        let (k, d) = (self.k, self.p.d);
+        (0..k)
+            .map(|a| {
+                let ca = &self.centers[a * d..(a + 1) * d];
+                let m = (0..k)
+                    .filter(|&b| b != a)
+                    .map(|b| sqdist(ca, &self.centers[b * d..(b + 1) * d]))
+                    .fold(f64::INFINITY, f64::min);
+                0.5 * m.sqrt()
+            })
+            .collect()
+    }
+
+    /// Assignment step. `full` searches every point (first and last steps);
+    /// otherwise Hamerly's test skips points that cannot change label.
+    fn assign_step(&mut self, full: bool) -> Vec<Change> {
+        let (k, d, p) = (self.k, self.p.d, self.p);
+        let half = if full { vec![0.0; k] } else { self.half_separation() };
+        let (centers, csq) = (&self.centers, &self.csq);
+        let per_block: Vec<Vec<Change>> = self
+            .labels
+            .par_chunks_mut(BLOCK)
+            .zip(self.upper.par_chunks_mut(BLOCK))
+            .zip(self.lower.par_chunks_mut(BLOCK))
+            .enumerate()
+            .map(|(b, ((lab, up), lo))| {
+                let s = b * BLOCK;
+                let len = lab.len();
+                let mut need: Vec<usize> = Vec::new();
+                for r in 0..len {
+                    if full || lab[r] == NO_LABEL {
+                        need.push(r);
+                        continue;
+                    }
+                    let a = lab[r] as usize;
+                    let m = half[a].max(lo[r]);
+                    if up[r] <= m {
+                        continue;
+                    }
+                    up[r] = sqdist(p.row(s + r), &centers[a * d..(a + 1) * d]).sqrt();
+                    if up[r] > m {
+                        need.push(r);
+                    }
+                }
+                let mut changes = Vec::new();
+                if need.is_empty() {
+                    return changes;
+                }
+                let blk = p.rows(s, len);
+                let found = if need.len() == len {
+                    nearest_block(blk.data, blk.sq, centers, csq, k, d)
+                } else {
+                    let mut rows = Vec::with_capacity(need.len() * d);
+                    let mut sq = Vec::with_capacity(need.len());
+                    for &r in &need {
+                        rows.extend_from_slice(blk.row(r));
+                        sq.push(blk.sq[r]);
+                    }
+                    nearest_block(&rows, &sq, centers, csq, k, d)
+                };
+                for (&r, f) in need.iter().zip(&found) {
+                    if f.label != lab[r] {
+                        changes.push(Change { i: (s + r) as u32, old: lab[r], new: f.label });
+                        lab[r] = f.label;
+                    }
+                    up[r] = f.d2.sqrt();
+                    lo[r] = f.second_lower.sqrt();
+                }
+                changes
+            })
+            .collect();
+        per_block.into_iter().flatten().collect()
+    }
+
+    /// Cluster sums and counts from scratch (each cluster summed in row order).
+    fn recompute_sums(&mut self) {
+        let (d, p, labels) = (self.p.d, self.p, &self.labels);
+        self.sums.par_chunks_mut(d).zip(self.counts.par_iter_mut()).enumerate().for_each(|(c, (s, cnt))| {
+            s.iter_mut().for_each(|v| *v = 0.0);
+            *cnt = 0;
+            for (i, &l) in labels.iter().enumerate() {
+                if l as usize == c {
+                    *cnt += 1;
+                    for (a, v) in s.iter_mut().zip(p.row(i)) {
+                        *a += v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Apply label changes to the sums (each cluster in change order).
+    fn apply_changes(&mut self, changes: &[Change]) {
+        let (d, p) = (self.p.d, self.p);
+        self.sums.par_chunks_mut(d).zip(self.counts.par_iter_mut()).enumerate().for_each(|(c, (s, cnt))| {
+            let c = c as u32;
+            for ch in changes {
+                if ch.old == c {
+                    *cnt -= 1;
+                    for (a, v) in s.iter_mut().zip(p.row(ch.i as usize)) {
+                        *a -= v;
+                    }
+                }
+                if ch.new == c {
+                    *cnt += 1;
+                    for (a, v) in s.iter_mut().zip(p.row(ch.i as usize)) {
+                        *a += v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Re-seed empty clusters with the points farthest from their current
+    /// centre (scikit-learn's rule). Returns how many were re-seeded.
+    fn relocate_empty(&mut self) -> usize {
+        let (k, d, p) = (self.k, self.p.d, self.p);
+        let empty: Vec<usize> = (0..k).filter(|&c| self.counts[c] == 0).collect();
+        if empty.is_empty() {
+            return 0;
+        }
+        let centers = &self.centers;
+        let labels = &self.labels;
+        let dist: Vec<f64> = (0..p.n)
+            .into_par_iter()
+            .with_min_len(BLOCK)
+            .map(|i| sqdist(p.row(i), &centers[labels[i] as usize * d..(labels[i] as usize + 1) * d]))
+            .collect();
+        let mut order: Vec<usize> = (0..p.n).collect();
+        let far = |a: &usize, b: &usize| dist[*b].total_cmp(&dist[*a]).then(a.cmp(b));
+        let m = empty.len().min(p.n);
+        if m < p.n {
+            order.select_nth_unstable_by(m, far);
+        }
+        order[..m].sort_unstable_by(far);
+        for (e, &c) in empty.iter().enumerate().take(m) {
+            let f = order[e];
+            let old = self.labels[f] as usize;
+            self.counts[old] -= 1;
+            for (a, v) in self.sums[old * d..(old + 1) * d].iter_mut().zip(p.row(f)) {
+                *a -= v;
+            }
+            self.sums[c * d..(c + 1) * d].copy_from_slice(p.row(f));
+            self.counts[c] = 1;
+            self.labels[f] = c as u32;
+            self.upper[f] = f64::INFINITY;
+            self.lower[f] = 0.0;
+        }
+        m
+    }
+
+    /// Centres ← sums/counts; returns each centre's displacement.
+    fn move_centers(&mut self) -> Vec<f64> {
+        let d = self.p.d;
+        let mut shift = vec![0.0f64; self.k];
+        for c in 0..self.k {
+            let old = &mut self.centers[c * d..(c + 1) * d];
+            if self.counts[c] == 0 {
+                // Only possible when fewer distinct points than clusters remain
+                // to re-seed with: the centre stays where it is.
+                continue;
+            }
+            let inv = 1.0 / self.counts[c] as f64;
+            let mut s2 = 0.0;
+            for (o, s) in old.iter_mut().zip(&self.sums[c * d..(c + 1) * d]) {
+                let nv = s * inv;
+                s2 += (nv - *o) * (nv - *o);
+                *o = nv;
+            }
+            shift[c] = s2.sqrt();
+            self.csq[c] = sqnorm(&self.centers[c * d..(c + 1) * d]);
+        }
+        shift
+    }
+
+    /// Hamerly's bound update after the centres moved by `shift`.
+    fn update_bounds(&mut self, shift: &[f64]) {
+        let (mut r1, mut s1, mut s2) = (0usize, f64::NEG_INFINITY, f64::NEG_INFINITY);
+        for (c, &s) in shift.iter().enumerate() {
+            if s > s1 {
+                s2 = s1;
+                s1 = s;
+                r1 = c;
+            } else if s > s2 {
+                s2 = s;
+            }
+        }
+        let s2 = s2.max(0.0);
+        self.labels
+            .par_iter()
+            .zip(self.upper.par_iter_mut())
+            .zip(self.lower.par_iter_mut())
+            .with_min_len(BLOCK)
+            .for_each(|((&a, u), l)| {
+                *u += shift[a as usize];
+                *l -= if a as usize == r1 { s2 } else { s1 };
+            });
+    }
+
+    fn inertia(&self) -> f64 {
+        let (d, p) = (self.p.d, self.p);
+        let parts: Vec<f64> = (0..p.n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|b| {
+                let s = b * BLOCK;
+                (s..(s + BLOCK).min(p.n))
+                    .map(|i| {
+                        let a = self.labels[i] as usize;
+                        sqdist(p.row(i), &self.centers[a * d..(a + 1) * d])
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        parts.iter().sum()
+    }
+}
+
+/// Lloyd iterations from `init` centres (`k × d`), scikit-learn semantics
+/// (see the module docs), accelerated by Hamerly's bounds.
+pub fn lloyd(p: PointsRef<'_>, init: Vec<f64>, k: usize, max_iter: usize, tol_abs: f64) -> KMeansFit {
+    let (n, d) = (p.n, p.d);
+    let csq = init.chunks_exact(d).map(sqnorm).collect();
+    let mut s = Lloyd {
+        p,
+        k,
+        centers: init,
+        csq,
+        labels: vec![NO_LABEL; n],
+        upper: vec![f64::INFINITY; n],
+        lower: vec![0.0; n],
+        sums: vec![0.0; k * d],
+        counts: vec![0; k],
+    };
+    // Incremental sum updates drift by rounding; rebuild them regularly.
+    const REBUILD_EVERY: usize = 10;
+    let mut since_rebuild = 0usize;
+    let mut strict = false;
+    let mut converged = false;
+    let mut n_iter = 0;
+    let mut relocated = 0;
+    for it in 0..max_iter {
+        n_iter = it + 1;
+        let changes = s.assign_step(it == 0);
+        if it == 0 || changes.len() * 4 > n || since_rebuild >= REBUILD_EVERY {
+            s.recompute_sums();
+            since_rebuild = 0;
+        } else {
+            s.apply_changes(&changes);
+            since_rebuild += 1;
+        }
+        let moved = s.relocate_empty();
+        relocated += moved;
+        if it > 0 && changes.is_empty() && moved == 0 {
+            // Strict convergence: the labels (hence the centres) are fixed.
+            strict = true;
+            converged = true;
+            break;
+        }
+        let shift = s.move_centers();
+        s.update_bounds(&shift);
+        let total: f64 = shift.iter().map(|v| v * v).sum();
+        if total <= tol_abs {
+            converged = true;
+            break;
+        }
+    }
+    // Centres = exact means of the last assignment (rebuilt from scratch, so
+    // no incremental rounding drift remains) …
+    s.recompute_sums();
+    s.move_centers();
+    if !strict {
+        // … then labels that agree with them (scikit-learn's final E-step).
+        s.assign_step(true);
+    }
+    let inertia = s.inertia();
+    KMeansFit { k, centers: s.centers, labels: s.labels, inertia, n_iter, converged, n_relocated: relocated }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs(n_per: usize, centers: &[[f64; 3]], spread: f64, seed: u64) -> Points {
+        let mut rng = SplitMix64::new(seed);
+        let mut data = Vec::new();
+        for c in centers {
+            for _ in 0..n_per {
+                for v in c {
+                    // Sum of uniforms: roughly Gaussian noise.
+                    let e: f64 = (0..4).map(|_| rng.uniform() - 0.5).sum();
+                    data.push(v + spread * e);
+                }
+            }
+        }
+        Points::new(data, n_per * centers.len(), 3).unwrap()
+    }
+
+    fn brute_inertia(p: PointsRef<'_>, c: &[f64], labels: &[u32]) -> f64 {
+        (0..p.n).map(|i| sqdist(p.row(i), &c[labels[i] as usize * p.d..(labels[i] as usize + 1) * p.d])).sum()
+    }
+
+    #[test]
+    fn prng_is_reproducible_and_unbiased_enough() {
+        let mut a = SplitMix64::new(42);
+        let mut b = SplitMix64::new(42);
+        for _ in 0..100 {
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+        let mut counts = [0usize; 7];
+        for _ in 0..70_000 {
+            counts[a.below(7) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert_ne!(derive_seed(1, &[2, 0]), derive_seed(1, &[2, 1]));
+    }
+
+    #[test]
+    fn samples_are_distinct_and_in_range() {
+        let mut rng = SplitMix64::new(3);
+        for (n, m) in [(10, 10), (1000, 10), (1000, 600), (5, 9)] {
+            let s = sample_indices(n, m, &mut rng);
+            assert_eq!(s.len(), m.min(n));
+            let set: HashSet<_> = s.iter().collect();
+            assert_eq!(set.len(), s.len());
+            assert!(s.iter().all(|&i| i < n));
+        }
+    }
+
+    #[test]
+    fn separated_blobs_are_recovered() {
+        let p = blobs(50, &[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 5.0]], 0.5, 1);
+        let fit = kmeans(p.as_ref(), &KMeansParams::new(3, 0)).unwrap();
+        assert!(fit.converged);
+        for b in 0..3 {
+            let l = fit.labels[b * 50];
+            assert!(fit.labels[b * 50..(b + 1) * 50].iter().all(|&x| x == l));
+        }
+        let brute = brute_inertia(p.as_ref(), &fit.centers, &fit.labels);
+        assert!((fit.inertia - brute).abs() <= 1e-12 * brute);
+    }
+
+    #[test]
+    fn labels_are_nearest_centres_and_centres_are_means() {
+        let mut rng = SplitMix64::new(9);
+        let (n, d) = (700, 5);
+        let data: Vec<f64> = (0..n * d).map(|_| rng.uniform()).collect();
+        let p = Points::new(data, n, d).unwrap();
+        let fit = kmeans(p.as_ref(), &KMeansParams { k: 6, n_init: 2, max_iter: 300, tol: 0.0, seed: 5 }).unwrap();
+        for i in 0..n {
+            let own = sqdist(p.as_ref().row(i), &fit.centers[fit.labels[i] as usize * d..][..d]);
+            for c in 0..6 {
+                assert!(own <= sqdist(p.as_ref().row(i), &fit.centers[c * d..(c + 1) * d]) + 1e-15);
+            }
+        }
+        if fit.converged {
+            for c in 0..6 {
+                let members: Vec<usize> = (0..n).filter(|&i| fit.labels[i] == c as u32).collect();
+                for j in 0..d {
+                    let m: f64 = members.iter().map(|&i| p.as_ref().row(i)[j]).sum::<f64>() / members.len() as f64;
+                    assert!((m - fit.centers[c * d + j]).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hamerly_matches_plain_lloyd() {
+        // Plain Lloyd: full search every iteration, same seeding.
+        let mut rng = SplitMix64::new(11);
+        let (n, d, k) = (900, 4, 7);
+        let data: Vec<f64> = (0..n * d).map(|_| rng.uniform() * 3.0).collect();
+        let p = Points::new(data, n, d).unwrap();
+        let pr = p.as_ref();
+        let mut r = SplitMix64::new(2);
+        let init = kmeans_plusplus(pr, k, &mut r);
+        let fit = lloyd(pr, init.clone(), k, 300, 0.0);
+        let mut c = init;
+        let mut labels = vec![0u32; n];
+        for _ in 0..fit.n_iter {
+            labels = assign(pr, &c, k).0;
+            let mut sums = vec![0.0; k * d];
+            let mut cnt = vec![0.0; k];
+            for i in 0..n {
+                cnt[labels[i] as usize] += 1.0;
+                for j in 0..d {
+                    sums[labels[i] as usize * d + j] += pr.row(i)[j];
+                }
+            }
+            for q in 0..k * d {
+                c[q] = sums[q] / cnt[q / d];
+            }
+        }
+        assert_eq!(labels, fit.labels);
+    }
+
+    #[test]
+    fn deterministic_across_thread_counts() {
+        let mut rng = SplitMix64::new(4);
+        let (n, d) = (3000, 8);
+        let data: Vec<f64> = (0..n * d).map(|_| rng.uniform()).collect();
+        let p = Points::new(data, n, d).unwrap();
+        let prm = KMeansParams { k: 9, n_init: 2, max_iter: 300, tol: 1e-4, seed: 7 };
+        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm).unwrap());
+        let b = crate::threads::install(Some(3), || kmeans(p.as_ref(), &prm).unwrap());
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+        assert_eq!(a.centers, b.centers);
+    }
+
+    #[test]
+    fn huge_offset_keeps_exact_labels() {
+        // Gram distances on uncentred data with offset 1e4 cancel badly; the
+        // exact re-measurement keeps the argmin right.
+        let base = blobs(40, &[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], 0.05, 2);
+        let shifted: Vec<f64> = base.data().iter().map(|v| v + 1e4).collect();
+        let p = Points::new(shifted, base.n(), 3).unwrap();
+        let fit = kmeans(p.as_ref(), &KMeansParams::new(2, 0)).unwrap();
+        assert!(fit.labels[..40].iter().all(|&l| l == fit.labels[0]));
+        assert!(fit.labels[40..].iter().all(|&l| l == fit.labels[40]));
+        assert_ne!(fit.labels[0], fit.labels[40]);
+    }
+
+    #[test]
+    fn duplicates_and_distinct_counts() {
+        let data = vec![1.0, 2.0, 1.0, 2.0, -0.0, 3.0, 0.0, 3.0, 5.0, 5.0];
+        let p = Points::new(data, 5, 2).unwrap();
+        assert_eq!(p.distinct_rows(100), 3);
+        assert_eq!(p.distinct_rows(2), 2);
+        let fit = kmeans(p.as_ref(), &KMeansParams::new(3, 1)).unwrap();
+        assert!(fit.inertia.abs() < 1e-24, "{}", fit.inertia);
+        assert!(kmeans(p.as_ref(), &KMeansParams::new(6, 1)).is_err());
+    }
+}
