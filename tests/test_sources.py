@@ -90,6 +90,15 @@ def test_npy_3d_layer_and_rows(tmp_path, X):
         open_source(p, layer=3)
 
 
+def test_as_array_maps_single_files(tmp_path, X):
+    np.save(tmp_path / "c.npy", X)
+    np.save(tmp_path / "f.npy", np.asfortranarray(X))
+    for name in ("c.npy", "f.npy"):
+        a = open_source(tmp_path / name, rows=slice(5, 900)).as_array()
+        assert isinstance(a, np.memmap)
+        np.testing.assert_array_equal(a, X[5:900])
+
+
 def test_kept_tiles_are_not_overwritten(tmp_path, X):
     """Reusable buffers must never recycle a tile the consumer still holds."""
     p = tmp_path / "x.npy"

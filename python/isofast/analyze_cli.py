@@ -150,6 +150,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _clusters(x, args):
     from isofast.cluster import cluster_isotropy, format_cluster_table
 
+    if hasattr(x, "as_array"):  # clustering samples rows at random: map or load the file
+        bf16 = x.isofast_dtype == "bfloat16"
+        x = x.as_array()
+        if bf16:  # keep the element type with the bits (ml_dtypes arrays carry it)
+            import ml_dtypes
+
+            x = x.view(ml_dtypes.bfloat16)
     rep = cluster_isotropy(x, n_threads=args.threads)
     return rep, format_cluster_table(rep)
 

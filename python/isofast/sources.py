@@ -167,6 +167,12 @@ class TiledSource:
             r += c.shape[0]
         return out
 
+    def as_array(self) -> np.ndarray:
+        """The selected rows as one array for code that needs random access
+        (e.g. clustering): memory-mapped where the format allows it (a single
+        uncompressed file), else read into memory."""
+        return self.to_numpy()
+
     def _describe(self) -> str:  # pragma: no cover - overridden
         return ""
 
@@ -220,6 +226,14 @@ class FileArraySource(TiledSource):
 
     def _chunks(self) -> Iterator[np.ndarray]:
         return file_tiles(self._selected(), tile_bytes=self.tile_bytes, depth=self.depth, drop_cache=self.drop_cache)
+
+    def as_array(self) -> np.ndarray:
+        sel = self._selected()
+        if len(sel) != 1:
+            return self.to_numpy()
+        fa = sel[0]
+        mm = np.memmap(fa.path, dtype=fa.dtype, mode="r", offset=fa.offset, shape=(fa.n_rows, fa.dim), order="F" if fa.fortran else "C")
+        return mm[fa.start : fa.stop]
 
     def _describe(self) -> str:
         return self.description
