@@ -351,3 +351,25 @@ def test_tiny_model_hash_is_deterministic():
     before = torch.random.get_rng_state()
     tiny_model("gpt2")
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_progress_line_without_tqdm(tiny_models, short_series, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # "not installed"
+    lm = tiny_models("gpt2")
+    capture(lm, short_series, out=tmp_path / "a", layers=[1], progress=True)
+    err = capsys.readouterr().err
+    assert "tokens" in err and "tok/s" in err
+    capture(lm, short_series, out=tmp_path / "b", layers=[1], progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_positions_as_roles(tiny_models, tmp_path):
+    lm = tiny_models("gpt2")
+    r = capture(lm, [[-1.0, 2.0, -3.0]], serializer=LLMTimeSerializer.preset("llama", basic=True),
+                positions=["digit", "sign"], out=tmp_path / "a", layers=[1], progress=False)
+    t = r.open().tokens()
+    assert set(t["role"]) == {"digit", "sign"} and (t["token_text"] == "-").sum() == 2
+    with pytest.raises(ValueError, match="unknown token roles"):
+        capture(lm, [[1.0]], positions=["digits"], out=tmp_path / "b", progress=False)

@@ -542,6 +542,88 @@ def _patch_projection(ser: PatchSerializer, lm: _models.LoadedModel, seed: int, 
     return proj.to(device=device, dtype=dtype).eval()
 
 
+class _ShardBuffer:
+    """Rows and token/window records buffered until a shard is due, then
+    written by one background thread (one write in flight at most, so I/O
+    overlaps the next forward pass)."""
+
+    def __init__(self, writer: _store.CaptureWriter, keys, dim: int, sdtype, shard_bytes: int):
+        m = writer.manifest
+        self.writer, self.keys, self.dim, self.sdtype = writer, list(keys), dim, sdtype
+        self.shard_bytes = shard_bytes
+        self.first_window = int(m["windows_done"])
+        self.row_next = int(m["rows"])
+        self.k = len(m["shards"])
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isofast-capture-writer")
+        self.pending: Future | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.arrays: dict[tuple[str, int], list[np.ndarray]] = {k: [] for k in self.keys}
+        self.tokens: dict[str, list] = {c: [] for c in _store.TOKEN_COLUMNS}
+        self.windows: dict[str, list] = {c: [] for c in _store.WINDOW_COLUMNS}
+        self.nbytes = 0
+
+    def add(self, key: tuple[str, int], rows: np.ndarray) -> None:
+        self.arrays[key].append(rows)
+        self.nbytes += rows.nbytes
+
+    def add_records(self, batch: list[_Item], sel_np: np.ndarray) -> None:
+        """Token rows in the order of ``hs[sel]``: window by window, positions ascending."""
+        t = self.tokens
+        for j, it in enumerate(batch):
+            pos = np.flatnonzero(sel_np[j, : it.n_tokens])
+            n = pos.size
+            t["row"].append(np.arange(self.row_next, self.row_next + n, dtype=np.int64))
+            self.row_next += n
+            t["series_id"].append(np.full(n, it.series_id, np.int64))
+            t["window_id"].append(np.full(n, it.window_id, np.int64))
+            t["position"].append(pos.astype(np.int64))
+            ids = it.ids[pos] if it.ids is not None else np.full(n, -1, np.int64)
+            t["token_id"].append(ids.astype(np.int64))
+            t["token_text"].append([it.texts[p] for p in pos])
+            t["role"].append([ROLES[r] for r in it.roles[pos]])
+            values = (it.window_id, it.series_id, it.start, it.n_values, it.n_values_input,
+                      it.n_tokens, it.scale, it.offset)
+            for c, v in zip(_store.WINDOW_COLUMNS, values):
+                self.windows[c].append(v)
+
+    def maybe_flush(self, end_window: int, *, last: bool) -> None:
+        if self.nbytes < self.shard_bytes and not last:
+            return
+        arrays = {
+            key: (np.concatenate(v) if v else np.empty((0, self.dim), self.sdtype))
+            for key, v in self.arrays.items()
+        }
+        tokens = {
+            c: (list(itertools.chain.from_iterable(v)) if c in ("token_text", "role")
+                else np.concatenate(v))
+            for c, v in self.tokens.items()
+        }
+        windows = {c: np.asarray(v) for c, v in self.windows.items()}
+        self.wait()  # re-raises the previous shard's write error, if any
+        self.pending = self.pool.submit(
+            self.writer.write_shard, self.k, arrays, tokens, windows,
+            window_range=(self.first_window, end_window),
+        )
+        self.k += 1
+        self.first_window = end_window
+        self._reset()
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            fut, self.pending = self.pending, None
+            fut.result()
+
+    def close(self) -> None:
+        """Let an in-flight shard finish (or fail) before leaving."""
+        try:
+            self.wait()
+        except BaseException:
+            pass  # an exception is already propagating
+        self.pool.shutdown(wait=True)
+
+
 def capture(
     model,
     series,
@@ -748,7 +830,6 @@ def capture(
             pad_id = lm.tokenizer.eos_token_id or 0
     if isinstance(ser, ChronosSerializer):
         pad_id = ser.pad_token_id
-    sdtype = _store.storage_dtype(dname)
 
     def to_np(t):
         t = t.detach().to("cpu")
@@ -758,59 +839,29 @@ def capture(
 
     # ---- the loop
     remaining = items[start_window:]
-    total_tokens = int(sum(it.n_tokens for it in remaining))
-    bar = _Progress(total_tokens, progress, f"capture {lm.name}")
-    buf: dict[tuple[str, int], list[np.ndarray]] = {
-        (s, L): [] for s in sites for L in layer_map[s]
-    }
-    tok_buf: dict[str, list] = {c: [] for c in _store.TOKEN_COLUMNS}
-    win_buf: dict[str, list] = {c: [] for c in _store.WINDOW_COLUMNS}
-    buf_bytes = 0
-    buf_first_window = start_window
-    row_next = int(manifest["rows"])
-    shard_k = len(manifest["shards"])
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isofast-capture-writer")
-    pending: Future | None = None
+    bar = _Progress(int(sum(it.n_tokens for it in remaining)), progress, f"capture {lm.name}")
+    shards = _ShardBuffer(
+        writer, [(s, L) for s in sites for L in layer_map[s]], lm.hidden_size,
+        _store.storage_dtype(dname), shard_bytes,
+    )
     processed = 0
     t_loop = time.perf_counter()
-
-    def flush(end_window: int) -> None:
-        nonlocal pending, buf, tok_buf, win_buf, buf_bytes, buf_first_window, shard_k
-        arrays = {
-            key: (np.concatenate(v) if v else np.empty((0, lm.hidden_size), sdtype))
-            for key, v in buf.items()
-        }
-        tokens = {
-            c: (list(itertools.chain.from_iterable(v)) if c in ("token_text", "role") else np.concatenate(v))
-            for c, v in tok_buf.items()
-        }
-        windows = {c: np.asarray(v) for c, v in win_buf.items()}
-        if pending is not None:
-            pending.result()  # one write in flight at most; re-raises its error
-        pending = executor.submit(
-            writer.write_shard, shard_k, arrays, tokens, windows,
-            window_range=(buf_first_window, end_window),
-        )
-        shard_k += 1
-        buf = {key: [] for key in buf}
-        tok_buf = {c: [] for c in tok_buf}
-        win_buf = {c: [] for c in win_buf}
-        buf_bytes = 0
-        buf_first_window = end_window
-
     try:
         with torch.inference_mode():
             for b0 in range(0, len(remaining), batch_size):
                 batch = remaining[b0 : b0 + batch_size]
                 B = len(batch)
                 T = max(it.n_tokens for it in batch)
+                # right padding: real tokens keep positions 0..n-1, as when run alone
                 mask_np = np.zeros((B, T), np.int64)
                 sel_np = np.zeros((B, T), bool)
                 for j, it in enumerate(batch):
                     mask_np[j, : it.n_tokens] = 1
                     sel_np[j, : it.n_tokens] = _select_positions(it, positions)
-                mask = torch.from_numpy(mask_np).to(dev)
-                kwargs: dict[str, Any] = {"attention_mask": mask, "output_hidden_states": True}
+                kwargs: dict[str, Any] = {
+                    "attention_mask": torch.from_numpy(mask_np).to(dev),
+                    "output_hidden_states": True,
+                }
                 if proj is not None:
                     P = np.zeros((B, T, ser.patch_len), np.float32)
                     for j, it in enumerate(batch):
@@ -822,59 +873,27 @@ def capture(
                         ids_np[j, : it.n_tokens] = it.ids
                     kwargs["input_ids"] = torch.from_numpy(ids_np).to(dev)
                 grabbed.clear()
-                outputs = body(**kwargs)
-                hs = outputs.hidden_states
+                hs = body(**kwargs).hidden_states
+                # sel is False on every padded position: padding is never captured
                 sel = torch.from_numpy(sel_np).to(dev)
                 for L in res_layers:
-                    a = to_np(hs[L][sel])
-                    buf[("residual", L)].append(a)
-                    buf_bytes += a.nbytes
+                    shards.add(("residual", L), to_np(hs[L][sel]))
                 for L in att_layers:
-                    a = to_np(grabbed[L][sel])
-                    buf[("attention", L)].append(a)
-                    buf_bytes += a.nbytes
-                # token and window records, in the same (window, position) order as sel
-                for j, it in enumerate(batch):
-                    pos = np.flatnonzero(sel_np[j, : it.n_tokens])
-                    n = pos.size
-                    tok_buf["row"].append(np.arange(row_next, row_next + n, dtype=np.int64))
-                    row_next += n
-                    tok_buf["series_id"].append(np.full(n, it.series_id, np.int64))
-                    tok_buf["window_id"].append(np.full(n, it.window_id, np.int64))
-                    tok_buf["position"].append(pos.astype(np.int64))
-                    ids = it.ids[pos] if it.ids is not None else np.full(n, -1, np.int64)
-                    tok_buf["token_id"].append(ids.astype(np.int64))
-                    tok_buf["token_text"].append([it.texts[p] for p in pos])
-                    tok_buf["role"].append([ROLES[r] for r in it.roles[pos]])
-                    for c, v in zip(
-                        _store.WINDOW_COLUMNS,
-                        (it.window_id, it.series_id, it.start, it.n_values, it.n_values_input,
-                         it.n_tokens, it.scale, it.offset),
-                    ):
-                        win_buf[c].append(v)
+                    shards.add(("attention", L), to_np(grabbed[L][sel]))
+                shards.add_records(batch, sel_np)
                 n_tok = int(mask_np.sum())
                 processed += n_tok
                 bar.update(n_tok)
-                batch_index = (start_window + b0) // batch_size
                 end_window = start_window + b0 + B
-                if buf_bytes >= shard_bytes or end_window == len(items):
-                    flush(end_window)
+                shards.maybe_flush(end_window, last=end_window == len(items))
                 if on_batch is not None:
-                    on_batch(batch_index, n_tok)
-        if pending is not None:
-            pending.result()
-            pending = None
+                    on_batch((start_window + b0) // batch_size, n_tok)
+        shards.wait()
     finally:
         for h in hooks:
             h.remove()
         bar.close()
-        if pending is not None:
-            # let the in-flight shard finish (or fail) before leaving
-            try:
-                pending.result()
-            except BaseException:
-                pass
-        executor.shutdown(wait=True)
+        shards.close()
     seconds = time.perf_counter() - t_loop
     manifest["complete"] = True
     manifest["seconds"] = round(time.perf_counter() - t_start, 3)
