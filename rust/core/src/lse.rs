@@ -55,16 +55,29 @@ impl LogSumExp {
         if values.is_empty() {
             return;
         }
-        let mut m = f64::NEG_INFINITY;
-        for &v in values {
-            let x = sign * v.into() + offset;
-            if x > m {
-                m = x;
-            }
-        }
+        let m = max_shifted(values, sign, offset);
         let s = sum_exp_shifted(values, sign, offset - m);
         self.merge(&LogSumExp { max: m, sum: s });
     }
+}
+
+/// max_i (sign·v_i + offset), with eight independent lane maxima so the loop
+/// vectorises (a single running max is a serial dependency chain).
+pub fn max_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
+    const L: usize = 8;
+    let mut acc = [f64::NEG_INFINITY; L];
+    let chunks = values.chunks_exact(L);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for k in 0..L {
+            acc[k] = acc[k].max(sign * c[k].into() + offset);
+        }
+    }
+    let mut m = acc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    for &v in rem {
+        m = m.max(sign * v.into() + offset);
+    }
+    m
 }
 
 /// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
@@ -116,8 +129,13 @@ pub fn exp_nonpos(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // Adding 1.5·2^52 rounds to the nearest integer in the low mantissa bits
+    // without a float→int conversion, which AVX2 cannot vectorise.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
     let xc = x.max(-708.0).min(1.0);
-    let n = (xc * LOG2E).round();
+    let kd = xc * LOG2E + SHIFT;
+    let ki = kd.to_bits();
+    let n = kd - SHIFT;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 479_001_600.0;
     p = p * r + 1.0 / 39_916_800.0;
@@ -132,7 +150,9 @@ pub fn exp_nonpos(x: f64) -> f64 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    let scale = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    // 2^n: the low bits of ki hold n (mod 2^12 after the shift), so
+    // (ki + 1023) << 52 is the exponent field of 2^n for n ∈ [−1022, 1023].
+    let scale = f64::from_bits(ki.wrapping_add(1023) << 52);
     let y = p * scale;
     if x < -708.0 {
         0.0
