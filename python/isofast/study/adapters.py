@@ -1,0 +1,203 @@
+"""The one interface the study runner sees for every model family.
+
+A :class:`StudyModel` can
+
+* ``prepare(split)`` — load or train (cached) the weights used for one dataset;
+* ``weights_hash`` — identify those weights (part of every cache key);
+* ``layers`` — the captured layers, as :class:`LayerSpec` in forward order;
+* ``embed(contexts)`` — per-layer hidden states of the test contexts, N×d rows;
+* ``forecast(contexts, horizon)`` — sample paths (n, S, H) on the data scale;
+* ``hook_point(layer)`` — the module and side (input of the next block, or
+  output of the final norm) where a layer's representation lives, so a causal
+  intervention (:mod:`isofast.study.causal`) can rewrite exactly the captured
+  representation inside the forward pass;
+* ``head()`` — the softmax output matrix (vocab × d) and bias, or None.
+
+Layer numbering follows :mod:`isofast.capture`: layer 0 is the embedding
+output, layer L the output of block L, the last one after the final norm (the
+input of the head).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One captured layer: ``index`` is its position in the model's forward order
+    (0..n−1 over all stacks), ``name`` e.g. ``"residual.5"``, ``"encoder.2"``."""
+
+    index: int
+    name: str
+    stack: str
+    depth: float  # index / (number of layers of the stack − 1), in [0, 1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ForecastOutput:
+    samples: np.ndarray  # (n, S, H) on the data scale
+    n_fallback: int = 0  # sample paths that could not be decoded and were replaced
+    notes: tuple = ()
+    aux: dict = field(default_factory=dict)  # extra arrays a model needs later (cached with the samples)
+    stats: dict = field(default_factory=dict)  # scalar forecast diagnostics (e.g. allowed_mass)
+
+    def point(self, how: str = "median") -> np.ndarray:
+        return np.median(self.samples, axis=1) if how == "median" else np.mean(self.samples, axis=1)
+
+
+class StudyModel:
+    """Base class; see the module docstring."""
+
+    kind: str = ""
+    has_head: bool = False
+
+    def __init__(self, cfg, *, seed: int, cache, threads: int = 1):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.seed = int(seed)
+        self.cache = cache
+        self.threads = threads
+
+    # identification ---------------------------------------------------
+    def weights_key(self, split) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prepare(self, split) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def weights_hash(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind}
+
+    # work ---------------------------------------------------------------
+    @property
+    def layers(self) -> list[LayerSpec]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, contexts: list[np.ndarray], *, folder=None, aux=None) -> dict[int, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forecast(self, contexts: list[np.ndarray], horizon: int, *, n_samples: int, seed: int) -> ForecastOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    # embeddings on disk ---------------------------------------------------
+    def store_embeddings(self, folder: Path, emb: dict[int, np.ndarray]) -> None:
+        """Write each layer as ``L<index>.npy`` (atomic); a marker is written last by the caller."""
+        from isofast.store import write_npy
+
+        for L, X in emb.items():
+            write_npy(folder / f"L{int(L):03d}.npy", np.ascontiguousarray(X, dtype=np.float32))
+
+    def load_embeddings(self, folder: Path, layers: list[int]) -> dict[int, np.ndarray]:
+        return {L: np.load(folder / f"L{int(L):03d}.npy") for L in layers}
+
+    def embed_cached(self, contexts, folder: Path, *, aux=None, prepare=None) -> tuple[dict[int, np.ndarray], bool]:
+        """Embeddings of ``contexts`` from ``folder`` when complete, else computed
+        (``prepare()`` first) and stored; returns ``(layers, was_cached)``."""
+        folder = Path(folder)
+        marker = folder / "complete.json"
+        idx = [L.index for L in self.layers]
+        if marker.is_file():
+            try:
+                return self.load_embeddings(folder, idx), True
+            except (OSError, ValueError):
+                pass  # damaged entry: recompute below
+        if prepare is not None:
+            prepare()
+        emb = self.embed(contexts, folder=folder / "capture", aux=aux)
+        self.store_embeddings(folder, emb)
+        from isofast.store import write_json
+
+        write_json(marker, {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in emb.items()}})
+        return emb, False
+
+    def hook_point(self, layer: int) -> tuple[Any, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def head(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        return None
+
+    def head_layer(self) -> int | None:
+        """Index of the layer whose rows enter the head (None without a head)."""
+        return None
+
+    def release(self) -> None:
+        """Drop the loaded weights (the next ``prepare`` reloads them)."""
+
+
+def select_layers(requested, n_available: int, what: str) -> list[int]:
+    """``"all"`` or a list of ints (negative from the end) → sorted indices."""
+    if requested == "all":
+        return list(range(n_available))
+    out = []
+    for L in requested:
+        L = int(L)
+        if L < 0:
+            L += n_available
+        if not 0 <= L < n_available:
+            raise ValueError(f"{what}: layer {L} out of range 0..{n_available - 1}")
+        out.append(L)
+    return sorted(set(out))
+
+
+@contextlib.contextmanager
+def transform_hook(point: tuple[Any, str], fn: Callable) -> Iterator[None]:
+    """Rewrite a layer representation inside the forward pass.
+
+    ``point`` is ``(module, side)``: ``"pre"`` rewrites the hidden states
+    entering ``module`` (the first positional argument, or the
+    ``hidden_states`` / ``hidden_state`` keyword), ``"post"`` its output (the
+    tensor, or element 0 of a tuple). ``fn`` maps a (…, d) tensor to one of
+    the same shape.
+    """
+    module, side = point
+    if side == "pre":
+        def pre(_m, args, kwargs):
+            if args:
+                return (fn(args[0]),) + tuple(args[1:]), kwargs
+            for k in ("hidden_states", "hidden_state"):
+                if k in kwargs:
+                    kwargs = dict(kwargs)
+                    kwargs[k] = fn(kwargs[k])
+                    return args, kwargs
+            raise RuntimeError(f"cannot find the hidden states entering {type(_m).__name__}")
+
+        h = module.register_forward_pre_hook(pre, with_kwargs=True)
+    elif side == "post":
+        def post(_m, _inp, out):
+            if isinstance(out, tuple):
+                return (fn(out[0]),) + tuple(out[1:])
+            if hasattr(out, "last_hidden_state"):
+                out.last_hidden_state = fn(out.last_hidden_state)
+                return out
+            return fn(out)
+
+        h = module.register_forward_hook(post)
+    else:
+        raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+    try:
+        yield
+    finally:
+        h.remove()
+
+
+def torch_threads(n: int):
+    """Set torch's intra-op threads (n ≤ 0 leaves the default); returns the old value."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n and n > 0:
+        torch.set_num_threads(int(n))
+    return old

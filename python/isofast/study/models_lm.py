@@ -1,0 +1,211 @@
+"""Causal language models (kind ``"lm"``): LLMTime text in, LM-head forecasts out.
+
+The bundled SmolLM2-135M (``model = "smollm2"``), a tiny random model for
+tests (``"tiny-llama"``, ``"tiny-gpt2"``) or any local Hugging Face folder
+(``path = "…"``) reads each context as LLMTime text
+(:mod:`isofast.serializers.llmtime`, the ``llama`` preset by default).
+
+* Embeddings: :func:`isofast.capture` (residual stream, ``positions`` as in
+  the config, default every token) into the cell's cache folder — layer 0 is
+  the embedding output, layer L the output of block L, the last one after the
+  final norm, i.e. exactly the rows the LM head multiplies.
+* Forecasts: :func:`isofast.forecast.forecast` — LLMTime-style sampling of
+  digit tokens from the softmax head (every non-digit, non-separator token
+  masked), decoded back to numbers; ``forecast = {…}`` in the model table
+  passes extra keyword arguments through.
+* Head diagnostics: :func:`isofast.head.head_diagnostics` of the last layer's
+  rows under the tied/untied output matrix.
+
+Weights are never trained here; the weights hash comes from the files
+(:func:`isofast.models.load_model`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
+
+
+class LMModel(StudyModel):
+    kind = "lm"
+    has_head = True
+
+    def __init__(self, cfg, **kw):
+        super().__init__(cfg, **kw)
+        self.o = cfg.options
+        self.lm = None
+        self._hash = None
+        self._n_layers = None
+
+    # ---------------------------------------------------------- identity
+    @property
+    def source(self) -> str:
+        return self.cfg.path or self.cfg.model
+
+    def weights_key(self, split=None) -> str:
+        return self.prepared_hash()
+
+    def prepared_hash(self, split=None) -> str:
+        """The weights hash without loading the model where the files allow it."""
+        if self._hash:
+            return self._hash
+        from isofast import models as M
+
+        src = self.source
+        key = M._ALIASES.get(src.lower(), src.lower())
+        if key == "smollm2":
+            h = M._marker_hash(M.ensure_smollm2(verbose=True))
+        elif key.startswith("tiny-"):
+            self._load()
+            h = self.lm.weights_hash
+        else:
+            p = Path(src).expanduser()
+            h = M.hash_weight_files([p]) if p.is_file() else M.hash_folder(p)
+        self._hash = h
+        return h
+
+    def _load(self):
+        if self.lm is None:
+            from isofast.models import load_model
+
+            self.lm = load_model(self.source, device=self.o["device"], dtype=self.o["dtype"])
+            self.lm.model.eval()
+            self._hash = self._hash or self.lm.weights_hash
+            self._n_layers = self.lm.num_layers
+        return self.lm
+
+    def prepare(self, split=None) -> None:
+        self._load()
+
+    @property
+    def weights_hash(self) -> str:
+        return self.prepared_hash()
+
+    def describe(self) -> dict:
+        d = {"name": self.name, "kind": self.kind, "source": self.source, "options": self.o}
+        if self.lm is not None:
+            d["model"] = self.lm.to_dict()
+        return d
+
+    # ------------------------------------------------------------ layers
+    def _folder(self) -> Path | None:
+        from isofast import models as M
+
+        key = M._ALIASES.get(self.source.lower(), self.source.lower())
+        if key == "smollm2":
+            return M.ensure_smollm2(verbose=True)
+        if key == "minilm":
+            return M.minilm_folder()
+        p = Path(self.source).expanduser()
+        return p if p.is_dir() else None
+
+    @property
+    def n_layers(self) -> int:
+        if self._n_layers is None:
+            folder = self._folder()
+            if folder is not None and (folder / "config.json").is_file():
+                # read the depth from config.json: a fully cached cell never loads the weights
+                import json
+
+                c = json.loads((folder / "config.json").read_text())
+                for k in ("num_hidden_layers", "n_layer", "num_layers"):
+                    if isinstance(c.get(k), int):
+                        self._n_layers = int(c[k])
+                        break
+            if self._n_layers is None:
+                self._load()
+        return int(self._n_layers)
+
+    @property
+    def layers(self) -> list[LayerSpec]:
+        n = self.n_layers
+        keep = select_layers(self.cfg.layers, n + 1, self.name)
+        return [LayerSpec(i, f"residual.{i}", "residual", i / n) for i in keep]
+
+    def embed(self, contexts, *, folder=None, aux=None) -> dict[int, np.ndarray]:
+        from isofast.capture import capture
+        from isofast.store import open_capture
+
+        lm = self._load()
+        idx = [L.index for L in self.layers]
+        res = capture(
+            lm, [np.asarray(c, np.float64) for c in contexts], serializer=self.o["serializer"],
+            layers=idx, positions=self.o["positions"], out=folder, device=self.o["device"],
+            dtype=self.o["dtype"], batch_size=int(self.o["batch_size"]), sites=("residual",),
+            resume=True, progress=False,
+        )
+        cap = open_capture(res.path)
+        return {L: cap.layer(L, "residual").to_numpy(float32=True) for L in idx}
+
+    def store_embeddings(self, folder, emb) -> None:
+        """Nothing to add: :func:`isofast.capture` already wrote ``folder/capture``."""
+
+    def load_embeddings(self, folder, layers):
+        from isofast.store import open_capture
+
+        cap = open_capture(Path(folder) / "capture")
+        return {L: cap.layer(L, "residual").to_numpy(float32=True) for L in layers}
+
+    # ---------------------------------------------------------- forecast
+    def forecast(self, contexts, horizon, *, n_samples=8, seed=0) -> ForecastOutput:
+        from isofast import forecast as F
+
+        lm = self._load()
+        fn = F.forecast
+        kw = dict(self.o.get("forecast") or {})
+        params = inspect.signature(fn).parameters
+        for k, v in (("n_samples", n_samples), ("seed", seed), ("serializer", self.o["serializer"]),
+                     ("progress", False)):
+            if k in params and k not in kw:
+                kw[k] = v
+        out = fn(lm, [np.asarray(c, np.float64) for c in contexts], horizon, **kw)
+        samples = np.asarray(out.samples, dtype=np.float64)
+        if samples.ndim == 2:
+            samples = samples[:, None, :]
+        stats = {}
+        mass = getattr(out, "allowed_mass", None)
+        if mass is not None and np.size(mass):
+            # probability the unconstrained head put on grammar-allowed tokens
+            stats["allowed_mass"] = float(np.nanmean(np.asarray(mass, float)))
+        return ForecastOutput(samples, int(getattr(out, "n_fallback", 0) or 0), (), stats=stats)
+
+    # ------------------------------------------------------------- hooks
+    def _stack(self):
+        base = self._load().model.base_model
+        for name in ("layers", "h", "block"):
+            blocks = getattr(base, name, None)
+            if blocks is not None:
+                break
+        for name in ("norm", "ln_f", "final_layer_norm"):
+            norm = getattr(base, name, None)
+            if norm is not None:
+                break
+        if blocks is None or norm is None:
+            raise ValueError(f"cannot find the blocks and final norm of {type(base).__name__}")
+        return blocks, norm
+
+    def hook_point(self, layer: int):
+        blocks, norm = self._stack()
+        n = len(blocks)
+        if not 0 <= layer <= n:
+            raise ValueError(f"{self.name} has layers 0..{n}, got {layer}")
+        # layer L < n is the input of block L; layer n the final norm's output
+        return (blocks[layer], "pre") if layer < n else (norm, "post")
+
+    def head(self):
+        from isofast.head import lm_head_weights
+
+        return lm_head_weights(self._load().model)
+
+    def head_scale(self) -> float:
+        return 1.0
+
+    def head_layer(self) -> int:
+        return self.n_layers
+
+    def release(self) -> None:
+        self.lm = None
