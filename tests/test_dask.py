@@ -175,3 +175,68 @@ def test_killed_worker_result_unchanged(client, X):
     same(out["rep"], isofast.analyze(X))
     client.wait_for_workers(2, timeout=60)
     assert victim not in client.scheduler_info(n_workers=-1)["workers"]
+
+
+# ------------------------------------------------------------------ clustered isotropy
+CLUSTER_FIELDS = ("avg_cosine_centered", "isoscore", "log_partition_isotropy")
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Three separated blobs (all clusters > d rows), shifted far from 0."""
+    rng = np.random.default_rng(5)
+    d = 10
+    e = np.eye(d)
+    X = np.concatenate(
+        [rng.standard_normal((900, d)) + 9 * e[0], 0.5 * rng.standard_normal((700, d)) - 7 * e[1], 2 * rng.standard_normal((600, d))]
+    )
+    return X[rng.permutation(len(X))] + 40.0
+
+
+def _same_clusters(got, want, rel=1e-12, rel_partition=1e-12):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a["size"] == b["size"] and a["n_zero_norm"] == b["n_zero_norm"]
+        for k in CLUSTER_FIELDS:
+            r = rel_partition if k == "log_partition_isotropy" else rel
+            if np.isnan(b[k]):
+                assert np.isnan(a[k]), k
+            else:
+                assert a[k] == pytest.approx(b[k], rel=r, abs=r), k
+
+
+def test_cluster_isotropy_matches_in_memory(client, blobs):
+    cl = pytest.importorskip("isofast.cluster")
+    x = da.from_array(blobs, chunks=(350, 10))
+    rep = idask.cluster_isotropy(x, k_range=range(2, 6), fit_sample_size=1200, seed=4, client=client)
+    # model selection = the in-memory recipe on the same seeded sample
+    rows = idask.fit_sample_rows(len(blobs), 1200, 4)
+    fit = cl.cluster_isotropy(blobs[rows], k_range=range(2, 6), fit_sample_size=None, seed=4, spectra=False)
+    assert rep.best_k == fit.best_k == 3 and rep.silhouettes == fit.silhouettes
+    # per-cluster values = the in-memory statistics of every row with these labels
+    assert rep.labels.shape == (len(blobs),) and rep.n == len(blobs) and rep.mode == "full"
+    ref = cl.cluster_statistics(blobs, rep.labels)
+    _same_clusters(rep.clusters, ref)
+    finite = [c["avg_cosine_centered"] for c in ref]
+    assert rep.inter_cluster_cosine == pytest.approx(np.mean(finite), rel=1e-12, abs=1e-15)
+    for c in range(3):  # centres are the cluster means over all rows
+        np.testing.assert_allclose(rep.centers[c], blobs[rep.labels == c].mean(axis=0), rtol=1e-12)
+
+
+def test_cluster_isotropy_small_cluster_and_cosine_only(blobs):
+    """A cluster of ≤ d rows takes the Gram route; spectra=False gives cosines only."""
+    cl = pytest.importorskip("isofast.cluster")
+    rng = np.random.default_rng(9)
+    X = np.concatenate([blobs[:1500], 0.1 * rng.standard_normal((8, 10)) + 90.0])
+    x = da.from_array(X, chunks=(500, 10))
+    rep = idask.cluster_isotropy(x, k_range=range(2, 6), fit_sample_size=None, seed=1, scheduler="sync")
+    sizes = sorted(c["size"] for c in rep.clusters)
+    assert sizes[0] == 8
+    # Gram route: the centring null direction is rounding noise whose sign the
+    # in-memory kernel uses as is; isofast.dask drops it (log Z = ln n_c
+    # exactly there), hence the looser partition tolerance.
+    _same_clusters(rep.clusters, cl.cluster_statistics(X, rep.labels), rel_partition=1e-7)
+    cos = idask.cluster_isotropy(x, k_range=range(2, 6), fit_sample_size=None, seed=1, spectra=False, labels=False, scheduler="sync")
+    assert cos.labels.size == 0 and all(np.isnan(c["isoscore"]) for c in cos.clusters)
+    for a, b in zip(cos.clusters, rep.clusters):
+        assert a["avg_cosine_centered"] == pytest.approx(b["avg_cosine_centered"], rel=1e-12, abs=1e-15)
