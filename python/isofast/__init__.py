@@ -1,8 +1,16 @@
 """isofast: exact, fast isotropy analysis of model embeddings fed numeric data.
 
 Global statistics (design.md §3) run in Rust kernels that stream row tiles,
-accumulate in float64 and release the GIL. See :func:`analyze`.
+accumulate in float64 and release the GIL: :func:`analyze`, one function per
+statistic, mergeable :class:`Moments`. The clustered isotropy of the reference
+study is :func:`cluster_isotropy`; the softmax-head tools are
+:func:`log_partition_head` and :func:`head_diagnostics`. Capturing embeddings
+(:func:`capture`, :func:`open_capture`), forecasting (:func:`forecast`) and the
+study (:mod:`isofast.study`) need the ``torch`` extra and are imported lazily,
+so ``import isofast`` needs numpy only.
 """
+
+from importlib import import_module as _import_module
 
 from isofast._core import __version__
 from isofast.analysis import (
@@ -19,6 +27,44 @@ from isofast.analysis import (
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "cluster_isotropy": ("isofast.cluster", "cluster_isotropy"),
+    "reference_recipe": ("isofast.cluster", "reference_recipe"),
+    "silhouette": ("isofast.cluster", "silhouette"),
+    "kmeans": ("isofast.cluster", "kmeans"),
+    "ClusterReport": ("isofast.cluster", "ClusterReport"),
+    "log_partition_head": ("isofast.head", "log_partition_head"),
+    "head_diagnostics": ("isofast.head", "head_diagnostics"),
+    "shift_direction": ("isofast.head", "shift_direction"),
+    "HeadReport": ("isofast.head", "HeadReport"),
+    "capture": ("isofast.capture", None),
+    "open_capture": ("isofast.store", "open_capture"),
+    "load_model": ("isofast.models", "load_model"),
+    "forecast": ("isofast.forecast", None),
+    "metrics": ("isofast.metrics", None),
+    "data": ("isofast.data", None),
+    "study": ("isofast.study", None),
+    "run_study": ("isofast.study", "run_study"),
+    "open_source": ("isofast.sources", "open_source"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'isofast' has no attribute {name!r}") from None
+    mod = _import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "__version__",
     "IsotropyReport",
@@ -32,4 +78,5 @@ __all__ = [
     "log_partition",
     "partition_isotropy",
     "self_similarity",
+    *_LAZY,
 ]
