@@ -195,3 +195,29 @@ def test_smollm2_forecasts_a_real_series():
     assert m.nmse < 0.5
     assert r.allowed_mass[0] > 0.5  # the model itself prefers digit tokens here
     assert time.perf_counter() - t0 < 120
+
+
+def test_forecast_cli_writes_forecasts_and_metrics(tmp_path, capsys, series):
+    import csv
+    import json
+
+    from isofast.cli import main
+
+    f = tmp_path / "s.csv"
+    with open(f, "w") as fh:
+        fh.write("t,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate(series)))
+    out = tmp_path / "run"
+    rc = main(["forecast", "--model", "tiny-llama", "--data", str(f), "--column", "value",
+               "--context", "20", "--horizon", "3", "--samples", "2", "--window-mode", "sliding",
+               "--n-windows", "2", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    assert "NMSE" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "forecasts.csv")))
+    assert len(rows) == 2 * 3 and {"truth", "median", "q0.9"} <= set(rows[0])
+    z = np.load(out / "forecasts.npz")
+    assert z["samples"].shape == (2, 2, 3)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["metrics"]["n_series"] == 2 and m["metrics"]["nmse"] is not None
+    assert m["nll_per_value"] is not None
+    assert main(["forecast", "--model", "tiny-llama", "--data", "no-such-dataset",
+                 "--out", str(out)]) == 2

@@ -233,3 +233,73 @@ def test_shift_direction_matches_lstsq_and_rank_deficient_head():
         Wn = W.copy()
         Wn[7, 0] = np.nan
         shift_direction(Wn)
+
+
+def test_chunked_contexts_equal_one_array():
+    W, C, b = _head(V=400, d=8, N=90)
+    one = head_diagnostics(W, C, b, head_isotropy=False)
+    many = head_diagnostics(W, [C[:20], C[20:70], C[70:]], b, head_isotropy=False)
+    np.testing.assert_allclose(many.log_z, one.log_z, rtol=1e-13)
+    for k in ("log_z_std", "shift_variance_share", "logit_shift_variance_share", "shift_norm_share_mean"):
+        assert getattr(many, k) == pytest.approx(getattr(one, k), rel=1e-10), k
+    assert many.isotropy["isoscore"] == pytest.approx(one.isotropy["isoscore"], rel=1e-10)
+
+
+# ------------------------------------------------------------------- CLI
+def _tiny_capture(tmp_path, layers):
+    torch = pytest.importorskip("torch")
+    from isofast.capture import capture
+    from isofast.models import tiny_model
+
+    lm = tiny_model("llama", seed=0)
+    x = 10 + 3 * np.sin(np.arange(40) / 3)
+    out = tmp_path / "cap"
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny GEMMs: one thread is fastest on a shared machine
+    try:
+        capture(lm, [x[:20], x[5:30]], layers=layers, sites=("residual",), out=out, progress=False)
+    finally:
+        torch.set_num_threads(old)
+    return lm, out
+
+
+def test_head_inputs_are_the_last_residual_layer_and_cli_reads_captures(tmp_path, capsys):
+    import json
+
+    from isofast.cli import main
+    from isofast.head import head_inputs, lm_head_weights
+    from isofast.serializers import get_serializer
+    from isofast.store import open_capture
+
+    lm, out = _tiny_capture(tmp_path, [-1])
+    cap = open_capture(out)
+    layer = cap.layer(lm.num_layers, "residual")
+    x = 10 + 3 * np.sin(np.arange(40) / 3)
+    ids = lm.tokenizer(get_serializer("llmtime").encode(x[:20]).text)["input_ids"]
+    h = head_inputs(lm, ids)  # hook on the head's input = after the final norm
+    np.testing.assert_allclose(layer.to_numpy()[: h.shape[0]], h, atol=1e-5)
+    W, b = lm_head_weights(lm)
+    assert W.shape == (128, 32) and b is None
+    ref = head_diagnostics(W, layer.to_numpy(), isotropy=False, head_isotropy=False)
+    assert main(["head", "--capture", str(out), "--json", "--no-isotropy"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_contexts"] == cap.n_rows and d["model"] == "tiny-llama"
+    assert d["log_z_std"] == pytest.approx(ref.log_z_std, rel=1e-9)
+
+
+def test_head_cli_without_last_layer_and_direct_mode(tmp_path, capsys):
+    import json
+
+    from isofast.cli import main
+
+    _, out = _tiny_capture(tmp_path, [1])
+    assert main(["head", "--capture", str(out)]) == 2
+    assert "last residual layer" in capsys.readouterr().err
+    f = tmp_path / "s.npy"
+    np.save(f, 5 + np.cos(np.arange(80) / 4))
+    report = tmp_path / "head.json"
+    assert main(["head", "--model", "tiny-llama", "--data", str(f), "--context", "20",
+                 "--n-windows", "2", "--out", str(report)]) == 0
+    assert "log Z std" in capsys.readouterr().out
+    d = json.loads(report.read_text())
+    assert d["n_contexts"] > 40 and d["isotropy"]["n"] == d["n_contexts"]

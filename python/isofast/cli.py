@@ -19,6 +19,7 @@ _SUBCOMMANDS: list[str] = [
     "isofast.analyze_cli",
     "isofast.data.cli",
     "isofast.capture_cli",
+    "isofast.head_cli",
 ]
 
 

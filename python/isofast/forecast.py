@@ -670,7 +670,8 @@ def forecast(
         greedy decoding (one sample).
     serializer : an LLMTime layout (``"llmtime"`` = ``"llmtime:llama"``, or
         ``"llmtime:gpt"``) or an :class:`~isofast.serializers.LLMTimeSerializer`.
-    target : the true continuations (S × H) for the continuous NLL.
+    target : the true continuations (S × H) for the continuous NLL (a row
+        with a missing value gets NaN).
     first_digit : also return :func:`next_value_first_digit` per series.
     max_digits : most digits a sampled value may have (default: context max + 1).
     n_threads : torch intra-op threads during the call (default: leave torch's
@@ -695,8 +696,8 @@ def forecast(
             target = target[None]
         if target.shape != (len(series), horizon):
             raise ValueError(f"target must have shape ({len(series)}, {horizon}), got {target.shape}")
-        if not np.isfinite(target).all():
-            raise ValueError("target holds NaN or Inf: the NLL needs observed values")
+        if np.isinf(target).any():
+            raise ValueError("target holds ±Inf")
     n = 1 if temperature == 0 else int(n_samples)
     sess = _Session(model, serializer, max_digits)
     gen = torch.Generator().manual_seed(int(seed))
@@ -713,7 +714,9 @@ def forecast(
             # Reserve room for the scored target as well as for sampling.
             enc0 = sess.ser.encode(ctx)
             reserve = sess.reserve(horizon, enc0)
-            if target is not None:
+            # A target with a missing value cannot be serialized: no NLL (NaN).
+            score = target is not None and bool(np.isfinite(target[s]).all())
+            if score:
                 reserve = max(reserve, len(sess.ser.encode(target[s], scaler=enc0.scaler).text) + 2)
             enc, text, ids = sess.prompt(ctx, reserve)
             scalers.append(enc.scaler)
@@ -721,7 +724,7 @@ def forecast(
             last = logits[0, -1]
             if firsts is not None:
                 firsts.append(_first_digit(sess, enc, ids, cache))
-            if target is not None:
+            if score:
                 tot = _score(sess, enc, text, ids, last, cache, target[s])
                 tok_nll[s] = tot / horizon
                 nll[s] = tok_nll[s] - sess.ser.prec * math.log(10.0) + math.log(enc.scaler.scale)

@@ -394,6 +394,30 @@ class HeadReport:
         return self.table()
 
 
+def _context_chunks(C: Any, dtype: Optional[str]):
+    """The contexts as a re-iterable list of ``(array, elem)`` chunks: one
+    for an array/tensor (1-D = one context), one per shard for a capture layer
+    or any chunk source :func:`isofast._input.as_source` reads."""
+    if isinstance(C, np.ndarray) or type(C).__module__.split(".")[0] == "torch" or (
+        isinstance(C, (list, tuple)) and C and np.isscalar(C[0])
+    ):
+        return [_matrix(C, "C", dtype, allow_1d=True)]
+    from isofast._input import as_source
+
+    src = as_source(C, dtype)
+    return _ReChunks(src)
+
+
+class _ReChunks:
+    """A source's chunks, re-iterated on every pass (memory-mapped shards stay on disk)."""
+
+    def __init__(self, src):
+        self.src = src
+
+    def __iter__(self):
+        return iter(self.src.chunks())
+
+
 def _analyze_dict(X: Any, n_threads: Optional[int], dtype: Optional[str]) -> Optional[dict]:
     try:
         from isofast.analysis import analyze
@@ -427,19 +451,36 @@ def head_diagnostics(
     :func:`isofast.analyze` of the contexts / of W's rows.
     """
     w, we = _matrix(W, "W", dtype)
-    c, ce = _matrix(C, "C", dtype, allow_1d=True)
     V, d = w.shape
-    N = c.shape[0]
-    if c.shape[1] != d:
-        raise ValueError(
-            f"dimension mismatch: contexts C have {c.shape[1]} columns, the head W has {d}"
-        )
-    if N == 0:
-        raise ValueError("C has no rows: no contexts to diagnose")
+    chunks = _context_chunks(C, dtype)
     bias = _vector(b)
     notes: list[str] = []
+    sd = shift_direction(w, chunk_rows=chunk_rows, dtype=we)
+    u_norm = float(np.linalg.norm(sd.u))
+    uh = sd.unit
+    if sd.rank < d:
+        notes.append(f"W has rank {sd.rank} < d = {d}: directions in its null space change no logit")
 
-    log_z = _core.log_partition_head(w, c, bias, 0, None, we, ce, n_threads)["log_z"]
+    # One pass over the contexts: log Z (fused Rust kernel), the cosine with
+    # û*, and the float64 moments for the covariance.
+    log_zs, coss = [], []
+    mom = _core.Moments(d)
+    for c, ce in chunks:
+        if c.shape[1] != d:
+            raise ValueError(
+                f"dimension mismatch: contexts C have {c.shape[1]} columns, the head W has {d}"
+            )
+        log_zs.append(_core.log_partition_head(w, c, bias, 0, None, we, ce, n_threads)["log_z"])
+        for s0 in range(0, c.shape[0], chunk_rows):
+            blk = _rows_f64(c, ce, s0, min(c.shape[0], s0 + chunk_rows))
+            nrm = np.linalg.norm(blk, axis=1)
+            coss.append(np.where(nrm > 0, (blk @ uh) / np.where(nrm > 0, nrm, 1.0), 0.0))
+            mom.update(blk, None, n_threads)
+    log_z = np.concatenate(log_zs) if log_zs else np.empty(0)
+    cos = np.concatenate(coss) if coss else np.empty(0)
+    N = int(log_z.size)
+    if N == 0:
+        raise ValueError("C has no rows: no contexts to diagnose")
     mean = float(log_z.mean())
     std = float(log_z.std(ddof=1)) if N > 1 else 0.0
     lo, hi = float(log_z.min()), float(log_z.max())
@@ -449,23 +490,6 @@ def head_diagnostics(
     z_cv = float(zr.std(ddof=1) / zr.mean()) if N > 1 else 0.0
     log_z_uniform = _logsumexp(bias) if bias is not None else math.log(V)
 
-    sd = shift_direction(w, chunk_rows=chunk_rows, dtype=we)
-    u_norm = float(np.linalg.norm(sd.u))
-    uh = sd.unit
-    if sd.rank < d:
-        notes.append(f"W has rank {sd.rank} < d = {d}: directions in its null space change no logit")
-
-    # Per-context cosines and the covariance, one float64 pass over C.
-    cos = np.empty(N)
-    mom = _core.Moments(d)
-    for s in range(0, N, chunk_rows):
-        e = min(N, s + chunk_rows)
-        blk = _rows_f64(c, ce, s, e)
-        nrm = np.linalg.norm(blk, axis=1)
-        proj = blk @ uh
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos[s:e] = np.where(nrm > 0, proj / np.where(nrm > 0, nrm, 1.0), 0.0)
-        mom.update(blk, None, n_threads)
     share = cos**2
     mu = np.asarray(mom.mean)
     mu_n = float(np.linalg.norm(mu))
@@ -511,7 +535,10 @@ def head_diagnostics(
         notes=notes,
     )
     if isotropy and N > 1:
-        rep.isotropy = _analyze_dict(c, n_threads, ce)
+        if isinstance(chunks, list):  # one array
+            rep.isotropy = _analyze_dict(chunks[0][0], n_threads, chunks[0][1])
+        else:  # a chunk source (e.g. a capture layer): analyze streams it itself
+            rep.isotropy = _analyze_dict(C, n_threads, dtype)
     if head_isotropy:
         rep.head_isotropy = _analyze_dict(w, n_threads, we)
     return rep
