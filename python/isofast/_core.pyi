@@ -70,3 +70,66 @@ def unit_sum(
 ) -> Tuple[F64, int, int]: ...
 def column_mean(x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> F64: ...
 def available_threads() -> int: ...
+
+# --- clustered isotropy (isofast_core::kmeans / silhouette / cluster) ---------
+
+def kmeans(
+    x: np.ndarray,
+    k: int,
+    elem: Optional[str] = None,
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    n_threads: Optional[int] = None,
+) -> dict:
+    """k-means++ (greedy) seeding and Hamerly-pruned Lloyd iterations; returns
+    ``centers``, ``labels``, ``inertia``, ``n_iter``, ``converged``, ``n_relocated``."""
+
+def silhouette_score(
+    x: np.ndarray,
+    labels: npt.NDArray[np.int64],
+    k: int,
+    elem: Optional[str] = None,
+    sample_size: Optional[int] = None,
+    seed: int = 0,
+    n_threads: Optional[int] = None,
+) -> float: ...
+def cluster_statistics(
+    x: np.ndarray,
+    labels: npt.NDArray[np.int64],
+    k: int,
+    elem: Optional[str] = None,
+    spectra: bool = True,
+    n_threads: Optional[int] = None,
+) -> list: ...
+def cluster_isotropy(
+    x: np.ndarray,
+    k_range: list,
+    elem: Optional[str] = None,
+    threshold: float = 0.1,
+    sample_size: Optional[int] = None,
+    silhouette_sample_size: int = 20000,
+    fit_sample_size: Optional[int] = 20000,
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    spectra: bool = True,
+    n_threads: Optional[int] = None,
+) -> dict: ...
+
+# --- softmax head (isofast_core::head) ---------------------------------------
+
+def log_partition_head(
+    w: np.ndarray,
+    c: np.ndarray,
+    bias: Optional[F64] = None,
+    topk: int = 0,
+    subset: Optional[npt.NDArray[np.int64]] = None,
+    w_elem: Optional[str] = None,
+    c_elem: Optional[str] = None,
+    n_threads: Optional[int] = None,
+) -> dict:
+    """``log_z`` (N,) = logsumexp_w(⟨v_w, c_n⟩ + b_w), fused GEMM tiles and
+    streaming log-sum-exp; optional ``topk_*`` (N×k) and ``subset_log_mass``."""
