@@ -20,6 +20,7 @@ _SUBCOMMANDS: list[str] = [
     "isofast.data.cli",
     "isofast.capture_cli",
     "isofast.head_cli",
+    "isofast.study.cli",
 ]
 
 

@@ -20,10 +20,12 @@ test contexts only: targets are never used):
 * ``cluster_whiten`` — per-cluster whitening in the clustered-isotropy
   recipe: clusters from :func:`isofast.cluster.cluster_isotropy` on the
   centred rows (seeded); each row is assigned to its nearest centroid m_c and
-  mapped to x ↦ m_c + s_c Σ̃_c^{-1/2}(x − m_c), Σ̃_c = (1 − α)Σ_c + α (tr Σ_c / d) I
-  (shrinkage α = 0.1 keeps Σ̃_c invertible when a cluster has fewer rows than
-  d), s_c = sqrt(tr Σ_c / d) so each cluster keeps its total variance. Within
-  each cluster the covariance becomes (nearly) a multiple of I: the most
+  mapped to x ↦ m_c + s_c Σ_c^{-1/2}(x − m_c), whitening within the cluster's
+  span: eigenvalues of Σ_c below 10⁻⁴·λ_max are floored there (a cluster of
+  n_c ≤ d rows has rank ≤ n_c − 1, and its null directions must not be
+  inflated from rounding noise), and s_c² = tr Σ_c / r_eff (r_eff the number
+  of directions whitened) so each cluster keeps its total variance. Within
+  each cluster the covariance becomes a multiple of I on its span: the most
   isotropic arrangement that keeps where the clusters are.
 
 The effect: per series i, e_i = Σ_h (ŷ_ih − y_ih)² before and e′_i after;
@@ -50,7 +52,7 @@ from itertools import product
 
 import numpy as np
 
-SHRINKAGE = 0.1
+FLOOR = 1e-4
 
 
 # ------------------------------------------------------------ transforms
@@ -150,15 +152,19 @@ def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: in
             m = Xc.mean(axis=0)
             Z = Xc - m
             S = Z.T @ Z / max(Xc.shape[0] - 1, 1)
-            tr = float(np.trace(S)) / d
-            St = (1 - SHRINKAGE) * S + SHRINKAGE * max(tr, 1e-12) * np.eye(d)
-            w, V = np.linalg.eigh(St)
-            w = np.maximum(w, 1e-12 * max(w.max(), 1e-300))
-            maps.append(np.sqrt(max(tr, 0.0)) * (V * w**-0.5) @ V.T)
+            w, V = np.linalg.eigh(S)
+            w = np.maximum(w, 0.0)
+            # whiten within the cluster's span: eigenvalues below FLOOR·λ_max are
+            # rounding noise (rank ≤ n_c − 1 < d for small clusters) and are not blown up
+            floor = FLOOR * max(float(w.max()), 1e-300)
+            g = np.where(w >= floor, w, floor) ** -0.5
+            r_eff = float(np.sum(np.minimum(w / floor, 1.0)))
+            scale = np.sqrt(float(w.sum()) / max(r_eff, 1e-300))  # keeps tr Σ_c
+            maps.append(scale * (V * g) @ V.T)
             cents.append(m)
             sizes.append(int(Xc.shape[0]))
         return LayerTransform("cluster_whiten", mu, centroids=np.stack(cents), maps=np.stack(maps),
-                              info={"k": k, "cluster_sizes": sizes, "shrinkage": SHRINKAGE})
+                              info={"k": k, "cluster_sizes": sizes, "floor": FLOOR})
     raise ValueError(f"unknown intervention {method!r}; choose 'abtt', 'random' or 'cluster_whiten'")
 
 

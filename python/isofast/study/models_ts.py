@@ -255,9 +255,12 @@ class PatchTSTModel(StudyModel):
         key = self.weights_key(split)
         if self._key == key and self.model is not None:
             return
+        from isofast.models import _quiet_transformers
+
         if self.cfg.path:
             folder = Path(self.cfg.path).expanduser()
-            self.model = PatchTSTForPrediction.from_pretrained(str(folder)).eval()
+            with _quiet_transformers():
+                self.model = PatchTSTForPrediction.from_pretrained(str(folder)).eval()
             self._hash, self.info = key, {"path": str(folder)}
         else:
             folder = self.cache.root / "models" / f"patchtst-{key}"
@@ -268,7 +271,8 @@ class PatchTSTModel(StudyModel):
                 info = _save_trained(model, folder, info)
             else:
                 self.cache.hit("train")
-            self.model = PatchTSTForPrediction.from_pretrained(str(folder)).eval()
+            with _quiet_transformers():
+                self.model = PatchTSTForPrediction.from_pretrained(str(folder)).eval()
             self._hash, self.info = info["weights_hash"], info
         self._key = key
         m = self.model.config

@@ -75,7 +75,7 @@ def _safe(name: str) -> str:
 
 
 def _ok(df):
-    return df[df["error"].fillna("").astype(str) == ""] if "error" in df.columns else df
+    return df[df["error"].astype(object).where(df["error"].notna(), "").astype(str) == ""] if "error" in df.columns else df
 
 
 # -------------------------------------------------------------- figures
@@ -303,7 +303,7 @@ def fig_causal(causal, path: Path) -> str | None:
     plt = _plt()
     if not len(causal) or "delta_nmse" not in causal.columns:
         return None
-    c = causal[causal["error"].fillna("").astype(str) == ""]
+    c = causal[causal["error"].astype(object).where(causal["error"].notna(), "").astype(str) == ""]
     c = c[np.isfinite(c["delta_nmse"].astype(float))]
     if c.empty:
         return None

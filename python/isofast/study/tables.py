@@ -105,7 +105,7 @@ def _depth_layers(df, model) -> dict[float, int]:
 
 def _ok(df):
     if "error" in df.columns:
-        return df[df["error"].fillna("").astype(str) == ""]
+        return df[df["error"].astype(object).where(df["error"].notna(), "").astype(str) == ""]
     return df
 
 

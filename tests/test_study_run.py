@@ -1,0 +1,158 @@
+"""End-to-end study runs on the bundled tiny configuration (tiny random models,
+four short KernelSynth sets, two perturbations): results table, statistics,
+causal test, report with every figure, cache reuse, failed cells, the CLI."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("matplotlib")
+pd = pytest.importorskip("pandas")
+
+from isofast.study import ConfigError, load_config, run_study  # noqa: E402
+from isofast.study.config import STATISTICS, bundled_config_path  # noqa: E402
+
+QUIET = {"progress": False, "log": lambda m: None}
+
+
+def _err(df):
+    """The error column as strings ('' for none; an all-empty CSV column reads as NaN)."""
+    return df["error"].astype(object).where(df["error"].notna(), "").astype(str)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny-study")
+    return out, run_study("tiny", out=out, **QUIET)
+
+
+def test_tiny_study_end_to_end(tiny_run):
+    out, res = tiny_run
+    cfg = res.config
+    df = pd.read_csv(out / "results.csv")
+    assert (out / "results.parquet").is_file()
+    assert (_err(df) == "").all(), df.loc[_err(df) != "", "error"].tolist()
+    # one row per (model, dataset, perturbation, layer): tiny-llama 0..2, PatchTST 0..2, T5 enc 0..2 + dec 0..2
+    n_cells = len(cfg.datasets) * len(cfg.perturbations)
+    assert len(df) == n_cells * (3 + 3 + 6)
+    assert not df.duplicated(["model", "dataset", "perturbation", "layer"]).any()
+    for col in list(STATISTICS) + ["nmse", "mse", "mae", "mase", "crps", "n_rows", "depth"]:
+        assert col in df.columns, col
+    assert np.isfinite(df[["nmse", "mse", "mae", "isoscore", "effective_dim"]].to_numpy()).all()
+    # equal N within a model (rows subsampled to [isotropy] rows when there are more)
+    assert (df.groupby("model")["n_rows"].max() <= cfg.isotropy.rows).all()
+    # LM-head diagnostics on the layer that feeds the head only
+    lm = df[df["model"] == "tiny-llama"]
+    head = lm["head_log_z_std"].notna()
+    assert set(lm.loc[head, "layer"]) == {2}
+    assert df.loc[df["model"] == "patchtst", "head_log_z_std"].isna().all()
+    assert df.loc[(df["model"] == "chronos-t5") & (df["layer"] == 5), "head_log_z_std"].notna().all()
+    # NMSE is the pooled definition over the cell's series
+    cell = next(c for c in res.cells if c.model == "patchtst" and not c.error)
+    assert cell.metrics["nmse"] > 0
+
+    corr = pd.read_csv(out / "correlations.csv")
+    assert {"model:tiny-llama", "model:patchtst", "model:chronos-t5", "pooled"} <= set(corr["scope"])
+    assert {"spearman", "kendall"} == set(corr["method"])
+    ok = corr[np.isfinite(corr["p_value"])]
+    per_model = ok["scope"].str.startswith("model:")
+    assert per_model.any() and (~per_model).any()
+    assert (ok.loc[per_model, "n"] == n_cells).all() and (ok.loc[~per_model, "n"] == 3 * n_cells).all()
+    assert (ok["n_groups"] == len(cfg.datasets)).all()
+    assert ((ok["p_value"] > 0) & (ok["p_value"] <= 1) & (ok["q_value"] >= ok["p_value"] - 1e-12)).all()
+    assert (ok["ci_low"] <= ok["ci_high"]).all()
+    held = pd.read_csv(out / "heldout.csv")
+    assert len(held) and set(held["layer"]) - {-1} <= set(df["layer"])
+    assert set(res.heldout_info["selection_datasets"]).isdisjoint(res.heldout_info["evaluation_datasets"])
+
+    causal = pd.read_csv(out / "causal.csv")
+    assert (_err(causal) == "").all()
+    assert set(causal["test"]) == {"patchtst/L1/abtt1", "patchtst/L1/random1"}
+    assert np.isfinite(causal["delta_nmse"]).all() and (causal["dataset"] == "all").sum() == 2
+
+    html = (out / "report.html").read_text()
+    figs = res.files["figures"]
+    for m in ("tiny-llama", "patchtst", "chronos-t5"):
+        for kind in ("isotropy_by_layer", "spectra", "heatmap", "forecasts"):
+            assert f"{kind}_{m}" in figs, (kind, m)
+        assert any(k.startswith(f"pca_{m}_") for k in figs)
+    assert "scatter_nmse" in figs and "causal" in figs
+    for p in figs.values():
+        assert (out / "figures").joinpath(p.split("/")[-1]).stat().st_size > 5000
+    assert html.count("data:image/png;base64,") == len(figs)
+    data = json.loads((out / "report_data.json").read_text())
+    assert len(data["results"]) == len(df) and len(data["correlations"]) == len(corr)
+    assert data["cells"][0]["forecast"]["point"]
+
+
+def test_rerun_reuses_the_cache(tiny_run):
+    out, first = tiny_run
+    again = run_study("tiny", out=out, report=False, **QUIET)
+    assert again.counters, "the counters must record the cached stages"
+    for stage, c in again.counters.items():
+        assert c["computed"] == 0, (stage, c)
+    n_cells = len(first.cells)
+    assert again.counters["forecast"]["cached"] == n_cells
+    assert again.counters["isotropy"]["cached"] == n_cells
+    assert again.counters["causal"]["cached"] == first.counters["causal"]["computed"]
+    pd.testing.assert_frame_equal(first.table, again.table)
+
+
+def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
+    from isofast.cli import main
+
+    out, _ = tiny_run
+    rc = main(["study", "tiny", "--out", str(tmp_path / "cli"), "--cache", str(out / "cache"),
+               "--no-report", "--no-progress"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert all(c["computed"] == 0 for c in summary["counters"].values())
+    assert "held-out correlations" in capsys.readouterr().out
+
+
+def test_failed_cells_do_not_stop_the_grid(tmp_path):
+    with open(bundled_config_path("tiny"), "rb") as f:
+        data = tomllib.load(f)
+    data["datasets"] = data["datasets"][:1] + [
+        # 144 points cannot hold a 500-point context: this dataset's cells fail
+        {"name": "airpassengers", "source": "registry", "context": 500, "horizon": 6, "n_test": 1},
+    ]
+    data["perturbations"] = [{"name": "clean"}]
+    data["models"] = [m for m in data["models"] if m["name"] == "patchtst"] + [
+        {"name": "missing-lm", "kind": "lm", "path": str(tmp_path / "no-such-model")},
+    ]
+    data["causal"] = {"enabled": False}
+    res = run_study(data, out=tmp_path / "out", report=False, **QUIET)
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    err = _err(df)
+    failed = df[err != ""]
+    assert set(zip(failed["model"], failed["dataset"])) == {
+        ("patchtst", "airpassengers"), ("missing-lm", "RBF_1"), ("missing-lm", "airpassengers"),
+    }
+    assert failed["error"].str.contains("ValueError|FileNotFoundError").all()
+    ok = df[(df["model"] == "patchtst") & (df["dataset"] == "RBF_1")]
+    assert len(ok) == 3 and (_err(ok) == "").all() and np.isfinite(ok["nmse"]).all()
+    assert sum(1 for c in res.cells if c.error) == 3
+
+
+def test_configs_parse_and_refuse_typos():
+    cfg = load_config("default")
+    kinds = {m.kind for m in cfg.models}
+    assert kinds == {"lm", "patchtst", "chronos-t5"}
+    with open(bundled_config_path("tiny"), "rb") as f:
+        data = tomllib.load(f)
+    data["isotropy"]["rowz"] = 5
+    with pytest.raises(ConfigError, match="rowz"):
+        load_config(data)
+    data["isotropy"].pop("rowz")
+    data["models"][1]["epochz"] = 1
+    with pytest.raises(ConfigError, match="epochz"):
+        load_config(data)
+    data["models"][1].pop("epochz")
+    data["stats"]["n_boot"] = 100
+    with pytest.raises(ConfigError, match="1000"):
+        load_config(data)
