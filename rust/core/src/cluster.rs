@@ -42,8 +42,8 @@
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{
-    assign, derive_seed, distinct_rows, kmeans_unchecked, nearest_block, sample_indices, sqnorm, tolerance, KMeansFit,
-    KMeansParams, Points, SplitMix64, BLOCK,
+    add_assign, assign, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials, nearest_block, sample_indices,
+    seeding_stream, sqnorm, tolerance, KMeansFit, Points, SplitMix64, BLOCK,
 };
 use crate::lse::LogSumExp;
 use crate::moments::Moments;
@@ -226,9 +226,7 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
             .map(|blk| {
                 let mut s = vec![0.0f64; d];
                 for row in blk.chunks_exact(d) {
-                    for (a, v) in s.iter_mut().zip(row) {
-                        *a += v;
-                    }
+                    add_assign(&mut s, row, false);
                 }
                 s
             })
@@ -433,9 +431,7 @@ fn per_cluster(
                 } else if !varied[c] && f.iter().zip(row).any(|(a, b)| a != b) {
                     varied[c] = true;
                 }
-                for (a, v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
-                    *a += v;
-                }
+                add_assign(&mut sums[c * d..(c + 1) * d], row, false);
                 if need_moments[c] {
                     gather.push(c, row, &mut flush)?;
                 }
@@ -747,15 +743,38 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     }
     // k-means for every k (largest first so the long jobs start early).
     let tol_abs = tolerance(fit_p, opts.tol);
+    // Seedings: k-means++ streams depend on the number of local trials only,
+    // so one seeding per (trials, restart), as long as the group's largest k,
+    // serves every k of the group as a prefix (see `seeding_stream`).
+    let mut groups: Vec<(usize, usize)> = Vec::new(); // (trials, largest k)
+    for &k in ks {
+        let t = local_trials(k);
+        match groups.iter_mut().find(|g| g.0 == t) {
+            Some(g) => g.1 = g.1.max(k),
+            None => groups.push((t, k)),
+        }
+    }
+    let jobs: Vec<(usize, usize, usize)> =
+        groups.iter().flat_map(|&(t, kmax)| (0..opts.n_init).map(move |i| (t, kmax, i))).collect();
+    let seedings: Vec<Vec<f64>> = jobs
+        .par_iter()
+        .map(|&(t, kmax, i)| kmeans_plusplus(fit_p, kmax, t, &mut seeding_stream(opts.seed, t, i)))
+        .collect();
+    // Lloyd for every k (largest first so the long jobs start early).
     let mut fits: Vec<KMeansFit> = ks
         .iter()
         .rev()
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|&k| {
-            let params =
-                KMeansParams { k, n_init: opts.n_init, max_iter: opts.max_iter, tol: opts.tol, seed: opts.seed };
-            kmeans_unchecked(fit_p, &params, tol_abs)
+            let t = local_trials(k);
+            let seeds: Vec<Vec<f64>> = jobs
+                .iter()
+                .zip(&seedings)
+                .filter(|(j, _)| j.0 == t)
+                .map(|(_, c)| c[..k * d].to_vec())
+                .collect();
+            best_of(fit_p, k, seeds, opts.max_iter, tol_abs)
         })
         .collect();
     fits.reverse();
@@ -768,14 +787,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
                 f.labels[..sil_n].to_vec()
             } else {
                 let mut l = f.labels.clone();
-                l.extend(assign(pts.rows(fit_n, sil_n - fit_n), &f.centers, f.k).0);
+                l.extend(assign(pts.rows(fit_n, sil_n - fit_n), &f.centers, f.k));
                 l
             }
         })
         .collect();
     let labellings: Vec<Labelling<'_>> =
         sil_labels.iter().zip(&fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
-    let sils = silhouettes(sil_p, &labellings)?;
+    let sils = silhouettes(sil_p, &labellings, !x.elem().needs_f64())?;
     let scores: Vec<KScore> = fits
         .iter()
         .zip(&sils)

@@ -21,17 +21,20 @@
 //! Distances. Squared distances come from ‖x‖² − 2x·c + ‖c‖² on row tiles
 //! (one GEMM per tile). That formula cancels catastrophically when x ≈ c, so
 //! its rounding error is bounded explicitly — |err| ≤ κ(‖x‖² + ‖c‖²),
-//! κ = 2(d+2)ε — and every centre that could be the nearest within that bound
-//! is re-measured exactly as Σ(x_j − c_j)². Labels are therefore the argmin of
-//! exact distances (ties → lowest index, as scikit-learn), and the inertia is
-//! computed exactly. Callers centre the data first (the clustered-isotropy
+//! κ = 2(d+2)ε — and whenever that bound cannot single out the nearest centre,
+//! the centres it cannot separate are re-measured exactly as Σ(x_j − c_j)².
+//! Labels are therefore the argmin of exact distances (ties → lowest index, as
+//! scikit-learn), the Hamerly bounds stay valid, and the inertia is computed
+//! exactly. Callers centre the data first (the clustered-isotropy
 //! recipe centres globally), which keeps κ‖x‖² small next to real distances.
 //!
 //! Pruning. Hamerly keeps, per point, an upper bound u on the distance to its
 //! centre and a lower bound l on the distance to every other centre; a point
 //! whose u ≤ max(l, ½ min_{j≠a} ‖c_a − c_j‖) cannot change label and is
 //! skipped. Only the remaining rows are gathered into a tile for the GEMM, so
-//! late iterations cost O(n) instead of O(n·k·d).
+//! late iterations cost O(n) instead of O(n·k·d). (Hamerly's extra step of
+//! re-measuring u exactly before a full search is dropped: with GEMM tiles a
+//! full search costs one read of the row, as that single distance would.)
 //!
 //! Determinism. All randomness comes from a seeded SplitMix64 stream; work is
 //! split into fixed blocks of rows (independent of the thread count), each
@@ -302,9 +305,7 @@ pub fn column_mean(p: PointsRef<'_>) -> Vec<f64> {
         .map(|blk| {
             let mut s = vec![0.0f64; d];
             for row in blk.chunks_exact(d) {
-                for (a, v) in s.iter_mut().zip(row) {
-                    *a += v;
-                }
+                add_assign(&mut s, row, false);
             }
             s
         })
@@ -343,44 +344,131 @@ pub fn distinct_rows(p: PointsRef<'_>, cap: usize) -> usize {
 // Exact distances and the guarded GEMM search
 // ---------------------------------------------------------------------------
 
-/// Σ_j a_j², with eight independent partial sums (vectorisable, fixed order).
+/// Σ_j a_j² (vectorised, fixed summation order).
 #[inline]
 pub fn sqnorm(a: &[f64]) -> f64 {
-    const L: usize = 8;
-    let mut acc = [0.0f64; L];
-    let c = a.chunks_exact(L);
-    let rem = c.remainder();
-    for x in c {
-        for t in 0..L {
-            acc[t] += x[t] * x[t];
-        }
-    }
-    let mut tail = 0.0;
-    for v in rem {
-        tail += v * v;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    sqdist_dispatch(a, None)
 }
 
 /// Exact squared distance Σ_j (a_j − b_j)² (no cancellation).
 #[inline]
 pub fn sqdist(a: &[f64], b: &[f64]) -> f64 {
-    const L: usize = 8;
-    let mut acc = [0.0f64; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for t in 0..L {
-            let v = x[t] - y[t];
-            acc[t] += v * v;
+    sqdist_dispatch(a, Some(b))
+}
+
+/// Runs the same fixed-order arithmetic compiled for AVX-512/AVX2 when the CPU
+/// has them (Rust never contracts a·b + c into an FMA on its own, so every
+/// path gives bitwise the same result).
+#[inline]
+fn sqdist_dispatch(a: &[f64], b: Option<&[f64]>) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { sqdist_avx512(a, b) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { sqdist_avx2(a, b) };
         }
     }
+    sqdist_generic(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sqdist_avx512(a: &[f64], b: Option<&[f64]>) -> f64 {
+    sqdist_generic(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sqdist_avx2(a: &[f64], b: Option<&[f64]>) -> f64 {
+    sqdist_generic(a, b)
+}
+
+#[inline(always)]
+fn sqdist_generic(a: &[f64], b: Option<&[f64]>) -> f64 {
+    // 32 independent partial sums: four 8-lane registers, so the additions
+    // are not one long dependency chain; summed in a fixed tree at the end.
+    const L: usize = 32;
+    let mut acc = [0.0f64; L];
+    let ca = a.chunks_exact(L);
+    let ra = ca.remainder();
     let mut tail = 0.0;
-    for (x, y) in ra.iter().zip(rb) {
-        let v = x - y;
-        tail += v * v;
+    match b {
+        Some(b) => {
+            let cb = b.chunks_exact(L);
+            let rb = cb.remainder();
+            for (x, y) in ca.zip(cb) {
+                for t in 0..L {
+                    let v = x[t] - y[t];
+                    acc[t] += v * v;
+                }
+            }
+            for (x, y) in ra.iter().zip(rb) {
+                let v = x - y;
+                tail += v * v;
+            }
+        }
+        None => {
+            for x in ca {
+                for t in 0..L {
+                    acc[t] += x[t] * x[t];
+                }
+            }
+            for x in ra {
+                tail += x * x;
+            }
+        }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for t in 0..w {
+            acc[t] += acc[t + w];
+        }
+    }
+    acc[0] + tail
+}
+
+/// dst += src (or dst −= src), element-wise; vectorised when the CPU allows
+/// (element-wise, so every path gives the same bits).
+#[inline]
+pub fn add_assign(dst: &mut [f64], src: &[f64], subtract: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { add_avx512(dst, src, subtract) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { add_avx2(dst, src, subtract) };
+        }
+    }
+    add_generic(dst, src, subtract)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_avx512(dst: &mut [f64], src: &[f64], subtract: bool) {
+    add_generic(dst, src, subtract)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2(dst: &mut [f64], src: &[f64], subtract: bool) {
+    add_generic(dst, src, subtract)
+}
+
+#[inline(always)]
+fn add_generic(dst: &mut [f64], src: &[f64], subtract: bool) {
+    if subtract {
+        dst.iter_mut().zip(src).for_each(|(a, v)| *a -= v);
+    } else {
+        dst.iter_mut().zip(src).for_each(|(a, v)| *a += v);
+    }
 }
 
 /// Bound factor κ of the Gram-formula error: |d²_gram − d²| ≤ κ(‖x‖² + ‖c‖²).
@@ -389,15 +477,17 @@ pub(crate) fn gram_kappa(d: usize) -> f64 {
     2.0 * (d as f64 + 2.0) * f64::EPSILON
 }
 
-/// G = A·Bᵀ for row-major A (m×d) and B (k×d), single-threaded.
-pub(crate) fn gram(a: &[f64], m: usize, b: &[f64], k: usize, d: usize) -> Mat<f64> {
-    let mut g = Mat::<f64>::zeros(m, k);
+/// Gᵀ = B·Aᵀ (k × m) for row-major A (m×d, the many rows) and B (k×d, the
+/// few centres), single-threaded. This orientation (big operand on the
+/// right, read column-major) runs about twice as fast in faer as A·Bᵀ.
+pub(crate) fn gram_t(a: &[f64], m: usize, b: &[f64], k: usize, d: usize) -> Mat<f64> {
+    let mut g = Mat::<f64>::zeros(k, m);
     if m > 0 && k > 0 && d > 0 {
         faer::linalg::matmul::matmul(
             g.as_mut(),
             Accum::Replace,
-            MatRef::from_row_major_slice(a, m, d),
-            MatRef::from_row_major_slice(b, k, d).transpose(),
+            MatRef::from_row_major_slice(b, k, d),
+            MatRef::from_row_major_slice(a, m, d).transpose(),
             1.0,
             Par::Seq,
         );
@@ -409,35 +499,53 @@ pub(crate) fn gram(a: &[f64], m: usize, b: &[f64], k: usize, d: usize) -> Mat<f6
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Nearest {
     pub label: u32,
-    /// Exact squared distance to the chosen centre.
-    pub d2: f64,
+    /// Upper bound on the squared distance to the chosen centre (exact when
+    /// the choice needed exact distances).
+    pub d2_upper: f64,
     /// Lower bound on the squared distance to every other centre.
     pub second_lower: f64,
 }
 
-/// Nearest centre of each row of `rows` (m×d, norms `sq`), exact up to the
-/// final rounding of Σ(x−c)²: Gram distances pick the candidates, exact ones
-/// decide among all centres that the Gram error bound cannot rule out.
+/// Nearest centre of each row of `rows` (m×d, norms `sq`), the argmin of the
+/// exact distances: Gram distances ± their error bound decide whenever one
+/// centre is unambiguously nearest (no extra read of the row); otherwise the
+/// centres the bound cannot separate are measured exactly (ties → lowest
+/// index).
 pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f64], k: usize, d: usize) -> Vec<Nearest> {
     let m = sq.len();
-    let g = gram(rows, m, centers, k, d);
+    let g = gram_t(rows, m, centers, k, d);
     let kappa = gram_kappa(d);
     let mut out = Vec::with_capacity(m);
     let mut approx = vec![0.0f64; k];
     let mut margin = vec![0.0f64; k];
     let mut exact = vec![f64::NAN; k];
     for r in 0..m {
-        let x = &rows[r * d..(r + 1) * d];
+        let col = g.col(r).try_as_col_major().expect("contiguous column").as_slice();
         let mut best_hi = f64::INFINITY;
+        let mut arg_hi = 0;
         for j in 0..k {
-            approx[j] = sq[r] + csq[j] - 2.0 * g[(r, j)];
+            approx[j] = sq[r] + csq[j] - 2.0 * col[j];
             margin[j] = kappa * (sq[r] + csq[j]);
-            best_hi = best_hi.min(approx[j] + margin[j]);
+            let hi = approx[j] + margin[j];
+            if hi < best_hi {
+                best_hi = hi;
+                arg_hi = j;
+            }
         }
-        // Every centre whose Gram distance could be the minimum is measured exactly.
+        let ambiguous = (0..k).any(|j| j != arg_hi && approx[j] - margin[j] <= best_hi);
+        if !ambiguous {
+            let second = (0..k)
+                .filter(|&j| j != arg_hi)
+                .map(|j| (approx[j] - margin[j]).max(0.0))
+                .fold(f64::INFINITY, f64::min);
+            out.push(Nearest { label: arg_hi as u32, d2_upper: best_hi.max(0.0), second_lower: second });
+            continue;
+        }
+        let x = &rows[r * d..(r + 1) * d];
         let mut label = usize::MAX;
         let mut best = f64::INFINITY;
         for j in 0..k {
+            exact[j] = f64::NAN;
             if approx[j] - margin[j] <= best_hi {
                 let e = sqdist(x, &centers[j * d..(j + 1) * d]);
                 exact[j] = e;
@@ -445,25 +553,22 @@ pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f6
                     best = e;
                     label = j;
                 }
-            } else {
-                exact[j] = f64::NAN;
             }
         }
         let mut second = f64::INFINITY;
         for j in 0..k {
-            if j == label {
-                continue;
+            if j != label {
+                let lo = if exact[j].is_nan() { (approx[j] - margin[j]).max(0.0) } else { exact[j] };
+                second = second.min(lo);
             }
-            let lo = if exact[j].is_nan() { (approx[j] - margin[j]).max(0.0) } else { exact[j] };
-            second = second.min(lo);
         }
-        out.push(Nearest { label: label as u32, d2: best, second_lower: second });
+        out.push(Nearest { label: label as u32, d2_upper: best, second_lower: second });
     }
     out
 }
 
-/// Nearest centre (exact argmin) of every point: labels and squared distances.
-pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> (Vec<u32>, Vec<f64>) {
+/// Nearest centre (exact argmin) of every point.
+pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> Vec<u32> {
     let d = p.d;
     let csq: Vec<f64> = centers.chunks_exact(d.max(1)).take(k).map(sqnorm).collect();
     let res: Vec<Vec<Nearest>> = (0..p.n.div_ceil(BLOCK))
@@ -475,13 +580,7 @@ pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> (Vec<u32>, Vec<f64
             nearest_block(blk.data, blk.sq, centers, &csq, k, d)
         })
         .collect();
-    let mut labels = Vec::with_capacity(p.n);
-    let mut d2 = Vec::with_capacity(p.n);
-    for r in res.into_iter().flatten() {
-        labels.push(r.label);
-        d2.push(r.d2);
-    }
-    (labels, d2)
+    res.into_iter().flatten().map(|r| r.label).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -505,11 +604,11 @@ fn dist2_to_rows(p: PointsRef<'_>, cands: &[usize]) -> Vec<f64> {
             let s = b * BLOCK;
             let len = BLOCK.min(n - s);
             let blk = p.rows(s, len);
-            let g = gram(blk.data, len, &cdata, t, d);
+            let g = gram_t(blk.data, len, &cdata, t, d);
             let mut out = vec![0.0f64; t * len];
             for j in 0..t {
                 for r in 0..len {
-                    let approx = blk.sq[r] + csq[j] - 2.0 * g[(r, j)];
+                    let approx = blk.sq[r] + csq[j] - 2.0 * g[(j, r)];
                     let margin = kappa * (blk.sq[r] + csq[j]);
                     out[j * len + r] = if approx <= margin {
                         sqdist(blk.row(r), &cdata[j * d..(j + 1) * d])
@@ -538,11 +637,25 @@ fn det_sum(v: &[f64]) -> f64 {
     parts.iter().sum()
 }
 
-/// k-means++ seeding with `2 + ⌊ln k⌋` greedy local trials per centre
-/// (scikit-learn's `_kmeans_plusplus`). Returns `k × d` centres.
-pub fn kmeans_plusplus(p: PointsRef<'_>, k: usize, rng: &mut SplitMix64) -> Vec<f64> {
+/// scikit-learn's number of greedy local trials per k-means++ centre.
+pub fn local_trials(k: usize) -> usize {
+    2 + (k.max(1) as f64).ln().floor() as usize
+}
+
+/// The random stream of a k-means++ seeding: it depends on the number of
+/// local trials, not on k, so (as with scikit-learn's fixed `random_state`)
+/// the seeding of k is a prefix of the seeding of any larger k with the same
+/// number of trials — model selection over k seeds each group once.
+pub fn seeding_stream(seed: u64, trials: usize, restart: usize) -> SplitMix64 {
+    SplitMix64::new(derive_seed(seed, &[trials as u64, restart as u64]))
+}
+
+/// k-means++ seeding with `trials` greedy local trials per centre
+/// (scikit-learn's `_kmeans_plusplus`; use [`local_trials`]). Returns `k × d`
+/// centres.
+pub fn kmeans_plusplus(p: PointsRef<'_>, k: usize, trials: usize, rng: &mut SplitMix64) -> Vec<f64> {
     let (n, d) = (p.n, p.d);
-    let trials = 2 + (k as f64).ln().floor() as usize;
+    let trials = trials.max(1);
     let mut centers = Vec::with_capacity(k * d);
     let first = rng.below(n as u64) as usize;
     centers.extend_from_slice(p.row(first));
@@ -649,6 +762,24 @@ pub fn kmeans(p: PointsRef<'_>, params: &KMeansParams) -> Result<KMeansFit> {
     Ok(kmeans_unchecked(p, params, tol_abs))
 }
 
+/// k-means on every row of `x` (read into memory as f64, n·d·8 bytes): the
+/// rows are centred at their mean for accurate Gram distances and the centres
+/// are returned in the input's coordinates (scikit-learn does the same).
+pub fn kmeans_view(x: &MatView<'_>, params: &KMeansParams, n_threads: Option<usize>) -> Result<KMeansFit> {
+    crate::threads::install(n_threads, || {
+        let mut p = Points::gather(x, None, None)?;
+        let mean = p.mean();
+        p.subtract(&mean);
+        let mut fit = kmeans(p.as_ref(), params)?;
+        for c in fit.centers.chunks_exact_mut(p.dim().max(1)) {
+            for (v, m) in c.iter_mut().zip(&mean) {
+                *v += m;
+            }
+        }
+        Ok(fit)
+    })
+}
+
 pub(crate) fn check_params(p: PointsRef<'_>, params: &KMeansParams) -> Result<()> {
     if params.k < 1 {
         return invalid("k-means needs k ≥ 1 clusters");
@@ -672,20 +803,36 @@ pub(crate) fn check_params(p: PointsRef<'_>, params: &KMeansParams) -> Result<()
 }
 
 pub(crate) fn kmeans_unchecked(p: PointsRef<'_>, params: &KMeansParams, tol_abs: f64) -> KMeansFit {
+    let seeds: Vec<Vec<f64>> = (0..params.n_init)
+        .map(|init| {
+            if params.k == 1 {
+                column_mean(p)
+            } else {
+                let trials = local_trials(params.k);
+                kmeans_plusplus(p, params.k, trials, &mut seeding_stream(params.seed, trials, init))
+            }
+        })
+        .collect();
+    best_of(p, params.k, seeds, params.max_iter, tol_abs)
+}
+
+/// Lloyd from each seeding; the lowest inertia wins (the first on ties).
+pub(crate) fn best_of(p: PointsRef<'_>, k: usize, seeds: Vec<Vec<f64>>, max_iter: usize, tol_abs: f64) -> KMeansFit {
     let mut best: Option<KMeansFit> = None;
-    for init in 0..params.n_init {
-        let mut rng = SplitMix64::new(derive_seed(params.seed, &[params.k as u64, init as u64]));
-        let fit = if params.k == 1 {
-            lloyd(p, column_mean(p), 1, params.max_iter, tol_abs)
-        } else {
-            let c = kmeans_plusplus(p, params.k, &mut rng);
-            lloyd(p, c, params.k, params.max_iter, tol_abs)
-        };
+    for c in seeds {
+        let fit = lloyd(p, c, k, max_iter, tol_abs);
         if best.as_ref().is_none_or(|b| fit.inertia < b.inertia) {
             best = Some(fit);
         }
     }
-    best.expect("n_init ≥ 1")
+    best.expect("at least one seeding")
+}
+
+/// What one block of an assignment step found.
+struct BlockOut {
+    changes: Vec<Change>,
+    /// The block's contribution to the cluster sums (k × d).
+    sums: Option<Vec<f64>>,
 }
 
 /// One change of label found by an assignment step.
@@ -726,14 +873,15 @@ impl Lloyd<'_> {
             .collect()
     }
 
-    /// Assignment step. `full` searches every point (first and last steps);
-    /// otherwise Hamerly's test skips points that cannot change label.
-    fn assign_step(&mut self, full: bool) -> Vec<Change> {
+    /// Assignment step. `full` searches every point (first step); otherwise
+    /// Hamerly's test skips points that cannot change label. While a block's
+    /// rows are hot in cache it also produces its contribution to the cluster
+    /// sums: all its rows by label when `full`, else ± the rows that changed.
+    fn assign_step(&mut self, full: bool) -> Vec<BlockOut> {
         let (k, d, p) = (self.k, self.p.d, self.p);
         let half = if full { vec![0.0; k] } else { self.half_separation() };
         let (centers, csq) = (&self.centers, &self.csq);
-        let per_block: Vec<Vec<Change>> = self
-            .labels
+        self.labels
             .par_chunks_mut(BLOCK)
             .zip(self.upper.par_chunks_mut(BLOCK))
             .zip(self.lower.par_chunks_mut(BLOCK))
@@ -747,23 +895,23 @@ impl Lloyd<'_> {
                         need.push(r);
                         continue;
                     }
+                    // No "tightening" of u by one exact distance: with GEMM
+                    // tiles a full search reads the row once, as would the
+                    // single distance.
                     let a = lab[r] as usize;
-                    let m = half[a].max(lo[r]);
-                    if up[r] <= m {
-                        continue;
-                    }
-                    up[r] = sqdist(p.row(s + r), &centers[a * d..(a + 1) * d]).sqrt();
-                    if up[r] > m {
+                    if up[r] > half[a].max(lo[r]) {
                         need.push(r);
                     }
                 }
-                let mut changes = Vec::new();
+                let mut out = BlockOut { changes: Vec::new(), sums: None };
                 if need.is_empty() {
-                    return changes;
+                    return out;
                 }
                 let blk = p.rows(s, len);
-                let found = if need.len() == len {
-                    nearest_block(blk.data, blk.sq, centers, csq, k, d)
+                let found: Vec<Nearest> = if need.len() * 2 >= len {
+                    // Most rows need a search: the whole block in place beats a gather copy.
+                    let all = nearest_block(blk.data, blk.sq, centers, csq, k, d);
+                    need.iter().map(|&r| all[r]).collect()
                 } else {
                     let mut rows = Vec::with_capacity(need.len() * d);
                     let mut sq = Vec::with_capacity(need.len());
@@ -775,16 +923,80 @@ impl Lloyd<'_> {
                 };
                 for (&r, f) in need.iter().zip(&found) {
                     if f.label != lab[r] {
-                        changes.push(Change { i: (s + r) as u32, old: lab[r], new: f.label });
+                        out.changes.push(Change { i: (s + r) as u32, old: lab[r], new: f.label });
                         lab[r] = f.label;
                     }
-                    up[r] = f.d2.sqrt();
+                    up[r] = f.d2_upper.sqrt();
                     lo[r] = f.second_lower.sqrt();
                 }
-                changes
+                if full {
+                    let mut part = vec![0.0f64; k * d];
+                    for r in 0..len {
+                        let c = lab[r] as usize;
+                        add_assign(&mut part[c * d..(c + 1) * d], blk.row(r), false);
+                    }
+                    out.sums = Some(part);
+                } else if !out.changes.is_empty() {
+                    let mut delta = vec![0.0f64; k * d];
+                    for ch in &out.changes {
+                        let row = p.row(ch.i as usize);
+                        if ch.old != NO_LABEL {
+                            let o = ch.old as usize;
+                            add_assign(&mut delta[o * d..(o + 1) * d], row, true);
+                        }
+                        let c = ch.new as usize;
+                        add_assign(&mut delta[c * d..(c + 1) * d], row, false);
+                    }
+                    out.sums = Some(delta);
+                }
+                out
             })
-            .collect();
-        per_block.into_iter().flatten().collect()
+            .collect()
+    }
+
+    /// Fold the block contributions of an assignment step into the sums and
+    /// counts (in block order: deterministic). Returns the label changes.
+    fn fold_blocks(&mut self, outs: Vec<BlockOut>, full: bool) -> Vec<Change> {
+        let d = self.p.d;
+        if full {
+            self.sums.iter_mut().for_each(|v| *v = 0.0);
+            self.counts.iter_mut().for_each(|c| *c = 0);
+            for &l in &self.labels {
+                self.counts[l as usize] += 1;
+            }
+        }
+        let mut changes = Vec::new();
+        for o in outs {
+            if let Some(part) = &o.sums {
+                let touched: Vec<usize> = if full {
+                    (0..self.k).collect()
+                } else {
+                    let mut t: Vec<usize> = o
+                        .changes
+                        .iter()
+                        .flat_map(|c| [c.old, c.new])
+                        .filter(|&c| c != NO_LABEL)
+                        .map(|c| c as usize)
+                        .collect();
+                    t.sort_unstable();
+                    t.dedup();
+                    t
+                };
+                for c in touched {
+                    add_assign(&mut self.sums[c * d..(c + 1) * d], &part[c * d..(c + 1) * d], false);
+                }
+            }
+            if !full {
+                for ch in &o.changes {
+                    if ch.old != NO_LABEL {
+                        self.counts[ch.old as usize] -= 1;
+                    }
+                    self.counts[ch.new as usize] += 1;
+                }
+            }
+            changes.extend(o.changes);
+        }
+        changes
     }
 
     /// Cluster sums and counts from scratch (each cluster summed in row order).
@@ -796,31 +1008,7 @@ impl Lloyd<'_> {
             for (i, &l) in labels.iter().enumerate() {
                 if l as usize == c {
                     *cnt += 1;
-                    for (a, v) in s.iter_mut().zip(p.row(i)) {
-                        *a += v;
-                    }
-                }
-            }
-        });
-    }
-
-    /// Apply label changes to the sums (each cluster in change order).
-    fn apply_changes(&mut self, changes: &[Change]) {
-        let (d, p) = (self.p.d, self.p);
-        self.sums.par_chunks_mut(d).zip(self.counts.par_iter_mut()).enumerate().for_each(|(c, (s, cnt))| {
-            let c = c as u32;
-            for ch in changes {
-                if ch.old == c {
-                    *cnt -= 1;
-                    for (a, v) in s.iter_mut().zip(p.row(ch.i as usize)) {
-                        *a -= v;
-                    }
-                }
-                if ch.new == c {
-                    *cnt += 1;
-                    for (a, v) in s.iter_mut().zip(p.row(ch.i as usize)) {
-                        *a += v;
-                    }
+                    add_assign(s, p.row(i), false);
                 }
             }
         });
@@ -852,9 +1040,7 @@ impl Lloyd<'_> {
             let f = order[e];
             let old = self.labels[f] as usize;
             self.counts[old] -= 1;
-            for (a, v) in self.sums[old * d..(old + 1) * d].iter_mut().zip(p.row(f)) {
-                *a -= v;
-            }
+            add_assign(&mut self.sums[old * d..(old + 1) * d], p.row(f), true);
             self.sums[c * d..(c + 1) * d].copy_from_slice(p.row(f));
             self.counts[c] = 1;
             self.labels[f] = c as u32;
@@ -946,7 +1132,8 @@ pub fn lloyd(p: PointsRef<'_>, init: Vec<f64>, k: usize, max_iter: usize, tol_ab
         sums: vec![0.0; k * d],
         counts: vec![0; k],
     };
-    // Incremental sum updates drift by rounding; rebuild them regularly.
+    // Incremental sum updates drift by rounding (≈ ε per update, far below
+    // any effect on labels); rebuild them from scratch every few iterations.
     const REBUILD_EVERY: usize = 10;
     let mut since_rebuild = 0usize;
     let mut strict = false;
@@ -955,12 +1142,12 @@ pub fn lloyd(p: PointsRef<'_>, init: Vec<f64>, k: usize, max_iter: usize, tol_ab
     let mut relocated = 0;
     for it in 0..max_iter {
         n_iter = it + 1;
-        let changes = s.assign_step(it == 0);
-        if it == 0 || changes.len() * 4 > n || since_rebuild >= REBUILD_EVERY {
+        let outs = s.assign_step(it == 0);
+        let changes = s.fold_blocks(outs, it == 0);
+        if it > 0 && since_rebuild >= REBUILD_EVERY {
             s.recompute_sums();
             since_rebuild = 0;
         } else {
-            s.apply_changes(&changes);
             since_rebuild += 1;
         }
         let moved = s.relocate_empty();
@@ -979,13 +1166,10 @@ pub fn lloyd(p: PointsRef<'_>, init: Vec<f64>, k: usize, max_iter: usize, tol_ab
             break;
         }
     }
-    // Centres = exact means of the last assignment (rebuilt from scratch, so
-    // no incremental rounding drift remains) …
-    s.recompute_sums();
-    s.move_centers();
     if !strict {
-        // … then labels that agree with them (scikit-learn's final E-step).
-        s.assign_step(true);
+        // Labels that agree with the final centres (scikit-learn's final
+        // E-step; the bounds are valid, so it is pruned like any other).
+        s.assign_step(false);
     }
     let inertia = s.inertia();
     KMeansFit { k, centers: s.centers, labels: s.labels, inertia, n_iter, converged, n_relocated: relocated }
@@ -1087,12 +1271,12 @@ mod tests {
         let p = Points::new(data, n, d).unwrap();
         let pr = p.as_ref();
         let mut r = SplitMix64::new(2);
-        let init = kmeans_plusplus(pr, k, &mut r);
+        let init = kmeans_plusplus(pr, k, local_trials(k), &mut r);
         let fit = lloyd(pr, init.clone(), k, 300, 0.0);
         let mut c = init;
         let mut labels = vec![0u32; n];
         for _ in 0..fit.n_iter {
-            labels = assign(pr, &c, k).0;
+            labels = assign(pr, &c, k);
             let mut sums = vec![0.0; k * d];
             let mut cnt = vec![0.0; k];
             for i in 0..n {

@@ -24,7 +24,7 @@
 //! number of threads.
 
 use crate::error::{invalid, Error, Result};
-use crate::kmeans::{gram, gram_kappa, sample_indices, sqdist, Points, PointsRef, SplitMix64, BLOCK};
+use crate::kmeans::{sample_indices, sqdist, Points, PointsRef, SplitMix64, BLOCK};
 use crate::source::MatView;
 use crate::threads;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -37,10 +37,24 @@ pub struct Labelling<'a> {
     pub k: usize,
 }
 
+/// H: the n × K one-hot matrix of all labellings side by side.
+fn one_hot<F: Float>(labellings: &[Labelling<'_>], offsets: &[usize], n: usize, kk: usize) -> Vec<F> {
+    let mut h = vec![F::from_f64(0.0); n * kk];
+    for (l, &o) in labellings.iter().zip(offsets) {
+        for (i, &c) in l.labels.iter().enumerate() {
+            h[i * kk + o + c as usize] = F::from_f64(1.0);
+        }
+    }
+    h
+}
+
 /// Silhouette score of each labelling of the rows of `p`. A labelling with
 /// fewer than 2 or more than n − 1 non-empty clusters scores NaN (the
-/// coefficient is undefined there).
-pub fn silhouettes(p: PointsRef<'_>, labellings: &[Labelling<'_>]) -> Result<Vec<f64>> {
+/// coefficient is undefined there). `f32_gemm` computes the distance GEMMs
+/// in f32 (for f32/f16/bf16 inputs: the input's precision, as the other
+/// kernels do); pairs closer than the f32 Gram error bound are still
+/// measured exactly, and all sums are f64.
+pub fn silhouettes(p: PointsRef<'_>, labellings: &[Labelling<'_>], f32_gemm: bool) -> Result<Vec<f64>> {
     let n = p.n;
     for (t, l) in labellings.iter().enumerate() {
         if l.labels.len() != n {
@@ -62,71 +76,146 @@ pub fn silhouettes(p: PointsRef<'_>, labellings: &[Labelling<'_>]) -> Result<Vec
         })
         .collect();
     let kk: usize = labellings.iter().map(|l| l.k).sum();
-    let mut h = vec![0.0f64; n * kk];
-    for (l, &o) in labellings.iter().zip(&offsets) {
-        for (i, &c) in l.labels.iter().enumerate() {
-            h[i * kk + o + c as usize] = 1.0;
-        }
-    }
-    let sums = distance_sums(p, &h, kk);
+    let sums = if f32_gemm {
+        let xs: Vec<f32> = p.data.par_iter().map(|&v| v as f32).collect();
+        distance_sums::<f32>(p, &xs, &one_hot(labellings, &offsets, n, kk), kk)
+    } else {
+        distance_sums::<f64>(p, p.data, &one_hot(labellings, &offsets, n, kk), kk)
+    };
     Ok(labellings.iter().zip(&offsets).map(|(l, &o)| score(l, o, kk, &sums)).collect())
 }
 
-/// S = D·H (n × K, row-major) without forming D.
-fn distance_sums(p: PointsRef<'_>, h: &[f64], kk: usize) -> Vec<f64> {
+/// S = D·H (n × K, row-major) without forming D. Block pairs (I, J ≥ I) are
+/// computed in parallel over J for each I: the task turns X_I·X_Jᵀ into the
+/// distance block D_IJ, adds D_IJᵀ·H_I to its own S_J and keeps
+/// D_IJ·H_J in its own slot; the slots are then added to S_I in J order.
+/// Every GEMM runs in `F` (f64, or f32 for inputs that carry no more
+/// precision than f32) over one block only; block results are summed in f64.
+fn distance_sums<F: Float>(p: PointsRef<'_>, xs: &[F], h: &[F], kk: usize) -> Vec<f64> {
     let (n, d) = (p.n, p.d);
-    let kappa = gram_kappa(d);
+    // Gram error bound in the GEMM precision; pairs that could be that close
+    // are re-measured exactly in f64.
+    let kappa = 2.0 * (d as f64 + 2.0) * F::EPS;
     let mut s = vec![0.0f64; n * kk];
     let nb = n.div_ceil(BLOCK);
+    let mut slots = vec![F::from_f64(0.0); nb * BLOCK * kk];
+    let one = F::from_f64(1.0);
+    let xm = |start: usize, len: usize| MatRef::from_row_major_slice(&xs[start * d..(start + len) * d], len, d);
+    let hm = |start: usize, len: usize| MatRef::from_row_major_slice(&h[start * kk..(start + len) * kk], len, kk);
     for bi in 0..nb {
         let i0 = bi * BLOCK;
         let li = BLOCK.min(n - i0);
         let xi = p.rows(i0, li);
-        let hi = MatRef::from_row_major_slice(&h[i0 * kk..(i0 + li) * kk], li, kk);
-        let contrib: Vec<Mat<f64>> = s
+        let slots_i = &mut slots[..(nb - bi) * BLOCK * kk];
+        s[i0 * kk..]
             .par_chunks_mut(BLOCK * kk)
+            .zip(slots_i.par_chunks_mut(BLOCK * kk))
             .enumerate()
-            .skip(bi)
-            .map(|(bj, s_j)| {
-                let j0 = bj * BLOCK;
-                let lj = s_j.len() / kk;
-                let xj = p.rows(j0, lj);
-                let mut dm = gram(xi.data, li, xj.data, lj, d);
-                for c in 0..lj {
-                    for r in 0..li {
-                        let v = if bi == bj && r == c {
-                            0.0
-                        } else {
-                            let approx = xi.sq[r] + xj.sq[c] - 2.0 * dm[(r, c)];
-                            if approx <= kappa * (xi.sq[r] + xj.sq[c]) {
-                                sqdist(xi.row(r), xj.row(c)).sqrt()
-                            } else {
-                                approx.sqrt()
+            .for_each_init(
+                || (Mat::<F>::zeros(BLOCK, BLOCK), Mat::<F>::zeros(BLOCK, kk)),
+                |(g, tj), (jj, (s_j, slot))| {
+                    let bj = bi + jj;
+                    let j0 = bj * BLOCK;
+                    let lj = s_j.len() / kk;
+                    let xj = p.rows(j0, lj);
+                    let mut g = g.as_mut().submatrix_mut(0, 0, li, lj);
+                    faer::linalg::matmul::matmul(g.as_mut(), Accum::Replace, xm(i0, li), xm(j0, lj).transpose(), one, Par::Seq);
+                    for c in 0..lj {
+                        let col = g.as_mut().col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
+                        if F::distances(col, xi.sq, xj.sq[c], kappa) {
+                            // Some pair is within the Gram error bound: measure it exactly.
+                            for r in 0..li {
+                                if col[r].to_f64() < 0.0 {
+                                    col[r] = F::from_f64(sqdist(xi.row(r), xj.row(c)).sqrt());
+                                }
                             }
-                        };
-                        dm[(r, c)] = v;
+                        }
+                        if bj == bi {
+                            col[c] = F::from_f64(0.0);
+                        }
                     }
-                }
-                let hj = MatRef::from_row_major_slice(&h[j0 * kk..(j0 + lj) * kk], lj, kk);
-                let mut t = Mat::<f64>::zeros(li, kk);
-                faer::linalg::matmul::matmul(t.as_mut(), Accum::Replace, dm.as_ref(), hj, 1.0, Par::Seq);
-                if bj > bi {
-                    let sj = MatMut::from_row_major_slice_mut(s_j, lj, kk);
-                    faer::linalg::matmul::matmul(sj, Accum::Add, dm.transpose(), hi, 1.0, Par::Seq);
-                }
-                t
-            })
-            .collect();
+                    let u = MatMut::from_row_major_slice_mut(&mut slot[..li * kk], li, kk);
+                    faer::linalg::matmul::matmul(u, Accum::Replace, g.as_ref(), hm(j0, lj), one, Par::Seq);
+                    if bj > bi {
+                        let mut t = tj.as_mut().submatrix_mut(0, 0, lj, kk);
+                        faer::linalg::matmul::matmul(t.as_mut(), Accum::Replace, g.as_ref().transpose(), hm(i0, li), one, Par::Seq);
+                        for c in 0..lj {
+                            for q in 0..kk {
+                                s_j[c * kk + q] += t[(c, q)].to_f64();
+                            }
+                        }
+                    }
+                },
+            );
         let s_i = &mut s[i0 * kk..(i0 + li) * kk];
-        for t in &contrib {
-            for r in 0..li {
-                for c in 0..kk {
-                    s_i[r * kk + c] += t[(r, c)];
-                }
+        for slot in slots[..(nb - bi) * BLOCK * kk].chunks(BLOCK * kk) {
+            for (a, v) in s_i.iter_mut().zip(&slot[..li * kk]) {
+                *a += v.to_f64();
             }
         }
     }
     s
+}
+
+/// The GEMM precision of the silhouette distances.
+pub(crate) trait Float: crate::source::Float {
+    const EPS: f64;
+
+    /// In place: col[r] ← √max(sq_i[r] + sq_j − 2·col[r], 0) (col holds dot
+    /// products on entry). Returns whether some pair fell within the Gram
+    /// error bound κ(‖x_i‖² + ‖x_j‖²) (and needs an exact distance), which is
+    /// then flagged by a negative entry.
+    fn distances(col: &mut [Self], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool;
+}
+
+macro_rules! float_impl {
+    ($t:ty, $eps:expr, $avx512:ident, $avx2:ident) => {
+        impl Float for $t {
+            const EPS: f64 = $eps;
+            #[inline]
+            fn distances(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the feature was detected at run time.
+                        return unsafe { $avx512(col, sq_i, sq_j, kappa) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the feature was detected at run time.
+                        return unsafe { $avx2(col, sq_i, sq_j, kappa) };
+                    }
+                }
+                distances_generic(col, sq_i, sq_j, kappa)
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx512(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
+            distances_generic(col, sq_i, sq_j, kappa)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
+            distances_generic(col, sq_i, sq_j, kappa)
+        }
+    };
+}
+
+float_impl!(f64, f64::EPSILON, distances_f64_avx512, distances_f64_avx2);
+float_impl!(f32, f32::EPSILON as f64, distances_f32_avx512, distances_f32_avx2);
+
+#[inline(always)]
+fn distances_generic<F: crate::source::Float>(col: &mut [F], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
+    let mut hit = false;
+    for (v, &sqi) in col.iter_mut().zip(sq_i) {
+        let a = sqi + sq_j - 2.0 * v.to_f64();
+        let near = a <= kappa * (sqi + sq_j);
+        hit |= near;
+        *v = F::from_f64(if near { -1.0 } else { a.sqrt() });
+    }
+    hit
 }
 
 fn score(l: &Labelling<'_>, off: usize, kk: usize, sums: &[f64]) -> f64 {
@@ -214,7 +303,7 @@ pub fn silhouette_score(
         let mut p = Points::gather(x, rows.as_deref(), None)?;
         let mean = p.mean();
         p.subtract(&mean);
-        let s = silhouettes(p.as_ref(), &[Labelling { labels: &lab, k }])?;
+        let s = silhouettes(p.as_ref(), &[Labelling { labels: &lab, k }], !x.elem().needs_f64())?;
         Ok(s[0])
     })
 }
@@ -256,14 +345,13 @@ mod tests {
         let mut l3: Vec<u32> = (0..n).map(|_| rng.below(3) as u32).collect();
         l3[17] = 3; // a singleton cluster
         let p = Points::new(x.clone(), n, d).unwrap();
-        let got = silhouettes(
-            p.as_ref(),
-            &[Labelling { labels: &l2, k: 2 }, Labelling { labels: &l5, k: 5 }, Labelling { labels: &l3, k: 5 }],
-        )
-        .unwrap();
-        for (g, (l, k)) in got.iter().zip([(&l2, 2), (&l5, 5), (&l3, 5)]) {
+        let ls = [Labelling { labels: &l2, k: 2 }, Labelling { labels: &l5, k: 5 }, Labelling { labels: &l3, k: 5 }];
+        let got = silhouettes(p.as_ref(), &ls, false).unwrap();
+        let got32 = silhouettes(p.as_ref(), &ls, true).unwrap();
+        for ((g, g32), (l, k)) in got.iter().zip(&got32).zip([(&l2, 2), (&l5, 5), (&l3, 5)]) {
             let b = brute(&x, n, d, l, k);
             assert!((g - b).abs() < 1e-12, "{g} vs {b}");
+            assert!((g32 - b).abs() < 1e-5, "{g32} vs {b}");
         }
     }
 
@@ -272,9 +360,9 @@ mod tests {
         let p = Points::new(vec![0.0, 1.0, 2.0], 3, 1).unwrap();
         let one = [0u32, 0, 0];
         let all = [0u32, 1, 2];
-        let s = silhouettes(p.as_ref(), &[Labelling { labels: &one, k: 1 }, Labelling { labels: &all, k: 3 }]).unwrap();
+        let s = silhouettes(p.as_ref(), &[Labelling { labels: &one, k: 1 }, Labelling { labels: &all, k: 3 }], false).unwrap();
         assert!(s[0].is_nan() && s[1].is_nan());
-        assert!(silhouettes(p.as_ref(), &[Labelling { labels: &[0, 1], k: 2 }]).is_err());
+        assert!(silhouettes(p.as_ref(), &[Labelling { labels: &[0, 1], k: 2 }], false).is_err());
         let v = MatView::row_major(&[0.0f64, 1.0, 2.0], 3, 1).unwrap();
         assert!(silhouette_score(&v, &one, 1, None, 0, Some(1)).is_err());
         let ok = silhouette_score(&v, &[0, 0, 1], 2, None, 0, Some(1)).unwrap();

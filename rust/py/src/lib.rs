@@ -2,6 +2,7 @@
 //! mapping only. No numeric logic lives here.
 
 mod array;
+mod cluster;
 mod head;
 mod stats;
 
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     stats::register(m)?;
+    cluster::register(m)?;
     head::register(m)?;
     stats::register_extra(m)?;
     Ok(())
