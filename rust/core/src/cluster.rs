@@ -42,8 +42,8 @@
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{
-    add_assign, assign, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials, nearest_block, sample_indices,
-    seeding_stream, sqnorm, tolerance, KMeansFit, Points, SplitMix64, BLOCK,
+    add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials, nearest_block, sample_indices,
+    seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef, SplitMix64, BLOCK,
 };
 use crate::lse::LogSumExp;
 use crate::moments::Moments;
@@ -339,12 +339,29 @@ impl Gather {
     }
 }
 
+/// One sub-block's contribution to the first pass.
+struct TilePart {
+    sizes: Vec<u64>,
+    sums: Vec<f64>,
+    /// Row (within the tile) of each cluster's first row in this sub-block.
+    first: Vec<Option<usize>>,
+    varied: Vec<bool>,
+}
+
+impl TilePart {
+    fn new(k: usize, d: usize) -> Self {
+        TilePart { sizes: vec![0; k], sums: vec![0.0; k * d], first: vec![None; k], varied: vec![false; k] }
+    }
+}
+
 /// How one cluster's statistics are computed.
 enum Plan {
     /// Fewer than 2 rows, or all rows identical.
     Undefined(String),
-    /// Mean-centred unit sum only (no spectra requested).
-    CosineOnly(SecondPass),
+    /// Mean-centred unit sum only (no spectra requested), accumulated row by
+    /// row in pass 2: (x − m)/‖x − m‖ summed — the [`UnitSum`] of the
+    /// re-centred rows without gathering them.
+    CosineOnly { mean: Vec<f64>, unit: UnitSum },
     /// n_c > d: covariance eigenvectors, streamed second pass.
     Primal { pass: SecondPass, eigenvalues: Vec<f64> },
     /// n_c ≤ d: rows kept (≤ d² values), spectrum from the n_c×n_c Gram matrix.
@@ -405,35 +422,71 @@ fn per_cluster(
             }
             Ok(())
         };
-        let csq: Vec<f64> = match labels {
-            LabelSource::Assign(c) => c.chunks_exact(d).map(sqnorm).collect(),
-            LabelSource::Known(_) => Vec::new(),
+        let cent = match labels {
+            LabelSource::Assign(c) => Some(CentreSet::new(c, k, d, false)),
+            LabelSource::Known(_) => None,
         };
         src.for_each_tile(d, |start, t, nb| {
-            if let LabelSource::Assign(centers) = labels {
+            if let Some(cent) = &cent {
                 let found: Vec<u32> = t
                     .par_chunks(BLOCK * d)
                     .map(|blk| {
                         let sq: Vec<f64> = blk.chunks_exact(d).map(sqnorm).collect();
-                        nearest_block(blk, &sq, centers, &csq, k, d).into_iter().map(|f| f.label).collect::<Vec<_>>()
+                        let rows = PointsRef { data: blk, sq: &sq, n: sq.len(), d, data32: None };
+                        nearest_block(rows, None, cent).into_iter().map(|f| f.label).collect::<Vec<_>>()
                     })
                     .collect::<Vec<_>>()
                     .concat();
                 lab[start..start + nb].copy_from_slice(&found);
             }
-            for r in 0..nb {
-                let c = lab[start + r] as usize;
-                let row = &t[r * d..(r + 1) * d];
-                sizes[c] += 1;
-                let f = &mut first[c * d..(c + 1) * d];
-                if sizes[c] == 1 {
-                    f.copy_from_slice(row);
-                } else if !varied[c] && f.iter().zip(row).any(|(a, b)| a != b) {
-                    varied[c] = true;
+            // Sizes, sums and the zero-variance test on fixed sub-blocks in
+            // parallel, merged in order (deterministic).
+            let lab_t = &lab[start..start + nb];
+            let parts: Vec<TilePart> = t
+                .par_chunks(BLOCK * d)
+                .enumerate()
+                .map(|(b, blk)| {
+                    let mut part = TilePart::new(k, d);
+                    for (r, row) in blk.chunks_exact(d).enumerate() {
+                        let c = lab_t[b * BLOCK + r] as usize;
+                        part.sizes[c] += 1;
+                        match part.first[c] {
+                            None => part.first[c] = Some(b * BLOCK + r),
+                            Some(f) => {
+                                if !part.varied[c] && t[f * d..(f + 1) * d] != *row {
+                                    part.varied[c] = true;
+                                }
+                            }
+                        }
+                        add_assign(&mut part.sums[c * d..(c + 1) * d], row, false);
+                    }
+                    part
+                })
+                .collect();
+            for part in parts {
+                for c in 0..k {
+                    if part.sizes[c] == 0 {
+                        continue;
+                    }
+                    let f = part.first[c].expect("a first row when the size is positive");
+                    let row = &t[f * d..(f + 1) * d];
+                    let g = &mut first[c * d..(c + 1) * d];
+                    if sizes[c] == 0 {
+                        g.copy_from_slice(row);
+                    } else if !varied[c] && *g != *row {
+                        varied[c] = true;
+                    }
+                    varied[c] |= part.varied[c];
+                    sizes[c] += part.sizes[c];
+                    add_assign(&mut sums[c * d..(c + 1) * d], &part.sums[c * d..(c + 1) * d], false);
                 }
-                add_assign(&mut sums[c * d..(c + 1) * d], row, false);
-                if need_moments[c] {
-                    gather.push(c, row, &mut flush)?;
+            }
+            if need_moments.iter().any(|&m| m) {
+                for r in 0..nb {
+                    let c = lab_t[r] as usize;
+                    if need_moments[c] {
+                        gather.push(c, &t[r * d..(r + 1) * d], &mut flush)?;
+                    }
                 }
             }
             Ok(())
@@ -463,7 +516,7 @@ fn per_cluster(
             continue;
         }
         if !spectra {
-            plans.push(Plan::CosineOnly(SecondPass::new(means[c].clone(), Mat::zeros(d, 0), Mat::zeros(d, 0), f64_gemm)?));
+            plans.push(Plan::CosineOnly { mean: means[c].clone(), unit: UnitSum::new(d) });
             continue;
         }
         if nc as usize <= d {
@@ -482,30 +535,69 @@ fn per_cluster(
     }
     drop(moments);
     // Pass 2. Clusters stream through their SecondPass (route 1), keep their
-    // rows whole for the Gram route (2, at most d rows each), or are skipped.
+    // rows whole for the Gram route (2, at most d rows each), add their unit
+    // vectors directly (3), or are skipped (0).
     let route: Vec<u8> = plans
         .iter()
         .map(|p| match p {
-            Plan::CosineOnly(_) | Plan::Primal { .. } => 1,
+            Plan::Primal { .. } => 1,
             Plan::Dual { .. } => 2,
+            Plan::CosineOnly { .. } => 3,
             Plan::Undefined(_) => 0,
         })
         .collect();
     if route.iter().any(|&r| r != 0) {
         let mut dual_rows: Vec<Vec<f64>> =
             (0..k).map(|c| if route[c] == 2 { Vec::with_capacity(sizes[c] as usize * d) } else { Vec::new() }).collect();
+        let cos_means: Vec<Option<Vec<f64>>> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::CosineOnly { mean, .. } => Some(mean.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut units: Vec<UnitSum> = (0..k).map(|_| UnitSum::new(if route.contains(&3) { d } else { 0 })).collect();
         let mut gather = Gather::new(k, d);
         let mut flush = |c: usize, buf: &mut [f64], rows: usize| -> Result<()> {
             match &mut plans[c] {
-                Plan::CosineOnly(p) | Plan::Primal { pass: p, .. } => {
-                    p.update(&MatView::row_major(&buf[..rows * d], rows, d)?)
-                }
+                Plan::Primal { pass, .. } => pass.update(&MatView::row_major(&buf[..rows * d], rows, d)?),
                 _ => Ok(()),
             }
         };
         src.for_each_tile(d, |start, t, nb| {
+            let lab_t = &lab[start..start + nb];
+            if route.contains(&3) {
+                let parts: Vec<Vec<UnitSum>> = t
+                    .par_chunks(BLOCK * d)
+                    .enumerate()
+                    .map(|(b, blk)| {
+                        let mut part: Vec<UnitSum> = (0..k).map(|_| UnitSum::new(d)).collect();
+                        for (r, row) in blk.chunks_exact(d).enumerate() {
+                            let c = lab_t[b * BLOCK + r] as usize;
+                            if let Some(m) = &cos_means[c] {
+                                let s2 = sqdist(row, m);
+                                let u = &mut part[c];
+                                if s2 > 0.0 {
+                                    u.n_nonzero += 1;
+                                    axpy_centered(&mut u.sum, row, m, 1.0 / s2.sqrt());
+                                } else {
+                                    u.n_zero += 1;
+                                }
+                            }
+                        }
+                        part
+                    })
+                    .collect();
+                for part in parts {
+                    for (u, p) in units.iter_mut().zip(&part) {
+                        if p.n_nonzero + p.n_zero > 0 {
+                            u.merge(p)?;
+                        }
+                    }
+                }
+            }
             for r in 0..nb {
-                let c = lab[start + r] as usize;
+                let c = lab_t[r] as usize;
                 let row = &t[r * d..(r + 1) * d];
                 match route[c] {
                     1 => gather.push(c, row, &mut flush)?,
@@ -516,9 +608,11 @@ fn per_cluster(
             Ok(())
         })?;
         gather.finish(&mut flush)?;
-        for (plan, r) in plans.iter_mut().zip(dual_rows) {
-            if let Plan::Dual { rows, .. } = plan {
-                *rows = r;
+        for ((plan, r), u) in plans.iter_mut().zip(dual_rows).zip(units) {
+            match plan {
+                Plan::Dual { rows, .. } => *rows = r,
+                Plan::CosineOnly { unit, .. } => *unit = u,
+                _ => {}
             }
         }
     }
@@ -552,10 +646,10 @@ fn isoscore_of(values: &[f64]) -> (f64, Option<String>) {
 fn finish_cluster(plan: Plan, nc: u64, d: usize) -> Result<ClusterStats> {
     Ok(match plan {
         Plan::Undefined(note) => nan_stats(nc, note),
-        Plan::CosineOnly(p) => ClusterStats {
+        Plan::CosineOnly { unit, .. } => ClusterStats {
             size: nc,
-            avg_cosine_centered: p.unit_centered.average(),
-            n_zero_norm: p.unit_centered.n_zero,
+            avg_cosine_centered: unit.average(),
+            n_zero_norm: unit.n_zero,
             log_partition_isotropy: f64::NAN,
             partition_isotropy: f64::NAN,
             isoscore: f64::NAN,
@@ -727,7 +821,11 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
             limit - 1
         ));
     }
-    let points = Points::gather(x, rows_of_p.as_deref(), Some(&mean))?;
+    let mut points = Points::gather(x, rows_of_p.as_deref(), Some(&mean))?;
+    if !x.elem().needs_f64() {
+        // Distance GEMMs in the input's precision (see `PointsRef`).
+        points = points.with_f32_mirror();
+    }
     let pts = points.as_ref();
     let fit_p = pts.rows(0, fit_n);
     let n_distinct = distinct_rows(fit_p, k_max);
@@ -945,6 +1043,12 @@ mod tests {
             let rows: Vec<f64> =
                 (0..n).filter(|&i| labels[i] == c).flat_map(|i| x[i * d..(i + 1) * d].to_vec()).collect();
             assert!((st[c as usize].avg_cosine_centered - brute_cosine(&rows, d)).abs() < 1e-9);
+        }
+        let fast = cluster_statistics(&v, &labels, 5, false, Some(2)).unwrap();
+        for (a, b) in st.iter().zip(&fast) {
+            assert_eq!(a.size, b.size);
+            assert!(a.avg_cosine_centered == b.avg_cosine_centered || (a.avg_cosine_centered - b.avg_cosine_centered).abs() < 1e-12);
+            assert!(b.isoscore.is_nan());
         }
         assert!(st[3].avg_cosine_centered.is_nan() && st[3].note.is_some());
         assert!(st[4].isoscore.is_nan() && st[4].partition_isotropy.is_nan() && st[4].note.is_some());

@@ -42,7 +42,7 @@
 //! order. Results are bitwise identical for any `n_threads`.
 
 use crate::error::{invalid, Error, Result};
-use crate::source::{first_non_finite, tile_rows, MatView};
+use crate::source::{first_non_finite, tile_rows, Float, MatView};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -141,13 +141,17 @@ pub fn sample_indices(n: usize, m: usize, rng: &mut SplitMix64) -> Vec<usize> {
 // Points
 // ---------------------------------------------------------------------------
 
-/// A borrowed, row-major f64 point set with its squared row norms.
+/// A borrowed, row-major f64 point set with its squared row norms, and
+/// optionally an f32 copy of the rows that distance GEMMs then use (for
+/// inputs that carry no more precision than f32: twice the GEMM speed, half
+/// the memory traffic; exact re-measurements still use the f64 rows).
 #[derive(Clone, Copy, Debug)]
 pub struct PointsRef<'a> {
     pub data: &'a [f64],
     pub sq: &'a [f64],
     pub n: usize,
     pub d: usize,
+    pub data32: Option<&'a [f32]>,
 }
 
 impl<'a> PointsRef<'a> {
@@ -159,7 +163,13 @@ impl<'a> PointsRef<'a> {
     /// Rows `start .. start + len`.
     pub fn rows(&self, start: usize, len: usize) -> PointsRef<'a> {
         let d = self.d;
-        PointsRef { data: &self.data[start * d..(start + len) * d], sq: &self.sq[start..start + len], n: len, d }
+        PointsRef {
+            data: &self.data[start * d..(start + len) * d],
+            sq: &self.sq[start..start + len],
+            n: len,
+            d,
+            data32: self.data32.map(|x| &x[start * d..(start + len) * d]),
+        }
     }
 }
 
@@ -171,6 +181,7 @@ pub struct Points {
     sq: Vec<f64>,
     n: usize,
     d: usize,
+    data32: Option<Vec<f32>>,
 }
 
 impl Points {
@@ -183,7 +194,7 @@ impl Points {
             return Err(Error::NonFinite { row: r as u64, col: c });
         }
         let sq = row_sq_norms(&data, d);
-        Ok(Points { data, sq, n, d })
+        Ok(Points { data, sq, n, d, data32: None })
     }
 
     /// Read rows of `x` (all, or `rows` in the given order) converted to f64,
@@ -237,7 +248,7 @@ impl Points {
             }
         }
         let sq = row_sq_norms(&data, d);
-        Ok(Points { data, sq, n, d })
+        Ok(Points { data, sq, n, d, data32: None })
     }
 
     pub fn n(&self) -> usize {
@@ -251,7 +262,7 @@ impl Points {
     }
 
     pub fn as_ref(&self) -> PointsRef<'_> {
-        PointsRef { data: &self.data, sq: &self.sq, n: self.n, d: self.d }
+        PointsRef { data: &self.data, sq: &self.sq, n: self.n, d: self.d, data32: self.data32.as_deref() }
     }
 
     /// A view of the whole set as a [`MatView`] (to feed streaming kernels).
@@ -276,6 +287,15 @@ impl Points {
             }
         });
         self.sq = row_sq_norms(&self.data, d);
+        if self.data32.is_some() {
+            self.data32 = Some(to_f32(&self.data));
+        }
+    }
+
+    /// Keep an f32 copy of the rows for the distance GEMMs (see [`PointsRef`]).
+    pub fn with_f32_mirror(mut self) -> Self {
+        self.data32 = Some(to_f32(&self.data));
+        self
     }
 
     /// Number of distinct rows, counting no further than `cap` (rows are
@@ -283,6 +303,10 @@ impl Points {
     pub fn distinct_rows(&self, cap: usize) -> usize {
         distinct_rows(self.as_ref(), cap)
     }
+}
+
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.par_iter().with_min_len(4096).map(|&x| x as f32).collect()
 }
 
 fn row_sq_norms(data: &[f64], d: usize) -> Vec<f64> {
@@ -471,28 +495,86 @@ fn add_generic(dst: &mut [f64], src: &[f64], subtract: bool) {
     }
 }
 
-/// Bound factor κ of the Gram-formula error: |d²_gram − d²| ≤ κ(‖x‖² + ‖c‖²).
+/// dst += (x − m)·w, element-wise (vectorised when the CPU allows).
 #[inline]
-pub(crate) fn gram_kappa(d: usize) -> f64 {
-    2.0 * (d as f64 + 2.0) * f64::EPSILON
+pub fn axpy_centered(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { axpy_avx512(dst, x, m, w) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { axpy_avx2(dst, x, m, w) };
+        }
+    }
+    axpy_generic(dst, x, m, w)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn axpy_avx512(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
+    axpy_generic(dst, x, m, w)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_avx2(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
+    axpy_generic(dst, x, m, w)
+}
+
+#[inline(always)]
+fn axpy_generic(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
+    for ((a, v), c) in dst.iter_mut().zip(x).zip(m) {
+        *a += (v - c) * w;
+    }
+}
+
+/// Bound factor κ of the Gram-formula error in a GEMM of precision `eps`
+/// (machine epsilon): |d²_gram − d²| ≤ κ(‖x‖² + ‖c‖²), κ = 2(d+2)·eps (the
+/// +2 covers rounding the operands to that precision).
+#[inline]
+pub(crate) fn gram_kappa_eps(d: usize, eps: f64) -> f64 {
+    2.0 * (d as f64 + 2.0) * eps
 }
 
 /// Gᵀ = B·Aᵀ (k × m) for row-major A (m×d, the many rows) and B (k×d, the
 /// few centres), single-threaded. This orientation (big operand on the
 /// right, read column-major) runs about twice as fast in faer as A·Bᵀ.
-pub(crate) fn gram_t(a: &[f64], m: usize, b: &[f64], k: usize, d: usize) -> Mat<f64> {
-    let mut g = Mat::<f64>::zeros(k, m);
+pub(crate) fn gram_t<F: Float>(a: &[F], m: usize, b: &[F], k: usize, d: usize) -> Mat<F> {
+    let mut g = Mat::<F>::zeros(k, m);
     if m > 0 && k > 0 && d > 0 {
         faer::linalg::matmul::matmul(
             g.as_mut(),
             Accum::Replace,
             MatRef::from_row_major_slice(b, k, d),
             MatRef::from_row_major_slice(a, m, d).transpose(),
-            1.0,
+            F::from_f64(1.0),
             Par::Seq,
         );
     }
     g
+}
+
+/// Centres ready for distance GEMMs: squared norms and, for points with an
+/// f32 mirror, an f32 copy.
+pub(crate) struct CentreSet<'a> {
+    pub c: &'a [f64],
+    pub c32: Option<Vec<f32>>,
+    pub csq: Vec<f64>,
+    pub k: usize,
+    pub d: usize,
+}
+
+impl<'a> CentreSet<'a> {
+    pub fn new(c: &'a [f64], k: usize, d: usize, f32_gemm: bool) -> Self {
+        let csq = c.chunks_exact(d.max(1)).take(k).map(sqnorm).collect();
+        CentreSet { c, c32: f32_gemm.then(|| c.iter().map(|&v| v as f32).collect()), csq, k, d }
+    }
+    fn row(&self, j: usize) -> &[f64] {
+        &self.c[j * self.d..(j + 1) * self.d]
+    }
 }
 
 /// Result of a nearest-centre search for one point.
@@ -506,26 +588,55 @@ pub(crate) struct Nearest {
     pub second_lower: f64,
 }
 
-/// Nearest centre of each row of `rows` (m×d, norms `sq`), the argmin of the
-/// exact distances: Gram distances ± their error bound decide whenever one
-/// centre is unambiguously nearest (no extra read of the row); otherwise the
-/// centres the bound cannot separate are measured exactly (ties → lowest
-/// index).
-pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f64], k: usize, d: usize) -> Vec<Nearest> {
-    let m = sq.len();
-    let g = gram_t(rows, m, centers, k, d);
-    let kappa = gram_kappa(d);
+/// Nearest centre of the rows `sel` of `p` (all rows when `None`), the argmin
+/// of the exact distances: Gram distances ± their error bound decide whenever
+/// one centre is unambiguously nearest (no extra read of the row); otherwise
+/// the centres the bound cannot separate are measured exactly in f64 (ties →
+/// lowest index). The GEMM runs in f32 when `p` has an f32 mirror.
+pub(crate) fn nearest_block(p: PointsRef<'_>, sel: Option<&[usize]>, cent: &CentreSet<'_>) -> Vec<Nearest> {
+    match (p.data32, &cent.c32) {
+        (Some(x32), Some(c32)) => nearest_in::<f32>(p, x32, sel, c32, cent, f32::EPSILON as f64),
+        _ => nearest_in::<f64>(p, p.data, sel, cent.c, cent, f64::EPSILON),
+    }
+}
+
+fn nearest_in<F: Float>(
+    p: PointsRef<'_>,
+    xs: &[F],
+    sel: Option<&[usize]>,
+    cf: &[F],
+    cent: &CentreSet<'_>,
+    eps: f64,
+) -> Vec<Nearest> {
+    let (k, d) = (cent.k, cent.d);
+    let gathered;
+    let (rows, m): (&[F], usize) = match sel {
+        None => (xs, p.n),
+        Some(idx) => {
+            let mut g = Vec::with_capacity(idx.len() * d);
+            for &r in idx {
+                g.extend_from_slice(&xs[r * d..(r + 1) * d]);
+            }
+            gathered = g;
+            (&gathered, idx.len())
+        }
+    };
+    let g = gram_t(rows, m, cf, k, d);
+    let kappa = gram_kappa_eps(d, eps);
+    let csq = &cent.csq;
     let mut out = Vec::with_capacity(m);
     let mut approx = vec![0.0f64; k];
     let mut margin = vec![0.0f64; k];
     let mut exact = vec![f64::NAN; k];
-    for r in 0..m {
-        let col = g.col(r).try_as_col_major().expect("contiguous column").as_slice();
+    for t in 0..m {
+        let r = sel.map_or(t, |idx| idx[t]);
+        let sq = p.sq[r];
+        let col = g.col(t).try_as_col_major().expect("contiguous column").as_slice();
         let mut best_hi = f64::INFINITY;
         let mut arg_hi = 0;
         for j in 0..k {
-            approx[j] = sq[r] + csq[j] - 2.0 * col[j];
-            margin[j] = kappa * (sq[r] + csq[j]);
+            approx[j] = sq + csq[j] - 2.0 * col[j].to_f64();
+            margin[j] = kappa * (sq + csq[j]);
             let hi = approx[j] + margin[j];
             if hi < best_hi {
                 best_hi = hi;
@@ -541,13 +652,13 @@ pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f6
             out.push(Nearest { label: arg_hi as u32, d2_upper: best_hi.max(0.0), second_lower: second });
             continue;
         }
-        let x = &rows[r * d..(r + 1) * d];
+        let x = p.row(r);
         let mut label = usize::MAX;
         let mut best = f64::INFINITY;
         for j in 0..k {
             exact[j] = f64::NAN;
             if approx[j] - margin[j] <= best_hi {
-                let e = sqdist(x, &centers[j * d..(j + 1) * d]);
+                let e = sqdist(x, cent.row(j));
                 exact[j] = e;
                 if e < best {
                     best = e;
@@ -569,15 +680,12 @@ pub(crate) fn nearest_block(rows: &[f64], sq: &[f64], centers: &[f64], csq: &[f6
 
 /// Nearest centre (exact argmin) of every point.
 pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> Vec<u32> {
-    let d = p.d;
-    let csq: Vec<f64> = centers.chunks_exact(d.max(1)).take(k).map(sqnorm).collect();
+    let cent = CentreSet::new(centers, k, p.d, p.data32.is_some());
     let res: Vec<Vec<Nearest>> = (0..p.n.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| {
             let s = b * BLOCK;
-            let len = BLOCK.min(p.n - s);
-            let blk = p.rows(s, len);
-            nearest_block(blk.data, blk.sq, centers, &csq, k, d)
+            nearest_block(p.rows(s, BLOCK.min(p.n - s)), None, &cent)
         })
         .collect();
     res.into_iter().flatten().map(|r| r.label).collect()
@@ -591,27 +699,33 @@ pub fn assign(p: PointsRef<'_>, centers: &[f64], k: usize) -> Vec<u32> {
 /// into `p`), candidate-major (`cands.len() × n`). Gram distances, with exact
 /// re-measurement where the Gram error bound reaches zero.
 fn dist2_to_rows(p: PointsRef<'_>, cands: &[usize]) -> Vec<f64> {
+    match p.data32 {
+        Some(x32) => dist2_in::<f32>(p, x32, cands, f32::EPSILON as f64),
+        None => dist2_in::<f64>(p, p.data, cands, f64::EPSILON),
+    }
+}
+
+fn dist2_in<F: Float>(p: PointsRef<'_>, xs: &[F], cands: &[usize], eps: f64) -> Vec<f64> {
     let (n, d, t) = (p.n, p.d, cands.len());
-    let mut cdata = Vec::with_capacity(t * d);
+    let mut cdata: Vec<F> = Vec::with_capacity(t * d);
     for &c in cands {
-        cdata.extend_from_slice(p.row(c));
+        cdata.extend_from_slice(&xs[c * d..(c + 1) * d]);
     }
     let csq: Vec<f64> = cands.iter().map(|&c| p.sq[c]).collect();
-    let kappa = gram_kappa(d);
+    let kappa = gram_kappa_eps(d, eps);
     let blocks: Vec<Vec<f64>> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| {
             let s = b * BLOCK;
             let len = BLOCK.min(n - s);
-            let blk = p.rows(s, len);
-            let g = gram_t(blk.data, len, &cdata, t, d);
+            let g = gram_t(&xs[s * d..(s + len) * d], len, &cdata, t, d);
             let mut out = vec![0.0f64; t * len];
             for j in 0..t {
                 for r in 0..len {
-                    let approx = blk.sq[r] + csq[j] - 2.0 * g[(j, r)];
-                    let margin = kappa * (blk.sq[r] + csq[j]);
-                    out[j * len + r] = if approx <= margin {
-                        sqdist(blk.row(r), &cdata[j * d..(j + 1) * d])
+                    let sq = p.sq[s + r];
+                    let approx = sq + csq[j] - 2.0 * g[(j, r)].to_f64();
+                    out[j * len + r] = if approx <= kappa * (sq + csq[j]) {
+                        sqdist(p.row(s + r), p.row(cands[j]))
                     } else {
                         approx
                     };
@@ -770,6 +884,9 @@ pub fn kmeans_view(x: &MatView<'_>, params: &KMeansParams, n_threads: Option<usi
         let mut p = Points::gather(x, None, None)?;
         let mean = p.mean();
         p.subtract(&mean);
+        if !x.elem().needs_f64() {
+            p = p.with_f32_mirror();
+        }
         let mut fit = kmeans(p.as_ref(), params)?;
         for c in fit.centers.chunks_exact_mut(p.dim().max(1)) {
             for (v, m) in c.iter_mut().zip(&mean) {
@@ -849,7 +966,6 @@ struct Lloyd<'a> {
     p: PointsRef<'a>,
     k: usize,
     centers: Vec<f64>,
-    csq: Vec<f64>,
     labels: Vec<u32>,
     upper: Vec<f64>,
     lower: Vec<f64>,
@@ -880,7 +996,7 @@ impl Lloyd<'_> {
     fn assign_step(&mut self, full: bool) -> Vec<BlockOut> {
         let (k, d, p) = (self.k, self.p.d, self.p);
         let half = if full { vec![0.0; k] } else { self.half_separation() };
-        let (centers, csq) = (&self.centers, &self.csq);
+        let cent = CentreSet::new(&self.centers, k, d, p.data32.is_some());
         self.labels
             .par_chunks_mut(BLOCK)
             .zip(self.upper.par_chunks_mut(BLOCK))
@@ -910,16 +1026,10 @@ impl Lloyd<'_> {
                 let blk = p.rows(s, len);
                 let found: Vec<Nearest> = if need.len() * 2 >= len {
                     // Most rows need a search: the whole block in place beats a gather copy.
-                    let all = nearest_block(blk.data, blk.sq, centers, csq, k, d);
+                    let all = nearest_block(blk, None, &cent);
                     need.iter().map(|&r| all[r]).collect()
                 } else {
-                    let mut rows = Vec::with_capacity(need.len() * d);
-                    let mut sq = Vec::with_capacity(need.len());
-                    for &r in &need {
-                        rows.extend_from_slice(blk.row(r));
-                        sq.push(blk.sq[r]);
-                    }
-                    nearest_block(&rows, &sq, centers, csq, k, d)
+                    nearest_block(blk, Some(&need), &cent)
                 };
                 for (&r, f) in need.iter().zip(&found) {
                     if f.label != lab[r] {
@@ -1069,7 +1179,6 @@ impl Lloyd<'_> {
                 *o = nv;
             }
             shift[c] = s2.sqrt();
-            self.csq[c] = sqnorm(&self.centers[c * d..(c + 1) * d]);
         }
         shift
     }
@@ -1120,12 +1229,10 @@ impl Lloyd<'_> {
 /// (see the module docs), accelerated by Hamerly's bounds.
 pub fn lloyd(p: PointsRef<'_>, init: Vec<f64>, k: usize, max_iter: usize, tol_abs: f64) -> KMeansFit {
     let (n, d) = (p.n, p.d);
-    let csq = init.chunks_exact(d).map(sqnorm).collect();
     let mut s = Lloyd {
         p,
         k,
         centers: init,
-        csq,
         labels: vec![NO_LABEL; n],
         upper: vec![f64::INFINITY; n],
         lower: vec![0.0; n],
@@ -1260,6 +1367,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn f32_gemms_still_give_exact_argmin_labels() {
+        let mut rng = SplitMix64::new(21);
+        let (n, d, k) = (1500, 40, 9);
+        let data: Vec<f64> = (0..n * d).map(|i| rng.uniform() + (i % 7) as f64 * 0.01).collect();
+        let p = Points::new(data, n, d).unwrap().with_f32_mirror();
+        let prm = KMeansParams { k, n_init: 1, max_iter: 300, tol: 1e-4, seed: 3 };
+        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm).unwrap());
+        let b = crate::threads::install(Some(2), || kmeans(p.as_ref(), &prm).unwrap());
+        assert_eq!(a.labels, b.labels);
+        for i in 0..n {
+            let own = sqdist(p.as_ref().row(i), &a.centers[a.labels[i] as usize * d..][..d]);
+            for c in 0..k {
+                assert!(own <= sqdist(p.as_ref().row(i), &a.centers[c * d..(c + 1) * d]));
+            }
+        }
+        let exact = brute_inertia(p.as_ref(), &a.centers, &a.labels);
+        assert!((a.inertia - exact).abs() <= 1e-12 * exact);
     }
 
     #[test]

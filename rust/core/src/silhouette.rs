@@ -77,8 +77,15 @@ pub fn silhouettes(p: PointsRef<'_>, labellings: &[Labelling<'_>], f32_gemm: boo
         .collect();
     let kk: usize = labellings.iter().map(|l| l.k).sum();
     let sums = if f32_gemm {
-        let xs: Vec<f32> = p.data.par_iter().map(|&v| v as f32).collect();
-        distance_sums::<f32>(p, &xs, &one_hot(labellings, &offsets, n, kk), kk)
+        let owned: Vec<f32>;
+        let xs: &[f32] = match p.data32 {
+            Some(x) => x,
+            None => {
+                owned = p.data.par_iter().map(|&v| v as f32).collect();
+                &owned
+            }
+        };
+        distance_sums::<f32>(p, xs, &one_hot(labellings, &offsets, n, kk), kk)
     } else {
         distance_sums::<f64>(p, p.data, &one_hot(labellings, &offsets, n, kk), kk)
     };
