@@ -11,7 +11,6 @@ import sys
 import time
 from typing import Any, Iterator, Optional, TextIO
 
-import numpy as np
 
 from isofast.analysis import analyze
 from isofast.readahead import TILE_BYTES

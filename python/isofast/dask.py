@@ -13,6 +13,12 @@ that need not fit on one machine:
    state (partition functions, centred unit-vector sum) and those are merged
    in a tree again.
 
+:func:`cluster_isotropy` does the clustered (local) isotropy the same way:
+k-means and the choice of k on a seeded sample gathered to the client, then
+distributed assignment of every row and per-cluster states in two
+tree-reduced passes. :func:`from_source` makes a Dask array whose blocks the
+workers read from files (:mod:`isofast.sources`).
+
 Lost workers are handled by Dask itself: their tasks are recomputed from the
 array's graph, and since every merge copies its inputs, a retried task can
 never count a block twice.
@@ -29,7 +35,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
