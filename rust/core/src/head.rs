@@ -28,7 +28,7 @@
 
 use crate::error::{Error, Result};
 use crate::lse::{exp_nonpos, LogSumExp};
-use crate::source::{first_non_finite, Float, MatView};
+use crate::source::{first_non_finite, Float, MatView, ViewElem};
 use crate::threads;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -102,6 +102,57 @@ pub fn log_partition_head(
     opts: &HeadOptions<'_>,
     n_threads: Option<usize>,
 ) -> Result<HeadResult> {
+    head_impl(w, Direct::default(), c, opts, n_threads)
+}
+
+/// [`log_partition_head`] for W held as a row-major `vocab × dim` slice:
+/// when its type is the working precision (f32 with f32/f16/bf16 contexts,
+/// f64 with f64 contexts) W is read in place — no converted copy of the head
+/// (108 MiB for SmolLM2 in f32), which also makes calls with few contexts
+/// (one decoding step) cheap.
+pub fn log_partition_head_rows<T: RowElem>(
+    w: &[T],
+    vocab: usize,
+    dim: usize,
+    c: &MatView<'_>,
+    opts: &HeadOptions<'_>,
+    n_threads: Option<usize>,
+) -> Result<HeadResult> {
+    let view = MatView::row_major(w, vocab, dim)?;
+    head_impl(&view, T::direct(w), c, opts, n_threads)
+}
+
+/// Element types W can be given in place as (see [`log_partition_head_rows`]).
+pub trait RowElem: ViewElem {
+    #[doc(hidden)]
+    fn direct(w: &[Self]) -> Direct<'_>;
+}
+impl RowElem for f32 {
+    fn direct(w: &[f32]) -> Direct<'_> {
+        Direct { f32: Some(w), f64: None }
+    }
+}
+impl RowElem for f64 {
+    fn direct(w: &[f64]) -> Direct<'_> {
+        Direct { f32: None, f64: Some(w) }
+    }
+}
+
+/// W's rows already in memory in a working precision (read in place).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Direct<'a> {
+    f32: Option<&'a [f32]>,
+    f64: Option<&'a [f64]>,
+}
+
+fn head_impl(
+    w: &MatView<'_>,
+    direct: Direct<'_>,
+    c: &MatView<'_>,
+    opts: &HeadOptions<'_>,
+    n_threads: Option<usize>,
+) -> Result<HeadResult> {
     let (v, d, n) = (w.nrows(), w.ncols(), c.nrows());
     if v == 0 {
         return Err(Error::Empty("W has no rows: the vocabulary is empty".into()));
@@ -162,7 +213,7 @@ pub fn log_partition_head(
         });
     }
     let f64_gemm = w.elem().needs_f64() || c.elem().needs_f64();
-    let job = Job { w, c, bias: opts.bias, topk: opts.topk, subset: subset.as_deref() };
+    let job = Job { w, direct, c, bias: opts.bias, topk: opts.topk, subset: subset.as_deref() };
     threads::install(n_threads, || if f64_gemm { job.run::<f64>() } else { job.run::<f32>() })
 }
 
@@ -204,6 +255,7 @@ fn topk_insert(vals: &mut [f64], idx: &mut [u32], x: f64, id: u32) {
 
 struct Job<'v, 'a> {
     w: &'v MatView<'a>,
+    direct: Direct<'v>,
     c: &'v MatView<'a>,
     bias: Option<&'v [f64]>,
     topk: usize,
@@ -217,6 +269,8 @@ impl Job<'_, '_> {
         let nblocks = n.div_ceil(CTX_BLOCK);
         // Super-block rows: a multiple of the chunk size within the budget.
         let budget_rows = (W_BUDGET_BYTES / (d.max(1) * std::mem::size_of::<F>())).max(VOCAB_CHUNK);
+        // The same split whether W is converted or read in place, so both
+        // give bitwise the same result.
         let (chunk, super_rows) = if nblocks >= SPLIT_BELOW_BLOCKS {
             // Many contexts: one chunk per super-block, so each context's
             // state stays in its task and is never merged within a super-block.
@@ -238,41 +292,67 @@ impl Job<'_, '_> {
                 Partial::new(CTX_BLOCK.min(n - b * CTX_BLOCK), k, with_subset)
             })
             .collect();
+        if let Some(rows) = F::pick(&self.direct) {
+            // W already in the working precision: read in place, one pass.
+            self.check_w(rows, 0)?;
+            self.superblock::<F>(&mut parts, nchunks, chunk, 0, v, rows, bias_f)?;
+            return Ok(self.merge(parts, nchunks, n, v));
+        }
         let mut wbuf: Vec<F> = vec![F::default(); super_rows.min(v) * d];
         let mut r0 = 0;
         while r0 < v {
             let rn = super_rows.min(v - r0);
             let wt = &mut wbuf[..rn * d];
             self.w.read_tile(r0, rn, wt);
-            if self.w.elem().is_float() {
-                if let Some((r, col)) = first_non_finite(wt, d) {
-                    return Err(Error::InvalidArgument(format!(
-                        "W (output matrix) contains NaN or Inf: first non-finite value at row {} (token id), column {col}",
-                        r0 + r
-                    )));
-                }
-            }
-            let (j0, j1) = (r0 / chunk, (r0 + rn).div_ceil(chunk));
-            let wsb: &[F] = wt;
-            let results: Vec<Result<()>> = parts
-                .par_chunks_mut(nchunks)
-                .enumerate()
-                .flat_map(|(b, ps)| {
-                    ps[j0..j1].par_iter_mut().enumerate().map(move |(jj, p)| (b, j0 + jj, p))
-                })
-                .map(|(b, j, p)| {
-                    let lo = j * chunk;
-                    let hi = ((j + 1) * chunk).min(v);
-                    self.task::<F>(b, lo, hi, &wsb[(lo - r0) * d..(hi - r0) * d], bias_f, p)
-                })
-                .collect();
-            // Collected in (block, chunk) order: the first error is the one
-            // at the lowest context row.
-            results.into_iter().collect::<Result<Vec<()>>>()?;
+            self.check_w(wt, r0)?;
+            self.superblock::<F>(&mut parts, nchunks, chunk, r0, rn, wt, bias_f)?;
             r0 += rn;
         }
         drop(wbuf);
         Ok(self.merge(parts, nchunks, n, v))
+    }
+
+    fn check_w<F: Float>(&self, rows: &[F], r0: usize) -> Result<()> {
+        if self.w.elem().is_float() {
+            if let Some((r, col)) = first_non_finite(rows, self.w.ncols()) {
+                return Err(Error::InvalidArgument(format!(
+                    "W (output matrix) contains NaN or Inf: first non-finite value at row {} (token id), column {col}",
+                    r0 + r
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run every (block, chunk) task whose chunk lies in vocabulary rows
+    /// `r0 .. r0 + rn`, held row-major in `wsb`.
+    #[allow(clippy::too_many_arguments)]
+    fn superblock<F: Fold>(
+        &self,
+        parts: &mut [Partial],
+        nchunks: usize,
+        chunk: usize,
+        r0: usize,
+        rn: usize,
+        wsb: &[F],
+        bias_f: Option<&[F]>,
+    ) -> Result<()> {
+        let (v, d) = (self.w.nrows(), self.w.ncols());
+        let (j0, j1) = (r0 / chunk, (r0 + rn).div_ceil(chunk));
+        let results: Vec<Result<()>> = parts
+            .par_chunks_mut(nchunks)
+            .enumerate()
+            .flat_map(|(b, ps)| ps[j0..j1].par_iter_mut().enumerate().map(move |(jj, p)| (b, j0 + jj, p)))
+            .map(|(b, j, p)| {
+                let lo = j * chunk;
+                let hi = ((j + 1) * chunk).min(v);
+                self.task::<F>(b, lo, hi, &wsb[(lo - r0) * d..(hi - r0) * d], bias_f, p)
+            })
+            .collect();
+        // Collected in (block, chunk) order: the first error is the one at
+        // the lowest context row.
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(())
     }
 
     /// Fold contexts of block `b` against vocabulary rows `lo..hi` (`w_rows`
@@ -430,9 +510,14 @@ impl Job<'_, '_> {
 pub(crate) trait Fold: Float {
     /// Σ_i exp(z_i − m), every z_i ≤ m.
     fn sum_exp(z: &[Self], m: Self) -> f64;
+    /// W's rows in this precision, when given in place.
+    fn pick<'s>(d: &Direct<'s>) -> Option<&'s [Self]>;
 }
 
 impl Fold for f64 {
+    fn pick<'s>(d: &Direct<'s>) -> Option<&'s [f64]> {
+        d.f64
+    }
     fn sum_exp(z: &[f64], m: f64) -> f64 {
         #[cfg(target_arch = "x86_64")]
         {
@@ -450,6 +535,9 @@ impl Fold for f64 {
 }
 
 impl Fold for f32 {
+    fn pick<'s>(d: &Direct<'s>) -> Option<&'s [f32]> {
+        d.f32
+    }
     fn sum_exp(z: &[f32], m: f32) -> f64 {
         #[cfg(target_arch = "x86_64")]
         {
@@ -770,6 +858,31 @@ mod tests {
         assert!(e.is_err());
         let e = log_partition_head(&wv, &cv, &HeadOptions { subset: Some(&[4]), ..Default::default() }, None);
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn rows_in_place_equal_the_converted_path() {
+        let (v, d, n) = (3000, 10, 700);
+        let mut r = rng(4);
+        let w: Vec<f32> = (0..v * d).map(|_| r() as f32).collect();
+        let c: Vec<f32> = (0..n * d).map(|_| (r() * 3.0) as f32).collect();
+        let b: Vec<f64> = (0..v).map(|_| r()).collect();
+        let cv = MatView::row_major(&c, n, d).unwrap();
+        let o = HeadOptions { bias: Some(&b), topk: 3, subset: Some(&[1, 5, 2999]) };
+        let conv = log_partition_head(&MatView::row_major(&w, v, d).unwrap(), &cv, &o, Some(2)).unwrap();
+        let direct = log_partition_head_rows(&w, v, d, &cv, &o, Some(2)).unwrap();
+        assert_eq!(conv, direct);
+        // f64 contexts: the f32 rows are converted (f64 GEMM) instead.
+        let c64: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+        let cv64 = MatView::row_major(&c64, n, d).unwrap();
+        let a = log_partition_head_rows(&w, v, d, &cv64, &o, None).unwrap();
+        let bb = log_partition_head(&MatView::row_major(&w, v, d).unwrap(), &cv64, &o, None).unwrap();
+        assert_eq!(a, bb);
+        let mut wn = w.clone();
+        wn[7 * d + 3] = f32::NAN;
+        let e = log_partition_head_rows(&wn, v, d, &cv, &o, None).unwrap_err().to_string();
+        assert!(e.contains("row 7"), "{e}");
+        assert!(log_partition_head_rows(&w, v, d + 1, &cv, &o, None).is_err());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Binding of the fused LM-head log-partition kernel (isofast_core::head).
 
 use crate::array::{run, view};
-use isofast_core::head::{log_partition_head as core_head, HeadOptions};
+use isofast_core::head::{log_partition_head as core_head, log_partition_head_rows, HeadOptions};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -28,6 +28,13 @@ fn log_partition_head<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let wv = view(w, w_elem)?;
     let cv = view(c, c_elem)?;
+    // A C-contiguous, aligned float32/float64 W is read in place by the kernel
+    // (no converted copy of the head) when that is the working precision.
+    let w32 = if w_elem.is_none() { contiguous::<f32>(w) } else { None };
+    let w64 = if w_elem.is_none() { contiguous::<f64>(w) } else { None };
+    let s32 = w32.as_ref().and_then(|a| a.as_slice().ok());
+    let s64 = w64.as_ref().and_then(|a| a.as_slice().ok());
+    let (nv, nd) = (wv.nrows(), wv.ncols());
     let b: Option<Vec<f64>> = bias.map(|b| b.as_array().to_vec());
     let s: Option<Vec<usize>> = match subset {
         None => None,
@@ -40,7 +47,11 @@ fn log_partition_head<'py>(
         }
     };
     let opts = HeadOptions { bias: b.as_deref(), topk, subset: s.as_deref() };
-    let r = run(py, || core_head(&wv, &cv, &opts, n_threads))?;
+    let r = match (s32, s64) {
+        (Some(ws), _) => run(py, || log_partition_head_rows(ws, nv, nd, &cv, &opts, n_threads))?,
+        (_, Some(ws)) => run(py, || log_partition_head_rows(ws, nv, nd, &cv, &opts, n_threads))?,
+        _ => run(py, || core_head(&wv, &cv, &opts, n_threads))?,
+    };
     let d = PyDict::new(py);
     let (n, k) = (r.n, r.topk);
     if k > 0 {
@@ -56,6 +67,20 @@ fn log_partition_head<'py>(
     }
     d.set_item("log_z", PyArray1::from_vec(py, r.log_z))?;
     Ok(d)
+}
+
+/// A read-only borrow of `a` when it is a C-contiguous, aligned 2-D array of T.
+fn contiguous<'py, T: Element>(a: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2<'py, T>> {
+    let arr = a.cast::<PyArray2<T>>().ok()?;
+    if !arr.is_c_contiguous() {
+        return None;
+    }
+    // SAFETY: reading the data pointer of a live array; nothing is dereferenced.
+    let ptr = unsafe { (*arr.as_array_ptr()).fields.data } as usize;
+    if ptr % std::mem::align_of::<T>() != 0 {
+        return None;
+    }
+    arr.try_readonly().ok()
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
