@@ -1,0 +1,173 @@
+"""Clustered (local) isotropy: isofast vs the reference study's scikit-learn recipe.
+
+Two parts, one run (``python benches/bench_cluster.py``):
+
+* **reference** — 2,000 × 768 float32 anisotropic synthetic rows (clusters +
+  a few dominant directions + a common offset). isofast's
+  ``reference_recipe`` against the study's recipe written with scikit-learn:
+  centre, ``KMeans(n_clusters=k, random_state=42)`` with default settings for
+  k = 2..16, ``silhouette_score`` for each, the 0.1 threshold, then a dense
+  ``cosine_similarity`` matrix per re-centred cluster. Same rows for both.
+  isofast is timed twice: with ``spectra=False`` (exactly the recipe's
+  outputs) and with the default per-cluster spectra (partition isotropy and
+  IsoScore per cluster on top).
+* **full** — 1,000,000 × 768 float32 rows in a memory-mapped ``.npy`` under
+  ``benches/data/`` (written once, git-ignored): ``cluster_isotropy`` in full
+  mode (fit on a 20,000-row sample, silhouette on 20,000 rows, every row
+  assigned and the per-cluster statistics on all rows). Peak memory is the
+  peak anonymous resident memory above the level at entry (the mapped input's
+  file pages are not counted; see ``memwatch.py``).
+
+Options: ``--only reference|full``, ``--rows N`` for the full part,
+``--threads`` (default: all cores; applies to isofast and, through
+threadpoolctl when installed, to scikit-learn's BLAS/OpenMP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from memwatch import PeakMemory  # noqa: E402
+
+from isofast.cluster import cluster_isotropy, reference_recipe  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def synth(n: int, d: int = 768, k: int = 8, seed: int = 0, out=None, chunk: int = 50_000) -> np.ndarray:
+    """Anisotropic clustered rows: k Gaussian clusters (unit within-cluster
+    noise), four shared dominant directions (std 10, 6, 4, 3) and a common
+    offset of norm ~80 (as LLM hidden states have). float32, written in
+    chunks into ``out`` when given (a memmap)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)).astype(np.float32) * 1.2
+    dirs = np.linalg.qr(rng.normal(size=(d, 4)))[0].T.astype(np.float32)
+    scales = np.array([10.0, 6.0, 4.0, 3.0], dtype=np.float32)
+    offset = (rng.normal(size=d) * 80 / np.sqrt(d)).astype(np.float32)
+    if out is None:
+        out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        r = np.random.default_rng([seed, s])
+        lab = r.integers(0, k, m)
+        x = centres[lab] + r.standard_normal((m, d), dtype=np.float32)
+        x += (r.standard_normal((m, 4), dtype=np.float32) * scales) @ dirs
+        x += offset
+        out[s : s + m] = x
+    return out
+
+
+def sklearn_recipe(X: np.ndarray):
+    """The study's recipe (utils.cluster_embeddings + inter_cosine), scikit-learn."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    Y = X - X.mean(axis=0)
+    sils, labels = [], []
+    for k in range(2, 17):
+        lab = KMeans(n_clusters=k, random_state=42).fit_predict(Y)
+        sils.append(silhouette_score(Y, lab))
+        labels.append(lab)
+    b = int(np.argmax(sils))
+    best_k, lab = (b + 2, labels[b]) if sils[b] >= 0.1 else (1, np.zeros(len(Y), dtype=int))
+    cos = []
+    for c in np.unique(lab):
+        Z = Y[lab == c]
+        Z = Z - Z.mean(axis=0)
+        if len(Z) < 2:
+            continue
+        S = cosine_similarity(Z)
+        cos.append((S.sum() - len(Z)) / (len(Z) * (len(Z) - 1)))
+    return best_k, float(sils[b]), float(np.mean(cos))
+
+
+def fmt_mib(b: int) -> str:
+    return f"{b / 2**20:,.0f} MiB"
+
+
+def part_reference(threads):
+    X = synth(2000, seed=1)
+    reference_recipe(X[:200], n_threads=threads)  # warm-up: thread pool, code pages
+    rows = []
+    for spectra in (False, True):
+        with PeakMemory() as pm:
+            t0 = time.perf_counter()
+            r = reference_recipe(X, seed=0, spectra=spectra, n_threads=threads)
+            t = time.perf_counter() - t0
+        rows.append((spectra, t, r, pm.extra_anon))
+    ctx = None
+    if threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            ctx = threadpool_limits(threads)
+        except ImportError:
+            pass
+    with PeakMemory() as pm:
+        t0 = time.perf_counter()
+        sk_k, sk_sil, sk_cos = sklearn_recipe(X)
+        t_sk = time.perf_counter() - t0
+    if ctx is not None:
+        ctx.unregister()
+    print("== reference mode: 2,000 x 768 float32, k = 2..16, threshold 0.1 ==")
+    print(f"{'method':<44}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}{'inter-cluster cos':>19}{'peak mem':>11}")
+    print(f"{'scikit-learn recipe (KMeans rs=42, dense cos)':<44}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}")
+    for spectra, t, r, mem in rows:
+        name = "isofast reference_recipe" + (" + cluster spectra" if spectra else " (recipe outputs)")
+        print(f"{name:<44}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}{r.inter_cluster_cosine:>19.6f}{fmt_mib(mem):>11}")
+    same = all(r.best_k == sk_k for _, _, r, _ in rows)
+    print(f"same best k as scikit-learn: {same}")
+    return t_sk / rows[0][1], same
+
+
+def part_full(threads, n_rows):
+    os.makedirs(DATA, exist_ok=True)
+    path = os.path.join(DATA, f"cluster_{n_rows}x768_f32.npy")
+    if not os.path.exists(path):
+        t0 = time.perf_counter()
+        tmp = path + ".tmp"
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_rows, 768))
+        synth(n_rows, seed=2, out=mm)
+        mm.flush()
+        del mm
+        os.replace(tmp, path)
+        print(f"(wrote {path} in {time.perf_counter() - t0:.1f} s)")
+    X = np.load(path, mmap_mode="r")
+    print(f"== full mode: {n_rows:,} x 768 float32 memmap ({X.nbytes / 2**30:.2f} GiB), k = 2..16 ==")
+    with PeakMemory() as pm:
+        t0 = time.perf_counter()
+        r = cluster_isotropy(X, n_threads=threads)
+        t = time.perf_counter() - t0
+    print(f"isofast cluster_isotropy(full): {t:.1f} s, best k {r.best_k}, silhouette {r.silhouette:.4f}, "
+          f"inter-cluster cosine {r.inter_cluster_cosine:.6f}")
+    print(f"  fit rows {r.n_fit:,}, silhouette rows {r.n_silhouette:,}, labelled rows {len(r.labels):,}")
+    print(f"  peak anonymous memory above entry: {fmt_mib(pm.extra_anon)} "
+          f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})")
+    print("  cluster sizes:", [c["size"] for c in r.clusters])
+    return t, pm.extra_anon
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["reference", "full"])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; numpy {np.__version__}")
+    if a.only in (None, "reference"):
+        part_reference(a.threads)
+    if a.only in (None, "full"):
+        part_full(a.threads, a.rows)
+
+
+if __name__ == "__main__":
+    main()
