@@ -123,22 +123,41 @@ def timed(fn):
     return out, secs, pm.extra_anon
 
 
+CONTENDERS = {
+    "isofast": lambda X, d: isofast.analyze(X).to_dict(arrays=False),
+    "numpy": lambda X, d: numpy_pipeline(X),
+    "isofast_cov": lambda X, d: isofast.Moments(d).update(X).n,
+    "numpy_XtX": lambda X, d: float((X.T @ X)[0, 0]),
+}
+
+
+def child(name: str, path: str) -> None:
+    """Run one contender in a fresh process so its peak memory is its own."""
+    X = np.load(path, mmap_mode="r")
+    out, secs, extra = timed(lambda: CONTENDERS[name](X, X.shape[1]))
+    print(json.dumps({"seconds": secs, "peak_extra_bytes": extra, "out": out}, default=float))
+
+
+def run_child(name: str, path: Path) -> dict:
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", name, str(path)], capture_output=True, text=True, check=True
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def bench(n: int, d: int) -> dict:
     path = make_data(n, d)
     X = np.load(path, mmap_mode="r")
-    # Warm the page cache so both contenders read from memory.
+    # Warm the page cache so every contender reads from memory.
     for s in range(0, n, 65536):
         np.asarray(X[s : s + 65536]).sum()
     rate = gemm_rate()
-    rep, t_iso, mem_iso = timed(lambda: isofast.analyze(X))
-    ref, t_np, mem_np = timed(lambda: numpy_pipeline(X))
-    _, t_cov_iso, mem_cov = timed(lambda: isofast.Moments(d).update(X))
-    # numpy X.T @ X in float32 on the whole (page-cached) array: the obvious way.
-    _, t_cov_np, mem_cov_np = timed(lambda: X.T @ X)
+    r = {name: run_child(name, path) for name in CONTENDERS}
     floor = 5.0 * n * d * d / rate
-    agree = {
-        k: (float(getattr(rep, k)), float(v)) for k, v in ref.items()
-    }
+    rep, ref = r["isofast"]["out"], r["numpy"]["out"]
+    t_iso, t_np = r["isofast"]["seconds"], r["numpy"]["seconds"]
     return {
         "n": n,
         "d": d,
@@ -148,15 +167,16 @@ def bench(n: int, d: int) -> dict:
         "speedup_vs_numpy": t_np / t_iso,
         "flop_floor_s": floor,
         "isofast_over_floor": t_iso / floor,
-        "cov_isofast_s": t_cov_iso,
-        "cov_numpy_XtX_f32_s": t_cov_np,
-        "cov_ratio_numpy_over_isofast": t_cov_np / t_cov_iso,
-        "peak_extra_MiB_isofast_analyze": mem_iso / 2**20,
-        "peak_extra_MiB_numpy_pipeline": mem_np / 2**20,
-        "peak_extra_MiB_isofast_cov": mem_cov / 2**20,
-        "peak_extra_MiB_numpy_XtX": mem_cov_np / 2**20,
+        "cov_isofast_s": r["isofast_cov"]["seconds"],
+        "cov_numpy_XtX_f32_s": r["numpy_XtX"]["seconds"],
+        "cov_ratio_numpy_over_isofast": r["numpy_XtX"]["seconds"] / r["isofast_cov"]["seconds"],
+        "peak_extra_MiB_isofast_analyze": r["isofast"]["peak_extra_bytes"] / 2**20,
+        "peak_extra_MiB_numpy_pipeline": r["numpy"]["peak_extra_bytes"] / 2**20,
+        "peak_extra_MiB_isofast_cov": r["isofast_cov"]["peak_extra_bytes"] / 2**20,
+        "peak_extra_MiB_numpy_XtX": r["numpy_XtX"]["peak_extra_bytes"] / 2**20,
         "memory_budget_MiB": (3 * d * d * 8 + (256 << 20)) / 2**20,
-        "agreement(isofast, numpy)": agree,
+        "load_average_1min": os.getloadavg()[0],
+        "agreement(isofast, numpy)": {k: (rep[k], v) for k, v in ref.items()},
     }
 
 
@@ -164,7 +184,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000x768,200000x4096")
     ap.add_argument("--json", default=None, help="also write results here")
+    ap.add_argument("--child", nargs=2, metavar=("NAME", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
     results = []
     for spec in args.sizes.split(","):
         n, d = (int(v) for v in spec.lower().split("x"))
