@@ -33,7 +33,6 @@ Inf in a forecast is an error.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 

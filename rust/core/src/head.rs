@@ -629,7 +629,7 @@ pub fn exp_nonpos_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const SHIFT: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
-    let xc = x.max(-87.0).min(0.5);
+    let xc = x.clamp(-87.0, 0.5);
     let t = xc * LOG2E + SHIFT;
     let n = t - SHIFT;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
@@ -638,7 +638,7 @@ pub fn exp_nonpos_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     // t's mantissa holds n + 1.5·2^23; the difference of the bit patterns is n.
     let e = (t.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32) + 127;
@@ -702,18 +702,18 @@ fn load_max_generic<F: Float>(col: &[F], bias: Option<&[F]>, out: &mut [F]) -> (
     for c in chunks {
         for j in 0..L {
             mx[j] = if c[j] > mx[j] { c[j] } else { mx[j] };
-            probe[j] = probe[j] + c[j] * zero;
+            probe[j] += c[j] * zero;
         }
     }
     let mut m = F::from_f64(f64::NEG_INFINITY);
     let mut pr = zero;
     for &z in rem {
         m = if z > m { z } else { m };
-        pr = pr + z * zero;
+        pr += z * zero;
     }
     for j in 0..L {
         m = if mx[j] > m { mx[j] } else { m };
-        pr = pr + probe[j];
+        pr += probe[j];
     }
     (m, pr.is_finite_())
 }

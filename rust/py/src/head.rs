@@ -77,7 +77,7 @@ fn contiguous<'py, T: Element>(a: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2
     }
     // SAFETY: reading the data pointer of a live array; nothing is dereferenced.
     let ptr = unsafe { (*arr.as_array_ptr()).fields.data } as usize;
-    if ptr % std::mem::align_of::<T>() != 0 {
+    if !ptr.is_multiple_of(std::mem::align_of::<T>()) {
         return None;
     }
     arr.try_readonly().ok()
