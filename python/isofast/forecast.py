@@ -799,3 +799,9 @@ def next_value_first_digit(
             _, cache = sess.run(ids)
             out.append(_first_digit(sess, enc, ids, cache))
     return out
+
+
+# ``isofast.forecast(...)`` calls the function; the module stays reachable.
+from isofast._callable import make_module_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__, forecast)
