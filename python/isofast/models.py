@@ -135,8 +135,18 @@ class LoadedModel:
             "hidden_size": self.hidden_size,
             "param_dtype": str(p.dtype).replace("torch.", "") if p is not None else None,
             "torch_version": torch.__version__,
+            "transformers_version": _transformers_version(),
             "extra": self.extra,
         }
+
+
+def _transformers_version() -> str | None:
+    try:
+        import transformers
+
+        return transformers.__version__
+    except ImportError:  # pragma: no cover
+        return None
 
 
 # ------------------------------------------------------------ device / dtype
