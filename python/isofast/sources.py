@@ -253,8 +253,11 @@ def _npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype, int, int]:
                 shape, fortran, dtype = fmt.read_array_header_1_0(f)
             elif (major, minor) == (2, 0):
                 shape, fortran, dtype = fmt.read_array_header_2_0(f)
+            elif (major, minor) == (3, 0):
+                impl = getattr(fmt, "_read_array_header", None) or np.lib._format_impl._read_array_header
+                shape, fortran, dtype = impl(f, version=(3, 0))
             else:
-                shape, fortran, dtype = fmt._read_array_header(f, version=(major, minor))
+                raise CorruptFileError(path, 6, f"unsupported .npy format version {major}.{minor}")
         except (ValueError, SyntaxError, EOFError, UnicodeDecodeError) as exc:
             raise CorruptFileError(path, 8, f"unreadable .npy header ({exc})") from None
         offset = f.tell()
