@@ -30,6 +30,14 @@ def test_abtt_equals_isofast_all_but_the_top():
     np.testing.assert_allclose(T.torch_fn()(t).reshape(7, -1).numpy(), T.apply(X[:7]), atol=1e-4)
 
 
+def test_keep_mean_only_removes_the_directions():
+    X = _rows()
+    T = fit_transform("abtt", X, n_components=2, keep_mean=True)
+    Y = T.apply(X)
+    np.testing.assert_allclose(Y.mean(0), X.mean(0), atol=1e-9)
+    np.testing.assert_allclose(Y - X.mean(0), isofast.all_but_the_top(X, 2), atol=1e-9)
+
+
 def test_random_control_removes_as_many_directions():
     X = _rows()
     T = fit_transform("random", X, n_components=2, seed=3)

@@ -140,9 +140,10 @@ def test_failed_cells_do_not_stop_the_grid(tmp_path):
 
 
 def test_configs_parse_and_refuse_typos():
-    cfg = load_config("default")
-    kinds = {m.kind for m in cfg.models}
-    assert kinds == {"lm", "patchtst", "chronos-t5"}
+    for name in ("default", "reference"):
+        cfg = load_config(name)
+        assert {m.kind for m in cfg.models} == {"lm", "patchtst", "chronos-t5"}
+        assert len(cfg.datasets) >= 8 and cfg.causal.tests
     with open(bundled_config_path("tiny"), "rb") as f:
         data = tomllib.load(f)
     data["isotropy"]["rowz"] = 5
@@ -153,6 +154,10 @@ def test_configs_parse_and_refuse_typos():
     with pytest.raises(ConfigError, match="epochz"):
         load_config(data)
     data["models"][1].pop("epochz")
+    data["datasets"][0]["context"] = "32"
+    with pytest.raises(ConfigError, match="context must be int"):
+        load_config(data)
+    data["datasets"][0]["context"] = 32
     data["stats"]["n_boot"] = 100
     with pytest.raises(ConfigError, match="1000"):
         load_config(data)

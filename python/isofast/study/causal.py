@@ -13,6 +13,10 @@ test contexts only: targets are never used):
 * ``abtt`` — all-but-the-top (Mu & Viswanath 2018), the semantics of
   :func:`isofast.all_but_the_top`: μ = mean of X, u_1..u_D the top-D
   eigenvectors of its covariance, x ↦ (x − μ) − Σ_{k≤D} (u_kᵀ(x − μ)) u_k.
+  ``keep_mean = true`` adds μ back: the same removal of the dominant
+  directions without moving the layer's location — it separates the effect
+  of centring (LLM residual streams carry a large mean, e.g. massive
+  activations) from the effect of the anisotropic directions themselves.
 * ``random`` — the control for ``abtt``: the same centring and removal of D
   directions, but D random orthonormal ones (seeded). If ``abtt`` and
   ``random`` change the error alike, the effect is the centring / any
@@ -64,14 +68,16 @@ class LayerTransform:
     mu: np.ndarray
     basis: np.ndarray | None = None  # (d, D) directions removed (abtt/random)
     centroids: np.ndarray | None = None  # (k, d) cluster centres (cluster_whiten)
-    maps: np.ndarray | None = None  # (k, d, d) s_c Σ̃_c^{-1/2}
+    maps: np.ndarray | None = None  # (k, d, d) s_c Σ_c^{-1/2} on the cluster's span
     info: dict = field(default_factory=dict)
+    keep_mean: bool = False  # abtt/random: add μ back (remove directions, keep the location)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if self.method in ("abtt", "random"):
             Z = X - self.mu
-            return Z - (Z @ self.basis) @ self.basis.T
+            Y = Z - (Z @ self.basis) @ self.basis.T
+            return Y + self.mu if self.keep_mean else Y
         lab = _nearest(X, self.centroids)
         out = np.empty_like(X)
         for c in range(self.centroids.shape[0]):
@@ -96,6 +102,8 @@ class LayerTransform:
             if self.method in ("abtt", "random"):
                 z = x - mu
                 y = z - (z @ B) @ B.T
+                if self.keep_mean:
+                    y = y + mu
             else:
                 lab = torch.cdist(x, C).argmin(dim=1)
                 y = torch.empty_like(x)
@@ -113,8 +121,10 @@ def _nearest(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     return np.argmin(d2, axis=1)
 
 
-def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: int = 0, iso_cfg=None) -> LayerTransform:
-    """Fit the rewrite ``method`` on rows X (module docstring)."""
+def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: int = 0, iso_cfg=None,
+                  keep_mean: bool = False) -> LayerTransform:
+    """Fit the rewrite ``method`` on rows X (module docstring); ``keep_mean``
+    (abtt/random) adds μ back after the projection."""
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     mu = X.mean(axis=0)
@@ -135,7 +145,7 @@ def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: in
             Z = X - mu
             tot = float((Z**2).sum())
             info = {"removed_variance_share": float(((Z @ basis) ** 2).sum() / max(tot, 1e-300))}
-        return LayerTransform(method, mu, basis=basis, info=info)
+        return LayerTransform(method, mu, basis=basis, info=info, keep_mean=bool(keep_mean))
     if method == "cluster_whiten":
         from isofast.cluster import cluster_isotropy
 
@@ -279,8 +289,8 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
         per_series = {"before": [], "after": [], "y2": [], "ds": []}
         for ds in datasets:
             row = {"test": test.label, "model": test.model, "layer": test.layer, "method": test.method,
-                   "n_components": test.n_components, "perturbation": test.perturbation, "dataset": ds,
-                   "error": ""}
+                   "n_components": test.n_components, "keep_mean": test.keep_mean,
+                   "perturbation": test.perturbation, "dataset": ds, "error": ""}
             cell = by_cell.get((test.model, ds, test.perturbation))
             try:
                 if model is None or cell is None or cell.error or ds not in splits:
@@ -302,7 +312,8 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                     emb, _ = model.embed_cached(list(inputs.contexts), cache.dir("captures", ckey), aux=aux or None)
                     X = emb[test.layer]
                     tseed = int(stable_hash(cfg.seed, "causal", test.label, ds, n=8), 16)
-                    T = fit_transform(test.method, X, n_components=test.n_components, seed=tseed, iso_cfg=cfg.isotropy)
+                    T = fit_transform(test.method, X, n_components=test.n_components, seed=tseed,
+                                      iso_cfg=cfg.isotropy, keep_mean=test.keep_mean)
                     from isofast.study.adapters import transform_hook
 
                     # the same seed as the baseline forecast: paired samples
@@ -342,6 +353,6 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                                 n_boot=cfg.stats.n_boot, n_perm=cfg.stats.n_perm, level=cfg.stats.ci,
                                 seed=int(stable_hash(cfg.stats.seed, test.label, "all", n=8), 16))
             rows.append({"test": test.label, "model": test.model, "layer": test.layer, "method": test.method,
-                         "n_components": test.n_components, "perturbation": test.perturbation,
-                         "dataset": "all", "error": ""} | eff.to_dict())
+                         "n_components": test.n_components, "keep_mean": test.keep_mean,
+                         "perturbation": test.perturbation, "dataset": "all", "error": ""} | eff.to_dict())
     return rows

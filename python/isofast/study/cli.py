@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", default="default",
-                   help="a study TOML file or a bundled name: default, tiny (default: default)")
+                   help="a study TOML file or a bundled name: default, tiny, reference (default: default)")
     p.add_argument("--out", default=None, help="output folder (default: ./isofast-study-<name>)")
     p.add_argument("--cache", default=None, help="cache folder (default: the config's, else OUT/cache)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and figures")

@@ -79,6 +79,7 @@ Schema (every key optional unless marked *required*)::
     layer = 1
     method = "abtt"             # "abtt", "cluster_whiten" or "random" (control)
     n_components = 1            # D of all-but-the-top / the random control
+    keep_mean = false           # abtt/random: add the mean back (remove directions only)
     perturbation = "clean"
     datasets = []               # [] → every dataset
 
@@ -122,7 +123,7 @@ DATA_SOURCES = ("registry", "kernelsynth", "csv")
 PERTURBATION_KINDS = ("none", "noise", "shorten")
 CAUSAL_METHODS = ("abtt", "cluster_whiten", "random")
 
-BUNDLED_CONFIGS = ("default", "tiny")
+BUNDLED_CONFIGS = ("default", "tiny", "reference")
 
 
 class ConfigError(ValueError):
@@ -306,6 +307,7 @@ class CausalTest:
     n_components: int = 1
     perturbation: str = ""
     datasets: list = field(default_factory=list)
+    keep_mean: bool = False
 
     def __post_init__(self):
         if self.method not in CAUSAL_METHODS:
@@ -316,7 +318,7 @@ class CausalTest:
     @property
     def label(self) -> str:
         m = self.method if self.method == "cluster_whiten" else f"{self.method}{self.n_components}"
-        return f"{self.model}/L{self.layer}/{m}"
+        return f"{self.model}/L{self.layer}/{m}" + ("+mean" if self.keep_mean and self.method != "cluster_whiten" else "")
 
 
 @dataclass
@@ -387,7 +389,31 @@ def _build(cls, table: dict, where: str):
     missing = [k for k in required if vals.get(k) is None]
     if missing:
         raise ConfigError(f"[{where}]: missing required key(s) {missing}")
+    samples = {int: 0, float: 0.0, str: "", bool: False, "int": 0, "float": 0.0, "str": "", "bool": False}
+    for k, v in list(vals.items()):
+        proto = allowed[k] if allowed[k] is not None else samples.get(cls.__dataclass_fields__[k].type)
+        vals[k] = _typed(v, proto, f"[{where}] {k}")
     return cls(**vals)
+
+
+def _typed(value, default, where: str):
+    """Check a value against the type of its default (ints are accepted as floats)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, (str, list)):
+        ok = isinstance(value, type(default))
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{where} must be {type(default).__name__}, got {value!r}")
+    return value
 
 
 _MODEL_KEYS = {"name", "kind", "model", "path", "layers"}

@@ -66,20 +66,27 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int) -> dict:
     stats = {f: _finite(getattr(rep, f)) for f in GLOBAL_FIELDS}
     stats["n_rows"] = float(n)
     stats["dim"] = float(d)
-    # k-means needs k < n; the reference range is capped by the rows we have
-    k_max = min(cfg.k_max, n - 1)
+    n_distinct = int(np.unique(Xs, axis=0).shape[0])
+    stats["n_distinct_rows"] = float(n_distinct)
+    notes = list(rep.notes)
+    # k-means needs k below the number of distinct rows: an embedding layer fed
+    # LLMTime text has only ~12 distinct token vectors (digits, separator)
+    k_max = min(cfg.k_max, n - 1, n_distinct - 1)
+    if k_max < cfg.k_max:
+        notes.append(f"k range capped at {k_max}: {n_distinct} distinct rows of {n}")
     sample = cfg.sample_size if (cfg.sample_size is not None and cfg.sample_size < n) else None
     sil_n = max(cfg.silhouette_sample_size, 2)
-    notes = list(rep.notes)
-    try:
-        cl = cluster_isotropy(
-            Xs, k_range=range(cfg.k_min, k_max + 1), threshold=cfg.threshold, sample_size=sample,
-            silhouette_sample_size=sil_n, n_init=cfg.n_init, seed=cfg.seed, spectra=False,
-        )
-    except ValueError as exc:
-        # e.g. fewer distinct rows than k: the layer keeps its global statistics
-        cl = None
-        notes.append(f"clustered isotropy undefined: {exc}")
+    cl = None
+    if k_max >= cfg.k_min:
+        try:
+            cl = cluster_isotropy(
+                Xs, k_range=range(cfg.k_min, k_max + 1), threshold=cfg.threshold, sample_size=sample,
+                silhouette_sample_size=sil_n, n_init=cfg.n_init, seed=cfg.seed, spectra=False,
+            )
+        except ValueError as exc:  # a degenerate layer keeps its global statistics
+            notes.append(f"clustered isotropy undefined: {exc}")
+    else:
+        notes.append(f"clustered isotropy undefined: {n_distinct} distinct rows")
     for f in CLUSTER_FIELDS:
         stats[f] = _finite(getattr(cl, f, None))
     # 2-D PCA of the centred rows, for the scatter plots (top-2 eigenvectors)

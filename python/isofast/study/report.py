@@ -201,6 +201,9 @@ def fig_scatter(df, corr, held, target: str, path: Path, method: str = "spearman
                 q = dl[dl["perturbation"] == p]
                 ax.scatter(q[s], q[target], marker=markers[k % len(markers)], s=28, alpha=0.8, label=p)
                 for _, r in q.iterrows():
+                    if k == 0:  # name each dataset once (at its first perturbation)
+                        ax.annotate(str(r["dataset"])[:10], (r[s], r[target]), fontsize=5, alpha=0.7,
+                                    xytext=(2, 2), textcoords="offset points")
                     points.append({"model": m, "statistic": s, "layer": L, "dataset": r["dataset"],
                                    "perturbation": p, "x": r[s], "y": r[target]})
             if len(cr):
@@ -300,6 +303,9 @@ def fig_forecasts(cells, model: str, pert: str, path: Path, max_rows: int = 8) -
 
 
 def fig_causal(causal, path: Path) -> str | None:
+    """One row per intervention: its pooled effect over datasets (the ``all``
+    row; the dataset's own row when a test has one dataset), on a symlog axis
+    because a broken model can multiply its NMSE by thousands."""
     plt = _plt()
     if not len(causal) or "delta_nmse" not in causal.columns:
         return None
@@ -307,22 +313,34 @@ def fig_causal(causal, path: Path) -> str | None:
     c = c[np.isfinite(c["delta_nmse"].astype(float))]
     if c.empty:
         return None
+    keep = []
+    for test, g in c.groupby("test", sort=False):
+        keep.append(g[g["dataset"] == "all"] if (g["dataset"] == "all").any() else g)
+    import pandas as pd
+
+    c = pd.concat(keep)
     labels = [f"{r['test']} · {r['dataset']}" for _, r in c.iterrows()]
-    y = np.arange(len(c))
-    fig, ax = plt.subplots(figsize=(7.5, 0.34 * len(c) + 1.6))
-    rel = (c["delta_nmse"] / c["nmse_before"]).to_numpy(float)
-    lo = (c["ci_low"] / c["nmse_before"]).to_numpy(float)
-    hi = (c["ci_high"] / c["nmse_before"]).to_numpy(float)
+    y = np.arange(len(c))[::-1]
+    base = c["nmse_before"].to_numpy(float)
+    rel = c["delta_nmse"].to_numpy(float) / base
+    lo = c["ci_low"].to_numpy(float) / base
+    hi = c["ci_high"].to_numpy(float) / base
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(c) + 1.8))
     col = ["tab:green" if v < 0 else "tab:red" for v in rel]
-    ax.errorbar(rel, y, xerr=[rel - lo, hi - rel], fmt="none", ecolor="gray", capsize=3)
+    ax.errorbar(rel, y, xerr=[np.maximum(rel - lo, 0), np.maximum(hi - rel, 0)], fmt="none", ecolor="gray", capsize=3)
     ax.scatter(rel, y, c=col, zorder=3)
-    for yi, (_, r) in zip(y, c.iterrows()):
-        ax.text(hi[yi], yi, f"  p={_fmt(r['p_value'], 3)} n={int(r['n_series'])}", va="center", fontsize=7)
+    ax.set_xscale("symlog", linthresh=0.1)
+    right = max(float(np.nanmax(hi)), float(np.nanmax(rel)), 1.0)
+    ax.set_xlim(min(-1.05, float(np.nanmin(lo)) * 1.2), right * 8)
+    for yi, (_, r), h in zip(y, c.iterrows(), hi):
+        ax.text(max(h, r["delta_nmse"] / r["nmse_before"]) * 1.15 + 0.02, yi,
+                f" p={_fmt(r['p_value'], 3)}, n={int(r['n_series'])} series", va="center", fontsize=7)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlabel("relative change in NMSE after the intervention (ΔNMSE / NMSE; < 0 = better)")
-    ax.set_title("causal test: making one layer more isotropic (paired over series, 95% CI)", fontsize=9)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("relative change in NMSE, ΔNMSE / NMSE (symlog; < 0 = the intervention helped)")
+    ax.set_title("causal test: one layer made more isotropic inside the forward pass\n"
+                 "(paired over series; 95% paired-bootstrap CI; sign-flip p)", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
@@ -420,7 +438,7 @@ def write_report(result) -> dict:
         "correlations": corr.to_dict(orient="records"), "heldout": held.to_dict(orient="records"),
         "heldout_info": result.heldout_info, "causal": causal.to_dict(orient="records"),
         "cells": [{"model": c.model, "dataset": c.dataset, "perturbation": c.perturbation, "error": c.error,
-                   "metrics": c.metrics, "forecast": c.forecast, "head": c.head,
+                   "seconds": c.seconds, "metrics": c.metrics, "forecast": c.forecast, "head": c.head,
                    "layers": {str(k): v for k, v in c.layers.items()}} for c in result.cells],
         "models": result.models, "figures": {k: str(Path(v).relative_to(out)) for k, v in figs.items()},
     })
