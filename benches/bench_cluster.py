@@ -2,15 +2,18 @@
 
 Two parts, one run (``python benches/bench_cluster.py``):
 
-* **reference** — 2,000 × 768 float32 anisotropic synthetic rows (clusters +
-  a few dominant directions + a common offset). isofast's
+* **reference** — 2,000 × 768 float32 anisotropic synthetic rows (8 clusters
+  + four dominant directions + a common offset). isofast's
   ``reference_recipe`` against the study's recipe written with scikit-learn:
   centre, ``KMeans(n_clusters=k, random_state=42)`` with default settings for
   k = 2..16, ``silhouette_score`` for each, the 0.1 threshold, then a dense
   ``cosine_similarity`` matrix per re-centred cluster. Same rows for both.
-  isofast is timed twice: with ``spectra=False`` (exactly the recipe's
-  outputs) and with the default per-cluster spectra (partition isotropy and
-  IsoScore per cluster on top).
+  isofast is timed with ``spectra=False`` (exactly the recipe's outputs), with
+  the default per-cluster spectra (partition isotropy and IsoScore per
+  cluster on top), and with ``n_init=3``. Both sides run with all cores, then
+  with one thread (scikit-learn limited through threadpoolctl), since a
+  loaded machine punishes multi-threaded BLAS. Then the chosen k over several
+  seeds / random states: with one k-means++ run per k it varies, for both.
 * **full** — 1,000,000 × 768 float32 rows in a memory-mapped ``.npy`` under
   ``benches/data/`` (written once, git-ignored): ``cluster_isotropy`` in full
   mode (fit on a 20,000-row sample, silhouette on 20,000 rows, every row
@@ -93,39 +96,65 @@ def fmt_mib(b: int) -> str:
     return f"{b / 2**20:,.0f} MiB"
 
 
-def part_reference(threads):
+def _limits(n):
+    """scikit-learn's BLAS/OpenMP thread limit (threadpoolctl), or a no-op."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(n)
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def part_reference(threads, n_seeds):
     X = synth(2000, seed=1)
     reference_recipe(X[:200], n_threads=threads)  # warm-up: thread pool, code pages
-    rows = []
-    for spectra in (False, True):
-        with PeakMemory() as pm:
-            t0 = time.perf_counter()
-            r = reference_recipe(X, seed=0, spectra=spectra, n_threads=threads)
-            t = time.perf_counter() - t0
-        rows.append((spectra, t, r, pm.extra_anon))
-    ctx = None
-    if threads is not None:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            ctx = threadpool_limits(threads)
-        except ImportError:
-            pass
-    with PeakMemory() as pm:
-        t0 = time.perf_counter()
-        sk_k, sk_sil, sk_cos = sklearn_recipe(X)
-        t_sk = time.perf_counter() - t0
-    if ctx is not None:
-        ctx.unregister()
     print("== reference mode: 2,000 x 768 float32, k = 2..16, threshold 0.1 ==")
-    print(f"{'method':<44}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}{'inter-cluster cos':>19}{'peak mem':>11}")
-    print(f"{'scikit-learn recipe (KMeans rs=42, dense cos)':<44}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}")
-    for spectra, t, r, mem in rows:
-        name = "isofast reference_recipe" + (" + cluster spectra" if spectra else " (recipe outputs)")
-        print(f"{name:<44}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}{r.inter_cluster_cosine:>19.6f}{fmt_mib(mem):>11}")
-    same = all(r.best_k == sk_k for _, _, r, _ in rows)
-    print(f"same best k as scikit-learn: {same}")
-    return t_sk / rows[0][1], same
+    print(f"{'threads':<8}{'method':<46}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}"
+          f"{'inter-cluster cos':>19}{'peak mem':>11}")
+    for nt in ([threads, 1] if threads != 1 else [1]):
+        label = "all" if nt is None else str(nt)
+        with _limits(nt) if nt is not None else _limits(os.cpu_count()):
+            with PeakMemory() as pm:
+                t0 = time.perf_counter()
+                sk_k, sk_sil, sk_cos = sklearn_recipe(X)
+                t_sk = time.perf_counter() - t0
+        print(f"{label:<8}{'scikit-learn recipe (KMeans rs=42, dense cos)':<46}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}"
+              f"{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}")
+        variants = [
+            ("isofast reference_recipe (recipe outputs)", dict(spectra=False)),
+            ("isofast reference_recipe + cluster spectra", dict(spectra=True)),
+            ("isofast, n_init=3, recipe outputs", dict(spectra=False, n_init=3)),
+        ]
+        for name, kw in variants:
+            with PeakMemory() as pm:
+                t0 = time.perf_counter()
+                r = cluster_isotropy(X, sample_size=2000, seed=0, n_threads=nt, **kw)
+                t = time.perf_counter() - t0
+            print(f"{'':<8}{name:<46}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}"
+                  f"{r.inter_cluster_cosine:>19.6f}{fmt_mib(pm.extra_anon):>11}")
+    if n_seeds:
+        # With one k-means++ run per k (the recipe), the chosen k depends on the
+        # seed, for scikit-learn's random_state as for isofast's seed.
+        ks = [reference_recipe(X, seed=s, spectra=False, n_threads=threads).best_k for s in range(2 * n_seeds)]
+        ks3 = [cluster_isotropy(X, sample_size=2000, n_init=3, seed=s, spectra=False, n_threads=threads).best_k
+               for s in range(n_seeds)]
+        with _limits(1):
+            sk = [sklearn_best_k(X, rs) for rs in [42] + list(range(n_seeds - 1))]
+        print(f"best k by seed: isofast n_init=1 seeds 0..{2 * n_seeds - 1}: {ks}; isofast n_init=3 seeds "
+              f"0..{n_seeds - 1}: {ks3}; scikit-learn random_state 42,0..{n_seeds - 2}: {sk}")
+
+
+def sklearn_best_k(X, rs):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    Y = X - X.mean(axis=0)
+    sil = {k: silhouette_score(Y, KMeans(n_clusters=k, random_state=rs).fit_predict(Y)) for k in range(2, 17)}
+    k = max(sil, key=sil.get)
+    return k if sil[k] >= 0.1 else 1
 
 
 def part_full(threads, n_rows):
@@ -152,6 +181,7 @@ def part_full(threads, n_rows):
     print(f"  peak anonymous memory above entry: {fmt_mib(pm.extra_anon)} "
           f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})")
     print("  cluster sizes:", [c["size"] for c in r.clusters])
+    print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
     return t, pm.extra_anon
 
 
@@ -160,11 +190,12 @@ def main(argv=None):
     ap.add_argument("--only", choices=["reference", "full"])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=5, help="seed-stability runs of the reference part (0: skip)")
     a = ap.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; numpy {np.__version__}")
     if a.only in (None, "reference"):
-        part_reference(a.threads)
+        part_reference(a.threads, a.seeds)
     if a.only in (None, "full"):
         part_full(a.threads, a.rows)
 

@@ -134,7 +134,8 @@ class ClusterReport:
     ``n_fit`` fit rows). ``silhouette`` is the best silhouette over
     ``k_range`` — the value compared with ``threshold``; ``best_k`` is 1 when
     it falls short. ``centers`` are the cluster means over all clustered rows
-    (input coordinates).
+    (input coordinates). ``timings`` gives each stage's wall-clock seconds
+    (it varies from run to run; ``to_dict`` keeps it, tests should not compare it).
     """
 
     best_k: int
@@ -160,6 +161,7 @@ class ClusterReport:
     converged: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
 
     def to_dict(self, arrays: bool = True) -> dict:
         """JSON-safe dict (NaN → None). ``arrays=False`` drops ``labels``,
@@ -310,6 +312,7 @@ def _report(r: dict, params: dict) -> ClusterReport:
         converged={k: bool(v) for k, v in zip(ks, r["converged"])},
         params={k: v for k, v in params.items() if k != "seed"},
         notes=notes,
+        timings={str(k): float(v) for k, v in r.get("timings", {}).items()},
     )
 
 

@@ -13,8 +13,12 @@
 //! per-cluster partition isotropy and IsoScore are reported too).
 //!
 //! Every statistic here is translation-invariant (k-means, silhouette,
-//! re-centred cosine, covariance spectra), so the global centring only
-//! conditions the arithmetic (Gram distances on uncentred data cancel).
+//! re-centred cosine, covariance spectra), so the centring only conditions
+//! the arithmetic (Gram distances on uncentred data cancel). Reference mode
+//! centres at the global mean, as the study does (a pass over every row that
+//! also rejects NaN/Inf anywhere); full mode centres at the mean of its
+//! in-memory sample and takes the global mean and the NaN/Inf check from its
+//! first streaming pass, which reads every row anyway.
 //!
 //! Scale. The rows that are clustered (all N, or the sample) are never
 //! copied whole: k-means is fitted on at most `fit_sample_size` of them
@@ -49,11 +53,12 @@ use crate::lse::LogSumExp;
 use crate::moments::Moments;
 use crate::partition::SecondPass;
 use crate::silhouette::{silhouettes, Labelling};
-use crate::source::{check_finite, tile_rows, MatView};
+use crate::source::{check_finite, first_non_finite, tile_rows, MatView};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// Options of [`cluster_isotropy`]. `Default` is full mode on all rows;
 /// [`ClusterOptions::reference`] is the study's recipe.
@@ -161,6 +166,25 @@ pub struct ClusterReport {
     pub clusters: Vec<ClusterStats>,
     pub inter_cluster_cosine: f64,
     pub inter_cluster_cosine_weighted: f64,
+    /// Wall-clock seconds of each stage, in order (for profiling).
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// Stage stopwatch.
+struct Clock {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock { last: Instant::now(), laps: Vec::new() }
+    }
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
 }
 
 fn validate(opts: &ClusterOptions) -> Result<Vec<usize>> {
@@ -259,9 +283,14 @@ impl RowSource<'_> {
         }
     }
 
-    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows.
-    /// (Finiteness was checked by [`stream_mean`] before any pass runs.)
-    fn for_each_tile(&self, d: usize, mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
+    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows;
+    /// `check` rejects NaN/Inf (naming the input row) before `f` sees a tile.
+    fn for_each_tile(
+        &self,
+        d: usize,
+        check: bool,
+        mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>,
+    ) -> Result<()> {
         let n = self.len();
         if n == 0 || d == 0 {
             return Ok(());
@@ -284,6 +313,21 @@ impl RowSource<'_> {
                     Some(*center)
                 }
             };
+            if check {
+                let (x, row0) = match self {
+                    RowSource::View { x, .. } => (x, start),
+                    RowSource::Indexed { x, .. } => (x, 0),
+                };
+                if x.elem().is_float() {
+                    if let Some((r, c)) = first_non_finite(t, d) {
+                        let row = match self {
+                            RowSource::View { .. } => row0 + r,
+                            RowSource::Indexed { rows, .. } => rows[start + r],
+                        };
+                        return Err(Error::NonFinite { row: row as u64, col: c });
+                    }
+                }
+            }
             if let Some(c) = center {
                 t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
                     for (v, m) in row.iter_mut().zip(c) {
@@ -385,6 +429,7 @@ fn per_cluster(
     d: usize,
     spectra: bool,
     f64_gemm: bool,
+    clock: &mut Clock,
 ) -> Result<(Vec<u32>, Vec<Vec<f64>>, Vec<ClusterStats>)> {
     let n = src.len();
     let (mut lab, known_sizes) = match labels {
@@ -426,7 +471,7 @@ fn per_cluster(
             LabelSource::Assign(c) => Some(CentreSet::new(c, k, d, false)),
             LabelSource::Known(_) => None,
         };
-        src.for_each_tile(d, |start, t, nb| {
+        src.for_each_tile(d, true, |start, t, nb| {
             if let Some(cent) = &cent {
                 let found: Vec<u32> = t
                     .par_chunks(BLOCK * d)
@@ -501,6 +546,7 @@ fn per_cluster(
         .collect();
     drop(sums);
     drop(first);
+    clock.lap("pass 1: labels, sizes, means, co-moments");
     // Between the passes: one plan per cluster.
     let mut plans: Vec<Plan> = Vec::with_capacity(k);
     for c in 0..k {
@@ -534,6 +580,7 @@ fn per_cluster(
         plans.push(Plan::Primal { pass, eigenvalues: eig.values });
     }
     drop(moments);
+    clock.lap("cluster covariance eigendecompositions");
     // Pass 2. Clusters stream through their SecondPass (route 1), keep their
     // rows whole for the Gram route (2, at most d rows each), add their unit
     // vectors directly (3), or are skipped (0).
@@ -564,7 +611,7 @@ fn per_cluster(
                 _ => Ok(()),
             }
         };
-        src.for_each_tile(d, |start, t, nb| {
+        src.for_each_tile(d, false, |start, t, nb| {
             let lab_t = &lab[start..start + nb];
             if route.contains(&3) {
                 let parts: Vec<Vec<UnitSum>> = t
@@ -616,11 +663,13 @@ fn per_cluster(
             }
         }
     }
+    clock.lap("pass 2: partition functions, unit sums");
     let stats: Vec<ClusterStats> = plans
         .into_iter()
         .zip(&sizes)
         .map(|(plan, &nc)| finish_cluster(plan, nc, d))
         .collect::<Result<_>>()?;
+    clock.lap("small clusters (Gram route)");
     Ok((lab, means, stats))
 }
 
@@ -759,9 +808,14 @@ pub fn cluster_statistics(
         return invalid("cluster statistics need at least one column");
     }
     threads::install(n_threads, || {
-        let mean = stream_mean(x)?;
-        let src = RowSource::View { x: *x, center: Some(&mean) };
-        let (_, _, stats) = per_cluster(&src, LabelSource::Known(labels), k, x.ncols(), spectra, x.elem().needs_f64())?;
+        // Any point near the data conditions the Gram products (every
+        // statistic is translation-invariant): the mean of the first tile.
+        let head = x.rows(0, tile_rows(x.ncols()));
+        let center = Points::gather(&head, None, None)?.mean();
+        let src = RowSource::View { x: *x, center: Some(&center) };
+        let mut clock = Clock::new();
+        let (_, _, stats) =
+            per_cluster(&src, LabelSource::Known(labels), k, x.ncols(), spectra, x.elem().needs_f64(), &mut clock)?;
         Ok(stats)
     })
 }
@@ -783,7 +837,21 @@ pub fn cluster_isotropy(x: &MatView<'_>, opts: &ClusterOptions) -> Result<Cluste
 
 fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
     let (n, d) = (x.nrows(), x.ncols());
-    let mean = stream_mean(x)?;
+    let mut clock = Clock::new();
+    // Reference mode centres at the global mean, as the study does (one pass
+    // over every row, which also rejects NaN/Inf anywhere). Full mode reads
+    // every row in its first streaming pass anyway, so it centres at the mean
+    // of the in-memory sample instead (all statistics are translation-
+    // invariant; centring only conditions the arithmetic) and gets the global
+    // mean and the NaN/Inf check from that pass.
+    let reference = matches!(opts.sample_size, Some(m) if m < n);
+    let global_mean = if reference {
+        let m = stream_mean(x)?;
+        clock.lap("global mean (all rows)");
+        Some(m)
+    } else {
+        None
+    };
     // Clustered rows C.
     let clustered: Option<Vec<usize>> = match opts.sample_size {
         Some(m) if m < n => {
@@ -821,7 +889,15 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
             limit - 1
         ));
     }
-    let mut points = Points::gather(x, rows_of_p.as_deref(), Some(&mean))?;
+    let mut points = Points::gather(x, rows_of_p.as_deref(), global_mean.as_deref())?;
+    let center = match &global_mean {
+        Some(m) => m.clone(),
+        None => {
+            let c = points.mean();
+            points.subtract(&c);
+            c
+        }
+    };
     if !x.elem().needs_f64() {
         // Distance GEMMs in the input's precision (see `PointsRef`).
         points = points.with_f32_mirror();
@@ -839,7 +915,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
             "k = {k_max} exceeds the number of distinct rows ({n_distinct}) among the {fit_n} rows k-means is fitted on: k-means cannot form more non-empty clusters than distinct points; use k_range up to {n_distinct}"
         ));
     }
-    // k-means for every k (largest first so the long jobs start early).
+    clock.lap("sample rows into memory");
     let tol_abs = tolerance(fit_p, opts.tol);
     // Seedings: k-means++ streams depend on the number of local trials only,
     // so one seeding per (trials, restart), as long as the group's largest k,
@@ -876,6 +952,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         })
         .collect();
     fits.reverse();
+    clock.lap("k-means (all k)");
     // Silhouettes of every k in one sweep.
     let sil_p = pts.rows(0, sil_n);
     let sil_labels: Vec<Vec<u32>> = fits
@@ -893,6 +970,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     let labellings: Vec<Labelling<'_>> =
         sil_labels.iter().zip(&fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
     let sils = silhouettes(sil_p, &labellings, !x.elem().needs_f64())?;
+    clock.lap("silhouettes (all k)");
     let scores: Vec<KScore> = fits
         .iter()
         .zip(&sils)
@@ -917,8 +995,8 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         RowSource::View { x: points.view(), center: None }
     } else {
         match &clustered {
-            None => RowSource::View { x: *x, center: Some(&mean) },
-            Some(rows) => RowSource::Indexed { x: *x, rows, center: &mean },
+            None => RowSource::View { x: *x, center: Some(&center) },
+            Some(rows) => RowSource::Indexed { x: *x, rows, center: &center },
         }
     };
     let zeros;
@@ -930,10 +1008,25 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         Some(b) if natural && fit_n == nc => LabelSource::Known(&fits[b].labels),
         Some(b) => LabelSource::Assign(&fits[b].centers),
     };
-    let (labels, means, clusters) = per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm)?;
+    let (labels, means, clusters) = per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm, &mut clock)?;
     drop(points);
     let centers: Vec<f64> =
-        means.iter().flat_map(|m| m.iter().zip(&mean).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
+        means.iter().flat_map(|m| m.iter().zip(&center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
+    let mean = match global_mean {
+        Some(m) => m,
+        None => {
+            // Full mode: every row was clustered, so the global mean is the
+            // size-weighted mean of the cluster means.
+            let mut g = vec![0.0f64; d];
+            for (c, s) in means.iter().zip(&clusters) {
+                let w = s.size as f64 / n as f64;
+                for (a, v) in g.iter_mut().zip(c) {
+                    *a += w * v;
+                }
+            }
+            g.iter().zip(&center).map(|(a, b)| a + b).collect()
+        }
+    };
     let (icc, iccw) = cluster_means(&clusters);
     Ok(ClusterReport {
         n: n as u64,
@@ -951,6 +1044,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         clusters,
         inter_cluster_cosine: icc,
         inter_cluster_cosine_weighted: iccw,
+        timings: clock.laps,
     })
 }
 
@@ -1105,6 +1199,20 @@ mod tests {
         for (p, q) in a.clusters.iter().zip(&b.clusters) {
             assert!((p.avg_cosine_centered - q.avg_cosine_centered).abs() < 1e-12);
             assert!((p.isoscore - q.isoscore).abs() < 1e-12);
+        }
+        // The reported global mean comes from the streaming pass.
+        for j in 0..d {
+            let m: f64 = (0..n_per * k).map(|i| x[i * d + j] as f64).sum::<f64>() / (n_per * k) as f64;
+            assert!((a.mean[j] - m).abs() < 1e-9);
+        }
+        // A NaN is reported with its row whether it falls inside the
+        // in-memory sample (caught when gathering) or outside it (caught by
+        // the first streaming pass; 500 of 2100 rows are sampled).
+        for row in [0usize, 700, 1400, 2099] {
+            let mut bad = x.clone();
+            bad[row * d + 2] = f32::NAN;
+            let vb = MatView::row_major(&bad, n_per * k, d).unwrap();
+            assert_eq!(cluster_isotropy(&vb, &opts(2)).unwrap_err(), Error::NonFinite { row: row as u64, col: 2 });
         }
         // Reference mode: a sample of the rows is clustered.
         let r = cluster_isotropy(&v, &ClusterOptions { sample_size: Some(400), ..opts(2) }).unwrap();

@@ -176,6 +176,11 @@ fn cluster_isotropy<'py>(
     d.set_item("clusters", stats_to_py(py, &r.clusters)?)?;
     d.set_item("inter_cluster_cosine", r.inter_cluster_cosine)?;
     d.set_item("inter_cluster_cosine_weighted", r.inter_cluster_cosine_weighted)?;
+    let t = PyDict::new(py);
+    for (name, secs) in &r.timings {
+        t.set_item(*name, *secs)?;
+    }
+    d.set_item("timings", t)?;
     Ok(d)
 }
 
