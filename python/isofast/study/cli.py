@@ -66,8 +66,11 @@ def _run(args: argparse.Namespace) -> int:
         pooled = held[(held["scope"] == "pooled")]
         show = pooled if len(pooled) else held
         print("held-out correlations (layer chosen on other datasets):")
+        def f(v, fmt):
+            return "n/a" if v != v else format(v, fmt)  # NaN: too few cells for a CI / p-value
+
         for _, r in show.head(12).iterrows():
-            print(f"  {r['scope']:>18} {r['statistic']:<32} {r['method']:<8} ρ={r['estimate']:+.3f} "
-                  f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] p={r['p_value']:.3g} q={r['q_value']:.3g} "
-                  f"n={int(r['n'])} ({int(r['n_groups'])} datasets)")
+            print(f"  {r['scope']:>18} {r['statistic']:<32} {r['method']:<8} ρ={f(r['estimate'], '+.3f')} "
+                  f"[{f(r['ci_low'], '+.3f')}, {f(r['ci_high'], '+.3f')}] p={f(r['p_value'], '.3g')} "
+                  f"q={f(r['q_value'], '.3g')} n={int(r['n'])} ({int(r['n_groups'])} datasets)")
     return 0 if n_fail < len(res.cells) else 1

@@ -451,7 +451,7 @@ def write_report(result) -> dict:
     parts.append(f"<h1>Does isotropy predict forecast quality? — study <code>{html.escape(cfg.name)}</code></h1>")
     parts.append(
         f"<p>{len(cfg.models)} models × {len(cfg.datasets)} datasets × {len(cfg.perturbations)} perturbations = "
-        f"{len(result.cells)} cells ({n_fail} failed); {len(df)} result rows; run time {result.seconds:.1f} s. "
+        f"{len(result.cells)} cells ({n_fail} failed); {len(df)} result rows; grid, statistics and causal tests took {result.seconds:.1f} s. "
         f"Cache: {html.escape(json.dumps(result.counters))}.</p>"
     )
     parts.append(
