@@ -17,9 +17,13 @@ Two parts, one run (``python benches/bench_cluster.py``):
 * **full** — 1,000,000 × 768 float32 rows in a memory-mapped ``.npy`` under
   ``benches/data/`` (written once, git-ignored): ``cluster_isotropy`` in full
   mode (fit on a 20,000-row sample, silhouette on 20,000 rows, every row
-  assigned and the per-cluster statistics on all rows). Peak memory is the
-  peak anonymous resident memory above the level at entry (the mapped input's
-  file pages are not counted; see ``memwatch.py``).
+  assigned and the per-cluster statistics on all rows), first with
+  ``spectra=False`` (the recipe's outputs), then with the per-cluster spectra
+  (two more O(N·d²) passes: per-cluster co-moments and partition functions).
+  Peak memory is the peak anonymous resident memory above the level at entry
+  (the mapped input's file pages are not counted; see ``memwatch.py``). The
+  file should be in the page cache (run twice if it was just evicted: a cold
+  read of 2.9 GiB from this VM's disk alone takes far longer).
 
 Options: ``--only reference|full``, ``--rows N`` for the full part,
 ``--threads`` (default: all cores; applies to isofast and, through
@@ -171,18 +175,22 @@ def part_full(threads, n_rows):
         print(f"(wrote {path} in {time.perf_counter() - t0:.1f} s)")
     X = np.load(path, mmap_mode="r")
     print(f"== full mode: {n_rows:,} x 768 float32 memmap ({X.nbytes / 2**30:.2f} GiB), k = 2..16 ==")
-    with PeakMemory() as pm:
-        t0 = time.perf_counter()
-        r = cluster_isotropy(X, n_threads=threads)
-        t = time.perf_counter() - t0
-    print(f"isofast cluster_isotropy(full): {t:.1f} s, best k {r.best_k}, silhouette {r.silhouette:.4f}, "
-          f"inter-cluster cosine {r.inter_cluster_cosine:.6f}")
-    print(f"  fit rows {r.n_fit:,}, silhouette rows {r.n_silhouette:,}, labelled rows {len(r.labels):,}")
-    print(f"  peak anonymous memory above entry: {fmt_mib(pm.extra_anon)} "
-          f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})")
+    out = []
+    for spectra in (False, True):
+        with PeakMemory() as pm:
+            t0 = time.perf_counter()
+            r = cluster_isotropy(X, n_threads=threads, spectra=spectra)
+            t = time.perf_counter() - t0
+        what = "+ per-cluster spectra" if spectra else "recipe outputs (spectra=False)"
+        print(f"isofast cluster_isotropy(full), {what}: {t:.1f} s, best k {r.best_k}, "
+              f"silhouette {r.silhouette:.4f}, inter-cluster cosine {r.inter_cluster_cosine:.6f}")
+        print(f"  fit rows {r.n_fit:,}, silhouette rows {r.n_silhouette:,}, labelled rows {len(r.labels):,}; "
+              f"peak anonymous memory above entry {fmt_mib(pm.extra_anon)} "
+              f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})")
+        print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
+        out.append((t, pm.extra_anon))
     print("  cluster sizes:", [c["size"] for c in r.clusters])
-    print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
-    return t, pm.extra_anon
+    return out
 
 
 def main(argv=None):
