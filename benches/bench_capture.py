@@ -1,20 +1,28 @@
 """Capture throughput vs a bare forward pass over the same batches (CPU, SmolLM2).
 
-Each configuration runs in its own subprocess so that its peak RSS is its own:
+Configurations, all over identical batches (the same windows serialized by the
+same LLMTime serializer, right-padded the same way, ``batch_size`` windows each):
 
 * ``bare-full``   ``model(input_ids, attention_mask)``: the causal-LM forward
                   with its LM head, nothing kept (what a user would otherwise run);
 * ``bare-body``   the transformer body only (no LM head), nothing kept;
-* ``capture-*``   :func:`isofast.capture` writing shards to a temporary folder:
-                  ``l15-digits`` (one layer, digit tokens, both sites) and
-                  ``all-all`` (every layer and site, every token: the worst case,
-                  ~140 KB written per token).
+* ``capture-l15-digits``  :func:`isofast.capture`, layer 15, digit tokens, both
+                  sites, shards written to a temporary folder;
+* ``capture-all-all``     every layer (0..30) and site, every token: the worst
+                  case, ~140 KB written per token.
 
-The batches are identical: the same windows, serialized by the same LLMTime
-serializer, right-padded the same way, ``batch_size`` windows each. Tokens/s
-counts real (unpadded) tokens. Both wall-clock and process CPU time
-(``time.process_time``: all threads, the capture's writer thread included) are
-reported; on a shared machine the CPU-time ratio is the steadier one. Usage::
+Two measurements:
+
+1. **Paired rounds** (one process, model loaded once): each round runs every
+   configuration once, in a rotated order, timing wall clock and process CPU
+   time (``time.process_time``: all threads, the capture's writer thread
+   included). The machine this was written on is shared and its load drifts
+   over minutes, so the report gives per-configuration medians and the median
+   of the *per-round* ratios, which cancels most of the drift.
+2. **Peak RSS**: each configuration once more in its own subprocess, so its
+   peak resident memory (``ru_maxrss``) is its own.
+
+Tokens/s counts real (unpadded) tokens. Usage::
 
     python benches/bench_capture.py [--windows 4] [--context 96] [--batch-size 8] [--rounds 5]
 """
@@ -25,12 +33,17 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+CONFIGS = ["bare-full", "bare-body", "capture-l15-digits", "capture-all-all"]
+_CAPTURE = {"capture-l15-digits": ([15], "digits"), "capture-all-all": ("all", "all")}
 
 
 def _series(n_windows: int, context: int, seed: int = 0) -> list[np.ndarray]:
@@ -50,77 +63,74 @@ def _peak_rss_mib() -> float:
     return r / 1024 if sys.platform != "darwin" else r / 2**20
 
 
-def run_one(config: str, n_windows: int, context: int, batch_size: int, repeat: int) -> dict:
-    import torch
+class Bench:
+    def __init__(self, n_windows: int, context: int, batch_size: int):
+        import torch
 
-    from isofast.capture import capture
-    from isofast.models import load_model
-    from isofast.serializers import LLMTimeSerializer
+        from isofast.models import load_model
+        from isofast.serializers import LLMTimeSerializer
 
-    lm = load_model("smollm2", device="cpu", dtype="float32")
-    series = _series(n_windows, context)
-    ser = LLMTimeSerializer.preset("llama")
-    ids = [lm.tokenizer(ser.encode(x).text)["input_ids"] for x in series]
-    n_tokens = sum(len(i) for i in ids)
-    pad = lm.tokenizer.pad_token_id or 0
-    batches = []
-    for b in range(0, len(ids), batch_size):
-        chunk = ids[b : b + batch_size]
-        T = max(len(i) for i in chunk)
-        x = torch.full((len(chunk), T), pad, dtype=torch.long)
-        m = torch.zeros((len(chunk), T), dtype=torch.long)
-        for j, i in enumerate(chunk):
-            x[j, : len(i)] = torch.tensor(i)
-            m[j, : len(i)] = 1
-        batches.append((x, m))
+        self.torch = torch
+        self.lm = load_model("smollm2", device="cpu", dtype="float32")
+        self.series = _series(n_windows, context)
+        self.batch_size = batch_size
+        ser = LLMTimeSerializer.preset("llama")
+        ids = [self.lm.tokenizer(ser.encode(x).text)["input_ids"] for x in self.series]
+        self.n_tokens = sum(len(i) for i in ids)
+        pad = self.lm.tokenizer.pad_token_id or 0
+        self.batches = []
+        for b in range(0, len(ids), batch_size):
+            chunk = ids[b : b + batch_size]
+            T = max(len(i) for i in chunk)
+            x = torch.full((len(chunk), T), pad, dtype=torch.long)
+            m = torch.zeros((len(chunk), T), dtype=torch.long)
+            for j, i in enumerate(chunk):
+                x[j, : len(i)] = torch.tensor(i)
+                m[j, : len(i)] = 1
+            self.batches.append((x, m))
+        self.tmp = tempfile.mkdtemp(prefix="isofast-bench-capture-")
+        self.k = 0
+        self.last_written = 0
 
-    cpu = {"s": 0.0}
+    def run(self, config: str) -> None:
+        """One pass over all windows with ``config``."""
+        torch, lm = self.torch, self.lm
+        if config in ("bare-full", "bare-body"):
+            fn = lm.model if config == "bare-full" else lm.model.model
+            with torch.inference_mode():
+                for x, m in self.batches:
+                    fn(input_ids=x, attention_mask=m)
+            return
+        from isofast.capture import capture
 
-    def bare(fn):
-        with torch.inference_mode():
-            fn(*batches[0])  # warm-up
-            t0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(repeat):
-                for x, m in batches:
-                    fn(x, m)
-            cpu["s"] = time.process_time() - c0
-            return time.perf_counter() - t0
+        layers, positions = _CAPTURE[config]
+        out = os.path.join(self.tmp, f"run{self.k}")
+        self.k += 1
+        capture(lm, self.series, out=out, layers=layers, positions=positions,
+                batch_size=self.batch_size, progress=False)
+        self.last_written = sum(
+            os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out) for f in fs
+        )
+        shutil.rmtree(out, ignore_errors=True)
 
-    if config == "bare-full":
-        secs = bare(lambda x, m: lm.model(input_ids=x, attention_mask=m))
-    elif config == "bare-body":
-        secs = bare(lambda x, m: lm.model.model(input_ids=x, attention_mask=m))
-    else:
-        layers, positions = {"capture-l15-digits": ([15], "digits"),
-                             "capture-all-all": ("all", "all")}[config]
-        with tempfile.TemporaryDirectory() as d:
-            # warm-up on one batch
-            capture(lm, series[:batch_size], out=os.path.join(d, "warm"), layers=layers,
-                    positions=positions, batch_size=batch_size, progress=False)
-            secs = 0.0
-            c0 = time.process_time()
-            for r in range(repeat):
-                res = capture(lm, series, out=os.path.join(d, f"run{r}"), layers=layers,
-                              positions=positions, batch_size=batch_size, progress=False)
-                secs += res.seconds
-            cpu["s"] = time.process_time() - c0
-            rows = res.n_rows
-            written = sum(
-                os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(os.path.join(d, "run0"))
-                for f in fs
-            )
-        return {"config": config, "tokens": n_tokens * repeat, "seconds": secs,
-                "tokens_per_s": n_tokens * repeat / secs, "rows_per_run": rows,
-                "bytes_written_per_run": written, "peak_rss_mib": _peak_rss_mib(),
-                "cpu_seconds": cpu["s"], "tokens_per_cpu_s": n_tokens * repeat / cpu["s"],
-                "threads": torch.get_num_threads()}
-    return {"config": config, "tokens": n_tokens * repeat, "seconds": secs,
-            "tokens_per_s": n_tokens * repeat / secs, "peak_rss_mib": _peak_rss_mib(),
-            "cpu_seconds": cpu["s"], "tokens_per_cpu_s": n_tokens * repeat / cpu["s"],
-            "threads": torch.get_num_threads()}
+    def timed(self, config: str) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.run(config)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-CONFIGS = ["bare-full", "bare-body", "capture-l15-digits", "capture-all-all"]
+def one(config: str, a) -> dict:
+    """Subprocess: warm-up, one timed pass, peak RSS."""
+    b = Bench(a.windows, a.context, a.batch_size)
+    b.run(config)
+    wall, cpu = b.timed(config)
+    b.close()
+    return {"config": config, "tokens": b.n_tokens, "wall_s": wall, "cpu_s": cpu,
+            "peak_rss_mib": _peak_rss_mib(), "written_bytes": b.last_written,
+            "threads": b.torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
@@ -128,57 +138,74 @@ def main(argv=None) -> int:
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--context", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=1, help="passes over the windows per run")
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="rounds of all configs, interleaved; the best round is reported")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-rss", action="store_true", help="skip the per-config subprocess runs")
     ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
     a = ap.parse_args(argv)
     if a.one:
-        print(json.dumps(run_one(a.one, a.windows, a.context, a.batch_size, a.repeat)))
+        print(json.dumps(one(a.one, a)))
         return 0
-    # the converted model must exist before timing anything
     from isofast.models import ensure_smollm2
 
-    ensure_smollm2()
-    configs = a.configs.split(",")
-    runs: dict[str, list[dict]] = {c: [] for c in configs}
-    # Interleaved rounds: on a shared machine, load changes over minutes; each
-    # config sees the same conditions on average and the best round is kept.
-    for _ in range(a.rounds):
-        for cfg in configs:
+    ensure_smollm2()  # the one-time conversion is not part of any timing
+
+    # 1. paired rounds
+    b = Bench(a.windows, a.context, a.batch_size)
+    for cfg in CONFIGS:
+        b.run(cfg)  # warm-up
+    wall = {c: [] for c in CONFIGS}
+    cpu = {c: [] for c in CONFIGS}
+    written = {}
+    for r in range(a.rounds):
+        order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]
+        for cfg in order:
+            w, c = b.timed(cfg)
+            wall[cfg].append(w)
+            cpu[cfg].append(c)
+            if cfg.startswith("capture"):
+                written[cfg] = b.last_written
+    n_tok, threads = b.n_tokens, b.torch.get_num_threads()
+    b.close()
+
+    # 2. peak RSS, one subprocess per config
+    rss = {}
+    if not a.no_rss:
+        for cfg in CONFIGS:
             cmd = [sys.executable, __file__, "--one", cfg, "--windows", str(a.windows),
-                   "--context", str(a.context), "--batch-size", str(a.batch_size),
-                   "--repeat", str(a.repeat)]
+                   "--context", str(a.context), "--batch-size", str(a.batch_size)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            runs[cfg].append(json.loads(out.strip().splitlines()[-1]))
+            rss[cfg] = json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
+
+    med = statistics.median
+    print(f"SmolLM2-135M float32 on CPU ({threads} torch threads): {a.windows} windows × "
+          f"{a.context} values = {n_tok} tokens, batch {a.batch_size}, {a.rounds} paired rounds")
+    print(f"{'config':<20}{'tok/s wall':>11}{'tok/CPU-s':>11}"
+          f"{'wall vs full':>13}{'wall vs body':>13}{'CPU vs full':>12}{'CPU vs body':>12}"
+          f"{'peak RSS MiB':>13}{'written MB':>11}")
     results = {}
-    for cfg, rs in runs.items():
-        results[cfg] = {
-            **rs[0],
-            "tokens_per_s": max(r["tokens_per_s"] for r in rs),
-            "tokens_per_cpu_s": max(r["tokens_per_cpu_s"] for r in rs),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
-            "all_tokens_per_s": [round(r["tokens_per_s"], 1) for r in rs],
-            "all_tokens_per_cpu_s": [round(r["tokens_per_cpu_s"], 1) for r in rs],
+    for cfg in CONFIGS:
+        def ratio(d, ref):
+            # median of per-round throughput ratios = ref time / cfg time
+            return med([t_ref / t for t, t_ref in zip(d[cfg], d[ref])])
+
+        res = {
+            "tokens_per_s": n_tok / med(wall[cfg]),
+            "tokens_per_cpu_s": n_tok / med(cpu[cfg]),
+            "wall_vs_full": ratio(wall, "bare-full"),
+            "wall_vs_body": ratio(wall, "bare-body"),
+            "cpu_vs_full": ratio(cpu, "bare-full"),
+            "cpu_vs_body": ratio(cpu, "bare-body"),
+            "peak_rss_mib": rss.get(cfg),
+            "written_mb": written.get(cfg, 0) / 1e6,
+            "wall_s": [round(x, 2) for x in wall[cfg]],
+            "cpu_s": [round(x, 2) for x in cpu[cfg]],
         }
-    first = results[configs[0]]
-    print(f"SmolLM2-135M float32, CPU ({first['threads']} threads), {a.windows} windows × "
-          f"{a.context} values ({first['tokens'] // a.repeat} tokens), batch {a.batch_size}, "
-          f"best of {a.rounds} interleaved rounds")
-    for key, label in (("tokens_per_s", "wall"), ("tokens_per_cpu_s", "CPU")):
-        full = results.get("bare-full", {}).get(key)
-        body = results.get("bare-body", {}).get(key)
-        print(f"\n{'config':<22}{'tok/' + label + '-s':>12}{'vs full':>9}{'vs body':>9}"
-              f"{'peak RSS MiB':>14}{'written MB':>12}  all rounds")
-        for cfg, r in results.items():
-            wr = r.get("bytes_written_per_run")
-            print(f"{cfg:<22}{r[key]:>12.0f}"
-                  f"{(r[key] / full if full else float('nan')):>9.2f}"
-                  f"{(r[key] / body if body else float('nan')):>9.2f}"
-                  f"{r['peak_rss_mib']:>14.0f}{(wr / 1e6 if wr else 0):>12.1f}  "
-                  f"{r['all_' + key]}")
-    print(json.dumps(results))
+        results[cfg] = res
+        print(f"{cfg:<20}{res['tokens_per_s']:>11.0f}{res['tokens_per_cpu_s']:>11.0f}"
+              f"{res['wall_vs_full']:>13.2f}{res['wall_vs_body']:>13.2f}"
+              f"{res['cpu_vs_full']:>12.2f}{res['cpu_vs_body']:>12.2f}"
+              f"{(res['peak_rss_mib'] or float('nan')):>13.0f}{res['written_mb']:>11.1f}")
+    print(json.dumps({"tokens": n_tok, "threads": threads, "rounds": a.rounds, "results": results}))
     return 0
 
 

@@ -373,3 +373,19 @@ def test_positions_as_roles(tiny_models, tmp_path):
     assert set(t["role"]) == {"digit", "sign"} and (t["token_text"] == "-").sum() == 2
     with pytest.raises(ValueError, match="unknown token roles"):
         capture(lm, [[1.0]], positions=["digits"], out=tmp_path / "b", progress=False)
+
+
+def test_windows_input(tiny_models, tmp_path):
+    from isofast.data.windows import make_windows
+
+    lm = tiny_models("gpt2")
+    x = np.sin(np.arange(50) / 5)
+    w = make_windows([x, 2 * x], 12, 4, mode="sliding", stride=20)
+    r = capture(lm, w, out=tmp_path / "a", layers=[1], progress=False)
+    win = r.open().windows()
+    assert list(win["series_id"]) == list(w.series_id) and list(win["start"]) == list(w.start)
+    assert (win["n_values"] == 12).all()
+    # context= cuts the same windows through make_windows
+    r2 = capture(lm, [x], context=12, window_mode="random", n_windows=3, seed=1,
+                 out=tmp_path / "b", layers=[1], progress=False)
+    assert len(r2.open().windows()) == 3

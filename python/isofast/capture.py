@@ -226,29 +226,16 @@ def _windows(
         return [_Window(i, 0, v) for i, v in enumerate(cleaned)], names
     if context < 1:
         raise ValueError(f"context must be positive, got {context}")
-    try:
-        from isofast.data.windows import make_windows
-    except ImportError:
-        make_windows = None
+    from isofast.data.windows import make_windows
+
     if window_mode == "sliding" and stride is None:
         stride = context  # non-overlapping contexts (make_windows' default is the horizon, 0 here)
-    if make_windows is not None:
-        w = make_windows(cleaned, context, 0, mode=window_mode, stride=stride, n=n, seed=seed)
-        ctx = np.asarray(w.context, dtype=np.float64)
-        return (
-            [_Window(int(s), int(t), ctx[i]) for i, (s, t) in enumerate(zip(w.series_id, w.start))],
-            names,
-        )
-    # isofast.data.windows is not available: only the plain "last"/"first" cut.
-    if window_mode not in ("last", "first"):
-        raise ImportError(f"window mode {window_mode!r} needs isofast.data.windows")
-    out = []
-    for i, v in enumerate(cleaned):
-        if v.size < context:
-            raise ValueError(f"series {i} has {v.size} values, fewer than context={context}")
-        start = v.size - context if window_mode == "last" else 0
-        out.append(_Window(i, start, v[start : start + context]))
-    return out, names
+    w = make_windows(cleaned, context, 0, mode=window_mode, stride=stride, n=n, seed=seed)
+    ctx = np.asarray(w.context, dtype=np.float64)
+    return (
+        [_Window(int(s), int(t), ctx[i]) for i, (s, t) in enumerate(zip(w.series_id, w.start))],
+        names,
+    )
 
 
 # ----------------------------------------------------------------- encoding

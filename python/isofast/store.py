@@ -13,6 +13,12 @@ Columns of the token table: ``row``, ``series_id``, ``window_id``,
 ``token_text``, ``role`` (``digit``/``sign``/``separator``/``other``, see
 :mod:`isofast.serializers.base`). Parquet when pyarrow is installed, else CSV.
 
+The windows table has ``window_id``, ``series_id``, ``start`` (index of the
+first value *kept* in the series), ``n_values`` (values kept),
+``n_values_input`` (values before any truncation), ``n_tokens``, and the
+serializer's affine map as ``scale``/``offset`` (LLMTime: q and m; Chronos: s
+and 0; patches: σ and μ). ``token_id`` is −1 for patches (no vocabulary).
+
 Storage dtypes: float32 and float16 are stored as such; bfloat16 is stored as
 its uint16 bit patterns (numpy has no bfloat16), and the manifest says
 ``"dtype": "bfloat16", "storage_dtype": "uint16"``; :class:`CaptureLayer`
