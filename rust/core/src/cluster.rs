@@ -407,10 +407,14 @@ enum Plan {
     /// re-centred rows without gathering them.
     CosineOnly { mean: Vec<f64>, unit: UnitSum },
     /// n_c > d: covariance eigenvectors, streamed second pass.
-    Primal { pass: SecondPass, eigenvalues: Vec<f64> },
+    Primal { pass: Box<SecondPass>, eigenvalues: Vec<f64> },
     /// n_c ≤ d: rows kept (≤ d² values), spectrum from the n_c×n_c Gram matrix.
     Dual { rows: Vec<f64>, mean: Vec<f64> },
 }
+
+/// Labels of the streamed rows, cluster means (centred coordinates) and
+/// per-cluster statistics.
+type PerCluster = (Vec<u32>, Vec<Vec<f64>>, Vec<ClusterStats>);
 
 /// Label source of the per-cluster passes.
 enum LabelSource<'a> {
@@ -430,7 +434,7 @@ fn per_cluster(
     spectra: bool,
     f64_gemm: bool,
     clock: &mut Clock,
-) -> Result<(Vec<u32>, Vec<Vec<f64>>, Vec<ClusterStats>)> {
+) -> Result<PerCluster> {
     let n = src.len();
     let (mut lab, known_sizes) = match labels {
         LabelSource::Known(l) => {
@@ -572,12 +576,14 @@ fn per_cluster(
         let m = moments[c].take().expect("co-moment kept for clusters larger than d");
         let cov = m.covariance()?;
         let eig = sym_eigen(cov.as_ref())?;
-        if !(eig.values.iter().sum::<f64>() > 0.0) {
+        // (The exact-equality test above catches identical rows; this guards
+        // a spectrum that rounds to zero. Written so that NaN also fails.)
+        if eig.values.iter().sum::<f64>().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             plans.push(Plan::Undefined("all rows of the cluster are identical (zero variance)".into()));
             continue;
         }
         let pass = SecondPass::new(means[c].clone(), Mat::zeros(d, 0), eig.vectors, f64_gemm)?;
-        plans.push(Plan::Primal { pass, eigenvalues: eig.values });
+        plans.push(Plan::Primal { pass: Box::new(pass), eigenvalues: eig.values });
     }
     drop(moments);
     clock.lap("cluster covariance eigendecompositions");
@@ -743,7 +749,7 @@ fn dual_stats(rows: &mut [f64], mean: &[f64], nc: usize, d: usize) -> Result<Clu
     faer::linalg::matmul::matmul(g.as_mut(), Accum::Replace, y, y.transpose(), 1.0, threads::par());
     let eig = sym_eigen(g.as_ref())?;
     let total: f64 = eig.values.iter().sum();
-    if !(total > 0.0) {
+    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Ok(nan_stats(nc as u64, "all rows of the cluster are identical (zero variance)".into()));
     }
     let mut values: Vec<f64> = eig.values.iter().map(|v| v / (nc as f64 - 1.0)).collect();
@@ -884,8 +890,15 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     let k_max = *ks.last().expect("validated non-empty");
     let limit = fit_n.min(sil_n);
     if k_max + 1 > limit {
+        let role = if limit == nc {
+            "being clustered"
+        } else if limit == sil_n {
+            "of the silhouette sample (silhouette_sample_size)"
+        } else {
+            "of the k-means fit sample (fit_sample_size)"
+        };
         return invalid(format!(
-            "k = {k_max} is too large for the {limit} rows being clustered: the silhouette needs k ≤ n − 1 = {}; lower k_range or cluster more rows",
+            "k = {k_max} is too large for the {limit} rows {role}: the silhouette needs k ≤ n − 1 = {}; lower k_range or use more rows",
             limit - 1
         ));
     }

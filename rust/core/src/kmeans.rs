@@ -231,7 +231,7 @@ impl Points {
                 }
             }
         }
-        let n = if d == 0 { rows.map_or(x.nrows(), |r| r.len()) } else { data.len() / d };
+        let n = data.len().checked_div(d).unwrap_or_else(|| rows.map_or(x.nrows(), |r| r.len()));
         if x.elem().is_float() {
             if let Some((r, c)) = first_non_finite(&data, d) {
                 let row = rows.map_or(r, |idx| idx[r]);
