@@ -337,6 +337,19 @@ def test_npy_corrupt_header(tmp_path):
         open_source(q)
 
 
+def test_npy_format_versions(tmp_path, X):
+    for v in ((2, 0), (3, 0)):
+        p = tmp_path / f"v{v[0]}.npy"
+        with open(p, "wb") as f:
+            np.lib.format.write_array(f, X, version=v)
+        np.testing.assert_array_equal(open_source(p, tile_bytes=TILE).to_numpy(), X)
+    raw = bytearray((tmp_path / "v2.npy").read_bytes())
+    raw[6] = 9  # major version byte
+    (tmp_path / "v9.npy").write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError, match=r"unsupported \.npy format version 9\.0.*offset 6"):
+        open_source(tmp_path / "v9.npy")
+
+
 # ------------------------------------------------------------------ zarr
 def test_zarr_array_and_group(tmp_path, X, base):
     zarr = pytest.importorskip("zarr")
