@@ -47,6 +47,8 @@ _LAZY = {
     "study": ("isofast.study", None),
     "run_study": ("isofast.study", "run_study"),
     "open_source": ("isofast.sources", "open_source"),
+    "CorruptFileError": ("isofast.sources", "CorruptFileError"),
+    "TruncatedFileError": ("isofast.sources", "TruncatedFileError"),
 }
 
 
