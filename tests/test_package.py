@@ -34,3 +34,12 @@ def test_stub_and_marker_ship_with_the_package():
     public = [n for n in dir(_core) if not n.startswith("_")]
     missing = [n for n in public if f"def {n}(" not in stub and f"class {n}" not in stub]
     assert not missing, f"_core.pyi lacks {missing}"
+
+
+def test_capture_and_forecast_are_callable_modules():
+    import isofast.capture as capture_module
+    import isofast.forecast as forecast_module
+
+    assert isofast.capture is capture_module and callable(isofast.capture)
+    assert isofast.forecast is forecast_module and callable(isofast.forecast)
+    assert isofast.capture.__call__.__doc__ == capture_module.capture.__doc__
