@@ -6,7 +6,7 @@
 //! (Ethayarajh 2019; Cai et al. 2021 for the centred variant).
 
 use crate::error::{Error, Result};
-use crate::source::MatView;
+use crate::source::{for_each_tile, tile_mean, MatView};
 use crate::threads;
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
@@ -170,30 +170,23 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
 
 /// Σ x̂ over the rows of `x` (optionally minus `center`), streamed in tiles.
 pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
-    let (n, d) = (x.nrows(), x.ncols());
+    let d = x.ncols();
     if let Some(c) = center {
         if c.len() != d {
             return Err(Error::DimMismatch { what: "center".into(), expected: d, got: c.len() });
         }
     }
     let mut acc = UnitSum::new(d);
-    let b = crate::source::tile_rows(d);
-    let mut tile = vec![0.0f64; b.min(n) * d];
     let mut scratch = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let nb = b.min(n - start);
-        let t = &mut tile[..nb * d];
-        x.read_tile(start, nb, t);
-        crate::source::check_finite(t, d, start as u64, x.elem())?;
+    for_each_tile(x, 0, |t, _| {
         if let Some(c) = center {
             t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
                 row.iter_mut().zip(c).for_each(|(v, m)| *v -= m);
             });
         }
         acc.add_tile(t, d, &mut scratch);
-        start += nb;
-    }
+        Ok(())
+    })?;
     Ok(acc)
 }
 
@@ -203,32 +196,16 @@ pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     if n == 0 {
         return Err(Error::Empty("mean of an empty input".into()));
     }
-    let b = crate::source::tile_rows(d);
-    let mut tile = vec![0.0f64; b.min(n) * d];
     // Per-tile means merged with the running mean (Chan) keep large offsets exact.
     let mut mean = vec![0.0f64; d];
     let mut seen = 0u64;
-    let mut start = 0;
-    while start < n {
-        let nb = b.min(n - start);
-        let t = &mut tile[..nb * d];
-        x.read_tile(start, nb, t);
-        crate::source::check_finite(t, d, start as u64, x.elem())?;
-        let mut mb = vec![0.0f64; d];
-        {
-            let tm = MatRef::from_row_major_slice(&t[..], nb, d);
-            let ones = vec![1.0f64; nb];
-            let w = MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
-            let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
-            // Sum first, divide once: identical rows then give their exact value.
-            faer::linalg::matmul::matmul(acc, Accum::Replace, tm.transpose(), w, 1.0, threads::par());
-            let inv = 1.0 / nb as f64;
-            mb.iter_mut().for_each(|v| *v *= inv);
-        }
+    for_each_tile(x, 0, |t, _| {
+        let nb = t.len() / d;
+        let mb = tile_mean(t, nb, d);
         let f = nb as f64 / (seen + nb as u64) as f64;
         mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);
         seen += nb as u64;
-        start += nb;
-    }
+        Ok(())
+    })?;
     Ok(mean)
 }

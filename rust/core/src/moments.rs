@@ -9,7 +9,7 @@
 
 use crate::cosine::UnitSum;
 use crate::error::{Error, Result};
-use crate::source::{check_finite, tile_rows, MatView};
+use crate::source::{for_each_tile, tile_mean, MatView};
 use crate::threads;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef};
@@ -83,18 +83,13 @@ impl Moments {
         if n == 0 {
             return Ok(());
         }
-        let b = tile_rows(d);
-        let mut tile = vec![0.0f64; b.min(n) * d];
         let mut scratch = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let nb = b.min(n - start);
-            let t = &mut tile[..nb * d];
-            x.read_tile(start, nb, t);
-            check_finite(t, d, self.n, x.elem())?;
+        let seen = self.n;
+        for_each_tile(x, seen, |t, _| {
+            let nb = t.len() / d;
             self.add_tile(t, nb, &mut scratch);
-            start += nb;
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -106,17 +101,7 @@ impl Moments {
         }
         self.unit.add_tile(t, d, scratch);
         // Tile mean (f64), then centre the tile in place.
-        let mut mb = vec![0.0f64; d];
-        {
-            let tm = MatRef::from_row_major_slice(&t[..], nb, d);
-            let ones = vec![1.0f64; nb];
-            let w = MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
-            let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
-            // Sum first, divide once: identical rows then give their exact value.
-            faer::linalg::matmul::matmul(acc, Accum::Replace, tm.transpose(), w, 1.0, threads::par());
-            let inv = 1.0 / nb as f64;
-            mb.iter_mut().for_each(|v| *v *= inv);
-        }
+        let mb = tile_mean(t, nb, d);
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
             for (v, m) in row.iter_mut().zip(&mb) {
                 *v -= m;

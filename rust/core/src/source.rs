@@ -350,6 +350,42 @@ impl Float for f32 {
     }
 }
 
+/// Column means of a row-major f64 tile of `nb` rows: sum, then divide once
+/// (identical rows then give their exact value).
+pub fn tile_mean(t: &[f64], nb: usize, d: usize) -> Vec<f64> {
+    let mut mb = vec![0.0f64; d];
+    let tm = faer::MatRef::from_row_major_slice(&t[..nb * d], nb, d);
+    let ones = vec![1.0f64; nb];
+    let w = faer::MatRef::from_column_major_slice(ones.as_slice(), nb, 1);
+    let acc = faer::MatMut::from_column_major_slice_mut(mb.as_mut_slice(), d, 1);
+    faer::linalg::matmul::matmul(acc, faer::Accum::Replace, tm.transpose(), w, 1.0, crate::threads::par());
+    let inv = 1.0 / nb as f64;
+    mb.iter_mut().for_each(|v| *v *= inv);
+    mb
+}
+
+/// Stream `x` as converted, finiteness-checked f64 tiles; `f(tile, first_row)`
+/// sees each tile once, in row order. `row_offset` numbers rows in errors.
+pub fn for_each_tile(
+    x: &MatView<'_>,
+    row_offset: u64,
+    mut f: impl FnMut(&mut [f64], usize) -> Result<()>,
+) -> Result<()> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let b = tile_rows(d);
+    let mut buf = vec![0.0f64; b.min(n) * d];
+    let mut start = 0;
+    while start < n {
+        let nb = b.min(n - start);
+        let t = &mut buf[..nb * d];
+        x.read_tile(start, nb, t);
+        check_finite(t, d, row_offset + start as u64, x.elem())?;
+        f(t, start)?;
+        start += nb;
+    }
+    Ok(())
+}
+
 /// Rows per tile: large enough for GEMM efficiency, small enough that a tile
 /// of `f64` stays near 16 MiB whatever `d` is.
 pub fn tile_rows(d: usize) -> usize {
