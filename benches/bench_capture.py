@@ -13,18 +13,18 @@ same LLMTime serializer, right-padded the same way, ``batch_size`` windows each)
 
 Two measurements:
 
-1. **Paired rounds** (one process, model loaded once): each round runs every
+1. **Peak RSS**: each configuration once in its own subprocess, so its
+   peak resident memory (``ru_maxrss``) is its own (model load included).
+2. **Paired rounds** (one process, model loaded once): each round runs every
    configuration once, in a rotated order, timing wall clock and process CPU
    time (``time.process_time``: all threads, the capture's writer thread
    included). The machine this was written on is shared and its load drifts
    over minutes, so the report gives per-configuration medians and the median
    of the *per-round* ratios, which cancels most of the drift.
-2. **Peak RSS**: each configuration once more in its own subprocess, so its
-   peak resident memory (``ru_maxrss``) is its own.
 
 Tokens/s counts real (unpadded) tokens. Usage::
 
-    python benches/bench_capture.py [--windows 4] [--context 96] [--batch-size 8] [--rounds 5]
+    python benches/bench_capture.py [--windows 16] [--context 96] [--batch-size 4] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -108,15 +108,24 @@ class Bench:
         self.k += 1
         capture(lm, self.series, out=out, layers=layers, positions=positions,
                 batch_size=self.batch_size, progress=False)
-        self.last_written = sum(
-            os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out) for f in fs
-        )
-        shutil.rmtree(out, ignore_errors=True)
+        self.last_out = out
+
+    def cleanup(self) -> None:
+        """Count and delete the last capture folder (outside the timings)."""
+        out = getattr(self, "last_out", None)
+        if out:
+            self.last_written = sum(
+                os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out) for f in fs
+            )
+            shutil.rmtree(out, ignore_errors=True)
+            self.last_out = None
 
     def timed(self, config: str) -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
         self.run(config)
-        return time.perf_counter() - t0, time.process_time() - c0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        self.cleanup()
+        return wall, cpu
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -126,6 +135,7 @@ def one(config: str, a) -> dict:
     """Subprocess: warm-up, one timed pass, peak RSS."""
     b = Bench(a.windows, a.context, a.batch_size)
     b.run(config)
+    b.cleanup()
     wall, cpu = b.timed(config)
     b.close()
     return {"config": config, "tokens": b.n_tokens, "wall_s": wall, "cpu_s": cpu,
@@ -135,9 +145,9 @@ def one(config: str, a) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--windows", type=int, default=4)
+    ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--context", type=int, default=96)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-rss", action="store_true", help="skip the per-config subprocess runs")
     ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
@@ -145,14 +155,26 @@ def main(argv=None) -> int:
     if a.one:
         print(json.dumps(one(a.one, a)))
         return 0
-    from isofast.models import ensure_smollm2
+    # The one-time conversion runs in a child so that this process stays small:
+    # Linux keeps ru_maxrss across fork+exec, so the RSS children below would
+    # otherwise report this process's peak instead of their own.
+    subprocess.run([sys.executable, "-c", "from isofast.models import ensure_smollm2; "
+                    "ensure_smollm2()"], check=True)
 
-    ensure_smollm2()  # the one-time conversion is not part of any timing
+    # 1. peak RSS, one subprocess per config, spawned before this process loads the model
+    rss = {}
+    if not a.no_rss:
+        for cfg in CONFIGS:
+            cmd = [sys.executable, __file__, "--one", cfg, "--windows", str(a.windows),
+                   "--context", str(a.context), "--batch-size", str(a.batch_size)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rss[cfg] = json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
 
-    # 1. paired rounds
+    # 2. paired rounds
     b = Bench(a.windows, a.context, a.batch_size)
     for cfg in CONFIGS:
         b.run(cfg)  # warm-up
+        b.cleanup()
     wall = {c: [] for c in CONFIGS}
     cpu = {c: [] for c in CONFIGS}
     written = {}
@@ -166,15 +188,6 @@ def main(argv=None) -> int:
                 written[cfg] = b.last_written
     n_tok, threads = b.n_tokens, b.torch.get_num_threads()
     b.close()
-
-    # 2. peak RSS, one subprocess per config
-    rss = {}
-    if not a.no_rss:
-        for cfg in CONFIGS:
-            cmd = [sys.executable, __file__, "--one", cfg, "--windows", str(a.windows),
-                   "--context", str(a.context), "--batch-size", str(a.batch_size)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rss[cfg] = json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
 
     med = statistics.median
     print(f"SmolLM2-135M float32 on CPU ({threads} torch threads): {a.windows} windows × "

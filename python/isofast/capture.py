@@ -578,8 +578,9 @@ class _ShardBuffer:
     def maybe_flush(self, end_window: int, *, last: bool) -> None:
         if self.nbytes < self.shard_bytes and not last:
             return
+        # row blocks go to the writer as they are: stacked while written, never copied
         arrays = {
-            key: (np.concatenate(v) if v else np.empty((0, self.dim), self.sdtype))
+            key: (v if v else [np.empty((0, self.dim), self.sdtype)])
             for key, v in self.arrays.items()
         }
         tokens = {
@@ -862,11 +863,18 @@ def capture(
                 grabbed.clear()
                 hs = body(**kwargs).hidden_states
                 # sel is False on every padded position: padding is never captured
-                sel = torch.from_numpy(sel_np).to(dev)
+                if sel_np.all():  # nothing to drop: a (B·T, d) view, no gather
+                    def gather(h):
+                        return to_np(h.reshape(-1, h.shape[-1]))
+                else:
+                    sel = torch.from_numpy(sel_np).to(dev)
+
+                    def gather(h):
+                        return to_np(h[sel])
                 for L in res_layers:
-                    shards.add(("residual", L), to_np(hs[L][sel]))
+                    shards.add(("residual", L), gather(hs[L]))
                 for L in att_layers:
-                    shards.add(("attention", L), to_np(grabbed[L][sel]))
+                    shards.add(("attention", L), gather(grabbed[L]))
                 shards.add_records(batch, sel_np)
                 n_tok = int(mask_np.sum())
                 processed += n_tok

@@ -129,8 +129,29 @@ def atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
-def write_npy(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.lib.format.write_array(f, np.ascontiguousarray(arr)))
+def write_npy(path: Path, arr) -> None:
+    """Write one 2-D array — or a list of row blocks with equal width and
+    dtype, stacked, without concatenating them in memory — as a ``.npy`` file
+    (format 1.0, C order), atomically."""
+    parts = list(arr) if isinstance(arr, (list, tuple)) else [arr]
+    if not parts:
+        raise ValueError(f"{path}: nothing to write")
+    first = parts[0]
+    n = sum(int(p.shape[0]) for p in parts)
+    if any(p.ndim != 2 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype for p in parts):
+        raise ValueError(f"{path}: row blocks differ in width or dtype")
+    header = {
+        "descr": np.lib.format.dtype_to_descr(first.dtype),
+        "fortran_order": False,
+        "shape": (n,) + tuple(first.shape[1:]),
+    }
+
+    def _write(f):
+        np.lib.format.write_array_header_1_0(f, header)
+        for p in parts:
+            f.write(memoryview(np.ascontiguousarray(p)).cast("B"))
+
+    atomic_write(path, _write)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -430,13 +451,16 @@ class CaptureWriter:
     def write_shard(
         self,
         k: int,
-        arrays: dict[tuple[str, int], np.ndarray],
+        arrays: dict[tuple[str, int], "np.ndarray | list[np.ndarray]"],
         tokens: dict[str, Any],
         windows: dict[str, Any],
         *,
         window_range: tuple[int, int],
     ) -> None:
-        rows = {a.shape[0] for a in arrays.values()}
+        rows = {
+            sum(p.shape[0] for p in a) if isinstance(a, (list, tuple)) else a.shape[0]
+            for a in arrays.values()
+        }
         if len(rows) != 1:
             raise RuntimeError(f"shard {k}: layers disagree on the row count {sorted(rows)}")
         n = rows.pop()
