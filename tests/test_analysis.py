@@ -102,6 +102,24 @@ def test_rank_one_data():
     assert rep.avg_cosine == pytest.approx(ref.avg_cosine_dense(X), abs=1e-9)
 
 
+@pytest.mark.parametrize("n,d", [(400, 24), (10, 50), (300, 1)])
+def test_one_pass_eigenvalues_equal_full_decomposition(n, d):
+    # The one-pass report uses an eigenvalues-only solver; analyze() uses the
+    # full decomposition. Both must agree with numpy and with each other,
+    # rank deficiency (N < d, rank 1) included.
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(n, min(n, d))) @ rng.normal(size=(min(n, d), 24 if d == 1 else d)) + 1e3
+    m = isofast.Moments(X.shape[1])
+    m.update(X)
+    one_pass = m.report().eigenvalues
+    full = isofast.analyze(X).eigenvalues
+    expect = np.sort(np.linalg.eigvalsh(np.cov(X.T)))[::-1]
+    tol = 1e-9 * expect[0]
+    np.testing.assert_allclose(one_pass, full, rtol=0, atol=tol)
+    np.testing.assert_allclose(one_pass, expect, rtol=0, atol=tol)
+    assert np.count_nonzero(one_pass) == np.count_nonzero(full)
+
+
 def test_isotropic_gaussian_isoscore_near_one():
     rng = np.random.default_rng(6)
     d = 64

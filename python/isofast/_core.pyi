@@ -34,6 +34,8 @@ class Moments:
     def n_zero_norm(self) -> int: ...
     @property
     def avg_cosine(self) -> float: ...
+    def eigenvalues(self, n_threads: Optional[int] = None) -> F64:
+        """Covariance eigenvalues, descending (no eigenvectors: cheaper)."""
     def directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64, F64, F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
         XᵀX eigenvalues desc, their eigenvectors as columns)."""

@@ -66,10 +66,16 @@ def _notes(n: int, d: int, n_zero: int) -> list:
     return notes
 
 
-def report_from_moments(state, eps: float = 0.8, n_threads: Optional[int] = None) -> IsotropyReport:
-    """One-pass report (spectral scores and raw average cosine) of a state."""
+def report_from_moments(
+    state, eps: float = 0.8, n_threads: Optional[int] = None, eigenvalues: Optional[np.ndarray] = None
+) -> IsotropyReport:
+    """One-pass report (spectral scores and raw average cosine) of a state.
+
+    ``eigenvalues``: the covariance eigenvalues when the caller already has
+    them (from ``state.directions``), so no decomposition is repeated.
+    """
     _check_rows(state)
-    ev_c, _, _, _ = state.directions(n_threads)
+    ev_c = state.eigenvalues(n_threads) if eigenvalues is None else eigenvalues
     s = _core.spectral_scores(ev_c, eps)
     return IsotropyReport(
         n=int(state.n),
@@ -119,18 +125,19 @@ def analyze(
     then ``None`` and a warning says so.
     """
     src, state, f64 = _first_pass(X, n_threads, dtype)
-    rep = report_from_moments(state, eps, n_threads)
-    if not (center or partition):
+    if not (center or partition) or not src.reiterable:
+        rep = report_from_moments(state, eps, n_threads)
+        if center or partition:
+            warnings.warn(
+                "a one-shot iterator was given: the centred cosine and partition isotropy need a "
+                "second pass and were not computed (pass a list, a re-iterable or a callable)",
+                stacklevel=2,
+            )
+            rep.notes.append("two-pass statistics skipped: input could be read only once")
         return rep
-    if not src.reiterable:
-        warnings.warn(
-            "a one-shot iterator was given: the centred cosine and partition isotropy need a "
-            "second pass and were not computed (pass a list, a re-iterable or a callable)",
-            stacklevel=2,
-        )
-        rep.notes.append("two-pass statistics skipped: input could be read only once")
-        return rep
-    _, U, _, W = state.directions(n_threads)
+    _check_rows(state)
+    ev_c, U, _, W = state.directions(n_threads)
+    rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
     d = state.dim
     empty = np.zeros((d, 0))
     sp = _core.SecondPass(state.mean, W if partition else empty, U if (partition and center) else empty, f64)

@@ -481,12 +481,14 @@ def analyze(
     state = m._state
     if state.n == 0:
         raise ValueError("empty input: no rows to analyse")
-    rep = report_from_moments(state, eps, n_threads)
-    rep.notes.append(f"computed with isofast.dask over {x.numblocks[0]} blocks")
     if not (center or partition):
+        rep = report_from_moments(state, eps, n_threads)
+        rep.notes.append(f"computed with isofast.dask over {x.numblocks[0]} blocks")
         return rep
     _check_rows(state)
-    _, U, _, W = state.directions(n_threads)
+    ev_c, U, _, W = state.directions(n_threads)
+    rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
+    rep.notes.append(f"computed with isofast.dask over {x.numblocks[0]} blocks")
     d = state.dim
     empty = np.zeros((d, 0))
     spec = SecondPassSpec(

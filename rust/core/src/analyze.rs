@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::moments::Moments;
 use crate::partition::SecondPass;
 use crate::source::MatView;
-use crate::spectrum::{spectral_scores, sym_eigen, SpectralScores, SymEigen};
+use crate::spectrum::{spectral_scores, sym_eigen, sym_eigenvalues, SpectralScores, SymEigen};
 use crate::threads;
 use faer::Mat;
 
@@ -45,8 +45,7 @@ pub struct Report {
     pub log_partition_isotropy_centered: Option<f64>,
 }
 
-/// Eigendecompositions needed between the passes: (covariance, XᵀX).
-pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
+fn check_spectral(m: &Moments) -> Result<()> {
     let n = m.count();
     if n < 2 {
         return Err(Error::Empty(format!("isotropy statistics need at least 2 rows, got {n}")));
@@ -56,6 +55,19 @@ pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
             "zero total variance (all rows identical): spectral statistics are undefined".into(),
         ));
     }
+    Ok(())
+}
+
+/// Covariance eigenvalues only (descending): what the one-pass report needs.
+pub fn cov_eigenvalues(m: &Moments) -> Result<Vec<f64>> {
+    check_spectral(m)?;
+    sym_eigenvalues(m.covariance()?.as_ref())
+}
+
+/// Eigendecompositions needed between the passes: (covariance, XᵀX).
+pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
+    check_spectral(m)?;
+    let n = m.count();
     let cov = m.covariance()?;
     let ec = sym_eigen(cov.as_ref())?;
     let d = m.dim();

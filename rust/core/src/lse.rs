@@ -64,6 +64,34 @@ impl LogSumExp {
 /// max_i (sign·v_i + offset), with eight independent lane maxima so the loop
 /// vectorises (a single running max is a serial dependency chain).
 pub fn max_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { max_avx512(values, sign, offset) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { max_avx2(values, sign, offset) };
+        }
+    }
+    max_generic(values, sign, offset)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_avx512<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
+    max_generic(values, sign, offset)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_avx2<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
+    max_generic(values, sign, offset)
+}
+
+#[inline(always)]
+fn max_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
     const L: usize = 8;
     let mut acc = [f64::NEG_INFINITY; L];
     let chunks = values.chunks_exact(L);
@@ -84,12 +112,22 @@ pub fn max_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) ->
 pub fn sum_exp_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected at run time.
+            return unsafe { sum_exp_avx512(values, sign, shift) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the features were detected at run time.
             return unsafe { sum_exp_avx2(values, sign, shift) };
         }
     }
+    sum_exp_generic(values, sign, shift)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_exp_avx512<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
     sum_exp_generic(values, sign, shift)
 }
 
@@ -101,9 +139,10 @@ unsafe fn sum_exp_avx2<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64)
 
 #[inline(always)]
 fn sum_exp_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    // Eight independent partial sums let the compiler vectorise without
-    // reassociating a single float chain (which it may not do).
-    const L: usize = 8;
+    // Sixteen independent partial sums let the compiler vectorise without
+    // reassociating a single float chain (which it may not do), two AVX-512
+    // registers wide so the exp polynomials of two vectors overlap.
+    const L: usize = 16;
     let mut acc = [0.0f64; L];
     let chunks = values.chunks_exact(L);
     let rem = chunks.remainder();
@@ -116,7 +155,11 @@ fn sum_exp_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> 
     for &v in rem {
         tail += exp_nonpos(sign * v.into() + shift);
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    let mut s = 0.0;
+    for a in acc {
+        s += a;
+    }
+    s + tail
 }
 
 /// exp(x) for x ≤ 0 (x > 0 up to 1e-9 tolerated), branch-free.

@@ -16,22 +16,46 @@ pub struct SymEigen {
 /// is read. Eigenvalues below the solver's noise floor λ₁·d·ε (and negative
 /// round-off) are set to exactly 0, so rank-deficient inputs give exact ranks.
 pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
-    let d = a_lower.nrows();
-    if d == 0 || a_lower.ncols() != d {
-        return Err(Error::InvalidArgument(format!(
-            "eigendecomposition needs a non-empty square matrix, got {}×{}",
-            a_lower.nrows(),
-            a_lower.ncols()
-        )));
-    }
+    let d = check_square(a_lower)?;
     let evd = a_lower
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
     let s = evd.S();
     let u = evd.U();
     // faer returns ascending eigenvalues; reverse to descending.
-    let mut values: Vec<f64> = (0..d).rev().map(|k| s[k]).collect();
+    let values = clip_noise((0..d).rev().map(|k| s[k]).collect());
     let vectors = Mat::from_fn(d, d, |i, k| u[(i, d - 1 - k)]);
+    Ok(SymEigen { values, vectors })
+}
+
+/// Eigenvalues only (descending, noise floor as in [`sym_eigen`]): several
+/// times cheaper than the full decomposition for large d, and all the
+/// one-pass spectral scores need.
+pub fn sym_eigenvalues(a_lower: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    let d = check_square(a_lower)?;
+    let mut values = a_lower
+        .self_adjoint_eigenvalues(Side::Lower)
+        .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
+    debug_assert_eq!(values.len(), d);
+    values.reverse();
+    Ok(clip_noise(values))
+}
+
+fn check_square(a: MatRef<'_, f64>) -> Result<usize> {
+    let d = a.nrows();
+    if d == 0 || a.ncols() != d {
+        return Err(Error::InvalidArgument(format!(
+            "eigendecomposition needs a non-empty square matrix, got {}×{}",
+            a.nrows(),
+            a.ncols()
+        )));
+    }
+    Ok(d)
+}
+
+/// Set eigenvalues below λ₁·d·ε (and negative round-off) to exactly 0.
+fn clip_noise(mut values: Vec<f64>) -> Vec<f64> {
+    let d = values.len();
     let top = values[0].max(0.0);
     let floor = top * d as f64 * f64::EPSILON;
     for v in values.iter_mut() {
@@ -39,7 +63,7 @@ pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
             *v = 0.0;
         }
     }
-    Ok(SymEigen { values, vectors })
+    values
 }
 
 /// Spectral scores of covariance eigenvalues λ₁ ≥ … ≥ λ_d ≥ 0.

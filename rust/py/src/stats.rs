@@ -2,7 +2,7 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
-use isofast_core::analyze::directions;
+use isofast_core::analyze::{cov_eigenvalues, directions};
 use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
 use isofast_core::{abtt, cosine, partition, spectrum, threads, Moments as CoreMoments};
@@ -88,6 +88,14 @@ impl Moments {
     #[getter]
     fn avg_cosine(&self) -> f64 {
         self.inner.unit.average()
+    }
+
+    /// Covariance eigenvalues, descending (no eigenvectors).
+    #[pyo3(signature = (n_threads=None))]
+    fn eigenvalues<'py>(&self, py: Python<'py>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let inner = &self.inner;
+        let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
+        Ok(vec_to_py(py, ev))
     }
 
     /// (cov eigenvalues desc, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors)
