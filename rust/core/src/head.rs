@@ -27,7 +27,9 @@
 //! states are held.
 
 use crate::error::{Error, Result};
-use crate::lse::{exp_nonpos, LogSumExp};
+use crate::lse::{exp_nonpos, ExpSum, LogSumExp};
+#[cfg(test)]
+use crate::lse::exp_nonpos_f32;
 use crate::source::{first_non_finite, Float, MatView, ViewElem};
 use crate::threads;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -506,10 +508,9 @@ impl Job<'_, '_> {
 // kernel is compiled for AVX-512 and AVX2 and picked at run time; independent
 // accumulators let the compiler vectorise without reassociating.
 
-/// Working precisions of the fold: Σ exp(z − m) accumulated in f64.
-pub(crate) trait Fold: Float {
-    /// Σ_i exp(z_i − m), every z_i ≤ m.
-    fn sum_exp(z: &[Self], m: Self) -> f64;
+/// Working precisions of the fold: Σ exp(z − m) accumulated in f64
+/// ([`ExpSum`]).
+pub(crate) trait Fold: Float + ExpSum {
     /// W's rows in this precision, when given in place.
     fn pick<'s>(d: &Direct<'s>) -> Option<&'s [Self]>;
 }
@@ -518,135 +519,11 @@ impl Fold for f64 {
     fn pick<'s>(d: &Direct<'s>) -> Option<&'s [f64]> {
         d.f64
     }
-    fn sum_exp(z: &[f64], m: f64) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was detected at run time.
-                return unsafe { sum_exp64_avx512(z, m) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the features were detected at run time.
-                return unsafe { sum_exp64_avx2(z, m) };
-            }
-        }
-        sum_exp64(z, m)
-    }
 }
 
 impl Fold for f32 {
     fn pick<'s>(d: &Direct<'s>) -> Option<&'s [f32]> {
         d.f32
-    }
-    fn sum_exp(z: &[f32], m: f32) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was detected at run time.
-                return unsafe { sum_exp32_avx512(z, m) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the features were detected at run time.
-                return unsafe { sum_exp32_avx2(z, m) };
-            }
-        }
-        sum_exp32(z, m)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_exp64_avx512(z: &[f64], m: f64) -> f64 {
-    sum_exp64(z, m)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_exp64_avx2(z: &[f64], m: f64) -> f64 {
-    sum_exp64(z, m)
-}
-
-#[inline(always)]
-fn sum_exp64(z: &[f64], m: f64) -> f64 {
-    const L: usize = 8;
-    let mut acc = [0.0f64; L];
-    let chunks = z.chunks_exact(L);
-    let rem = chunks.remainder();
-    for c in chunks {
-        for j in 0..L {
-            acc[j] += exp_nonpos(c[j] - m);
-        }
-    }
-    let mut tail = 0.0;
-    for &x in rem {
-        tail += exp_nonpos(x - m);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_exp32_avx512(z: &[f32], m: f32) -> f64 {
-    sum_exp32(z, m)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_exp32_avx2(z: &[f32], m: f32) -> f64 {
-    sum_exp32(z, m)
-}
-
-#[inline(always)]
-fn sum_exp32(z: &[f32], m: f32) -> f64 {
-    const L: usize = 16;
-    let mut acc = [0.0f64; L];
-    let chunks = z.chunks_exact(L);
-    let rem = chunks.remainder();
-    for c in chunks {
-        for j in 0..L {
-            acc[j] += exp_nonpos_f32(c[j] - m) as f64;
-        }
-    }
-    let mut tail = 0.0;
-    for &x in rem {
-        tail += exp_nonpos_f32(x - m) as f64;
-    }
-    let mut s = 0.0;
-    for a in acc {
-        s += a;
-    }
-    s + tail
-}
-
-/// exp(x) in f32 for x ≤ 0 (small positive rounding tolerated), branch-free:
-/// Cody–Waite reduction x = n·ln2 + r with n from the 1.5·2^23 rounding
-/// trick, Cephes' degree-7 polynomial for e^r (relative error < 2e-7), 2^n
-/// from exponent bits. Arguments below −87 return 0 (e^−87 ≈ 1.6e−38 next to
-/// the max term 1).
-#[inline(always)]
-pub fn exp_nonpos_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const SHIFT: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
-    let xc = x.clamp(-87.0, 0.5);
-    let t = xc * LOG2E + SHIFT;
-    let n = t - SHIFT;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * (r * r) + r + 1.0;
-    // t's mantissa holds n + 1.5·2^23; the difference of the bit patterns is n.
-    let e = (t.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32) + 127;
-    let v = y * f32::from_bits((e as u32) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        v
     }
 }
 

@@ -15,7 +15,7 @@
 
 use crate::cosine::UnitSum;
 use crate::error::{Error, Result};
-use crate::lse::LogSumExp;
+use crate::lse::{update_both_signs, ExpSum, LogSumExp};
 use crate::source::{check_finite, tile_rows, Float, MatView};
 use crate::threads;
 use faer::{Accum, Mat, MatRef};
@@ -36,12 +36,11 @@ impl PartitionState {
     }
 
     /// Fold a column-major block of projections (`nb` rows × m directions).
-    fn update_projections<F: Float + Into<f64>>(&mut self, p: MatRef<'_, F>) {
+    fn update_projections<F: Float + ExpSum>(&mut self, p: MatRef<'_, F>) {
         self.pos.par_iter_mut().zip(self.neg.par_iter_mut()).enumerate().for_each(|(k, (lp, ln))| {
             let col = p.col(k);
             let s = col.try_as_col_major().expect("contiguous projection column").as_slice();
-            lp.update(s, 1.0, 0.0);
-            ln.update(s, -1.0, 0.0);
+            update_both_signs(lp, ln, s);
         });
     }
 
@@ -144,7 +143,7 @@ impl SecondPass {
         }
     }
 
-    fn update_in<F: Float + Into<f64>>(&mut self, x: &MatView<'_>) -> Result<()> {
+    fn update_in<F: Float + ExpSum>(&mut self, x: &MatView<'_>) -> Result<()> {
         let (n, d) = (x.nrows(), self.dim);
         if n == 0 {
             return Ok(());
