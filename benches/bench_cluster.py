@@ -25,7 +25,11 @@ Two parts, one run (``python benches/bench_cluster.py``):
   file should be in the page cache (run twice if it was just evicted: a cold
   read of 2.9 GiB from this VM's disk alone takes far longer).
 
-Options: ``--only reference|full``, ``--rows N`` for the full part,
+A third part repeats the reference comparison on 2,000 **real** LLM hidden
+states (SmolLM2-135M-Instruct, layer 15, every token of a real series;
+d = 576, the model's width), captured once with :func:`isofast.capture`.
+
+Options: ``--only reference|real|full``, ``--rows N`` for the full part,
 ``--threads`` (default: all cores; applies to isofast and, through
 threadpoolctl when installed, to scikit-learn's BLAS/OpenMP).
 """
@@ -112,10 +116,35 @@ def _limits(n):
         return contextlib.nullcontext()
 
 
-def part_reference(threads, n_seeds):
-    X = synth(2000, seed=1)
+def real_hidden_states(n: int = 2000, layer: int = 15) -> np.ndarray:
+    """``n`` real LLM hidden states: SmolLM2-135M-Instruct (the bundled real
+    model), residual stream of ``layer`` at every token of the monthly
+    sunspot series (pmdarima, LLMTime serialisation), captured once with
+    :func:`isofast.capture` into ``benches/data/`` (git-ignored)."""
+    from isofast.capture import capture
+    from isofast.data import load
+    from isofast.store import open_capture
+
+    folder = os.path.join(DATA, f"smollm2_sunspots_monthly_layer{layer}")
+    if not os.path.exists(os.path.join(folder, "manifest.json")):
+        values = np.asarray(load("sunspots_monthly").values, dtype=np.float64)
+        capture("smollm2", [values[-600:]], layers=[layer], positions="all", out=folder,
+                sites=("residual",), dtype="float32", context=600, window_mode="first", progress=False)
+    X = open_capture(folder).layer(layer, site="residual").to_numpy()
+    if len(X) < n:
+        raise SystemExit(f"the capture holds {len(X)} rows, fewer than {n}")
+    return np.ascontiguousarray(X[:n], dtype=np.float32)
+
+
+def part_reference(threads, n_seeds, real=False):
+    if real:
+        X = real_hidden_states()
+        what = f"{X.shape[0]:,} x {X.shape[1]} float32 REAL SmolLM2-135M hidden states (layer 15, monthly sunspots)"
+    else:
+        X = synth(2000, seed=1)
+        what = "2,000 x 768 float32 synthetic"
     reference_recipe(X[:200], n_threads=threads)  # warm-up: thread pool, code pages
-    print("== reference mode: 2,000 x 768 float32, k = 2..16, threshold 0.1 ==")
+    print(f"== reference mode: {what}, k = 2..16, threshold 0.1 ==")
     print(f"{'threads':<8}{'method':<46}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}"
           f"{'inter-cluster cos':>19}{'peak mem':>11}")
     for nt in ([threads, 1] if threads != 1 else [1]):
@@ -195,7 +224,7 @@ def part_full(threads, n_rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["reference", "full"])
+    ap.add_argument("--only", choices=["reference", "real", "full"])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seeds", type=int, default=5, help="seed-stability runs of the reference part (0: skip)")
@@ -204,6 +233,8 @@ def main(argv=None):
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; numpy {np.__version__}")
     if a.only in (None, "reference"):
         part_reference(a.threads, a.seeds)
+    if a.only in (None, "reference", "real"):
+        part_reference(a.threads, a.seeds, real=True)
     if a.only in (None, "full"):
         part_full(a.threads, a.rows)
 

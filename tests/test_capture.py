@@ -389,3 +389,32 @@ def test_windows_input(tiny_models, tmp_path):
     r2 = capture(lm, [x], context=12, window_mode="random", n_windows=3, seed=1,
                  out=tmp_path / "b", layers=[1], progress=False)
     assert len(r2.open().windows()) == 3
+
+
+def test_local_hugging_face_folder_by_path(tmp_path, short_series):
+    # Any local HF folder (config + weights + tokenizer) loads by path and
+    # captures exactly what the same in-memory model captures.
+    lm = tiny_model("llama", seed=3)
+    folder = tmp_path / "tiny-llama-folder"
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    again = load_model(str(folder), device="cpu")
+    assert again.architecture == lm.architecture and again.num_layers == lm.num_layers
+    a = capture(lm, short_series, layers=[2], out=tmp_path / "a", sites=("residual",), progress=False).open()
+    b = capture(str(folder), short_series, layers=[2], out=tmp_path / "b", sites=("residual",), progress=False).open()
+    np.testing.assert_allclose(b.layer(2).to_numpy(), a.layer(2).to_numpy(), rtol=1e-6, atol=1e-6)
+    assert b.manifest["weights_hash"].startswith("sha256:")
+
+
+def test_analyze_cli_on_capture_folder(tmp_path, short_series, capsys):
+    from isofast.cli import main
+
+    r = capture(tiny_model("gpt2"), short_series, layers=[1, 2], out=tmp_path / "cap", progress=False)
+    assert main(["analyze", str(r.path), "--layer", "2", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    rep = got if "isoscore" in got else next(iter(got.values()))
+    expect = __import__("isofast").analyze(r.open().layer(2).to_numpy())
+    assert rep["n"] == expect.n and rep["isoscore"] == pytest.approx(expect.isoscore, rel=1e-9)
+    assert main(["analyze", str(r.path), "--layer", "2"]) == 0
+    assert "isoscore" in capsys.readouterr().out.lower()
+    assert main(["analyze", str(r.path), "--layer", "7"]) == 2
