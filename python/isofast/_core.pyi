@@ -36,6 +36,12 @@ class Moments:
     def avg_cosine(self) -> float: ...
     def eigenvalues(self, n_threads: Optional[int] = None) -> F64:
         """Covariance eigenvalues, descending (no eigenvectors: cheaper)."""
+    def second_pass(
+        self, f64_gemm: bool, raw: bool = True, centered: bool = True, n_threads: Optional[int] = None
+    ) -> Tuple[F64, SecondPass]:
+        """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
+        (raw) and of the covariance (centred)), built without copying the
+        d×d eigenvector matrices through numpy."""
     def directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64, F64, F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
         XᵀX eigenvalues desc, their eigenvectors as columns)."""

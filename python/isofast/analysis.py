@@ -136,11 +136,8 @@ def analyze(
             rep.notes.append("two-pass statistics skipped: input could be read only once")
         return rep
     _check_rows(state)
-    ev_c, U, _, W = state.directions(n_threads)
+    ev_c, sp = state.second_pass(f64, raw=partition, centered=partition and center, n_threads=n_threads)
     rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
-    d = state.dim
-    empty = np.zeros((d, 0))
-    sp = _core.SecondPass(state.mean, W if partition else empty, U if (partition and center) else empty, f64)
     for arr, elem in src.chunks():
         sp.update(arr, elem, n_threads)
     if sp.n != state.n:

@@ -82,6 +82,31 @@ pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
     Ok((ec, er))
 }
 
+/// The second pass of [`analyze`] built straight from the moments, with the
+/// covariance eigenvalues (descending). Peak memory stays near 4·d² f64:
+/// each d×d input is dropped once decomposed and the eigenvectors move into
+/// the pass (converted to f32 for an f32 GEMM) instead of being copied.
+/// `raw` / `centered` = false leaves that set of directions empty.
+pub fn second_pass_for(m: &Moments, f64_gemm: bool, raw: bool, centered: bool) -> Result<(Vec<f64>, SecondPass)> {
+    check_spectral(m)?;
+    let d = m.dim();
+    let ec = sym_eigen(m.covariance()?.as_ref())?;
+    let (values, u) = (ec.values, if centered { ec.vectors } else { Mat::zeros(d, 0) });
+    let w = if raw {
+        let nf = m.count() as f64;
+        let mu = m.mean();
+        let lower = m.comoment_lower();
+        let gram = Mat::from_fn(d, d, |i, j| {
+            let (a, b) = if i >= j { (i, j) } else { (j, i) };
+            lower[(a, b)] + nf * mu[a] * mu[b]
+        });
+        sym_eigen(gram.as_ref())?.vectors
+    } else {
+        Mat::zeros(d, 0)
+    };
+    Ok((values, SecondPass::new(m.mean().to_vec(), w, u, f64_gemm)?))
+}
+
 /// Run the suite over `views` (chunks of one stream, equal d).
 pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
     let d = views.first().map(|v| v.ncols()).ok_or_else(|| Error::Empty("no input".into()))?;
@@ -95,13 +120,19 @@ pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
         for v in views {
             m.update(v)?;
         }
-        let (ec, er) = directions(&m)?;
-        let scores = spectral_scores(&ec.values, opts.eps)?;
+        let f64_gemm = views.iter().any(|v| v.elem().needs_f64());
+        let (values, mut sp) = if opts.one_pass {
+            (cov_eigenvalues(&m)?, None)
+        } else {
+            let (v, sp) = second_pass_for(&m, f64_gemm, true, true)?;
+            (v, Some(sp))
+        };
+        let scores = spectral_scores(&values, opts.eps)?;
         let mut report = Report {
             n: m.count(),
             dim: d,
             mean: m.mean().to_vec(),
-            eigenvalues: ec.values.clone(),
+            eigenvalues: values,
             scores,
             avg_cosine: m.unit.average(),
             avg_cosine_centered: None,
@@ -110,9 +141,7 @@ pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
             log_partition_isotropy: None,
             log_partition_isotropy_centered: None,
         };
-        if !opts.one_pass {
-            let f64_gemm = views.iter().any(|v| v.elem().needs_f64());
-            let mut sp = SecondPass::new(m.mean().to_vec(), er.vectors, ec.vectors, f64_gemm)?;
+        if let Some(sp) = sp.as_mut() {
             for v in views {
                 sp.update(v)?;
             }

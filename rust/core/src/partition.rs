@@ -84,16 +84,44 @@ impl PartitionState {
     }
 }
 
+/// Directions (raw, centred) as columns, stored once in the GEMM precision:
+/// at d = 4096 each f64 matrix is 128 MiB, so no second copy is kept.
+#[derive(Clone, Debug)]
+enum Dirs {
+    F32(Mat<f32>, Mat<f32>),
+    F64(Mat<f64>, Mat<f64>),
+}
+
+/// The directions in one working precision.
+trait DirsIn: Sized {
+    fn dirs(d: &Dirs) -> (MatRef<'_, Self>, MatRef<'_, Self>);
+}
+impl DirsIn for f32 {
+    fn dirs(d: &Dirs) -> (MatRef<'_, f32>, MatRef<'_, f32>) {
+        match d {
+            Dirs::F32(r, c) => (r.as_ref(), c.as_ref()),
+            Dirs::F64(..) => unreachable!("f32 GEMM with f64 directions"),
+        }
+    }
+}
+impl DirsIn for f64 {
+    fn dirs(d: &Dirs) -> (MatRef<'_, f64>, MatRef<'_, f64>) {
+        match d {
+            Dirs::F64(r, c) => (r.as_ref(), c.as_ref()),
+            Dirs::F32(..) => unreachable!("f64 GEMM with f32 directions"),
+        }
+    }
+}
+
 /// State of the second pass: raw and centred partition functions, and the
 /// centred unit-vector sum.
 #[derive(Clone, Debug)]
 pub struct SecondPass {
     dim: usize,
     mean: Vec<f64>,
-    /// Directions for raw rows (columns), e.g. eigenvectors of XᵀX.
-    dirs_raw: Mat<f64>,
-    /// Directions for centred rows (columns), e.g. covariance eigenvectors.
-    dirs_centered: Mat<f64>,
+    /// Directions for raw rows (e.g. eigenvectors of XᵀX) and for centred
+    /// rows (e.g. covariance eigenvectors).
+    dirs: Dirs,
     /// GEMMs in f64 (else f32).
     pub f64_gemm: bool,
     pub raw: PartitionState,
@@ -103,7 +131,8 @@ pub struct SecondPass {
 }
 
 impl SecondPass {
-    /// `dirs_*` hold directions as columns (d × m, m ≥ 1).
+    /// `dirs_*` hold directions as columns (d × m, m ≥ 0); they are consumed
+    /// (converted to f32 and dropped when `f64_gemm` is false).
     pub fn new(mean: Vec<f64>, dirs_raw: Mat<f64>, dirs_centered: Mat<f64>, f64_gemm: bool) -> Result<Self> {
         let d = mean.len();
         for (name, m) in [("raw directions", &dirs_raw), ("centred directions", &dirs_centered)] {
@@ -112,11 +141,17 @@ impl SecondPass {
             }
         }
         let (mr, mc) = (dirs_raw.ncols(), dirs_centered.ncols());
+        let dirs = if f64_gemm {
+            Dirs::F64(dirs_raw, dirs_centered)
+        } else {
+            let to32 = |m: Mat<f64>| Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32);
+            let r = to32(dirs_raw);
+            Dirs::F32(r, to32(dirs_centered))
+        };
         Ok(SecondPass {
             dim: d,
             mean,
-            dirs_raw,
-            dirs_centered,
+            dirs,
             f64_gemm,
             raw: PartitionState::new(mr),
             centered: PartitionState::new(mc),
@@ -143,7 +178,7 @@ impl SecondPass {
         }
     }
 
-    fn update_in<F: Float + ExpSum>(&mut self, x: &MatView<'_>) -> Result<()> {
+    fn update_in<F: Float + ExpSum + DirsIn>(&mut self, x: &MatView<'_>) -> Result<()> {
         let (n, d) = (x.nrows(), self.dim);
         if n == 0 {
             return Ok(());
@@ -153,9 +188,7 @@ impl SecondPass {
         let mut t64 = vec![0.0f64; cap * d];
         let mut raw_f: Vec<F> = vec![F::default(); cap * d];
         let mut cen_f: Vec<F> = vec![F::default(); cap * d];
-        let wr: Mat<F> = Mat::from_fn(d, self.dirs_raw.ncols(), |i, j| F::from_f64(self.dirs_raw[(i, j)]));
-        let wc: Mat<F> =
-            Mat::from_fn(d, self.dirs_centered.ncols(), |i, j| F::from_f64(self.dirs_centered[(i, j)]));
+        let (wr, wc) = F::dirs(&self.dirs);
         let mut pr: Mat<F> = Mat::zeros(cap, wr.ncols());
         let mut pc: Mat<F> = Mat::zeros(cap, wc.ncols());
         let mut scratch = Vec::new();
@@ -185,7 +218,7 @@ impl SecondPass {
                 prb.as_mut(),
                 Accum::Replace,
                 MatRef::from_row_major_slice(&rf[..], nb, d),
-                wr.as_ref(),
+                wr,
                 F::from_f64(1.0),
                 par,
             );
@@ -194,7 +227,7 @@ impl SecondPass {
                 pcb.as_mut(),
                 Accum::Replace,
                 MatRef::from_row_major_slice(&cf[..], nb, d),
-                wc.as_ref(),
+                wc,
                 F::from_f64(1.0),
                 par,
             );

@@ -2,7 +2,7 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
-use isofast_core::analyze::{cov_eigenvalues, directions};
+use isofast_core::analyze::{cov_eigenvalues, directions, second_pass_for};
 use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
 use isofast_core::{abtt, cosine, partition, spectrum, threads, Moments as CoreMoments};
@@ -96,6 +96,22 @@ impl Moments {
         let inner = &self.inner;
         let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
         Ok(vec_to_py(py, ev))
+    }
+
+    /// (covariance eigenvalues desc, the SecondPass over both direction sets)
+    /// built in Rust: the d×d eigenvector matrices never travel through numpy.
+    #[pyo3(signature = (f64_gemm, raw=true, centered=true, n_threads=None))]
+    fn second_pass<'py>(
+        &self,
+        py: Python<'py>,
+        f64_gemm: bool,
+        raw: bool,
+        centered: bool,
+        n_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
+        let inner = &self.inner;
+        let (ev, sp) = run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered)))?;
+        Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
     }
 
     /// (cov eigenvalues desc, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors)
