@@ -14,6 +14,7 @@ Two parts, one run (``python benches/bench_cluster.py``):
   with one thread (scikit-learn limited through threadpoolctl), since a
   loaded machine punishes multi-threaded BLAS. Then the chosen k over several
   seeds / random states: with one k-means++ run per k it varies, for both.
+  Times are medians of 3 (scikit-learn) and 7 (isofast) runs.
 * **full** — 1,000,000 × 768 float32 rows in a memory-mapped ``.npy`` under
   ``benches/data/`` (written once, git-ignored): ``cluster_isotropy`` in full
   mode (fit on a 20,000-row sample, silhouette on 20,000 rows, every row
@@ -136,6 +137,20 @@ def real_hidden_states(n: int = 2000, layer: int = 15) -> np.ndarray:
     return np.ascontiguousarray(X[:n], dtype=np.float32)
 
 
+SK_REPEATS, ISO_REPEATS = 3, 7
+
+
+def median_time(fn, repeats):
+    """Median wall time of ``repeats`` calls and the last result: a single
+    sub-second run is dominated by page faults and scheduler noise."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
 def part_reference(threads, n_seeds, real=False):
     if real:
         X = real_hidden_states()
@@ -151,9 +166,7 @@ def part_reference(threads, n_seeds, real=False):
         label = "all" if nt is None else str(nt)
         with _limits(nt) if nt is not None else _limits(os.cpu_count()):
             with PeakMemory() as pm:
-                t0 = time.perf_counter()
-                sk_k, sk_sil, sk_cos = sklearn_recipe(X)
-                t_sk = time.perf_counter() - t0
+                t_sk, (sk_k, sk_sil, sk_cos) = median_time(lambda: sklearn_recipe(X), SK_REPEATS)
         print(f"{label:<8}{'scikit-learn recipe (KMeans rs=42, dense cos)':<46}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}"
               f"{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}")
         variants = [
@@ -163,9 +176,8 @@ def part_reference(threads, n_seeds, real=False):
         ]
         for name, kw in variants:
             with PeakMemory() as pm:
-                t0 = time.perf_counter()
-                r = cluster_isotropy(X, sample_size=2000, seed=0, n_threads=nt, **kw)
-                t = time.perf_counter() - t0
+                t, r = median_time(lambda: cluster_isotropy(X, sample_size=2000, seed=0, n_threads=nt, **kw),
+                                   ISO_REPEATS)
             print(f"{'':<8}{name:<46}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}"
                   f"{r.inter_cluster_cosine:>19.6f}{fmt_mib(pm.extra_anon):>11}")
     if n_seeds:
