@@ -142,7 +142,13 @@ def analyze(
         sp.update(arr, elem, n_threads)
     if sp.n != state.n:
         raise ValueError(f"the input changed between passes: {state.n} rows, then {sp.n}")
-    r = sp.results()
+    fill_second_pass(rep, sp.results(), center, partition)
+    return rep
+
+
+def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool) -> None:
+    """Copy second-pass results (``SecondPass.results()``) into a report; shared
+    by :func:`analyze` and :func:`isofast.dask.analyze` so both fill it alike."""
     if center:
         rep.avg_cosine_centered = r["avg_cosine_centered"]
         rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
@@ -154,7 +160,6 @@ def analyze(
         if center:
             rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
             rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
-    return rep
 
 
 def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:

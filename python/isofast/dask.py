@@ -41,7 +41,7 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix
-from isofast.analysis import _check_rows, _needs_f64, report_from_moments
+from isofast.analysis import _check_rows, _needs_f64, fill_second_pass, report_from_moments
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
@@ -427,21 +427,6 @@ def moments(
     return _compute(_moments_graph(x, dtype, plan, split_every, _name("moments")), client, scheduler)
 
 
-def _fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool) -> None:
-    """Copy second-pass results into the report exactly as :func:`isofast.analyze` does."""
-    if center:
-        rep.avg_cosine_centered = r["avg_cosine_centered"]
-        rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
-        if rep.n_zero_norm_centered:
-            rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
-    if partition:
-        rep.log_partition_isotropy = r["log_partition_isotropy"]
-        rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
-        if center:
-            rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
-            rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
-
-
 def analyze(
     x: Any,
     *,
@@ -511,7 +496,7 @@ def analyze(
     part: SecondPassPartial = _compute(_tree(leaves, _merge_partials, split_every, name), client, scheduler)
     if part.n != state.n:
         raise ValueError(f"the input changed between passes: {state.n} rows, then {part.n}")
-    _fill_second_pass(rep, part.results(), center, partition)
+    fill_second_pass(rep, part.results(), center, partition)
     return rep
 
 

@@ -184,7 +184,7 @@ impl SecondPass {
             return Ok(());
         }
         let b = tile_rows(d);
-        let cap = b.min(n);
+        let cap = b.min(n).max(2);
         let mut t64 = vec![0.0f64; cap * d];
         let mut raw_f: Vec<F> = vec![F::default(); cap * d];
         let mut cen_f: Vec<F> = vec![F::default(); cap * d];
@@ -212,21 +212,31 @@ impl SecondPass {
                     }
                 });
             self.unit_centered.add_tile(t, d, &mut scratch);
+            // faer multiplies a single row with a matrix-vector kernel that
+            // sums in another order than its GEMM kernels: a 1-row tile is
+            // padded with a copy of its row so that every row's projections
+            // are bitwise the same however the stream was chunked.
+            let g = nb.max(2);
+            if nb == 1 {
+                raw_f.copy_within(0..d, d);
+                cen_f.copy_within(0..d, d);
+            }
+            let (rf, cf) = (&raw_f[..g * d], &cen_f[..g * d]);
             let par = threads::par();
-            let mut prb = pr.as_mut().subrows_mut(0, nb);
+            let mut prb = pr.as_mut().subrows_mut(0, g);
             faer::linalg::matmul::matmul(
                 prb.as_mut(),
                 Accum::Replace,
-                MatRef::from_row_major_slice(&rf[..], nb, d),
+                MatRef::from_row_major_slice(rf, g, d),
                 wr,
                 F::from_f64(1.0),
                 par,
             );
-            let mut pcb = pc.as_mut().subrows_mut(0, nb);
+            let mut pcb = pc.as_mut().subrows_mut(0, g);
             faer::linalg::matmul::matmul(
                 pcb.as_mut(),
                 Accum::Replace,
-                MatRef::from_row_major_slice(&cf[..], nb, d),
+                MatRef::from_row_major_slice(cf, g, d),
                 wc,
                 F::from_f64(1.0),
                 par,
