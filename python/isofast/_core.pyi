@@ -42,6 +42,8 @@ class Moments:
         """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
         (raw) and of the covariance (centred)), built without copying the
         d×d eigenvector matrices through numpy."""
+    def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64]:
+        """(covariance eigenvalues desc, their eigenvectors as columns)."""
     def directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64, F64, F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
         XᵀX eigenvalues desc, their eigenvectors as columns)."""

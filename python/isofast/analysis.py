@@ -72,7 +72,8 @@ def report_from_moments(
     """One-pass report (spectral scores and raw average cosine) of a state.
 
     ``eigenvalues``: the covariance eigenvalues when the caller already has
-    them (from ``state.directions``), so no decomposition is repeated.
+    them (from ``state.second_pass`` or ``state.directions``), so no
+    decomposition is repeated.
     """
     _check_rows(state)
     ev_c = state.eigenvalues(n_threads) if eigenvalues is None else eigenvalues
@@ -263,7 +264,7 @@ def all_but_the_top(X: Any, n_components: int, *, out_dtype: Any = None, n_threa
         raise ValueError(f"n_components must lie in [0, {d}], got {n_components}")
     if not src.reiterable:
         raise TypeError("all_but_the_top needs two passes: pass a re-iterable input")
-    _, U, _, _ = state.directions(n_threads)
+    _, U = state.cov_directions(n_threads)
     top = np.ascontiguousarray(U[:, : int(n_components)])
     dt = np.dtype(out_dtype) if out_dtype is not None else np.dtype(np.float64 if f64 else np.float32)
     if dt not in (np.float32, np.float64):

@@ -64,46 +64,43 @@ pub fn cov_eigenvalues(m: &Moments) -> Result<Vec<f64>> {
     sym_eigenvalues(m.covariance()?.as_ref())
 }
 
-/// Eigendecompositions needed between the passes: (covariance, XᵀX).
-pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
+/// Eigenpairs of the covariance (descending).
+pub fn cov_eigen(m: &Moments) -> Result<SymEigen> {
     check_spectral(m)?;
-    let n = m.count();
-    let cov = m.covariance()?;
-    let ec = sym_eigen(cov.as_ref())?;
+    sym_eigen(m.covariance()?.as_ref())
+}
+
+/// Eigenpairs of XᵀX = M + nμμᵀ (descending): the raw partition directions.
+pub fn gram_eigen(m: &Moments) -> Result<SymEigen> {
+    check_spectral(m)?;
     let d = m.dim();
+    let nf = m.count() as f64;
     let mu = m.mean();
-    let nf = n as f64;
     let lower = m.comoment_lower();
     let gram = Mat::from_fn(d, d, |i, j| {
         let (a, b) = if i >= j { (i, j) } else { (j, i) };
         lower[(a, b)] + nf * mu[a] * mu[b]
     });
-    let er = sym_eigen(gram.as_ref())?;
-    Ok((ec, er))
+    sym_eigen(gram.as_ref())
+}
+
+/// Eigendecompositions needed between the passes: (covariance, XᵀX).
+pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
+    Ok((cov_eigen(m)?, gram_eigen(m)?))
 }
 
 /// The second pass of [`analyze`] built straight from the moments, with the
-/// covariance eigenvalues (descending). Peak memory stays near 4·d² f64:
-/// each d×d input is dropped once decomposed and the eigenvectors move into
-/// the pass (converted to f32 for an f32 GEMM) instead of being copied.
+/// covariance eigenvalues (descending). Each d×d input is dropped once
+/// decomposed and the eigenvectors move into the pass (converted to f32 for
+/// an f32 GEMM) instead of being copied; the peak is one eigendecomposition
+/// (input, output and faer's divide-and-conquer workspace of ~3·d² f64) next
+/// to the co-moment and the directions already kept.
 /// `raw` / `centered` = false leaves that set of directions empty.
 pub fn second_pass_for(m: &Moments, f64_gemm: bool, raw: bool, centered: bool) -> Result<(Vec<f64>, SecondPass)> {
-    check_spectral(m)?;
     let d = m.dim();
-    let ec = sym_eigen(m.covariance()?.as_ref())?;
+    let ec = cov_eigen(m)?;
     let (values, u) = (ec.values, if centered { ec.vectors } else { Mat::zeros(d, 0) });
-    let w = if raw {
-        let nf = m.count() as f64;
-        let mu = m.mean();
-        let lower = m.comoment_lower();
-        let gram = Mat::from_fn(d, d, |i, j| {
-            let (a, b) = if i >= j { (i, j) } else { (j, i) };
-            lower[(a, b)] + nf * mu[a] * mu[b]
-        });
-        sym_eigen(gram.as_ref())?.vectors
-    } else {
-        Mat::zeros(d, 0)
-    };
+    let w = if raw { gram_eigen(m)?.vectors } else { Mat::zeros(d, 0) };
     Ok((values, SecondPass::new(m.mean().to_vec(), w, u, f64_gemm)?))
 }
 

@@ -2,7 +2,7 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
-use isofast_core::analyze::{cov_eigenvalues, directions, second_pass_for};
+use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
 use isofast_core::{abtt, cosine, partition, spectrum, threads, Moments as CoreMoments};
@@ -112,6 +112,15 @@ impl Moments {
         let inner = &self.inner;
         let (ev, sp) = run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered)))?;
         Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
+    }
+
+    /// (covariance eigenvalues desc, their eigenvectors as columns): one
+    /// decomposition, for callers that need no raw directions.
+    #[pyo3(signature = (n_threads=None))]
+    fn cov_directions<'py>(&self, py: Python<'py>, n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+        let inner = &self.inner;
+        let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
+        Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
     }
 
     /// (cov eigenvalues desc, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors)
