@@ -202,9 +202,9 @@ class SecondPassPartial:
     """Mergeable, picklable result of the second pass over some rows.
 
     log Z(±c) per direction (merged by log-add-exp) and the centred
-    unit-vector sum with its counts (merged by addition). ``_core.SecondPass``
-    keeps the unit sum internal, so it is taken here with ``_core.unit_sum``
-    on the block, which performs the same arithmetic.
+    unit-vector sum with its counts (merged by addition), both taken from one
+    ``_core.SecondPass`` over the block (``_core.unit_sum`` when only the
+    centred cosine is asked for).
     """
 
     n: int
@@ -258,17 +258,18 @@ def _block_second(block: Any, spec: SecondPassSpec, dtype: Optional[str], plan: 
     nt = _task_threads(plan)
     empty = np.empty(0)
     try:
+        u, nz, n0 = None, 0, 0
         if spec.partition:
             sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
             sp.update(arr, elem, nt)
             r = sp.results()
             z = (r["log_z_raw_pos"], r["log_z_raw_neg"], r["log_z_centered_pos"], r["log_z_centered_neg"])
+            if spec.center:
+                u, nz, n0 = r["unit_sum_centered"], r["n_nonzero_centered"], r["n_zero_norm_centered"]
         else:
             z = (empty, empty, empty, empty)
-        if spec.center:
-            u, nz, n0 = _core.unit_sum(arr, elem, spec.mean, nt)
-        else:
-            u, nz, n0 = None, 0, 0
+            if spec.center:
+                u, nz, n0 = _core.unit_sum(arr, elem, spec.mean, nt)
     except ValueError as exc:
         raise ValueError(f"{exc}{_where(index, row0)}") from None
     return SecondPassPartial(int(arr.shape[0]), *z, u, int(nz), int(n0))

@@ -193,6 +193,9 @@ impl SecondPass {
         d.set_item("log_partition_isotropy_centered", s.centered.log_isotropy())?;
         d.set_item("avg_cosine_centered", s.unit_centered.average())?;
         d.set_item("n_zero_norm_centered", s.unit_centered.n_zero)?;
+        // The raw parts, so partial results can be merged outside Rust (Dask).
+        d.set_item("unit_sum_centered", vec_to_py(py, s.unit_centered.sum.clone()))?;
+        d.set_item("n_nonzero_centered", s.unit_centered.n_nonzero)?;
         Ok(d)
     }
 }
