@@ -121,9 +121,8 @@ pub struct SecondPass {
     mean: Vec<f64>,
     /// Directions for raw rows (e.g. eigenvectors of XᵀX) and for centred
     /// rows (e.g. covariance eigenvectors).
+    /// Its variant is the GEMM precision.
     dirs: Dirs,
-    /// GEMMs in f64 (else f32).
-    pub f64_gemm: bool,
     pub raw: PartitionState,
     pub centered: PartitionState,
     pub unit_centered: UnitSum,
@@ -152,7 +151,6 @@ impl SecondPass {
             dim: d,
             mean,
             dirs,
-            f64_gemm,
             raw: PartitionState::new(mr),
             centered: PartitionState::new(mc),
             unit_centered: UnitSum::new(d),
@@ -171,11 +169,15 @@ impl SecondPass {
         if x.ncols() != self.dim {
             return Err(Error::DimMismatch { what: "second pass".into(), expected: self.dim, got: x.ncols() });
         }
-        if self.f64_gemm {
-            self.update_in::<f64>(x)
-        } else {
-            self.update_in::<f32>(x)
+        match self.dirs {
+            Dirs::F64(..) => self.update_in::<f64>(x),
+            Dirs::F32(..) => self.update_in::<f32>(x),
         }
+    }
+
+    /// GEMMs in f64 (else f32).
+    pub fn f64_gemm(&self) -> bool {
+        matches!(self.dirs, Dirs::F64(..))
     }
 
     fn update_in<F: Float + ExpSum + DirsIn>(&mut self, x: &MatView<'_>) -> Result<()> {
