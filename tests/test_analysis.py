@@ -237,3 +237,36 @@ def test_real_example_runs_and_layer15_has_massive_activation():
     X64 = np.asarray(X, np.float64)
     assert_report_matches(rep, X64, rtol=1e-7)
     assert rep.log_partition_isotropy == pytest.approx(ref.log_partition_isotropy(X64), rel=1e-5)
+
+
+def test_core_moments_decomposition_methods_agree_and_reject_bad_states():
+    from isofast import _core
+
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(200, 6)) * np.arange(1, 7) + 50.0
+    m = _core.Moments(6)
+    m.update(X)
+    ev, U, evr, W = m.directions()
+    np.testing.assert_allclose(m.eigenvalues(), ev, rtol=1e-12, atol=1e-12 * ev[0])
+    ev2, U2 = m.cov_directions()
+    np.testing.assert_array_equal(ev2, ev)
+    np.testing.assert_array_equal(np.abs(U2), np.abs(U))
+    ev3, sp = m.second_pass(False)
+    np.testing.assert_array_equal(ev3, ev)
+    sp.update(X.astype(np.float32))
+    full = isofast.analyze(X.astype(np.float32))
+    assert sp.results()["log_partition_isotropy"] == pytest.approx(full.log_partition_isotropy, rel=1e-12)
+    u = sp.results()["unit_sum_centered"]
+    Y = X.astype(np.float32).astype(np.float64) - m.mean
+    np.testing.assert_allclose(u, (Y / np.linalg.norm(Y, axis=1, keepdims=True)).sum(0), rtol=1e-10, atol=1e-10)
+    one = _core.Moments(6)
+    one.update(X[:1])
+    for state in (_core.Moments(6), one):
+        for call in (state.eigenvalues, state.cov_directions, lambda: state.second_pass(True)):
+            with pytest.raises(ValueError, match="at least 2 rows"):
+                call()
+    same = _core.Moments(6)
+    same.update(np.ones((4, 6)))
+    for call in (same.eigenvalues, same.cov_directions, lambda: same.second_pass(False)):
+        with pytest.raises(ValueError, match="all rows identical"):
+            call()
