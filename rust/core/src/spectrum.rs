@@ -28,9 +28,8 @@ pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
     Ok(SymEigen { values, vectors })
 }
 
-/// Eigenvalues only (descending, noise floor as in [`sym_eigen`]): several
-/// times cheaper than the full decomposition for large d, and all the
-/// one-pass spectral scores need.
+/// Eigenvalues only (descending, noise floor as in [`sym_eigen`]): no
+/// eigenvector work or d×d output, and all the one-pass spectral scores need.
 pub fn sym_eigenvalues(a_lower: MatRef<'_, f64>) -> Result<Vec<f64>> {
     let d = check_square(a_lower)?;
     let mut values = a_lower
