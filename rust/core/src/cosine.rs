@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::source::{for_each_tile, tile_mean, MatView};
+use crate::kmeans::sqnorm;
 use crate::threads;
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
@@ -39,7 +40,7 @@ impl UnitSum {
             .zip(scratch.par_iter_mut())
             .with_min_len(64)
             .for_each(|(row, inv)| {
-                let s: f64 = row.iter().map(|v| v * v).sum();
+                let s = sqnorm(row);
                 *inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
             });
         let zeros = scratch.iter().filter(|v| **v == 0.0).count() as u64;
@@ -139,7 +140,7 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
                     *v -= m;
                 }
             }
-            let s: f64 = row.iter().map(|v| v * v).sum();
+            let s = sqnorm(row);
             let inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
             row.iter_mut().for_each(|v| *v *= inv);
         });
