@@ -551,9 +551,10 @@ class _ShardBuffer:
         self.windows: dict[str, list] = {c: [] for c in _store.WINDOW_COLUMNS}
         self.nbytes = 0
 
-    def add(self, key: tuple[str, int], rows: np.ndarray) -> None:
-        self.arrays[key].append(rows)
-        self.nbytes += rows.nbytes
+    def add(self, key: tuple[str, int], blocks: list[np.ndarray]) -> None:
+        """Row blocks of one key, in token-record order (views are kept as they are)."""
+        self.arrays[key].extend(blocks)
+        self.nbytes += sum(b.nbytes for b in blocks)
 
     def add_records(self, batch: list[_Item], sel_np: np.ndarray) -> None:
         """Token rows in the order of ``hs[sel]``: window by window, positions ascending."""
@@ -863,18 +864,24 @@ def capture(
                 grabbed.clear()
                 hs = body(**kwargs).hidden_states
                 # sel is False on every padded position: padding is never captured
-                if sel_np.all():  # nothing to drop: a (B·T, d) view, no gather
-                    def gather(h):
-                        return to_np(h.reshape(-1, h.shape[-1]))
+                kept = sel_np.sum(axis=1)
+                if sel_np.all():  # nothing to drop: one (B·T, d) view, no gather
+                    def blocks(h):
+                        return [to_np(h.reshape(-1, h.shape[-1]))]
+                elif (sel_np == (np.arange(T)[None, :] < kept[:, None])).all():
+                    # every window keeps a prefix (all its real tokens): one view
+                    # per window, no copy; the writer stacks them as it writes
+                    def blocks(h):
+                        return [to_np(h[j, :n]) for j, n in enumerate(kept.tolist()) if n]
                 else:
                     sel = torch.from_numpy(sel_np).to(dev)
 
-                    def gather(h):
-                        return to_np(h[sel])
+                    def blocks(h):
+                        return [to_np(h[sel])]
                 for L in res_layers:
-                    shards.add(("residual", L), gather(hs[L]))
+                    shards.add(("residual", L), blocks(hs[L]))
                 for L in att_layers:
-                    shards.add(("attention", L), gather(grabbed[L]))
+                    shards.add(("attention", L), blocks(grabbed[L]))
                 shards.add_records(batch, sel_np)
                 n_tok = int(mask_np.sum())
                 processed += n_tok
