@@ -49,11 +49,11 @@ use crate::kmeans::{
     add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials, nearest_block, sample_indices,
     seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef, SplitMix64, BLOCK,
 };
-use crate::lse::LogSumExp;
+use crate::lse::{update_both_signs, LogSumExp};
 use crate::moments::Moments;
 use crate::partition::SecondPass;
 use crate::silhouette::{silhouettes, Labelling};
-use crate::source::{check_finite, first_non_finite, tile_rows, MatView};
+use crate::source::{first_non_finite, for_each_tile, tile_rows, MatView};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
 use faer::{Accum, Mat, MatRef};
@@ -237,14 +237,7 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     if n == 0 || d == 0 {
         return Ok(sum);
     }
-    let b = tile_rows(d);
-    let mut tile = vec![0.0f64; b.min(n) * d];
-    let mut start = 0;
-    while start < n {
-        let nb = b.min(n - start);
-        let t = &mut tile[..nb * d];
-        x.read_tile(start, nb, t);
-        check_finite(t, d, start as u64, x.elem())?;
+    for_each_tile(x, 0, |t, _| {
         let parts: Vec<Vec<f64>> = t
             .par_chunks(64 * d)
             .map(|blk| {
@@ -260,8 +253,8 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
                 *a += v;
             }
         }
-        start += nb;
-    }
+        Ok(())
+    })?;
     let inv = 1.0 / n as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
@@ -763,8 +756,7 @@ fn dual_stats(rows: &mut [f64], mean: &[f64], nc: usize, d: usize) -> Result<Clu
             let s = eig.values[k].sqrt();
             let proj: Vec<f64> = (0..nc).map(|i| s * eig.vectors[(i, k)]).collect();
             let (mut p, mut m) = (LogSumExp::default(), LogSumExp::default());
-            p.update(&proj, 1.0, 0.0);
-            m.update(&proj, -1.0, 0.0);
+            update_both_signs(&mut p, &mut m, &proj);
             (p.value(), m.value())
         })
         .collect();

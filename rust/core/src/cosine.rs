@@ -126,14 +126,7 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
     let mut nonzero = vec![0u64; g];
     let mut counts = vec![0u64; g];
     let mut n_zero = 0u64;
-    let b = crate::source::tile_rows(d);
-    let mut tile = vec![0.0f64; b.min(n) * d];
-    let mut start = 0;
-    while start < n {
-        let nb = b.min(n - start);
-        let t = &mut tile[..nb * d];
-        x.read_tile(start, nb, t);
-        crate::source::check_finite(t, d, start as u64, x.elem())?;
+    for_each_tile(x, 0, |t, start| {
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
             if let Some(c) = center {
                 for (v, m) in row.iter_mut().zip(c) {
@@ -156,8 +149,8 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
                 *a += v;
             }
         }
-        start += nb;
-    }
+        Ok(())
+    })?;
     let per_group: Vec<f64> = (0..g)
         .map(|gi| {
             UnitSum { sum: sums[gi * d..(gi + 1) * d].to_vec(), n_nonzero: nonzero[gi], n_zero: 0 }

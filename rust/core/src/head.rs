@@ -419,7 +419,7 @@ impl Job<'_, '_> {
                     if !ids.is_empty() {
                         gathered.clear();
                         gathered.extend(ids.iter().map(|&t| x[t - t0].to_f64()));
-                        p.sub[ci].update(&gathered, 1.0, 0.0);
+                        p.sub[ci].update(&gathered);
                     }
                 }
                 if k > 0 {

@@ -49,63 +49,15 @@ impl LogSumExp {
         }
     }
 
-    /// Add `sign * v_i + offset` for every v_i in `values` (one pass for the max,
-    /// one for the sum).
-    pub fn update<T: Copy + Into<f64>>(&mut self, values: &[T], sign: f64, offset: f64) {
+    /// Add every v_i in `values` (one pass for the extremes, one for the sum,
+    /// float64 exponentials); [`update_both_signs`] adds the negated stream too.
+    pub fn update<T: ExpSum>(&mut self, values: &[T]) {
         if values.is_empty() {
             return;
         }
-        let m = max_shifted(values, sign, offset);
-        let s = sum_exp_shifted(values, sign, offset - m);
-        self.merge(&LogSumExp { max: m, sum: s });
+        let m: f64 = T::max_min(values).0.into();
+        self.merge(&LogSumExp { max: m, sum: sum_exp_shifted(values, 1.0, -m) });
     }
-}
-
-/// max_i (sign·v_i + offset), with eight independent lane maxima so the loop
-/// vectorises (a single running max is a serial dependency chain).
-pub fn max_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { max_avx512(values, sign, offset) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { max_avx2(values, sign, offset) };
-        }
-    }
-    max_generic(values, sign, offset)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn max_avx512<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
-    max_generic(values, sign, offset)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max_avx2<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
-    max_generic(values, sign, offset)
-}
-
-#[inline(always)]
-fn max_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, offset: f64) -> f64 {
-    const L: usize = 8;
-    let mut acc = [f64::NEG_INFINITY; L];
-    let chunks = values.chunks_exact(L);
-    let rem = chunks.remainder();
-    for c in chunks {
-        for k in 0..L {
-            acc[k] = acc[k].max(sign * c[k].into() + offset);
-        }
-    }
-    let mut m = acc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    for &v in rem {
-        m = m.max(sign * v.into() + offset);
-    }
-    m
 }
 
 /// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
@@ -444,19 +396,20 @@ mod tests {
     fn lse_is_stable_and_mergeable() {
         let v: Vec<f64> = (0..1000).map(|i| 5000.0 + (i as f64) * 0.01).collect();
         let mut a = LogSumExp::default();
-        a.update(&v, 1.0, 0.0);
+        a.update(&v);
         let m = v.iter().cloned().fold(f64::MIN, f64::max);
         let reference = m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
         assert!((a.value() - reference).abs() < 1e-12 * reference.abs());
         let (l, r) = v.split_at(313);
         let mut b = LogSumExp::default();
-        b.update(r, 1.0, 0.0);
+        b.update(r);
         let mut c = LogSumExp::default();
-        c.update(l, 1.0, 0.0);
+        c.update(l);
         b.merge(&c);
         assert!((b.value() - reference).abs() < 1e-12 * reference.abs());
-        let mut neg = LogSumExp::default();
-        neg.update(&v, -1.0, 0.0);
+        let (mut pos, mut neg) = (LogSumExp::default(), LogSumExp::default());
+        update_both_signs(&mut pos, &mut neg, &v);
+        assert!((pos.value() - reference).abs() < 1e-12 * reference.abs());
         assert!((neg.value() - (-5000.0 + v.iter().map(|x| (5000.0 - x).exp()).sum::<f64>().ln())).abs() < 1e-9);
         assert_eq!(LogSumExp::default().value(), f64::NEG_INFINITY);
     }
