@@ -22,6 +22,7 @@ from isofast.analysis import (
     isoscore,
     log_partition,
     partition_isotropy,
+    row_norms,
     self_similarity,
 )
 from isofast.moments import Moments
@@ -34,6 +35,11 @@ _LAZY = {
     "silhouette": ("isofast.cluster", "silhouette"),
     "kmeans": ("isofast.cluster", "kmeans"),
     "ClusterReport": ("isofast.cluster", "ClusterReport"),
+    "massive_rows": ("isofast.massive", "massive_rows"),
+    "MassiveRows": ("isofast.massive", "MassiveRows"),
+    "null_statistics": ("isofast.nulls", "null_statistics"),
+    "NullStatistics": ("isofast.nulls", "NullStatistics"),
+    "relative_to_null": ("isofast.nulls", "relative_to_null"),
     "log_partition_head": ("isofast.head", "log_partition_head"),
     "head_diagnostics": ("isofast.head", "head_diagnostics"),
     "shift_direction": ("isofast.head", "shift_direction"),
@@ -79,6 +85,7 @@ __all__ = [
     "isoscore",
     "log_partition",
     "partition_isotropy",
+    "row_norms",
     "self_similarity",
     *_LAZY,
 ]

@@ -82,6 +82,16 @@ def unit_sum(
     x: np.ndarray, elem: Optional[str] = None, center: Optional[F64] = None, n_threads: Optional[int] = None
 ) -> Tuple[F64, int, int]: ...
 def column_mean(x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> F64: ...
+def row_norms(
+    x: np.ndarray,
+    elem: Optional[str] = None,
+    center: Optional[F64] = None,
+    row_offset: int = 0,
+    n_threads: Optional[int] = None,
+) -> F64:
+    """‖x_i‖ (or ‖x_i − center‖) per row, overflow/underflow-safe (max-abs
+    scaling when Σx² leaves [2⁻⁹⁰⁰, max]); ``row_offset`` numbers rows in
+    NaN/Inf errors."""
 def available_threads() -> int: ...
 
 # --- clustered isotropy (isofast_core::kmeans / silhouette / cluster) ---------
@@ -129,8 +139,14 @@ def cluster_isotropy(
     tol: float = 1e-4,
     seed: int = 0,
     spectra: bool = True,
+    min_cluster_size: int = 0,
+    rows: Optional[npt.NDArray[np.int64]] = None,
     n_threads: Optional[int] = None,
-) -> dict: ...
+) -> dict:
+    """The clustered-isotropy recipe. ``min_cluster_size``: clusters with fewer
+    rows get NaN statistics and leave the means (0–2: no floor); ``rows``:
+    cluster only these sorted, distinct input rows (read in place). The dict
+    adds ``min_cluster_size`` (applied, ≥ 2) and ``n_small_clusters``."""
 
 # --- softmax head (isofast_core::head) ---------------------------------------
 

@@ -5,6 +5,12 @@ Pass 1 streams the rows once into a mergeable :class:`isofast.Moments` state
 eigendecomposed (d×d), and pass 2 streams the rows again for the partition
 functions and the centred cosine. Every kernel runs in Rust on ``n_threads``
 threads with the GIL released; inputs are never copied whole.
+
+Validity (docs/validity.md): every report lists in ``invalid`` the statistics
+that are undefined or meaningless for its input (the spectral ones when
+N < d); ``floors=True`` sets them to NaN. ``massive="flag"`` / ``"exclude"``
+looks for massive rows first (:mod:`isofast.massive`, Sun et al. 2024) and
+reports them or computes every statistic without them.
 """
 
 from __future__ import annotations
@@ -49,12 +55,56 @@ def _check_rows(state) -> None:
         raise ValueError(f"isotropy statistics need at least 2 dimensions, got {state.dim}")
 
 
+#: Statistics that depend on the covariance (or XᵀX) spectrum: meaningless
+#: when N < d, where the covariance is rank-deficient (rank ≤ N − 1 < d).
+SPECTRAL_STATISTICS = (
+    "isoscore",
+    "participation_ratio",
+    "effective_dim",
+    "effective_rank",
+    "stable_rank",
+    "pc1_share",
+    "explained_variance_ratio",
+    "partition_isotropy",
+    "log_partition_isotropy",
+    "partition_isotropy_centered",
+    "log_partition_isotropy_centered",
+)
+
+
+def invalid_statistics(n: int, d: int) -> dict:
+    """Statistic name → reason, for the statistics undefined or meaningless
+    on an n×d input (docs/validity.md): every spectral statistic when n < d.
+
+    With n < d rows the sample covariance has rank ≤ n − 1 < d, so at least
+    d − n + 1 eigenvalues are 0 whatever the population: IsoScore ≤
+    (n − 2)/(d − 1), effective_dim ≤ n − 1, and the partition functions along
+    the null directions equal n exactly. Those numbers measure N, not the
+    embedding space.
+    """
+    if n >= d:
+        return {}
+    reason = f"N = {n} rows < d = {d} dimensions: the covariance is rank-deficient (rank ≤ N − 1)"
+    return {k: reason for k in SPECTRAL_STATISTICS}
+
+
+def apply_floors(rep: IsotropyReport) -> None:
+    """Set every statistic listed in ``rep.invalid`` to NaN (in place)."""
+    for k in rep.invalid:
+        v = getattr(rep, k, None)
+        if isinstance(v, np.ndarray):
+            setattr(rep, k, np.full(v.shape, np.nan))
+        elif v is not None:
+            setattr(rep, k, float("nan"))
+
+
 def _notes(n: int, d: int, n_zero: int) -> list:
     notes = []
     if n <= d:
         notes.append(
             f"N={n} ≤ d={d}: the covariance has rank ≤ N−1, so effective_dim ≤ N−1 and "
-            f"IsoScore ≤ {(n - 2) / (d - 1):.4g}; all statistics are defined but strongly biased"
+            f"IsoScore ≤ {(n - 2) / (d - 1):.4g}"
+            + ("; the spectral statistics are listed in `invalid` (floors=True sets them to NaN)" if n < d else "")
         )
     elif n < 50 * d:
         notes.append(
@@ -95,6 +145,7 @@ def report_from_moments(
         avg_cosine=state.avg_cosine,
         n_zero_norm=int(state.n_zero_norm),
         notes=_notes(int(state.n), int(state.dim), int(state.n_zero_norm)),
+        invalid=invalid_statistics(int(state.n), int(state.dim)),
     )
 
 
@@ -106,6 +157,9 @@ def analyze(
     eps: float = 0.8,
     n_threads: Optional[int] = None,
     dtype: Optional[str] = None,
+    massive: Optional[str] = None,
+    massive_ratio: float = 100.0,
+    floors: bool = False,
 ) -> IsotropyReport:
     """All global isotropy statistics of the rows of ``X`` (design.md §3).
 
@@ -121,10 +175,65 @@ def analyze(
     n_threads : Rust threads (default: all cores); results depend on it only
         through float64 rounding.
     dtype : ``"bfloat16"`` when ``X`` holds bfloat16 bit patterns as uint16.
+    massive : ``None`` (default: no detection, no extra cost); ``"flag"``:
+        find massive rows (norm > ``massive_ratio`` × the median row norm,
+        :func:`isofast.massive_rows`, Sun et al. 2024), fill ``n_massive`` /
+        ``massive_variance_share``, add a note and warn
+        (:class:`isofast.massive.MassiveRowsWarning`) when there are any —
+        statistics still use every row; ``"exclude"``: compute every
+        statistic on the rows that are not massive, streamed tile by tile
+        (equal to ``analyze(X[~mask])`` up to float64 rounding; ``n`` then
+        counts the kept rows). Both cost two extra O(N·d) passes and need an
+        input that can be read more than once.
+    massive_ratio : the ratio of :func:`isofast.massive_rows` (default 100,
+        measured on real SmolLM2 states: docs/validity.md).
+    floors : set the statistics listed in ``report.invalid`` (undefined or
+        meaningless for this input, e.g. spectral ones when N < d) to NaN;
+        they stay in ``invalid`` with the reason.
 
     A one-shot iterator can be read only once: the two-pass statistics are
     then ``None`` and a warning says so.
     """
+    if massive not in (None, "flag", "exclude"):
+        raise ValueError(f"massive must be None, 'flag' or 'exclude', got {massive!r}")
+    if not isinstance(floors, (bool, np.bool_)):
+        raise TypeError(f"floors must be True or False, got {floors!r}")
+    mr = None
+    if massive is not None:
+        from isofast.massive import MassiveRowsWarning, check_ratio, excluding_rows, massive_rows
+
+        check_ratio(massive_ratio, "massive_ratio")
+        src0 = as_source(X, dtype)
+        if not src0.reiterable:
+            raise TypeError(
+                f"massive={massive!r} reads X more than once: pass an array, a list of chunks or a "
+                "callable (a one-shot iterator was given)"
+            )
+        mr = massive_rows(src0, ratio=massive_ratio, n_threads=n_threads)
+        X = excluding_rows(src0, mr.mask) if (massive == "exclude" and mr.n_massive) else src0
+    rep = _analyze(X, center, partition, eps, n_threads, dtype)
+    if mr is not None:
+        rep.n_massive = mr.n_massive
+        rep.massive_variance_share = mr.variance_share
+        rep.massive_excluded = massive == "exclude"
+        rep.notes.extend(mr.notes)
+        if mr.n_massive and massive == "flag":
+            rep.notes.append("massive rows were kept: statistics use every row (massive='exclude' drops them)")
+            warnings.warn(f"{mr.notes[-1]}; statistics use every row", MassiveRowsWarning, stacklevel=2)
+        elif mr.n_massive:
+            rep.notes.append(f"the {mr.n_massive} massive rows were excluded: statistics use the other {rep.n} rows")
+    elif rep.pc1_share > 0.9:
+        rep.notes.append(
+            f"pc1_share = {rep.pc1_share:.3f} > 0.9: one direction dominates; a few massive rows "
+            "(huge-norm tokens, Sun et al. 2024) are a common cause: try analyze(X, massive='flag')"
+        )
+    if floors:
+        apply_floors(rep)
+    return rep
+
+
+def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optional[int],
+             dtype: Optional[str]) -> IsotropyReport:
     src, state, f64 = _first_pass(X, n_threads, dtype)
     if not (center or partition) or not src.reiterable:
         rep = report_from_moments(state, eps, n_threads)
@@ -132,7 +241,7 @@ def analyze(
             warnings.warn(
                 "a one-shot iterator was given: the centred cosine and partition isotropy need a "
                 "second pass and were not computed (pass a list, a re-iterable or a callable)",
-                stacklevel=2,
+                stacklevel=3,
             )
             rep.notes.append("two-pass statistics skipped: input could be read only once")
         return rep
@@ -161,6 +270,42 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
         if center:
             rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
             rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
+
+
+def row_norms(X: Any, *, center: Any = None, n_threads: Optional[int] = None,
+              dtype: Optional[str] = None) -> np.ndarray:
+    """Euclidean norm of every row, ‖x_i‖ — or ‖x_i − center‖ when ``center``
+    is a length-d vector — as a float64 array (N,).
+
+    Computed in Rust on row tiles with the GIL released, safe against
+    overflow and underflow: the plain Σ x_j² is used when it lies in
+    [2⁻⁹⁰⁰, float64 max], else the row is redone with max-abs scaling
+    m·√Σ(x_j/m)² (the idea of LAPACK dnrm2; Blue 1978, Anderson 2017), so rows
+    of magnitude 1e±300 get finite, correct norms. Bitwise independent of
+    chunking, row order and thread count. NaN/Inf raise ``ValueError`` naming
+    the row and column. An input with 0 rows gives an empty array.
+    """
+    c = None
+    if center is not None:
+        if isinstance(center, (bool, np.bool_)):
+            raise TypeError("center must be a length-d vector or None, got a bool")
+        c = np.ascontiguousarray(center, dtype=np.float64)
+        if c.ndim != 1:
+            raise ValueError(f"center must be a length-d vector, got shape {c.shape}")
+        bad = np.flatnonzero(~np.isfinite(c))
+        if bad.size:
+            raise ValueError(f"center contains NaN or Inf at column {bad[0]}")
+    src = as_source(X, dtype)
+    out = []
+    rows = 0
+    for arr, elem in src.chunks():
+        if arr.shape[1] == 0:
+            raise ValueError("X has 0 columns: row norms need d ≥ 1")
+        if c is not None and c.shape[0] != arr.shape[1]:
+            raise ValueError(f"center has {c.shape[0]} entries but X has {arr.shape[1]} columns")
+        out.append(_core.row_norms(arr, elem, c, rows, n_threads))
+        rows += arr.shape[0]
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:

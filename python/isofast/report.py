@@ -32,6 +32,15 @@ class IsotropyReport:
     Spectral statistics use the covariance C = X_cᵀX_c/(N−1) with eigenvalues
     λ₁ ≥ … ≥ λ_d ≥ 0. Two-pass fields (centred cosine, partition isotropy) are
     ``None`` when they were not computed (one-pass :class:`isofast.Moments`).
+
+    Validity (docs/validity.md): ``invalid`` maps each statistic that is
+    undefined or meaningless for this input to the reason (e.g. every spectral
+    statistic when N < d: the covariance is rank-deficient); with
+    ``analyze(..., floors=True)`` those fields are NaN. ``n_massive`` and
+    ``massive_variance_share`` are ``None`` unless ``analyze(..., massive=...)``
+    looked for massive rows (:func:`isofast.massive_rows`);
+    ``massive_excluded`` says the statistics were computed without them (then
+    ``n`` counts the kept rows).
     """
 
     n: int
@@ -56,6 +65,10 @@ class IsotropyReport:
     partition_isotropy_centered: Optional[float] = None
     log_partition_isotropy_centered: Optional[float] = None
     notes: list = field(default_factory=list)
+    n_massive: Optional[int] = None
+    massive_variance_share: Optional[float] = None
+    massive_excluded: bool = False
+    invalid: dict = field(default_factory=dict)
 
     def to_dict(self, arrays: bool = True) -> dict:
         """JSON-safe dict. ``arrays=False`` drops ``mean`` and the spectra."""
@@ -70,24 +83,40 @@ class IsotropyReport:
 
     def table(self) -> str:
         """A readable two-column table of the scalar statistics."""
+        def val(name: str, text: str) -> str:
+            reason = self.invalid.get(name)
+            return f"invalid: {reason}" if reason else text
+
+        eff = self.effective_dim
+        eff_s = "nan" if isinstance(eff, float) and not math.isfinite(eff) else f"{eff}"
         rows = [
             ("rows (N)", f"{self.n:,}"),
             ("dimension (d)", f"{self.dim:,}"),
-            (f"effective_dim (eps={self.eps:g})", f"{self.effective_dim}"),
-            ("participation_ratio", _f(self.participation_ratio)),
-            ("isoscore", _f(self.isoscore)),
-            ("stable_rank", _f(self.stable_rank)),
-            ("pc1_share", _f(self.pc1_share)),
-            ("effective_rank", _f(self.effective_rank)),
-            ("total_variance", _f(self.total_variance)),
-            ("avg_cosine", _f(self.avg_cosine)),
-            ("avg_cosine_centered", _f(self.avg_cosine_centered)),
-            ("partition_isotropy", _f(self.partition_isotropy)),
-            ("log_partition_isotropy", _f(self.log_partition_isotropy)),
-            ("partition_isotropy_centered", _f(self.partition_isotropy_centered)),
-            ("log_partition_isotropy_centered", _f(self.log_partition_isotropy_centered)),
-            ("zero-norm rows skipped", f"{self.n_zero_norm}"),
+            (f"effective_dim (eps={self.eps:g})", val("effective_dim", eff_s)),
         ]
+        rows += [
+            (k, val(k, _f(getattr(self, k))))
+            for k in (
+                "participation_ratio",
+                "isoscore",
+                "stable_rank",
+                "pc1_share",
+                "effective_rank",
+                "total_variance",
+                "avg_cosine",
+                "avg_cosine_centered",
+                "partition_isotropy",
+                "log_partition_isotropy",
+                "partition_isotropy_centered",
+                "log_partition_isotropy_centered",
+            )
+        ]
+        rows.append(("zero-norm rows skipped", f"{self.n_zero_norm}"))
+        if self.n_massive is not None:
+            share = self.massive_variance_share
+            tail = "" if share is None else f" ({_pct(share)} of the centred variance)"
+            state = "excluded" if self.massive_excluded else "kept"
+            rows.append(("massive rows", f"{self.n_massive}{tail}, {state}"))
         w = max(len(r[0]) for r in rows)
         lines = [f"{k:<{w}}  {v}" for k, v in rows]
         lines += [f"note: {n}" for n in self.notes]
@@ -97,9 +126,15 @@ class IsotropyReport:
         return self.table()
 
 
+def _pct(v: float) -> str:
+    return "nan" if not math.isfinite(v) else f"{100 * v:.2f}%"
+
+
 def _f(v: Optional[float]) -> str:
     if v is None:
         return "—"
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else str(v)
     if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
         return f"{v:.6e}"
     return f"{v:.6f}"

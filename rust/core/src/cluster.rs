@@ -42,6 +42,15 @@
 //!
 //! Clusters with fewer than 2 rows, or whose rows are all identical, get NaN
 //! statistics with a note; they are left out of the means over clusters.
+//! So are clusters below `min_cluster_size` rows (when that floor is above
+//! 2): the re-centred cosine of a 2-row cluster is exactly −1 (x₁ − μ =
+//! −(x₂ − μ)), and of an n_c-row cluster it is at least −1/(n_c − 1), so tiny
+//! clusters drag the mean over clusters towards −1 whatever the geometry. The
+//! floor is applied here, where the means are taken (one home), and
+//! `n_small_clusters` counts the clusters it removed.
+//!
+//! `rows` restricts the recipe to a subset of input rows (e.g. all rows but
+//! massive activations) without copying: the rows are read by index.
 
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
@@ -81,6 +90,17 @@ pub struct ClusterOptions {
     pub seed: u64,
     /// Per-cluster covariance spectra (IsoScore, partition isotropy).
     pub spectra: bool,
+    /// Clusters with fewer rows get NaN statistics (note "below
+    /// min_cluster_size") and are left out of the means over clusters.
+    /// 0, 1 and 2 all mean "no floor": the reference recipe, where every
+    /// cluster of ≥ 2 rows counts (a 2-row cluster's re-centred cosine is
+    /// exactly −1, since x₁ − μ = −(x₂ − μ)).
+    pub min_cluster_size: usize,
+    /// Cluster only these input rows (sorted, distinct, each < N), e.g. the
+    /// rows that are not massive activations; `None` = all rows. In
+    /// reference mode the sample is drawn from them; labels and
+    /// `clustered_rows` refer to them. No copy of the input is made.
+    pub rows: Option<Vec<usize>>,
     pub n_threads: Option<usize>,
 }
 
@@ -97,6 +117,8 @@ impl Default for ClusterOptions {
             tol: 1e-4,
             seed: 0,
             spectra: true,
+            min_cluster_size: 0,
+            rows: None,
             n_threads: None,
         }
     }
@@ -166,6 +188,10 @@ pub struct ClusterReport {
     pub clusters: Vec<ClusterStats>,
     pub inter_cluster_cosine: f64,
     pub inter_cluster_cosine_weighted: f64,
+    /// The floor applied (`ClusterOptions::min_cluster_size`, at least 2).
+    pub min_cluster_size: usize,
+    /// Clusters with fewer than `min_cluster_size` rows (left out of the means).
+    pub n_small_clusters: usize,
     /// Wall-clock seconds of each stage, in order (for profiling).
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -256,6 +282,39 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         Ok(())
     })?;
     let inv = 1.0 / n as f64;
+    sum.iter_mut().for_each(|v| *v *= inv);
+    Ok(sum)
+}
+
+/// Column means over the listed rows of `x` (fixed-order summation),
+/// checking those rows are finite.
+fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
+    let d = x.ncols();
+    let zero = vec![0.0f64; d];
+    let mut sum = vec![0.0f64; d];
+    if rows.is_empty() || d == 0 {
+        return Ok(sum);
+    }
+    let src = RowSource::Indexed { x: *x, rows, center: &zero };
+    src.for_each_tile(d, true, |_, t, _| {
+        let parts: Vec<Vec<f64>> = t
+            .par_chunks(64 * d)
+            .map(|blk| {
+                let mut s = vec![0.0f64; d];
+                for row in blk.chunks_exact(d) {
+                    add_assign(&mut s, row, false);
+                }
+                s
+            })
+            .collect();
+        for p in &parts {
+            for (a, v) in sum.iter_mut().zip(p) {
+                *a += v;
+            }
+        }
+        Ok(())
+    })?;
+    let inv = 1.0 / rows.len() as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
 }
@@ -419,6 +478,7 @@ enum LabelSource<'a> {
 /// Labels and per-cluster statistics of the rows of `src` in two streaming
 /// passes (pass 1: labels, sizes, sums and — for clusters that may need it —
 /// the co-moment; pass 2: the centred partition functions and unit sums).
+#[allow(clippy::too_many_arguments)]
 fn per_cluster(
     src: &RowSource<'_>,
     labels: LabelSource<'_>,
@@ -426,6 +486,7 @@ fn per_cluster(
     d: usize,
     spectra: bool,
     f64_gemm: bool,
+    min_size: usize,
     clock: &mut Clock,
 ) -> Result<PerCluster> {
     let n = src.len();
@@ -551,6 +612,12 @@ fn per_cluster(
         if nc < 2 {
             plans.push(Plan::Undefined(format!(
                 "cluster has {nc} row(s): the cosine over pairs and the covariance need at least 2"
+            )));
+            continue;
+        }
+        if (nc as usize) < min_size {
+            plans.push(Plan::Undefined(format!(
+                "below min_cluster_size = {min_size}: cluster has {nc} rows (statistics of very small clusters are dominated by their size; a 2-row cluster's re-centred cosine is exactly -1)"
             )));
             continue;
         }
@@ -813,7 +880,7 @@ pub fn cluster_statistics(
         let src = RowSource::View { x: *x, center: Some(&center) };
         let mut clock = Clock::new();
         let (_, _, stats) =
-            per_cluster(&src, LabelSource::Known(labels), k, x.ncols(), spectra, x.elem().needs_f64(), &mut clock)?;
+            per_cluster(&src, LabelSource::Known(labels), k, x.ncols(), spectra, x.elem().needs_f64(), 0, &mut clock)?;
         Ok(stats)
     })
 }
@@ -825,9 +892,18 @@ pub fn cluster_isotropy(x: &MatView<'_>, opts: &ClusterOptions) -> Result<Cluste
     if d == 0 {
         return invalid("clustered isotropy needs at least one column");
     }
-    if n < 3 {
+    if let Some(rows) = &opts.rows {
+        if let Some(w) = rows.windows(2).find(|w| w[0] >= w[1]) {
+            return invalid(format!("rows must be sorted and distinct: {} is followed by {}", w[0], w[1]));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= n) {
+            return invalid(format!("rows contains {r}, outside the input's {n} rows"));
+        }
+    }
+    let n_eff = opts.rows.as_ref().map_or(n, |r| r.len());
+    if n_eff < 3 {
         return Err(Error::Empty(format!(
-            "clustered isotropy needs at least 3 rows (the silhouette is defined for 2 ≤ k ≤ n − 1), got {n}"
+            "clustered isotropy needs at least 3 rows (the silhouette is defined for 2 ≤ k ≤ n − 1), got {n_eff}"
         )));
     }
     threads::install(opts.n_threads, || run(x, opts, &ks))
@@ -842,9 +918,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     // of the in-memory sample instead (all statistics are translation-
     // invariant; centring only conditions the arithmetic) and gets the global
     // mean and the NaN/Inf check from that pass.
-    let reference = matches!(opts.sample_size, Some(m) if m < n);
+    let base = opts.rows.as_deref();
+    let n_eff = base.map_or(n, |b| b.len());
+    let reference = matches!(opts.sample_size, Some(m) if m < n_eff);
     let global_mean = if reference {
-        let m = stream_mean(x)?;
+        let m = match base {
+            None => stream_mean(x)?,
+            Some(b) => indexed_mean(x, b)?,
+        };
         clock.lap("global mean (all rows)");
         Some(m)
     } else {
@@ -852,13 +933,16 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     };
     // Clustered rows C.
     let clustered: Option<Vec<usize>> = match opts.sample_size {
-        Some(m) if m < n => {
+        Some(m) if m < n_eff => {
             let mut rng = SplitMix64::new(derive_seed(opts.seed, &[0x5A4D_504C]));
-            let mut v = sample_indices(n, m, &mut rng);
+            let mut v = sample_indices(n_eff, m, &mut rng);
             v.sort_unstable();
+            if let Some(b) = base {
+                v.iter_mut().for_each(|i| *i = b[*i]);
+            }
             Some(v)
         }
-        _ => None,
+        _ => base.map(|b| b.to_vec()),
     };
     let nc = clustered.as_ref().map_or(n, |v| v.len());
     // Working rows: the fit rows and the silhouette rows are prefixes of one
@@ -1013,7 +1097,10 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         Some(b) if natural && fit_n == nc => LabelSource::Known(&fits[b].labels),
         Some(b) => LabelSource::Assign(&fits[b].centers),
     };
-    let (labels, means, clusters) = per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm, &mut clock)?;
+    let min_size = opts.min_cluster_size.max(2);
+    let (labels, means, clusters) =
+        per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm, min_size, &mut clock)?;
+    let n_small_clusters = clusters.iter().filter(|c| (c.size as usize) < min_size).count();
     drop(points);
     let centers: Vec<f64> =
         means.iter().flat_map(|m| m.iter().zip(&center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
@@ -1024,7 +1111,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
             // size-weighted mean of the cluster means.
             let mut g = vec![0.0f64; d];
             for (c, s) in means.iter().zip(&clusters) {
-                let w = s.size as f64 / n as f64;
+                let w = s.size as f64 / nc as f64;
                 for (a, v) in g.iter_mut().zip(c) {
                     *a += w * v;
                 }
@@ -1049,6 +1136,8 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         clusters,
         inter_cluster_cosine: icc,
         inter_cluster_cosine_weighted: iccw,
+        min_cluster_size: min_size,
+        n_small_clusters,
         timings: clock.laps,
     })
 }
@@ -1223,6 +1312,115 @@ mod tests {
         let r = cluster_isotropy(&v, &ClusterOptions { sample_size: Some(400), ..opts(2) }).unwrap();
         assert_eq!(r.clustered_rows.as_ref().unwrap().len(), 400);
         assert_eq!(r.labels.len(), 400);
+    }
+
+    #[test]
+    fn min_cluster_size_floor_and_row_subset() {
+        // Two blobs of 40 rows plus a planted pair far away: k = 3 puts the
+        // pair in its own cluster, whose re-centred cosine is exactly −1.
+        let (d, n_per) = (5, 40);
+        let mut x = blobs(n_per, 2, d, 15.0, 9);
+        let mut rng = SplitMix64::new(4);
+        for _ in 0..2 {
+            for _ in 0..d {
+                x.push(500.0 + gauss(&mut rng));
+            }
+        }
+        let n = 2 * n_per + 2;
+        let v = MatView::row_major(&x, n, d).unwrap();
+        let o = |m: usize| ClusterOptions {
+            k_range: vec![3],
+            threshold: -1.0,
+            min_cluster_size: m,
+            n_threads: Some(2),
+            ..Default::default()
+        };
+        let free = cluster_isotropy(&v, &o(0)).unwrap();
+        let pair = free
+            .clusters
+            .iter()
+            .position(|c| c.size == 2)
+            .expect("the planted pair is a cluster");
+        assert!((free.clusters[pair].avg_cosine_centered + 1.0).abs() < 1e-12);
+        assert_eq!((free.min_cluster_size, free.n_small_clusters), (2, 0));
+        let floored = cluster_isotropy(&v, &o(10)).unwrap();
+        assert_eq!(
+            (floored.min_cluster_size, floored.n_small_clusters),
+            (10, 1)
+        );
+        let c = &floored.clusters[pair];
+        assert!(
+            c.avg_cosine_centered.is_nan()
+                && c.note.as_ref().unwrap().contains("below min_cluster_size")
+        );
+        let big: Vec<f64> = floored
+            .clusters
+            .iter()
+            .filter(|c| c.size > 2)
+            .map(|c| c.avg_cosine_centered)
+            .collect();
+        assert_eq!(big.len(), 2);
+        assert!((floored.inter_cluster_cosine - (big[0] + big[1]) / 2.0).abs() < 1e-15);
+        // Every cluster below the floor: NaN means.
+        let all_small = cluster_isotropy(&v, &o(1000)).unwrap();
+        assert_eq!(all_small.n_small_clusters, 3);
+        assert!(
+            all_small.inter_cluster_cosine.is_nan()
+                && all_small.inter_cluster_cosine_weighted.is_nan()
+        );
+        // A row subset equals clustering a copy of those rows.
+        let keep: Vec<usize> = (0..2 * n_per).collect();
+        let sub = cluster_isotropy(
+            &v,
+            &ClusterOptions {
+                rows: Some(keep.clone()),
+                k_range: vec![2, 3],
+                ..o(10)
+            },
+        )
+        .unwrap();
+        let vb = MatView::row_major(&x[..2 * n_per * d], 2 * n_per, d).unwrap();
+        let copy = cluster_isotropy(
+            &vb,
+            &ClusterOptions {
+                k_range: vec![2, 3],
+                ..o(10)
+            },
+        )
+        .unwrap();
+        assert_eq!(sub.best_k, 2);
+        assert_eq!(sub.labels, copy.labels);
+        assert_eq!(sub.clustered_rows.as_deref(), Some(&keep[..]));
+        assert!((sub.inter_cluster_cosine - copy.inter_cluster_cosine).abs() < 1e-12);
+        for j in 0..d {
+            assert!((sub.mean[j] - copy.mean[j]).abs() < 1e-9 * copy.mean[j].abs().max(1.0));
+        }
+        // Reference mode on a subset samples from the subset only.
+        let r = cluster_isotropy(
+            &v,
+            &ClusterOptions {
+                rows: Some(keep),
+                sample_size: Some(30),
+                k_range: vec![2],
+                ..o(0)
+            },
+        )
+        .unwrap();
+        assert!(r.clustered_rows.unwrap().iter().all(|&i| i < 2 * n_per));
+        let bad = |rows: Vec<usize>| {
+            cluster_isotropy(
+                &v,
+                &ClusterOptions {
+                    rows: Some(rows),
+                    ..o(0)
+                },
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad(vec![3, 2, 5]).contains("sorted"));
+        assert!(bad(vec![0, 1, n]).contains("outside"));
+        assert!(bad(vec![0, 1]).contains("at least 3 rows"));
     }
 
     #[test]

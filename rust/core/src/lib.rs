@@ -16,6 +16,7 @@ pub mod head;
 pub mod kmeans;
 pub mod lse;
 pub mod moments;
+pub mod norms;
 pub mod partition;
 pub mod silhouette;
 pub mod source;

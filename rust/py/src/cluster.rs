@@ -113,7 +113,8 @@ fn cluster_statistics<'py>(
 #[pyfunction]
 #[pyo3(signature = (
     x, k_range, elem=None, threshold=0.1, sample_size=None, silhouette_sample_size=20000,
-    fit_sample_size=Some(20000), n_init=1, max_iter=300, tol=1e-4, seed=0, spectra=true, n_threads=None
+    fit_sample_size=Some(20000), n_init=1, max_iter=300, tol=1e-4, seed=0, spectra=true,
+    min_cluster_size=0, rows=None, n_threads=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn cluster_isotropy<'py>(
@@ -130,9 +131,21 @@ fn cluster_isotropy<'py>(
     tol: f64,
     seed: u64,
     spectra: bool,
+    min_cluster_size: usize,
+    rows: Option<PyReadonlyArray1<'py, i64>>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
+    let rows = match rows {
+        None => None,
+        Some(r) => {
+            let a = r.as_array();
+            if let Some(&bad) = a.iter().find(|&&i| i < 0) {
+                return Err(PyValueError::new_err(format!("rows contains {bad}: row indices must be ≥ 0")));
+            }
+            Some(a.iter().map(|&i| i as usize).collect::<Vec<usize>>())
+        }
+    };
     if let Some(&k) = k_range.iter().find(|&&k| k < 2) {
         return Err(PyValueError::new_err(format!(
             "k_range contains k = {k}: model selection needs k ≥ 2 (k = 1 is the automatic fallback when no k reaches the silhouette threshold)"
@@ -149,6 +162,8 @@ fn cluster_isotropy<'py>(
         tol,
         seed,
         spectra,
+        min_cluster_size,
+        rows,
         n_threads,
     };
     let r = run(py, || core_cluster::cluster_isotropy(&v, &opts))?;
@@ -176,6 +191,8 @@ fn cluster_isotropy<'py>(
     d.set_item("clusters", stats_to_py(py, &r.clusters)?)?;
     d.set_item("inter_cluster_cosine", r.inter_cluster_cosine)?;
     d.set_item("inter_cluster_cosine_weighted", r.inter_cluster_cosine_weighted)?;
+    d.set_item("min_cluster_size", r.min_cluster_size)?;
+    d.set_item("n_small_clusters", r.n_small_clusters)?;
     let t = PyDict::new(py);
     for (name, secs) in &r.timings {
         t.set_item(*name, *secs)?;

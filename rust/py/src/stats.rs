@@ -5,7 +5,7 @@ use crate::array::{run, view};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
-use isofast_core::{abtt, cosine, partition, spectrum, threads, Moments as CoreMoments};
+use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as CoreMoments};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -337,7 +337,26 @@ pub fn column_mean<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, elem: Option<&st
     Ok(vec_to_py(py, m))
 }
 
+/// Euclidean norm of every row (of x_i − center when given), overflow- and
+/// underflow-safe; `row_offset` numbers rows in NaN/Inf errors.
+#[pyfunction]
+#[pyo3(signature = (x, elem=None, center=None, row_offset=0, n_threads=None))]
+pub fn row_norms<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    elem: Option<&str>,
+    center: Option<PyReadonlyArray1<'py, f64>>,
+    row_offset: u64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let v = view(x, elem)?;
+    let c = center.map(|c| c.as_array().to_vec());
+    let r = run(py, || threads::install(n_threads, || norms::row_norms(&v, c.as_deref(), row_offset)))?;
+    Ok(vec_to_py(py, r))
+}
+
 pub fn register_extra(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(row_norms, m)?)?;
     m.add_function(wrap_pyfunction!(unit_sum, m)?)?;
     m.add_function(wrap_pyfunction!(column_mean, m)?)?;
     Ok(())
