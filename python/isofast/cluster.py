@@ -45,11 +45,30 @@ covariance, on the cluster-centred rows; both signs, in log space) and
 low when the cluster has few rows compared with d; report ``size`` with it).
 Clusters with fewer than 2 rows, or whose rows are all identical, get NaN
 with a ``note`` and are left out of the means over clusters.
+
+Validity floors (docs/validity.md)
+----------------------------------
+``min_cluster_size`` (default 10 in :func:`cluster_isotropy`): clusters with
+fewer rows get NaN statistics with the note "below min_cluster_size", are
+left out of ``inter_cluster_cosine`` and ``inter_cluster_cosine_weighted``,
+and are counted in ``n_small_clusters``. The re-centred cosine of a 2-row
+cluster is exactly −1 (x₁ − μ = −(x₂ − μ)), and of an n_c-row cluster it is
+bounded below by −1/(n_c − 1), so tiny clusters pull the mean towards −1
+whatever the geometry. ``min_cluster_size=None`` (or 0, 1, 2) is the
+reference study's exact recipe — every cluster of ≥ 2 rows counts — and the
+report says so (``floors=False``); :func:`reference_recipe` keeps that
+default. The floor is applied in Rust where the means are taken.
+
+``massive="flag"`` / ``"exclude"``: massive rows (:func:`isofast.massive_rows`,
+norm > ``massive_ratio`` × the median row norm; Sun et al. 2024) are found
+first; ``"exclude"`` clusters only the other rows, read in place by index
+(no copy of X) — ``labels`` and ``clustered_rows`` then refer to kept rows.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional, Union
 
@@ -136,6 +155,13 @@ class ClusterReport:
     it falls short. ``centers`` are the cluster means over all clustered rows
     (input coordinates). ``timings`` gives each stage's wall-clock seconds
     (it varies from run to run; ``to_dict`` keeps it, tests should not compare it).
+
+    ``min_cluster_size`` is the floor applied (≥ 2; 2 = the reference recipe),
+    ``floors`` whether it is above 2, ``n_small_clusters`` how many clusters
+    fell below it (NaN statistics, left out of the means). ``n_massive`` is
+    the number of massive rows found (``None`` unless ``massive`` was given);
+    with ``massive="exclude"`` they were not clustered, and
+    ``clustered_rows`` lists the input rows that were.
     """
 
     best_k: int
@@ -162,6 +188,10 @@ class ClusterReport:
     params: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    min_cluster_size: int = 2
+    n_small_clusters: int = 0
+    floors: bool = False
+    n_massive: Optional[int] = None
 
     def to_dict(self, arrays: bool = True) -> dict:
         """JSON-safe dict (NaN → None). ``arrays=False`` drops ``labels``,
@@ -197,6 +227,9 @@ def cluster_isotropy(
     spectra: bool = True,
     n_threads: Optional[int] = None,
     dtype: Optional[str] = None,
+    min_cluster_size: Optional[int] = 10,
+    massive: Optional[str] = None,
+    massive_ratio: float = 100.0,
 ) -> ClusterReport:
     """Clustered (local) isotropy of the rows of ``X`` (N×d).
 
@@ -220,6 +253,15 @@ def cluster_isotropy(
     spectra : also compute per-cluster partition isotropy and IsoScore
         (``False`` computes only what the study's recipe needs).
     n_threads : threads (default: all cores); results do not depend on it.
+    min_cluster_size : clusters with fewer rows get NaN statistics ("below
+        min_cluster_size") and leave the means over clusters; counted in
+        ``n_small_clusters``. ``None`` (or 0, 1, 2): no floor, the reference
+        recipe (clusters of ≥ 2 rows count; a 2-row cluster scores exactly −1).
+    massive : ``None``; ``"flag"`` (find massive rows, note and warn, cluster
+        every row) or ``"exclude"`` (cluster only the rows that are not
+        massive, read by index without copying X; ``labels`` and
+        ``clustered_rows`` then refer to kept rows). One extra O(N·d) pass.
+    massive_ratio : ratio of :func:`isofast.massive_rows` (default 100).
 
     Raises ``ValueError`` for: NaN/Inf (naming the row), fewer than 3 rows,
     an empty ``k_range`` or one with k < 2, k ≥ number of rows clustered,
@@ -247,17 +289,58 @@ def cluster_isotropy(
         seed=_seed(seed),
         spectra=bool(spectra),
     )
+    floor = _min_cluster_size(min_cluster_size)
+    if massive not in (None, "flag", "exclude"):
+        raise ValueError(f"massive must be None, 'flag' or 'exclude', got {massive!r}")
     arr, elem = as_matrix(X, dtype)
-    r = _core.cluster_isotropy(arr, elem=elem, n_threads=n_threads, **params)
-    return _report(r, params)
+    mr = None
+    rows = None
+    if massive is not None:
+        from isofast.massive import check_ratio, massive_rows
+
+        check_ratio(massive_ratio, "massive_ratio")
+        mr = massive_rows(arr, ratio=massive_ratio, n_threads=n_threads, dtype=elem)
+        if massive == "exclude" and mr.n_massive:
+            rows = np.flatnonzero(~mr.mask).astype(np.int64)
+    r = _core.cluster_isotropy(arr, elem=elem, n_threads=n_threads, min_cluster_size=floor, rows=rows, **params)
+    rep = _report(r, params)
+    if mr is not None:
+        rep.n_massive = mr.n_massive
+        rep.notes.extend(mr.notes)
+        if mr.n_massive and massive == "flag":
+            from isofast.massive import MassiveRowsWarning
+
+            rep.notes.append("massive rows were kept and clustered (massive='exclude' drops them)")
+            warnings.warn(f"{mr.notes[-1]}; they were clustered", MassiveRowsWarning, stacklevel=2)
+        elif mr.n_massive:
+            rep.notes.append(
+                f"the {mr.n_massive} massive rows were excluded: {rep.n_clustered:,} rows clustered; "
+                "labels and clustered_rows refer to kept rows"
+            )
+    return rep
+
+
+def _min_cluster_size(v: Any) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"min_cluster_size must be None or an integer ≥ 0, got {v!r}")
+    return int(v)
 
 
 def reference_recipe(X: Any, seed: int = 0, *, spectra: bool = True, n_threads: Optional[int] = None,
-                     dtype: Optional[str] = None) -> ClusterReport:
+                     dtype: Optional[str] = None, min_cluster_size: Optional[int] = None,
+                     massive: Optional[str] = None, massive_ratio: float = 100.0) -> ClusterReport:
     """The reference study's recipe with an explicit seed: a seeded sample of
     2000 rows, k = 2..16, one k-means++ run per k, silhouette threshold 0.1
-    (see the module docstring for what is matched and what is not)."""
+    (see the module docstring for what is matched and what is not).
+
+    By default exactly the study's recipe, without floors
+    (``min_cluster_size=None``: every cluster of ≥ 2 rows enters the mean);
+    pass ``min_cluster_size`` (e.g. 10) and/or ``massive`` for the validity
+    floors of :func:`cluster_isotropy`."""
     return cluster_isotropy(X, seed=seed, spectra=spectra, n_threads=n_threads, dtype=dtype, n_init="auto",
+                            min_cluster_size=min_cluster_size, massive=massive, massive_ratio=massive_ratio,
                             **REFERENCE)
 
 
@@ -288,6 +371,16 @@ def _report(r: dict, params: dict) -> ClusterReport:
     unconv = [k for k, c in zip(ks, r["converged"]) if not c]
     if unconv:
         notes.append(f"k-means reached max_iter={params['max_iter']} without converging for k = {unconv}")
+    m = int(r["min_cluster_size"])
+    if m <= 2:
+        notes.append("reference recipe without floors: clusters of any size enter the mean")
+    elif r["n_small_clusters"]:
+        notes.append(
+            f"{r['n_small_clusters']} of {best_k} clusters have fewer than min_cluster_size = {m} rows: "
+            "NaN statistics, left out of inter_cluster_cosine(_weighted)"
+        )
+    if not np.isfinite(r["inter_cluster_cosine"]):
+        notes.append("no cluster qualifies (size ≥ min_cluster_size, not constant): inter_cluster_cosine is NaN")
     clusters = []
     for i, c in enumerate(r["clusters"]):
         c = dict(c)
@@ -320,6 +413,9 @@ def _report(r: dict, params: dict) -> ClusterReport:
         params={k: v for k, v in params.items() if k != "seed"},
         notes=notes,
         timings={str(k): float(v) for k, v in r.get("timings", {}).items()},
+        min_cluster_size=int(r["min_cluster_size"]),
+        n_small_clusters=int(r["n_small_clusters"]),
+        floors=int(r["min_cluster_size"]) > 2,
     )
 
 
