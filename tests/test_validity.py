@@ -7,14 +7,18 @@ from __future__ import annotations
 import math
 import warnings
 
+import isofast
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import isofast
 from isofast.massive import MassiveRowsWarning, excluding_rows
-from isofast.nulls import NULL_RELATION, NULL_STATISTICS, null_statistics, relative_to_null
+from isofast.nulls import (
+    NULL_RELATION,
+    NULL_STATISTICS,
+    null_statistics,
+    relative_to_null,
+)
 from isofast.sources import EXAMPLE_LAYERS, load_example
 
 SCALARS = (
@@ -150,7 +154,7 @@ def test_controls_do_not_trigger_and_real_example_does():
     for L in EXAMPLE_LAYERS:
         m = isofast.massive_rows(load_example(L))
         found[L] = m.indices.tolist()
-        idx, med, share, _ = ref_massive(load_example(L), 100.0)
+        idx, _med, share, _ = ref_massive(load_example(L), 100.0)
         assert found[L] == idx.tolist()
         if idx.size:
             assert rel(m.variance_share, share) < 1e-10
@@ -173,7 +177,7 @@ def test_massive_rows_edges():
     big = gauss(100, 8, 7) * 1e200
     big[3] *= 1e4
     b = isofast.massive_rows(big)
-    idx, _, share, _ = ref_massive(big / 1e200, 100.0)
+    _idx, _, share, _ = ref_massive(big / 1e200, 100.0)
     assert b.indices.tolist() == [3] and rel(b.variance_share, share) < 1e-12
     assert isofast.massive_rows(gauss(100, 8), ratio=1.0).n_massive > 0
     for bad in (0, -1, np.nan, np.inf):
@@ -219,7 +223,7 @@ def test_analyze_massive_none_is_unchanged_and_flag_only_reports():
     with pytest.warns(MassiveRowsWarning, match="2 of 900 rows"):
         f = isofast.analyze(X, massive="flag")
     assert f.n_massive == 2 and not f.massive_excluded and f.n == 900
-    idx, _, share, _ = ref_massive(X, 100.0)
+    _idx, _, share, _ = ref_massive(X, 100.0)
     assert rel(f.massive_variance_share, share) < 1e-12
     for k in SCALARS:
         assert getattr(f, k) == getattr(base, k), k
@@ -305,7 +309,7 @@ def dense_cos(Y):
 
 
 def test_planted_two_row_cluster_never_contributes():
-    X, m = blobs_with_pair()
+    X, _m = blobs_with_pair()
     kw = dict(k_range=[4], threshold=-1.0, seed=1)
     free = isofast.cluster_isotropy(X, min_cluster_size=None, **kw)
     sizes = [c["size"] for c in free.clusters]

@@ -4,19 +4,39 @@ float/integer dtype); ``elem="bfloat16"`` marks uint16 bfloat16 bit patterns.
 Every function releases the GIL and runs on ``n_threads`` threads (default:
 all cores). Bad values raise ValueError; unsupported dtypes TypeError."""
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "Moments",
+    "SecondPass",
+    "__version__",
+    "all_but_the_top",
+    "available_threads",
+    "cluster_isotropy",
+    "cluster_statistics",
+    "column_mean",
+    "kmeans",
+    "log_partition",
+    "log_partition_head",
+    "row_norms",
+    "self_similarity",
+    "silhouette_score",
+    "spectral_scores",
+    "sym_eigen",
+    "unit_sum",
+]
 
-F64 = npt.NDArray[np.float64]
+_F64 = npt.NDArray[np.float64]
 
+@final
 class Moments:
     """Mergeable count, mean, co-moment (Chan et al. 1979) and raw unit-vector sum."""
 
-    def __init__(self, dim: int) -> None: ...
+    def __new__(cls, dim: int) -> Moments: ...
     def update(self, x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> None: ...
     def merge(self, other: Moments) -> None: ...
     def copy(self) -> Moments: ...
@@ -25,37 +45,38 @@ class Moments:
     @property
     def dim(self) -> int: ...
     @property
-    def mean(self) -> F64: ...
-    def comoment(self) -> F64: ...
-    def covariance(self) -> F64: ...
+    def mean(self) -> _F64: ...
+    def comoment(self) -> _F64: ...
+    def covariance(self) -> _F64: ...
     @property
-    def unit_sum(self) -> F64: ...
+    def unit_sum(self) -> _F64: ...
     @property
     def n_zero_norm(self) -> int: ...
     @property
     def avg_cosine(self) -> float: ...
-    def eigenvalues(self, n_threads: Optional[int] = None) -> F64:
+    def eigenvalues(self, n_threads: Optional[int] = None) -> _F64:
         """Covariance eigenvalues, descending (no eigenvectors: cheaper)."""
     def second_pass(
         self, f64_gemm: bool, raw: bool = True, centered: bool = True, n_threads: Optional[int] = None
-    ) -> Tuple[F64, SecondPass]:
+    ) -> Tuple[_F64, SecondPass]:
         """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
         (raw) and of the covariance (centred)), built without copying the
         d×d eigenvector matrices through numpy."""
-    def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64]:
+    def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns)."""
-    def directions(self, n_threads: Optional[int] = None) -> Tuple[F64, F64, F64, F64]:
+    def directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64, _F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
         XᵀX eigenvalues desc, their eigenvectors as columns)."""
     def __getstate__(self) -> bytes: ...
     def __setstate__(self, state: bytes) -> None: ...
     def __getnewargs__(self) -> Tuple[int]: ...
 
+@final
 class SecondPass:
     """Partition functions over ±directions (raw and centred) and the centred
     unit-vector sum, streamed; mergeable."""
 
-    def __init__(self, mean: F64, dirs_raw: F64, dirs_centered: F64, f64_gemm: bool) -> None: ...
+    def __new__(cls, mean: _F64, dirs_raw: _F64, dirs_centered: _F64, f64_gemm: bool) -> SecondPass: ...
     def update(self, x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> None: ...
     def merge(self, other: SecondPass) -> None: ...
     @property
@@ -65,30 +86,30 @@ class SecondPass:
         avg_cosine_centered, n_zero_norm_centered, and the mergeable parts of the
         centred cosine: unit_sum_centered (array) and n_nonzero_centered."""
 
-def sym_eigen(a: F64, n_threads: Optional[int] = None) -> Tuple[F64, F64]: ...
-def spectral_scores(values: F64, eps: float = 0.8) -> dict: ...
+def sym_eigen(a: _F64, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]: ...
+def spectral_scores(values: _F64, eps: float = 0.8) -> dict: ...
 def self_similarity(
     x: np.ndarray,
     groups: npt.NDArray[np.int64],
     elem: Optional[str] = None,
-    center: Optional[F64] = None,
+    center: Optional[_F64] = None,
     n_threads: Optional[int] = None,
 ) -> dict: ...
 def all_but_the_top(
-    x: np.ndarray, mean: F64, top: F64, out: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None
+    x: np.ndarray, mean: _F64, top: _F64, out: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None
 ) -> None: ...
-def log_partition(x: np.ndarray, contexts: F64, elem: Optional[str] = None, n_threads: Optional[int] = None) -> F64: ...
+def log_partition(x: np.ndarray, contexts: _F64, elem: Optional[str] = None, n_threads: Optional[int] = None) -> _F64: ...
 def unit_sum(
-    x: np.ndarray, elem: Optional[str] = None, center: Optional[F64] = None, n_threads: Optional[int] = None
-) -> Tuple[F64, int, int]: ...
-def column_mean(x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> F64: ...
+    x: np.ndarray, elem: Optional[str] = None, center: Optional[_F64] = None, n_threads: Optional[int] = None
+) -> Tuple[_F64, int, int]: ...
+def column_mean(x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> _F64: ...
 def row_norms(
     x: np.ndarray,
     elem: Optional[str] = None,
-    center: Optional[F64] = None,
+    center: Optional[_F64] = None,
     row_offset: int = 0,
     n_threads: Optional[int] = None,
-) -> F64:
+) -> _F64:
     """‖x_i‖ (or ‖x_i − center‖) per row, overflow/underflow-safe (max-abs
     scaling when Σx² leaves [2⁻⁹⁰⁰, max]); ``row_offset`` numbers rows in
     NaN/Inf errors."""
@@ -133,7 +154,7 @@ def cluster_isotropy(
     threshold: float = 0.1,
     sample_size: Optional[int] = None,
     silhouette_sample_size: int = 20000,
-    fit_sample_size: Optional[int] = 20000,
+    fit_sample_size: Optional[int] = ...,  # 20000
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
@@ -153,7 +174,7 @@ def cluster_isotropy(
 def log_partition_head(
     w: np.ndarray,
     c: np.ndarray,
-    bias: Optional[F64] = None,
+    bias: Optional[_F64] = None,
     topk: int = 0,
     subset: Optional[npt.NDArray[np.int64]] = None,
     w_elem: Optional[str] = None,

@@ -26,6 +26,7 @@ from isofast import _core
 from isofast._input import as_source
 from isofast.report import IsotropyReport, jsonable
 
+
 def _needs_f64(arr: np.ndarray, elem: Optional[str]) -> bool:
     """float64 and integer inputs get float64 projections; narrower floats
     (float32/16, bfloat16) get float32 GEMMs, matching their own precision."""
@@ -200,7 +201,12 @@ def analyze(
         raise TypeError(f"floors must be True or False, got {floors!r}")
     mr = None
     if massive is not None:
-        from isofast.massive import MassiveRowsWarning, check_ratio, excluding_rows, massive_rows
+        from isofast.massive import (
+            MassiveRowsWarning,
+            check_ratio,
+            excluding_rows,
+            massive_rows,
+        )
 
         check_ratio(massive_ratio, "massive_ratio")
         src0 = as_source(X, dtype)

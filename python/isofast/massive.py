@@ -40,7 +40,7 @@ from isofast import _core
 from isofast._input import Chunk, Source, as_source
 from isofast.report import jsonable
 
-__all__ = ["MassiveRows", "MassiveRowsWarning", "massive_rows", "excluding_rows", "check_ratio"]
+__all__ = ["MassiveRows", "MassiveRowsWarning", "check_ratio", "excluding_rows", "massive_rows"]
 
 
 class MassiveRowsWarning(UserWarning):

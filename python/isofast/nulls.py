@@ -46,7 +46,7 @@ import numpy as np
 from isofast import _core
 from isofast.report import jsonable
 
-__all__ = ["NULL_STATISTICS", "NULL_RELATION", "NullStatistics", "null_statistics", "relative_to_null", "default_reps"]
+__all__ = ["NULL_RELATION", "NULL_STATISTICS", "NullStatistics", "default_reps", "null_statistics", "relative_to_null"]
 
 NULL_STATISTICS = (
     "avg_cosine",
@@ -143,8 +143,8 @@ def _scale_free(n: int, d: int, reps: int, seed: int) -> Tuple[Tuple[Tuple[str, 
     dirs = []
     for G in _draws(n, d, reps, seed):
         rep = analyze(G, partition=False)
-        for s in vals:
-            vals[s].append(float(getattr(rep, s)))
+        for s, v in vals.items():
+            v.append(float(getattr(rep, s)))
         m = _core.Moments(d)
         m.update(G)
         _, U, _, W = m.directions()
@@ -192,7 +192,7 @@ def null_statistics(n: int, d: int, *, scale: float = 1.0, reps: Optional[int] =
     n = _int("n", n, 2)
     d = _int("d", d, 1)
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")  # noqa: TRY004 (one error type for bad values)
     scale = float(scale)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
