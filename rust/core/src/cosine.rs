@@ -33,7 +33,7 @@ impl UnitSum {
     /// Add every row of a row-major f64 tile (optionally minus `center`).
     /// `scratch` receives per-row inverse norms.
     pub fn add_tile(&mut self, tile: &[f64], d: usize, scratch: &mut Vec<f64>) {
-        let n = if d == 0 { 0 } else { tile.len() / d };
+        let n = tile.len().checked_div(d).unwrap_or(0);
         scratch.clear();
         scratch.resize(n, 0.0);
         tile.par_chunks(d)

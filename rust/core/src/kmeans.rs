@@ -1041,6 +1041,7 @@ impl Lloyd<'_> {
                 }
                 if full {
                     let mut part = vec![0.0f64; k * d];
+                    #[allow(clippy::needless_range_loop)]
                     for r in 0..len {
                         let c = lab[r] as usize;
                         add_assign(&mut part[c * d..(c + 1) * d], blk.row(r), false);
@@ -1164,6 +1165,7 @@ impl Lloyd<'_> {
     fn move_centers(&mut self) -> Vec<f64> {
         let d = self.p.d;
         let mut shift = vec![0.0f64; self.k];
+        #[allow(clippy::needless_range_loop)]
         for c in 0..self.k {
             let old = &mut self.centers[c * d..(c + 1) * d];
             if self.counts[c] == 0 {

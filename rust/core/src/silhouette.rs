@@ -131,6 +131,7 @@ fn distance_sums<F: Float>(p: PointsRef<'_>, xs: &[F], h: &[F], kk: usize) -> Ve
                         let col = g.as_mut().col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
                         if F::distances(col, xi.sq, xj.sq[c], kappa) {
                             // Some pair is within the Gram error bound: measure it exactly.
+                            #[allow(clippy::needless_range_loop)]
                             for r in 0..li {
                                 if col[r].to_f64() < 0.0 {
                                     col[r] = F::from_f64(sqdist(xi.row(r), xj.row(c)).sqrt());

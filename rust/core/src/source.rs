@@ -164,8 +164,8 @@ impl<'a> MatView<'a> {
     /// Contiguous (unit column stride and aligned) rows allow slice conversions.
     fn row_is_contiguous(&self) -> bool {
         self.col_stride == self.elem.size() as isize
-            && (self.ptr as usize) % self.elem.size() == 0
-            && (self.row_stride as usize) % self.elem.size() == 0
+            && (self.ptr as usize).is_multiple_of(self.elem.size())
+            && (self.row_stride as usize).is_multiple_of(self.elem.size())
     }
 
     #[inline]
@@ -398,6 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::identity_op)] // index arithmetic spelled out as row * d + col
     fn strided_and_contiguous_reads_agree() {
         let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
         let v = MatView::row_major(&data, 4, 6).unwrap();

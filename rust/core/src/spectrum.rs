@@ -98,7 +98,7 @@ pub fn spectral_scores(values: &[f64], eps: f64) -> Result<SpectralScores> {
         return Err(Error::InvalidArgument(format!("eps must lie in (0, 1], got {eps}")));
     }
     let total: f64 = values.iter().sum();
-    if !(total > 0.0) || !total.is_finite() {
+    if total.is_nan() || total <= 0.0 || total.is_infinite() {
         return Err(Error::InvalidArgument(
             "zero total variance (all rows identical): spectral statistics are undefined".into(),
         ));
