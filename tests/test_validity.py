@@ -445,3 +445,26 @@ def test_isoscore_nulls_and_marchenko_pastur():
     pr = null_statistics(n, d).mean["participation_ratio"]
     mp = d / (1 + d / n)
     assert abs(pr / mp - 1) < 0.02, (pr, mp)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(3, 80), st.integers(1, 10), st.integers(0, 2**31), st.integers(-40, 40), st.integers(1, 3))
+def test_massive_rows_properties(n, d, seed, log2s, threads):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    planted = rng.choice(n, size=max(1, n // 10), replace=False)
+    X[planted] *= 10.0 ** rng.uniform(2.5, 4, size=(planted.size, 1))
+    base = isofast.massive_rows(X, n_threads=1)
+    idx, med, share, _ = ref_massive(X, 100.0)
+    assert base.indices.tolist() == idx.tolist()
+    assert rel(base.median_norm, med) < 1e-13 and (rel(base.variance_share, share) < 1e-10 or share == 0)
+    perm = rng.permutation(n)
+    p = isofast.massive_rows(X[perm], n_threads=threads)
+    assert sorted(perm[p.indices].tolist()) == base.indices.tolist()
+    assert p.median_norm == base.median_norm
+    s = 2.0**log2s
+    sc = isofast.massive_rows(X * s)
+    assert sc.indices.tolist() == base.indices.tolist() and sc.median_norm == base.median_norm * s
+    cuts = np.array_split(np.arange(n), 3)
+    ch = isofast.massive_rows([X[c] for c in cuts if c.size])
+    assert ch.indices.tolist() == base.indices.tolist() and ch.median_norm == base.median_norm
