@@ -22,6 +22,8 @@ eigenvectors of each draw are kept (cached) and log Z(±c) of the scaled draw
 is evaluated with the Rust :func:`isofast.log_partition` kernel as
 log Σ exp⟨x_i, s·c⟩ — no eigendecomposition is redone per scale (the draw
 itself is regenerated from its seed, O(n·d)).
+The raw (uncentred) log I also depends on the layer's mean while the null
+is zero-mean: for layers with a large common offset compare the centred one.
 
 Relations (:data:`NULL_RELATION`, :func:`relative_to_null`): scale
 statistics (IsoScore, participation ratio, effective dim/rank, stable rank,
