@@ -36,12 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-# Seasonal period of MASE by the dataset's frequency string (pandas aliases).
-_SEASON = {
-    "MS": 12, "M": 12, "ME": 12, "QS": 4, "Q": 4, "QE": 4, "W": 52, "D": 7, "B": 5,
-    "H": 24, "h": 24, "30min": 48, "30T": 48, "A": 1, "AS": 1, "Y": 1, "YS": 1,
-}
-
 
 def register(subparsers) -> None:
     f = subparsers.add_parser(
@@ -116,10 +110,10 @@ def _read(data: str, column, time_column):
     looks_like_path = any(ch in data for ch in "/\\") or p.suffix != ""
     if looks_like_path:
         raise FileNotFoundError(f"no data file {data!r}")
-    from isofast.data import info, load
+    from isofast.data import dataset_season, load
 
     s = load(data, column=column)
-    return {s.name: s.values}, _SEASON.get(str(info(data).frequency))
+    return {s.name: s.values}, dataset_season(data)
 
 
 def _windows(series: dict, context: int, horizon: int, mode: str, stride, n, seed):

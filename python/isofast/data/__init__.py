@@ -11,6 +11,8 @@ Modules (one concept each):
 * :mod:`~isofast.data.readers`: CSV/TSV/parquet columns and Monash ``.tsf`` files.
 * :mod:`~isofast.data.windows`: context/horizon windows, time-ordered splits,
   per-instance scalers.
+* :mod:`~isofast.data.seasons`: seasonal periods (points per cycle) for
+  frequency labels, KernelSynth presets and registry datasets.
 * :mod:`~isofast.data.perturb`: the study's input noise and "harder" (2/3)
   context, plus missing values, level shifts and outliers.
 
@@ -46,6 +48,7 @@ from .loaders import load, load_all
 from .perturb import add_missing, add_noise, add_outliers, level_shift, shorten_context
 from .readers import DataFormatError, TSFData, read_csv, read_parquet, read_table, read_tsf
 from .registry import REGISTRY, DatasetInfo, UnknownDatasetError, info, list_datasets
+from .seasons import FREQUENCY_SEASONS, dataset_season, preset_season, season_length
 from .series import NAN_POLICIES, Series
 from .windows import (
     MeanScaler,
@@ -77,6 +80,11 @@ __all__ = [
     "random_kernel",
     "kernelsynth",
     "synthetic_set",
+    # seasonal periods
+    "FREQUENCY_SEASONS",
+    "season_length",
+    "preset_season",
+    "dataset_season",
     # real data
     "Series",
     "NAN_POLICIES",
