@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -21,13 +22,22 @@ _SUBCOMMANDS: list[str] = [
     "isofast.capture_cli",
     "isofast.head_cli",
     "isofast.study.cli",
+    "isofast.demo_cli",
+    "isofast.doctor",
 ]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``isofast CMD: error: ...``, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from isofast import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="isofast",
         description="Isotropy analysis of model embeddings fed numeric data.",
     )
@@ -40,13 +50,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors are one line on stderr and an exit code:
+    2 for bad usage or input (argparse, ValueError, TypeError, KeyError, a
+    missing optional package), 1 for runtime failures (files, anything else)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
-        print(f"isofast {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `isofast data list | head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # no second error at interpreter exit
+        except OSError:  # pragma: no cover
+            pass
+        return 0
+    except KeyboardInterrupt:
+        print(f"isofast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, ImportError, KeyError) as exc:
+        print(f"isofast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # OSError and runtime failures: no traceback
+        print(f"isofast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and type(exc) is KeyError and len(exc.args) == 1:
+        text = str(exc.args[0])
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

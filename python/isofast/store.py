@@ -222,6 +222,12 @@ class CaptureLayer:
     memory-mapped array of shape (n_k, d) in the storage dtype (uint16 bit
     patterns for bfloat16, see ``isofast_dtype``); ``to_numpy()`` concatenates
     them (small captures).
+
+    numpy conventions: ``len(layer)`` is the row count and ``np.asarray(layer)``
+    is the (N, d) array (numpy 2 ``__array__(dtype, copy)`` semantics): float32
+    and float16 layers come back in their own dtype, bfloat16 layers decoded to
+    float32 (never as raw uint16 bit patterns). The result is always a fresh
+    in-memory copy, so ``copy=False`` raises ``ValueError``.
     """
 
     root: Path
@@ -255,6 +261,20 @@ class CaptureLayer:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.iter_chunks()
+
+    def __len__(self) -> int:
+        return int(sum(self.rows))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError(
+                "a capture layer is stored in shards on disk; np.asarray(layer) always "
+                "copies them into one array (copy=False is impossible)"
+            )
+        arr = self.to_numpy(float32=self.isofast_dtype == "bfloat16")
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+        return arr
 
     def to_numpy(self, *, float32: bool = False) -> np.ndarray:
         """All rows in one array; ``float32=True`` decodes float16/bfloat16."""
