@@ -43,8 +43,17 @@ def test_tiny_study_end_to_end(tiny_run):
     for col in list(STATISTICS) + ["nmse", "mse", "mae", "mase", "crps", "n_rows", "depth"]:
         assert col in df.columns, col
     assert np.isfinite(df[["nmse", "mse", "mae", "isoscore", "effective_dim"]].to_numpy()).all()
-    # equal N within a model (rows subsampled to [isotropy] rows when there are more)
-    assert (df.groupby("model")["n_rows"].max() <= cfg.isotropy.rows).all()
+    # validity: equal N within every (model, layer), N ≥ d, never fewer rows than promised
+    measured = df[df["skip_reason"].fillna("") == ""]
+    assert (measured.groupby(["model", "layer"])["n_rows"].nunique() == 1).all()
+    assert (measured["n_rows"] >= measured["dim"]).all()
+    assert (measured["n_available"] >= measured["n_rows"]).all()
+    for col in ("n_massive", "n_small_clusters", "skip_reason", "skill_mase", "skill_crps", "isoscore_null",
+                "isoscore_vs_null", "log_partition_isotropy_null", "nmse_snaive", "nmse_ets"):
+        assert col in df.columns, col
+    assert np.isfinite(measured["isoscore_null"]).all() and (measured["isoscore_null"] > 0).all()
+    np.testing.assert_allclose(measured["isoscore_vs_null"], measured["isoscore"] / measured["isoscore_null"])
+    assert np.isfinite(df["skill_mase"]).all() and (df["skill_mase"] > 0).all()
     # LM-head diagnostics on the layer that feeds the head only
     lm = df[df["model"] == "tiny-llama"]
     head = lm["head_log_z_std"].notna()
@@ -114,13 +123,14 @@ def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
     assert "held-out correlations" in capsys.readouterr().out
 
 
-def test_failed_cells_do_not_stop_the_grid(tmp_path):
+def _tiny():
     with open(bundled_config_path("tiny"), "rb") as f:
-        data = tomllib.load(f)
-    data["datasets"] = data["datasets"][:1] + [
-        # 144 points cannot hold a 500-point context: this dataset's cells fail
-        {"name": "airpassengers", "source": "registry", "context": 500, "horizon": 6, "n_test": 1},
-    ]
+        return tomllib.load(f)
+
+
+def test_failed_cells_do_not_stop_the_grid(tmp_path):
+    data = _tiny()
+    data["datasets"] = data["datasets"][:1]
     data["perturbations"] = [{"name": "clean"}]
     data["models"] = [m for m in data["models"] if m["name"] == "patchtst"] + [
         {"name": "missing-lm", "kind": "lm", "path": str(tmp_path / "no-such-model")},
@@ -130,13 +140,33 @@ def test_failed_cells_do_not_stop_the_grid(tmp_path):
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     err = _err(df)
     failed = df[err != ""]
-    assert set(zip(failed["model"], failed["dataset"])) == {
-        ("patchtst", "airpassengers"), ("missing-lm", "RBF_1"), ("missing-lm", "airpassengers"),
-    }
-    assert failed["error"].str.contains("ValueError|FileNotFoundError").all()
+    assert set(zip(failed["model"], failed["dataset"])) == {("missing-lm", "RBF_1")}
+    assert failed["error"].str.contains("FileNotFoundError|OSError").all()
     ok = df[(df["model"] == "patchtst") & (df["dataset"] == "RBF_1")]
     assert len(ok) == 3 and (_err(ok) == "").all() and np.isfinite(ok["nmse"]).all()
-    assert sum(1 for c in res.cells if c.error) == 3
+    assert sum(1 for c in res.cells if c.error) == 1
+
+
+def test_a_grid_that_cannot_run_is_refused_before_anything_runs(tmp_path):
+    # 144 points cannot hold a 500-point context: refused, naming the dataset
+    data = _tiny()
+    data["datasets"] = data["datasets"][:1] + [
+        {"name": "airpassengers", "source": "registry", "context": 500, "horizon": 6, "n_test": 1},
+    ]
+    with pytest.raises(ConfigError, match="airpassengers"):
+        run_study(data, out=tmp_path / "a", report=False, **QUIET)
+    assert not (tmp_path / "a" / "results.csv").exists()
+    # rows per cell below d: refused, naming the model, the layer and the numbers
+    data = _tiny()
+    data["models"] = [m for m in data["models"] if m["name"] == "patchtst"]
+    data["models"][0]["d_model"] = 64  # 3 windows × 7 patches = 21 rows < d = 64
+    with pytest.raises(ConfigError, match=r"'patchtst', layer encoder.0: N = 19 .*21.* below d = 64"):
+        run_study(data, out=tmp_path / "b", report=False, **QUIET)
+    # an explicit N above what a cell holds
+    data = _tiny()
+    data["isotropy"]["rows"] = 5000
+    with pytest.raises(ConfigError, match="rows = 5000 but cell"):
+        run_study(data, out=tmp_path / "c", report=False, **QUIET)
 
 
 def test_configs_parse_and_refuse_typos():

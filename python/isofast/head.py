@@ -441,9 +441,13 @@ def head_diagnostics(
     n_threads: Optional[int] = None,
     dtype: Optional[str] = None,
     chunk_rows: int = 4096,
+    shift: Optional[ShiftDirection] = None,
 ) -> HeadReport:
     """Shift-invariance diagnostics of contexts ``C`` (N×d) under the head
     ``W`` (V×d, bias ``b``); see :class:`HeadReport` for every field.
+
+    ``shift``: the :func:`shift_direction` of this ``W`` when the caller has it
+    already (it depends on W only and costs a streaming QR of the V×d head).
 
     ``C`` should be the hidden states that enter the head — after the model's
     final norm (:func:`head_inputs`, or the last ``residual`` layer of an
@@ -455,7 +459,9 @@ def head_diagnostics(
     chunks = _context_chunks(C, dtype)
     bias = _vector(b)
     notes: list[str] = []
-    sd = shift_direction(w, chunk_rows=chunk_rows, dtype=we)
+    sd = shift if shift is not None else shift_direction(w, chunk_rows=chunk_rows, dtype=we)
+    if sd.u.shape != (d,):
+        raise ValueError(f"shift direction has shape {sd.u.shape}, the head W has d = {d}")
     u_norm = float(np.linalg.norm(sd.u))
     uh = sd.unit
     if sd.rank < d:

@@ -103,25 +103,55 @@ class StudyModel:
     def load_embeddings(self, folder: Path, layers: list[int]) -> dict[int, np.ndarray]:
         return {L: np.load(folder / f"L{int(L):03d}.npy") for L in layers}
 
-    def embed_cached(self, contexts, folder: Path, *, aux=None, prepare=None) -> tuple[dict[int, np.ndarray], bool]:
+    # rows: how many each window contributes, and which window each row is
+    def dims(self) -> dict[int, int]:  # pragma: no cover - abstract
+        """Width d of every captured layer, known without loading the weights."""
+        raise NotImplementedError
+
+    def rows_per_window(self, contexts, split) -> dict[int, np.ndarray]:  # pragma: no cover - abstract
+        """Rows each context contributes to every captured layer (int array,
+        one entry per context), known before any forward pass: the study
+        checks its row floors with it before anything runs."""
+        raise NotImplementedError
+
+    def window_ids(self, contexts, split, emb: dict[int, np.ndarray], folder: Path) -> dict[int, np.ndarray]:
+        """Window index of every captured row (rows are window-major).
+
+        Checked against the captured shapes, so a model that returned more or
+        fewer rows than its inputs imply fails loudly instead of mislabelling."""
+        counts = self.rows_per_window(contexts, split)
+        out = {}
+        for L, X in emb.items():
+            c = np.asarray(counts[L], np.int64)
+            if int(c.sum()) != X.shape[0]:
+                raise RuntimeError(
+                    f"{self.name}: layer {L} has {X.shape[0]} captured rows, its {c.size} windows imply {int(c.sum())}"
+                )
+            out[L] = np.repeat(np.arange(c.size), c)
+        return out
+
+    def embed_cached(self, contexts, folder: Path, *, split, aux=None, prepare=None):
         """Embeddings of ``contexts`` from ``folder`` when complete, else computed
-        (``prepare()`` first) and stored; returns ``(layers, was_cached)``."""
+        (``prepare()`` first) and stored; returns ``(layers, window_ids, was_cached)``."""
         folder = Path(folder)
         marker = folder / "complete.json"
         idx = [L.index for L in self.layers]
+        emb = None
+        cached = False
         if marker.is_file():
             try:
-                return self.load_embeddings(folder, idx), True
+                emb, cached = self.load_embeddings(folder, idx), True
             except (OSError, ValueError):
-                pass  # damaged entry: recompute below
-        if prepare is not None:
-            prepare()
-        emb = self.embed(contexts, folder=folder / "capture", aux=aux)
-        self.store_embeddings(folder, emb)
-        from isofast.store import write_json
+                emb = None  # damaged entry: recompute below
+        if emb is None:
+            if prepare is not None:
+                prepare()
+            emb = self.embed(contexts, folder=folder / "capture", aux=aux)
+            self.store_embeddings(folder, emb)
+            from isofast.store import write_json
 
-        write_json(marker, {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in emb.items()}})
-        return emb, False
+            write_json(marker, {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in emb.items()}})
+        return emb, self.window_ids(contexts, split, emb, folder), cached
 
     def hook_point(self, layer: int) -> tuple[Any, str]:  # pragma: no cover - abstract
         raise NotImplementedError

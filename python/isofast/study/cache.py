@@ -31,9 +31,9 @@ from isofast.report import jsonable
 from isofast.store import atomic_write
 
 #: Part of every key; bump when a stage's output changes meaning.
-CACHE_VERSION = "study-1"
+CACHE_VERSION = "study-2"
 
-STAGES = ("train", "capture", "forecast", "isotropy", "causal")
+STAGES = ("train", "capture", "forecast", "isotropy", "baselines", "causal")
 
 
 class StudyCache:

@@ -263,12 +263,15 @@ def series_squared_errors(point: np.ndarray, target: np.ndarray) -> tuple[np.nda
 
 
 # ------------------------------------------------------------- the runner
-def _isotropy_pair(X, T, cfg, seed) -> dict:
-    from isofast.study.isotropy import layer_suite, subsample
+def _isotropy_pair(X, T, cfg, seed, n_rows: int) -> dict:
+    """The layer's statistics before and after the rewrite, under the same
+    validity rules and N as its cells (:func:`isofast.study.isotropy.layer_suite`)."""
+    from isofast.study.isotropy import layer_suite
 
-    Xs = subsample(np.asarray(X, np.float32), cfg.isotropy.rows, seed)
-    before = layer_suite(Xs, cfg.isotropy, seed)["stats"]
-    after = layer_suite(T.apply(Xs).astype(np.float32), cfg.isotropy, seed)["stats"]
+    X = np.asarray(X, np.float32)
+    one = np.zeros(X.shape[0], np.int64)
+    before = layer_suite(X, cfg.isotropy, seed, n_rows=n_rows, windows=one)["stats"]
+    after = layer_suite(T.apply(X).astype(np.float32), cfg.isotropy, seed, n_rows=n_rows, windows=one)["stats"]
     keys = ("inter_cluster_cosine", "avg_cosine_centered", "isoscore", "effective_dim", "pc1_share",
             "log_partition_isotropy_centered")
     return {f"{k}_before": before.get(k) for k in keys} | {f"{k}_after": after.get(k) for k in keys}
@@ -279,7 +282,7 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
     (test, dataset) plus one ``dataset = "all"`` row (module docstring)."""
     from isofast.study.cache import CACHE_VERSION
     from isofast.study.config import stable_hash
-    from isofast.study.datasets import perturb
+    from isofast.study.datasets import perturb, take_windows
 
     by_cell = {(c.model, c.dataset, c.perturbation): c for c in cells}
     rows: list[dict] = []
@@ -300,7 +303,12 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                     raise ValueError(f"layer {test.layer} was not captured for {test.model}; captured: "
                                      f"{[L.index for L in model.layers]}")
                 split = splits[ds]
-                inputs = perturb(split, cfg.perturbation(test.perturbation), seed=cfg.seed)
+                inputs = take_windows(perturb(split, cfg.perturbation(test.perturbation), seed=cfg.seed),
+                                      cfg.model(test.model).n_windows)
+                lrow = next(r for r in cell.rows if r["layer"] == test.layer)
+                if lrow.get("skip_reason"):
+                    raise RuntimeError(f"layer {test.layer} of this cell was not measured: {lrow['skip_reason']}")
+                n_rows = int(lrow["n_rows"])
                 fkey, ckey = cell.keys["forecast"], cell.keys["capture"]
                 key = stable_hash(CACHE_VERSION, "causal", test.__dict__, cell.keys, cfg.isotropy.__dict__,
                                   cfg.stats.seed, cfg.forecast.__dict__)
@@ -309,7 +317,8 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                     fc = cache.load_npz("forecast", fkey)
                     aux = {k[4:]: v for k, v in fc.items() if k.startswith("aux_")}
                     model.prepare(split)
-                    emb, _ = model.embed_cached(list(inputs.contexts), cache.dir("captures", ckey), aux=aux or None)
+                    emb, _, _ = model.embed_cached(list(inputs.contexts), cache.dir("captures", ckey), split=split,
+                                                   aux=aux or None)
                     X = emb[test.layer]
                     tseed = int(stable_hash(cfg.seed, "causal", test.label, ds, n=8), 16)
                     T = fit_transform(test.method, X, n_components=test.n_components, seed=tseed,
@@ -328,7 +337,7 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                     eb, y2 = series_squared_errors(pb, inputs.targets)
                     ea, _ = series_squared_errors(pa, inputs.targets)
                     hit = {"before_se": eb.tolist(), "after_se": ea.tolist(), "y2": y2.tolist(),
-                           "transform": T.info, "isotropy": _isotropy_pair(X, T, cfg, tseed),
+                           "transform": T.info, "isotropy": _isotropy_pair(X, T, cfg, tseed, n_rows),
                            "n_fallback_after": int(out.n_fallback)}
                     cache.save_json("causal", key, hit)
                     cache.miss("causal")

@@ -57,7 +57,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed), "
           f"{len(res.table)} rows in {res.seconds:.1f} s", file=sys.stderr)
     print(f"cache: {json.dumps(res.counters)}", file=sys.stderr)
-    for k in ("report", "results", "correlations", "heldout", "causal", "summary"):
+    if res.verdict_sentence:
+        print(f"verdict: {res.verdict_sentence}")
+        for m, v in res.verdict.get("models", {}).items():
+            for t in v.get("text", []):
+                print(f"  {m}: {t}")
+    for k in ("report", "results", "correlations", "heldout", "trust", "windows", "baselines", "causal", "summary"):
         v = res.files.get(k)
         if v:
             print(f"{k}: {v if isinstance(v, str) else v.get('csv', v)}")

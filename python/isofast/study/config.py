@@ -14,7 +14,16 @@ Schema (every key optional unless marked *required*)::
     cache = ""                  # cache folder; "" → <out>/cache
 
     [isotropy]                  # the suite of isofast.analyze + cluster_isotropy per layer
-    rows = 1024                 # seeded subsample of rows per layer: equal N across cells
+    rows = "auto"               # rows per (model, layer), equal in every cell: an int, or
+                                # "auto" = (1 − row_margin) × the fewest rows any cell has
+                                # (checked before anything runs; must be ≥ d)
+    row_margin = 0.05           # "auto": head-room for massive rows removed per cell
+    massive = "exclude"         # rows with norm > massive_ratio × median: "exclude" or "keep"
+    massive_ratio = 100.0
+    floors = true               # false = the reference recipe without floors (labelled)
+    min_cluster_size = 10       # smaller clusters leave inter_cluster_cosine
+    min_window_rows = 10        # per-window (trust) statistics need this many rows
+    null_reps = 0               # isotropic-Gaussian null draws (0 = automatic)
     k_min = 2                   # k-means k range (reference: 2..16)
     k_max = 16
     threshold = 0.1             # silhouette threshold (reference 0.1)
@@ -58,6 +67,8 @@ Schema (every key optional unless marked *required*)::
     path = ""                   # a local Hugging Face folder (overrides ``model``;
                                 # for patchtst/chronos-t5: load instead of training)
     layers = "all"              # "all" or a list of layer indices (see models_ts/models_lm)
+    rows = "auto"               # overrides [isotropy] rows for this model
+    n_windows = 0               # forecast only the first n_windows test windows (0 = all)
     # + kind-specific keys, see isofast.study.models_ts / models_lm
 
     [stats]
@@ -158,7 +169,17 @@ def _take(table: dict, where: str, allowed: dict[str, Any]) -> dict:
 # ----------------------------------------------------------------- sections
 @dataclass
 class IsotropyConfig:
-    rows: int = 1024
+    """``[isotropy]``: how each layer of each cell is measured (validity rules
+    in docs/validity.md and :mod:`isofast.study.isotropy`)."""
+
+    rows: Any = "auto"
+    row_margin: float = 0.05
+    massive: str = "exclude"
+    massive_ratio: float = 100.0
+    floors: bool = True
+    min_cluster_size: int = 10
+    min_window_rows: int = 10
+    null_reps: int = 0
     k_min: int = 2
     k_max: int = 16
     threshold: float = 0.1
@@ -170,8 +191,22 @@ class IsotropyConfig:
     spectrum: int = 64
 
     def __post_init__(self):
-        if self.rows < 4:
+        if not (self.rows == "auto" or (isinstance(self.rows, int) and not isinstance(self.rows, bool))):
+            raise ConfigError(f"[isotropy] rows must be an int or \"auto\", got {self.rows!r}")
+        if isinstance(self.rows, int) and self.rows < 4:
             raise ConfigError(f"[isotropy] rows must be ≥ 4, got {self.rows}")
+        if not 0 <= self.row_margin < 1:
+            raise ConfigError(f"[isotropy] row_margin must be in [0, 1), got {self.row_margin}")
+        if self.massive not in ("exclude", "keep"):
+            raise ConfigError(f"[isotropy] massive must be 'exclude' or 'keep', got {self.massive!r}")
+        if not self.massive_ratio > 1:
+            raise ConfigError(f"[isotropy] massive_ratio must be > 1, got {self.massive_ratio}")
+        if self.min_cluster_size < 2:
+            raise ConfigError(f"[isotropy] min_cluster_size must be ≥ 2, got {self.min_cluster_size}")
+        if self.min_window_rows < 2:
+            raise ConfigError(f"[isotropy] min_window_rows must be ≥ 2, got {self.min_window_rows}")
+        if self.null_reps < 0:
+            raise ConfigError(f"[isotropy] null_reps must be ≥ 0 (0 = automatic), got {self.null_reps}")
         if not 2 <= self.k_min <= self.k_max:
             raise ConfigError(f"[isotropy] need 2 ≤ k_min ≤ k_max, got {self.k_min}..{self.k_max}")
         if self.sample_size is not None and self.sample_size <= 0:
@@ -258,9 +293,15 @@ class ModelConfig:
     model: str = ""
     path: str = ""
     layers: Any = "all"
+    rows: Any = None  # None → [isotropy] rows; an int or "auto" for this model
+    n_windows: int = 0  # test windows of each dataset this model forecasts (0 = all n_test)
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.rows is not None and not (self.rows == "auto" or (isinstance(self.rows, int) and self.rows >= 4)):
+            raise ConfigError(f"model {self.name!r}: rows must be an int ≥ 4 or \"auto\", got {self.rows!r}")
+        if not isinstance(self.n_windows, int) or self.n_windows < 0:
+            raise ConfigError(f"model {self.name!r}: n_windows must be an int ≥ 0, got {self.n_windows!r}")
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model {self.name!r}: kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if not (self.layers == "all" or (isinstance(self.layers, list) and all(isinstance(i, int) for i in self.layers))):
@@ -391,7 +432,10 @@ def _build(cls, table: dict, where: str):
         raise ConfigError(f"[{where}]: missing required key(s) {missing}")
     samples = {int: 0, float: 0.0, str: "", bool: False, "int": 0, "float": 0.0, "str": "", "bool": False}
     for k, v in list(vals.items()):
-        proto = allowed[k] if allowed[k] is not None else samples.get(cls.__dataclass_fields__[k].type)
+        ftype = cls.__dataclass_fields__[k].type
+        if ftype == "Any":  # checked by the dataclass itself (e.g. an int or "auto")
+            continue
+        proto = allowed[k] if allowed[k] is not None else samples.get(ftype)
         vals[k] = _typed(v, proto, f"[{where}] {k}")
     return cls(**vals)
 
@@ -416,7 +460,7 @@ def _typed(value, default, where: str):
     return value
 
 
-_MODEL_KEYS = {"name", "kind", "model", "path", "layers"}
+_MODEL_KEYS = {"name", "kind", "model", "path", "layers", "rows", "n_windows"}
 
 
 def _parse_model(t: dict, i: int) -> ModelConfig:

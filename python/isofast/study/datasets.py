@@ -161,3 +161,11 @@ def perturb(split: DatasetSplit, p: PerturbationConfig, seed: int = 0) -> CellIn
         ctx = shorten_context(ctx, p.fraction)
     key = stable_hash(split.key, p.key(), seed)
     return CellInputs(split.name, p.name, np.asarray(ctx, np.float64), split.test_target, split.history, key)
+
+
+def take_windows(inputs: CellInputs, n: int) -> CellInputs:
+    """The first ``n`` windows of ``inputs`` (``n = 0``: all of them)."""
+    if n <= 0 or n >= inputs.contexts.shape[0]:
+        return inputs
+    return CellInputs(inputs.dataset, inputs.perturbation, inputs.contexts[:n], inputs.targets[:n],
+                      inputs.history[:n], stable_hash(inputs.key, "windows", n))

@@ -126,6 +126,58 @@ class LMModel(StudyModel):
         keep = select_layers(self.cfg.layers, n + 1, self.name)
         return [LayerSpec(i, f"residual.{i}", "residual", i / n) for i in keep]
 
+    def _config_json(self) -> dict:
+        folder = self._folder()
+        if folder is not None and (folder / "config.json").is_file():
+            import json
+
+            return json.loads((folder / "config.json").read_text())
+        c = self._load().model.config
+        return c.to_dict()
+
+    def dims(self) -> dict[int, int]:
+        c = self._config_json()
+        d = next((int(c[k]) for k in ("hidden_size", "n_embd", "d_model") if isinstance(c.get(k), int)), None)
+        if d is None:
+            raise ValueError(f"{self.name}: cannot read the hidden size from the model's config")
+        return {L.index: d for L in self.layers}
+
+    def _tokenizer(self):
+        from isofast import models as M
+
+        key = M._ALIASES.get(self.source.lower(), self.source.lower())
+        folder = self._folder()
+        if key.startswith("tiny-") or folder is None:
+            return self._load().tokenizer
+        import transformers as tf
+
+        with M._quiet_transformers():
+            return tf.AutoTokenizer.from_pretrained(str(folder))
+
+    def rows_per_window(self, contexts, split) -> dict[int, np.ndarray]:
+        """Tokens of each context's LLMTime text (``positions = "all"``: every
+        token is a row), counted with the model's own tokenizer."""
+        if self.o["positions"] != "all":
+            raise ValueError(f"{self.name}: the study counts rows for positions = 'all' only, got {self.o['positions']!r}")
+        from isofast.serializers import get_serializer
+
+        if getattr(self, "_tok", None) is None:
+            self._tok = self._tokenizer()
+        ser = get_serializer(self.o["serializer"])
+        n = np.array([len(self._tok(ser.encode(np.asarray(c, np.float64)).text)["input_ids"]) for c in contexts], np.int64)
+        return {L.index: n for L in self.layers}
+
+    def window_ids(self, contexts, split, emb, folder) -> dict[int, np.ndarray]:
+        """From the capture's token table (``window_id`` of every row)."""
+        from isofast.store import open_capture
+
+        tok = open_capture(Path(folder) / "capture").tokens()
+        w = np.asarray(tok["window_id"], np.int64)
+        for L, X in emb.items():
+            if X.shape[0] != w.size:
+                raise RuntimeError(f"{self.name}: layer {L} has {X.shape[0]} rows, the token table {w.size}")
+        return {L: w for L in emb}
+
     def embed(self, contexts, *, folder=None, aux=None) -> dict[int, np.ndarray]:
         from isofast.capture import capture
         from isofast.store import open_capture

@@ -307,6 +307,20 @@ class PatchTSTModel(StudyModel):
         keep = select_layers(self.cfg.layers, n + 1, self.name)
         return [LayerSpec(i, f"encoder.{i}", "encoder", i / n) for i in keep]
 
+    def dims(self) -> dict[int, int]:
+        d = int(self.model.config.d_model) if self.model is not None else int(self.o["d_model"])
+        return {L.index: d for L in self.layers}
+
+    def rows_per_window(self, contexts, split) -> dict[int, np.ndarray]:
+        """One row per patch: every context is padded to the trained
+        ``context_length`` C (the dataset's context), so each window has
+        (C − P) // S + 1 patches (HF ``PatchTSTPatchify``)."""
+        C = int(split.context)  # the model is trained per dataset at its context
+        P = min(int(self.o["patch_length"]), max(2, C // 2))
+        S = min(int(self.o["patch_stride"]), P)
+        n = (max(C, P) - P) // S + 1
+        return {L.index: np.full(len(contexts), n, np.int64) for L in self.layers}
+
     def _inputs(self, contexts):
         torch = _torch()
         C = int(self.model.config.context_length)
@@ -524,6 +538,17 @@ class ChronosT5Model(StudyModel):
             stack, j = ("encoder", i) if i <= n else ("decoder", i - n - 1)
             out.append(LayerSpec(i, f"{stack}.{j}", stack, j / n))
         return out
+
+    def dims(self) -> dict[int, int]:
+        d = int(self.model.config.d_model) if self.model is not None else int(self.o["d_model"])
+        return {L.index: d for L in self.layers}
+
+    def rows_per_window(self, contexts, split) -> dict[int, np.ndarray]:
+        """Encoder: one row per context token (the serializer's ids, EOS
+        included, padding excluded); decoder: one row per forecast step."""
+        enc = np.array([self.ser.encode(np.asarray(c, np.float64)).ids.size for c in contexts], np.int64)
+        dec = np.full(len(contexts), int(split.horizon), np.int64)
+        return {L.index: (enc if L.stack == "encoder" else dec) for L in self.layers}
 
     def _encode(self, contexts):
         torch = _torch()

@@ -39,6 +39,8 @@ PANEL_STATS = (
     ("isoscore", "IsoScore", False),
     ("effective_dim", "effective dim d(0.8)", False),
 )
+#: fewest points a PCA scatter is drawn with.
+MIN_PCA_POINTS = 50
 SCATTER_STATS = ("inter_cluster_cosine", "isoscore", "log_partition_isotropy", "effective_dim", "avg_cosine_centered")
 
 
@@ -156,8 +158,14 @@ def fig_pca(cell, path: Path, max_layers: int = 12) -> str | None:
     for ax, L in zip(axes.ravel(), keys):
         P = np.asarray(cell.layers[L]["pca"], float)
         lab = np.asarray(cell.layers[L]["pca_labels"], int)
-        if P.size:
+        why = cell.layers[L].get("skip_reason", "")
+        if P.ndim == 2 and P.shape[0] >= MIN_PCA_POINTS and not why:
             ax.scatter(P[:, 0], P[:, 1], c=lab, cmap="tab10", s=6, alpha=0.7, vmin=0, vmax=9)
+        else:  # a PCA of a handful of points is no picture of a layer
+            ax.text(0.5, 0.5, "not enough rows\n" + (why[:60] if why else f"{P.shape[0] if P.ndim == 2 else 0} points"),
+                    ha="center", va="center", fontsize=7, transform=ax.transAxes, wrap=True)
+            ax.set_xticks([])
+            ax.set_yticks([])
         r = stats.get(L, {})
         ax.set_title(f"{cell.layers[L]['name']}\nk={_fmt(r.get('best_k'), 0)}, cos={_fmt(r.get('inter_cluster_cosine'))}",
                      fontsize=8)
@@ -346,13 +354,84 @@ def fig_causal(causal, path: Path) -> str | None:
     return _save(fig, path)
 
 
+def fig_verdict(result, path: Path) -> str | None:
+    """The answer in one figure: per model, the held-out ρ (with its 95% CI) of
+    every statistic at the layer chosen for it — cell level (filled: BH q ≤ α)
+    and per context (squares) — so the reader sees every test, not only the best."""
+    plt = _plt()
+    cfg = result.config
+    method, target, alpha = cfg.stats.methods[0], cfg.stats.targets[0], cfg.stats.alpha
+    models = [m.name for m in cfg.models]
+    held, trust = result.heldout, result.trust
+    rows_per_model = []
+    for m in models:
+        rs = []
+        for tab, kind in ((held, "cell"), (trust, "context")):
+            if tab is None or not len(tab):
+                continue
+            t = tab[(tab["model"] == m) & (tab["method"] == method) & (tab["target"] == (target if kind == "cell" else "nmse"))]
+            t = t[np.isfinite(t["estimate"].astype(float)) & np.isfinite(t["ci_low"].astype(float))]
+            for _, r in t.iterrows():
+                rs.append((kind, f"{r['statistic']} @ {r['layer_name']}", float(r["estimate"]), float(r["ci_low"]),
+                           float(r["ci_high"]), bool(r["significant"])))
+        rows_per_model.append((m, rs))
+    if not any(rs for _, rs in rows_per_model):
+        return None
+    n = max(len(rs) for _, rs in rows_per_model)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 0.28 * n + 1.8), squeeze=False)
+    for ax, (m, rs) in zip(axes[0], rows_per_model):
+        if not rs:
+            ax.text(0.5, 0.5, "no held-out test\n(too few datasets or cells)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
+            ax.set_axis_off()
+            ax.set_title(m, fontsize=10)
+            continue
+        y = np.arange(len(rs))[::-1]
+        for yi, (kind, lab, est, lo, hi, sig) in zip(y, rs):
+            col = "tab:blue" if kind == "cell" else "tab:orange"
+            ax.plot([lo, hi], [yi, yi], color=col, lw=1.4)
+            ax.scatter([est], [yi], marker="o" if kind == "cell" else "s", s=30, zorder=3,
+                       facecolor=col if sig else "white", edgecolor=col)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_yticks(y)
+        ax.set_yticklabels([("" if k == "cell" else "ctx · ") + lab for k, lab, *_ in rs], fontsize=6.5)
+        ax.set_xlabel(f"held-out {method} ρ with {target.upper()} (95% cluster-bootstrap CI)", fontsize=8)
+        ax.set_title(m, fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"Does isotropy predict forecast error on held-out datasets? (filled: BH q ≤ {alpha:g}; "
+                 "circles: cells, squares: single contexts)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def verdict_html(result, fig: str | None) -> str:
+    """The report's first section, ``id="verdict"``."""
+    v = result.verdict or {}
+    parts = ["<section id='verdict'><h2>Verdict</h2>",
+             f"<p class='answer'><b>{html.escape(v.get('sentence', ''))}</b></p><ul>"]
+    for m, mv in v.get("models", {}).items():
+        items = "".join(f"<li>{html.escape(t)}</li>" for t in mv.get("text", []))
+        excl = (f"Excluded: {mv['n_massive']} massive rows (norm > {result.config.isotropy.massive_ratio:g} × median; "
+                f"{'removed' if result.config.isotropy.massive == 'exclude' else 'kept'}), "
+                f"{mv['n_small_clusters']} clusters below {result.config.isotropy.min_cluster_size} rows, "
+                f"{mv['n_skipped_rows']} layer-cells under a row floor, {mv['n_failed_cells']} failed cells.")
+        if mv.get("skip_reasons"):
+            excl += " Reasons: " + "; ".join(mv["skip_reasons"])
+        parts.append(f"<li><b>{html.escape(m)}</b><ul>{items}<li>{html.escape(excl)}</li></ul></li>")
+    parts.append("</ul>")
+    parts.append(_img(fig))
+    parts.append("</section>")
+    return "".join(parts)
+
+
 # ------------------------------------------------------------------ HTML
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:12px;margin:.6em 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.sig{background:#fff3c4}.err{color:#b00}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}.note{color:#555;font-size:13px}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}#verdict{background:#f7f9fc;border:1px solid #d6e0f0;padding:.2em 1em 1em;border-radius:6px}.answer{font-size:1.1em}.note{color:#555;font-size:13px}
 code{background:#f5f5f5;padding:1px 4px}
 """
 
@@ -379,6 +458,37 @@ def _table(df, cols, *, sig_col=None, max_rows=None, left=()) -> str:
             tds.append(f"<td class='{'l' if c in left else ''}'>{txt}</td>")
         body.append(f"<tr{cls}>{''.join(tds)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _skill_table(result) -> str:
+    """Geometric mean over cells of MASE and CRPS relative to seasonal naive
+    (GIFT-Eval / fev; ratios clipped to [0.01, 100]), per model and baseline."""
+    from isofast.baselines import geometric_mean_skill
+
+    df = _ok(result.table)
+    rows = []
+    if len(df) and "skill_mase" in df.columns:
+        cells = df.drop_duplicates(["model", "dataset", "perturbation"])
+        for m in sorted(cells["model"].unique()):
+            c = cells[cells["model"] == m]
+            rows.append({"model": m, "cells": len(c), "MASE / seasonal naive": geometric_mean_skill(c["skill_mase"]),
+                         "CRPS / seasonal naive": geometric_mean_skill(c["skill_crps"]),
+                         "mean NMSE": float(np.nanmean(c["nmse"]))})
+        for b in ("ets",):
+            if f"mase_{b}" in cells.columns:
+                c = cells.drop_duplicates(["dataset", "perturbation"])
+                rows.append({"model": f"baseline: {b.upper()}", "cells": len(c),
+                             "MASE / seasonal naive": geometric_mean_skill(c[f"mase_{b}"] / c["mase_snaive"]),
+                             "CRPS / seasonal naive": geometric_mean_skill(c[f"crps_{b}"] / c["crps_snaive"]),
+                             "mean NMSE": float(np.nanmean(c[f"nmse_{b}"]))})
+    if not rows:
+        return "<p class='note'>(no baseline columns)</p>"
+    import pandas as pd
+
+    t = pd.DataFrame(rows)
+    return ("<p class='note'>Below 1: better than seasonal naive. Per-(dataset, perturbation) numbers: "
+            "<code>baselines.csv</code>; per cell: <code>skill_mase</code>, <code>skill_crps</code> in results.csv.</p>"
+            + _table(t, list(t.columns), left=("model",)))
 
 
 CORR_COLS = ["scope", "layer_name", "statistic", "target", "method", "n", "n_groups", "estimate",
@@ -430,6 +540,9 @@ def write_report(result) -> dict:
     p = fig_causal(causal, figdir / "causal.png")
     if p:
         figs["causal"] = p
+    p = fig_verdict(result, figdir / "verdict.png")
+    if p:
+        figs["verdict"] = p
 
     # ---- every number behind the figures
     data.update({
@@ -437,6 +550,8 @@ def write_report(result) -> dict:
         "results": df.to_dict(orient="records"),
         "correlations": corr.to_dict(orient="records"), "heldout": held.to_dict(orient="records"),
         "heldout_info": result.heldout_info, "causal": causal.to_dict(orient="records"),
+        "verdict": result.verdict,
+        "trust": result.trust.to_dict(orient="records") if result.trust is not None else [],
         "cells": [{"model": c.model, "dataset": c.dataset, "perturbation": c.perturbation, "error": c.error,
                    "seconds": c.seconds, "metrics": c.metrics, "forecast": c.forecast, "head": c.head,
                    "layers": {str(k): v for k, v in c.layers.items()}} for c in result.cells],
@@ -449,10 +564,20 @@ def write_report(result) -> dict:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>isofast study: {html.escape(cfg.name)}</title>"
              f"<style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>Does isotropy predict forecast quality? — study <code>{html.escape(cfg.name)}</code></h1>")
+    parts.append(verdict_html(result, figs.get("verdict")))
     parts.append(
         f"<p>{len(cfg.models)} models × {len(cfg.datasets)} datasets × {len(cfg.perturbations)} perturbations = "
         f"{len(result.cells)} cells ({n_fail} failed); {len(df)} result rows; grid, statistics and causal tests took {result.seconds:.1f} s. "
         f"Cache: {html.escape(json.dumps(result.counters))}.</p>"
+    )
+    iso = cfg.isotropy
+    parts.append(
+        "<p class='note'>Validity rules (docs/validity.md): every cell of a (model, layer) is measured on the same N "
+        f"rows (rows = {html.escape(str(iso.rows))}; N ≥ d; per-layer N in <code>summary.json</code>); rows with norm > "
+        f"{iso.massive_ratio:g} × the layer's median are <b>{'excluded' if iso.massive == 'exclude' else 'kept'}</b> "
+        f"and counted (<code>n_massive</code>); clusters below {iso.min_cluster_size} rows leave the clustered cosine; "
+        "every global statistic has an isotropic-Gaussian null at the same N and d (<code>*_null</code>, "
+        "<code>*_vs_null</code>)." + ("" if iso.floors else " <b>Floors are off: reference recipe.</b>") + "</p>"
     )
     parts.append(
         "<p class='note'>Statistics: Spearman/Kendall correlations across cells; 95% intervals are cluster-bootstrap "
@@ -468,9 +593,10 @@ def write_report(result) -> dict:
         parts.append("<h2>Failed cells</h2><ul>" + "".join(
             f"<li class='err'>{html.escape(c.model)} / {html.escape(c.dataset)} / {html.escape(c.perturbation)}: "
             f"{html.escape(c.error)}</li>" for c in fails) + "</ul>")
-    parts.append("<h2>Held-out layer: the honest answer</h2>")
+    parts.append("<h2>Held-out layer (cell level)</h2>")
     if len(held):
-        h = held.sort_values(["scope", "statistic", "method"])
+        h = held.sort_values(["p_value", "scope", "statistic"]).head(20)
+        parts.append(f"<p class='note'>The 20 smallest p-values of {len(held)} held-out tests (all: <code>heldout.csv</code>).</p>")
         parts.append(_table(h, ["scope", "layer_name", "statistic", "target", "method", "selection_estimate",
                                 "n", "n_groups", "estimate", "ci_low", "ci_high", "p_value", "q_value", "significant"],
                             sig_col="significant", left=("scope", "layer_name", "statistic")))
@@ -478,6 +604,22 @@ def write_report(result) -> dict:
         parts.append("<p class='note'>Too few datasets for a selection/evaluation split.</p>")
     for t in cfg.stats.targets:
         parts.append(_img(figs.get(f"scatter_{t}")))
+    parts.append("<h2>Per-context trust indicator</h2>")
+    parts.append("<p class='note'>One unit = one test window; its statistic is computed on that window's own rows "
+                 "(isofast.trust: massive rows, cosines, the norm share along the softmax's shift direction, the "
+                 "log-Z spread; spectral statistics cannot be measured on one window) and correlated with that "
+                 "window's NMSE within datasets; layer chosen on the selection datasets, datasets are the "
+                 "bootstrap and permutation units (all: <code>trust.csv</code>, <code>windows.csv</code>).</p>")
+    tr = result.trust
+    if tr is not None and len(tr):
+        parts.append(_table(tr.sort_values("p_value"), ["scope", "layer_name", "statistic", "method", "selection_estimate",
+                                                       "n", "n_groups", "estimate", "ci_low", "ci_high", "p_value",
+                                                       "q_value", "significant"],
+                            sig_col="significant", left=("scope", "layer_name", "statistic")))
+    else:
+        parts.append("<p class='note'>No per-window statistic could be tested.</p>")
+    parts.append("<h2>Skill against baselines</h2>")
+    parts.append(_skill_table(result))
     parts.append("<h2>Correlations per layer</h2>")
     if len(corr):
         best = corr.sort_values("p_value").head(40)

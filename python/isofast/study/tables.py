@@ -229,3 +229,64 @@ def heldout_table(df, cfg: StatsConfig, statistics=None) -> tuple[list[dict], di
                         ))
     _bh(rows, ("target", "method"), cfg.alpha)
     return rows, info
+
+
+# ------------------------------------------------------- per-context (trust)
+#: per-window statistics tested by :func:`trust_table` (columns of ``windows.csv``).
+TRUST_STATISTICS = ("win_n_massive", "win_massive_share", "win_avg_cosine", "win_avg_cosine_centered",
+                    "win_shift_norm_share", "win_log_z_std")
+
+
+def _trust_correlate(d, stat, method, cfg: StatsConfig, seed: int):
+    """Within-dataset association pooled over datasets: the mean of the
+    per-dataset correlations (strata = dataset); the cluster bootstrap resamples
+    datasets and the permutation permutes dataset labels, pairing window
+    (dataset, perturbation, window) with the same slot of another dataset."""
+    x = d[stat].to_numpy(float)
+    y = d["nmse"].to_numpy(float)
+    groups = d["dataset"].to_numpy()
+    slots = (d["perturbation"].astype(str) + "|" + d["window"].astype(str)).to_numpy()
+    return S.correlate(x, y, method=method, groups=groups, slots=slots, strata=groups,
+                       n_boot=cfg.n_boot, n_perm=cfg.n_perm, level=cfg.ci, ci_method=cfg.ci_method, seed=seed)
+
+
+def trust_table(wdf, cfg: StatsConfig, info: dict) -> list[dict]:
+    """The per-context trust indicator's answer: for each model and per-window
+    statistic, the layer is chosen on the selection datasets (largest |ρ|,
+    ties → shallower) and tested on the evaluation datasets (``info`` from
+    :func:`heldout_table`: the same split as the cell-level answer). The unit
+    is one test window; its target is that window's own NMSE."""
+    rows: list[dict] = []
+    if wdf is None or not len(wdf):
+        return rows
+    wdf = wdf[wdf["skip_reason"].fillna("").astype(str) == ""] if "skip_reason" in wdf.columns else wdf
+    sel, ev = info.get("selection_datasets", []), info.get("evaluation_datasets", [])
+    if not sel or not ev:
+        return rows
+    stats_ = [s for s in TRUST_STATISTICS if s in wdf.columns]
+    for model in sorted(wdf["model"].unique()):
+        dm = wdf[wdf["model"] == model]
+        for method in cfg.methods:
+            for stat in stats_:
+                best, best_r = None, -1.0
+                for layer in sorted(dm["layer"].unique()):
+                    d = _cells(dm[dm["layer"] == layer], stat=stat, target="nmse", datasets=sel)
+                    if len(d) < 4 or d[stat].nunique() < 2:
+                        continue
+                    # the point estimate only (mean within-dataset correlation)
+                    r = float(S._stat_rows(method, d[stat].to_numpy(float)[None], d["nmse"].to_numpy(float)[None],
+                                           d["dataset"].to_numpy())[0])
+                    if np.isfinite(r) and abs(r) > best_r + 1e-12:
+                        best, best_r = (int(layer), r), abs(r)
+                if best is None:
+                    continue
+                layer, r_sel = best
+                d = _cells(dm[dm["layer"] == layer], stat=stat, target="nmse", datasets=ev)
+                if len(d) < 4 or d[stat].nunique() < 2:
+                    continue
+                res = _trust_correlate(d, stat, method, cfg, _seed(cfg, "trust", model, stat, method))
+                rows.append(_row("trust", f"model:{model}", model, layer, str(d["layer_name"].iloc[0]),
+                                 float(d["depth"].iloc[0]), stat, "nmse", res, selected_on=",".join(sel),
+                                 selection_estimate=float(r_sel)))
+    _bh(rows, ("target", "method"), cfg.alpha)
+    return rows
