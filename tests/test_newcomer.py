@@ -246,3 +246,16 @@ def test_package_data_is_in_the_package():
     configs = pkg / "study" / "configs"
     assert (configs / "default.toml").is_file() and (configs / "tiny.toml").is_file()
     assert (pkg / "py.typed").is_file()
+
+
+def test_runtime_error_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    import isofast.study
+
+    def boom(*a, **kw):
+        raise RuntimeError("model exploded\nsecond line")
+
+    monkeypatch.setattr(isofast.study, "run_study", boom)
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "isofast demo: error: model exploded second line"
+    assert not any("Traceback" in line for line in err)

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and an exit code:
     2 for bad usage or input (argparse, ValueError, TypeError, KeyError, a
-    missing optional package), 1 for runtime failures (files, anything else)."""
+    file that cannot be read or written, a missing optional package), 1 for
+    any other runtime failure."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -66,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"isofast {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, ImportError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
         print(f"isofast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except Exception as exc:  # OSError and runtime failures: no traceback
+    except Exception as exc:  # runtime failures: one line, no traceback
         print(f"isofast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
