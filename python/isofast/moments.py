@@ -62,6 +62,13 @@ class Moments:
         """C = M/(n−1) (needs n ≥ 2)."""
         return self._state.covariance()
 
+    def principal_axes(self, *, n_threads: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(covariance eigenvalues descending, their unit eigenvectors as columns):
+        the principal axes of the rows seen so far (float64, faer's symmetric solver)."""
+        if self._state.n < 2:
+            raise ValueError(f"principal axes need at least 2 rows, got {self._state.n}")
+        return self._state.cov_directions(n_threads)
+
     def comoment(self) -> np.ndarray:
         return self._state.comoment()
 

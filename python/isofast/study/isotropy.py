@@ -183,9 +183,14 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     rng = np.random.default_rng(seed + 1)
     m = min(cfg.pca_points, n)
     pickp = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
-    Xc = Xs.astype(np.float64) - Xs.mean(axis=0, dtype=np.float64)
-    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-    coords = Xc[pickp] @ vt[:2].T
+    # the two leading covariance eigenvectors, from the Rust moments (no n×d SVD)
+    from isofast import Moments
+
+    mom = Moments(d)
+    mom.update(Xs)
+    _, vecs = mom.principal_axes()
+    P = Xs[pickp].astype(np.float64) - np.asarray(mom.mean)
+    coords = P @ np.asarray(vecs)[:, :2]
     labels = np.asarray(cl.labels) if cl is not None and getattr(cl, "labels", None) is not None else np.zeros(n)
     if labels.shape[0] == n:
         out["pca_labels"] = labels[pickp].astype(int).tolist()
