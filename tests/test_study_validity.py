@@ -159,3 +159,50 @@ def test_the_verdict_agrees_with_the_heldout_table():
     assert "1 of 2 models" in v["sentence"] and "isoscore" in v["sentence"]
     none = build_verdict(_fake_result(held.assign(q_value=0.5, significant=False)))
     assert none["sentence"].startswith("On held-out datasets no isotropy statistic predicted NMSE")
+
+
+def test_trust_on_one_context_of_a_causal_lm():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from isofast.models import load_model
+    from isofast.trust import WINDOW_STATISTICS, trust
+
+    lm = load_model("tiny-llama")
+    ctx = np.sin(np.arange(40) / 3.0) * 10 + 50
+    rep = trust(lm, [ctx, ctx[:20]])
+    assert rep.layer == lm.num_layers and len(rep.windows) == 2
+    w = rep.windows[0]
+    assert set(WINDOW_STATISTICS) <= set(w) and w["n_rows"] > 40
+    assert 0 <= w["shift_norm_share"] <= 1 and w["log_z_std"] >= 0 and -1 <= w["avg_cosine"] <= 1
+    # the head statistics exist only where the layer enters the head; a reason says why elsewhere
+    mid = trust(lm, ctx, layer=1)
+    assert math.isnan(mid.windows[0]["shift_norm_share"]) and "softmax head" in mid.reasons[0]["shift_norm_share"]
+    short = trust(lm, [1.5, 2.5, 3.5])  # a few tokens, fewer than d = 32: said, not computed
+    assert short.windows[0]["n_rows"] < short.dim
+    assert any("spectral statistics are not measurable" in f for f in short.flags[0])
+    assert any("spectral" in f for f in rep.flags[0]) == (rep.windows[0]["n_rows"] < rep.dim)
+    # the cosines equal isofast.avg_cosine on the same captured rows (one home per computation)
+    from isofast.capture import capture
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from isofast.store import open_capture
+
+        res = capture(lm, [ctx], layers=[1], positions="all", out=tmp, sites=("residual",), progress=False)
+        X = open_capture(res.path).layer(1, "residual").to_numpy(float32=True)
+    assert mid.windows[0]["avg_cosine"] == pytest.approx(isofast.avg_cosine(X), rel=1e-9)
+    with pytest.raises(ValueError, match="layer"):
+        trust(lm, ctx, layer=99)
+
+
+def test_moments_principal_axes_equal_numpy():
+    X = np.random.default_rng(3).standard_normal((300, 7)) @ np.diag(np.arange(1.0, 8.0))
+    m = isofast.Moments(7)
+    m.update(X)
+    vals, vecs = m.principal_axes()
+    w, V = np.linalg.eigh(np.cov(X.T))
+    np.testing.assert_allclose(vals, w[::-1], rtol=1e-10)
+    np.testing.assert_allclose(np.abs(vecs.T @ V[:, ::-1]), np.eye(7), atol=1e-8)
+    with pytest.raises(ValueError, match="2 rows"):
+        isofast.Moments(3).principal_axes()

@@ -171,7 +171,10 @@ def trust(model: Any, series: Any, *, layer: Optional[int] = None, serializer: s
     from isofast.store import open_capture
 
     lm = model if isinstance(model, M.LoadedModel) else M.load_model(model, device=device)
-    ctxs = [np.asarray(series, np.float64)] if np.ndim(series) == 1 else [np.asarray(c, np.float64) for c in series]
+    if isinstance(series, (list, tuple)) and series and not np.isscalar(series[0]):
+        ctxs = [np.asarray(c, np.float64) for c in series]
+    else:
+        ctxs = [np.asarray(series, np.float64)]
     if not ctxs or any(c.ndim != 1 or c.size < 2 for c in ctxs):
         raise ValueError("series must be one 1-D context of ≥ 2 values or a list of them")
     L = lm.num_layers if layer is None else int(layer)

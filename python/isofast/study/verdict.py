@@ -27,15 +27,9 @@ import numpy as np
 
 
 def _f(v, nd=2) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if not math.isfinite(v):
-        return "—"
-    if v != 0 and abs(v) < 10 ** (-nd):
-        return f"{v:.1e}"
-    return f"{v:.{nd}f}"
+    from isofast.study.report import _fmt
+
+    return _fmt(v, nd)
 
 
 def _best(df, model: str, alpha: float, method: str, target: str):
