@@ -10,11 +10,11 @@ import pytest
 pd = pytest.importorskip("pandas")
 scipy_stats = pytest.importorskip("scipy.stats")
 
-import isofast  # noqa: E402
-from isofast.study.config import IsotropyConfig, StatsConfig  # noqa: E402
-from isofast.study.isotropy import layer_suite  # noqa: E402
-from isofast.study.tables import split_datasets, trust_table  # noqa: E402
-from isofast.study.verdict import build_verdict  # noqa: E402
+import isofast
+from isofast.study.config import IsotropyConfig, StatsConfig
+from isofast.study.isotropy import layer_suite
+from isofast.study.tables import split_datasets, trust_table
+from isofast.study.verdict import build_verdict
 
 ISO = IsotropyConfig(k_max=6, sample_size=None, pca_points=50)
 
@@ -182,9 +182,9 @@ def test_trust_on_one_context_of_a_causal_lm():
     assert any("spectral statistics are not measurable" in f for f in short.flags[0])
     assert any("spectral" in f for f in rep.flags[0]) == (rep.windows[0]["n_rows"] < rep.dim)
     # the cosines equal isofast.avg_cosine on the same captured rows (one home per computation)
-    from isofast.capture import capture
-
     import tempfile
+
+    from isofast.capture import capture
 
     with tempfile.TemporaryDirectory() as tmp:
         from isofast.store import open_capture

@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-__all__ = ["WINDOW_STATISTICS", "TrustReport", "window_statistics", "trust"]
+__all__ = ["WINDOW_STATISTICS", "TrustReport", "trust", "window_statistics"]
 
 #: per-window statistics (module docstring), in report order.
 WINDOW_STATISTICS = ("n_massive", "massive_share", "avg_cosine", "avg_cosine_centered",
@@ -66,8 +66,7 @@ def window_statistics(rows: Any, massive: Any, *, min_rows: int = 10, shift_cosi
     of :data:`WINDOW_STATISTICS` (NaN where not measurable) and, for each NaN,
     why.
     """
-    from isofast.analysis import avg_cosine
-    from isofast.analysis import row_norms
+    from isofast.analysis import avg_cosine, row_norms
 
     X = np.asarray(rows)
     m = np.asarray(massive, dtype=bool)
@@ -149,9 +148,9 @@ class TrustReport:
         return self.table()
 
 
-def trust(model: Any, series: Any, *, layer: Optional[int] = None, serializer: str = "llmtime",
+def trust(model: Any, series: Any, *, layer: int | None = None, serializer: str = "llmtime",
           massive_ratio: float = 100.0, min_rows: int = 10, head: bool = True,
-          device: Optional[str] = None) -> TrustReport:
+          device: str | None = None) -> TrustReport:
     """The per-context trust indicator of ``series`` read by a causal LM.
 
     ``model``: an :class:`isofast.models.LoadedModel`, a bundled name

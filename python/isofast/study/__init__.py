@@ -16,7 +16,12 @@ suite), :mod:`~isofast.study.stats` (correlations, bootstrap, permutation, BH),
 :mod:`~isofast.study.cache`, :mod:`~isofast.study.cli`.
 """
 
-from isofast.study.config import ConfigError, StudyConfig, bundled_config_path, load_config
+from isofast.study.config import (
+    ConfigError,
+    StudyConfig,
+    bundled_config_path,
+    load_config,
+)
 from isofast.study.runner import CellResult, StudyResult, run_study
 from isofast.study.stats import (
     CorrelationResult,

@@ -21,9 +21,10 @@ input of the head).
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 

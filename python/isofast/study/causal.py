@@ -94,7 +94,7 @@ class LayerTransform:
         def fn(t):
             key = (t.device, t.dtype)
             if key not in cache:
-                conv = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=t.device)  # noqa: E731
+                conv = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=t.device)
                 cache[key] = (conv(self.mu), conv(self.basis), conv(self.centroids), conv(self.maps))
             mu, B, C, M = cache[key]
             shape = t.shape

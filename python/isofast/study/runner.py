@@ -119,7 +119,7 @@ class StudyResult:
         return jsonable({
             "config": self.config.to_dict(), "out": str(self.out), "counters": self.counters,
             "seconds": self.seconds, "files": self.files, "heldout_info": self.heldout_info,
-            "models": self.models, "n_rows": int(len(self.table)), "verdict": self.verdict,
+            "models": self.models, "n_rows": len(self.table), "verdict": self.verdict,
             "n_failed_cells": int(sum(1 for c in self.cells if c.error)),
         })
 
@@ -133,7 +133,7 @@ def cell_metrics(samples: np.ndarray, point: np.ndarray, target: np.ndarray, his
 
     m = evaluate(target, point, samples=samples, context=list(history))
     nan = float("nan")
-    f = lambda v: nan if v is None else float(v)  # noqa: E731
+    f = lambda v: nan if v is None else float(v)
     return {"nmse": f(m.nmse), "mse": f(m.mse), "mae": f(m.mae), "mase": f(m.mase), "crps": f(m.crps),
             "crps_normalized": f(m.crps_normalized),
             "window_nmse": [f(v) for v in np.asarray(m.per_series.get("nmse", []), float).tolist()]}

@@ -52,9 +52,10 @@ p-values and intervals
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import permutations as _all_perms
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

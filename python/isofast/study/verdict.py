@@ -95,7 +95,7 @@ def build_verdict(result) -> dict:
             "cell": cell, "context": ctx, "causal": interventions, "text": texts,
             "n_massive": int(np.nansum(measured["n_massive"])) if "n_massive" in measured else 0,
             "n_small_clusters": int(np.nansum(measured["n_small_clusters"])) if "n_small_clusters" in measured else 0,
-            "n_skipped_rows": int(len(skipped)),
+            "n_skipped_rows": len(skipped),
             "skip_reasons": sorted(set(skipped["skip_reason"].astype(str)))[:5] if len(skipped) else [],
             "n_failed_cells": int(sum(1 for c in result.cells if c.model == m and c.error)),
         }
