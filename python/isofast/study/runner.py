@@ -428,14 +428,6 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
     croot = Path(cache) if cache is not None else (Path(cfg.cache).expanduser() if cfg.cache else out / "cache")
     store = StudyCache(croot)
     say = log if log is not None else (lambda m: print(m, file=sys.stderr))
-    old_threads = None
-    try:
-        from isofast.study.adapters import torch_threads
-
-        # small models on a shared machine: oversubscribed threads are slower
-        old_threads = torch_threads(cfg.threads)
-    except ImportError:  # no torch: every cell will record the ImportError
-        pass
     grid = _Grid(cfg, store, say)
 
     from isofast.study.datasets import take_windows
@@ -472,6 +464,16 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
     for d in cfg.datasets:
         for p in cfg.perturbations:
             baselines[(d.name, p.name)] = _baselines(cfg, store, splits[d.name], perturb(splits[d.name], p, seed=cfg.seed))
+
+    old_threads = None
+    try:
+        from isofast.study.adapters import torch_threads
+
+        # set only once the grid is known to run (a refused grid leaves torch as it was);
+        # small models on a shared machine: oversubscribed threads are slower
+        old_threads = torch_threads(cfg.threads)
+    except ImportError:  # no torch: every cell will record the ImportError
+        pass
 
     cells: list[CellResult] = []
     model_info: dict = {}
