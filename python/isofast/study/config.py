@@ -112,22 +112,14 @@ from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isofast.nulls import NULL_STATISTICS
+
 #: isotropy columns tested by default (all are in the results table).
 STATISTICS: tuple[str, ...] = (
     "inter_cluster_cosine",
     "inter_cluster_cosine_weighted",
     "best_k",
-    "avg_cosine",
-    "avg_cosine_centered",
-    "isoscore",
-    "participation_ratio",
-    "effective_dim",
-    "effective_rank",
-    "stable_rank",
-    "pc1_share",
-    "log_partition_isotropy",
-    "log_partition_isotropy_centered",
-)
+) + NULL_STATISTICS  # the global statistics, each with an isotropic-Gaussian null
 
 MODEL_KINDS = ("lm", "patchtst", "chronos-t5")
 DATA_SOURCES = ("registry", "kernelsynth", "csv")

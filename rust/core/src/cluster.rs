@@ -264,26 +264,33 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         return Ok(sum);
     }
     for_each_tile(x, 0, |t, _| {
-        let parts: Vec<Vec<f64>> = t
-            .par_chunks(64 * d)
-            .map(|blk| {
-                let mut s = vec![0.0f64; d];
-                for row in blk.chunks_exact(d) {
-                    add_assign(&mut s, row, false);
-                }
-                s
-            })
-            .collect();
-        for p in &parts {
-            for (a, v) in sum.iter_mut().zip(p) {
-                *a += v;
-            }
-        }
+        add_tile_sum(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / n as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
+}
+
+/// Adds the column sums of a row-major tile (rows of width `d`) to `sum`:
+/// blocks of 64 rows summed in parallel, then merged in block order, so the
+/// result does not depend on the thread count.
+fn add_tile_sum(sum: &mut [f64], t: &[f64], d: usize) {
+    let parts: Vec<Vec<f64>> = t
+        .par_chunks(64 * d)
+        .map(|blk| {
+            let mut s = vec![0.0f64; d];
+            for row in blk.chunks_exact(d) {
+                add_assign(&mut s, row, false);
+            }
+            s
+        })
+        .collect();
+    for p in &parts {
+        for (a, v) in sum.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
 }
 
 /// Column means over the listed rows of `x` (fixed-order summation),
@@ -297,21 +304,7 @@ fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     }
     let src = RowSource::Indexed { x: *x, rows, center: &zero };
     src.for_each_tile(d, true, |_, t, _| {
-        let parts: Vec<Vec<f64>> = t
-            .par_chunks(64 * d)
-            .map(|blk| {
-                let mut s = vec![0.0f64; d];
-                for row in blk.chunks_exact(d) {
-                    add_assign(&mut s, row, false);
-                }
-                s
-            })
-            .collect();
-        for p in &parts {
-            for (a, v) in sum.iter_mut().zip(p) {
-                *a += v;
-            }
-        }
+        add_tile_sum(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / rows.len() as f64;
