@@ -15,6 +15,13 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
+from isofast.errors import (
+    ArgumentTypeError,
+    DimensionError,
+    EmptyInputError,
+    InputError,
+)
+
 Chunk = Tuple[np.ndarray, Optional[str]]
 
 _FLOAT_KINDS = {"f"}
@@ -25,14 +32,68 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
 
+def _is_pandas(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "pandas"
+
+
+def _from_dataframe(x: Any) -> np.ndarray:
+    """A pandas DataFrame of numeric columns as an (N, d) array (one column
+    per dimension); a non-numeric column is refused by name."""
+    import pandas as pd
+
+    if isinstance(x, pd.Series):
+        raise DimensionError(
+            f"a pandas Series is one column ({len(x)} values): pass a DataFrame with one column per "
+            "dimension, or series.to_frame()"
+        )
+    if not isinstance(x, pd.DataFrame):
+        raise ArgumentTypeError(f"cannot read {type(x).__name__} as a matrix of row vectors")
+    api = pd.api.types
+    for name, dt in x.dtypes.items():
+        if not api.is_numeric_dtype(dt) or api.is_bool_dtype(dt):
+            raise ArgumentTypeError(
+                f"DataFrame column {name!r} has dtype {dt}: isofast reads numeric columns only "
+                "(drop or encode it first)"
+            )
+        if not isinstance(dt, np.dtype) and bool(x[name].isna().any()):  # Int64/Float64 with NA
+            row = int(np.flatnonzero(x[name].isna().to_numpy())[0])
+            raise InputError(f"DataFrame column {name!r} holds a missing value (NA) at row {row}")
+    dts = set(x.dtypes)
+    if len(dts) == 1 and isinstance(next(iter(dts)), np.dtype):
+        return x.to_numpy()  # one numpy dtype: often a view, no copy
+    return x.to_numpy(dtype=np.float64)
+
+
+def _unmasked(x: np.ma.MaskedArray) -> np.ndarray:
+    """The data of a masked array with nothing masked; a masked value is
+    refused (naming its row and column) instead of being read silently."""
+    m = np.ma.getmaskarray(x)
+    if m.any():
+        idx = np.argwhere(m)[0]
+        where = ", ".join(str(int(i)) for i in idx)
+        raise InputError(
+            f"masked array with {int(m.sum())} masked values (first at [{where}]): isofast does not read "
+            "masked values; drop the masked rows (x[~x.mask.any(axis=1)].data) or fill them (x.filled(v))"
+        )
+    return np.ma.getdata(x)
+
+
 def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
     """One 2-D input as ``(ndarray, elem)`` for ``_core`` functions.
 
     ``elem`` is ``"bfloat16"`` when the array holds bfloat16 bit patterns, else
-    ``None`` (the array's own dtype is used). Raises ``TypeError`` for
-    non-numeric dtypes and ``ValueError`` for anything but 2 dimensions.
+    ``None`` (the array's own dtype is used). Raises
+    :class:`~isofast.errors.ArgumentTypeError` (a ``TypeError``) for
+    non-numeric dtypes and :class:`~isofast.errors.DimensionError` (a
+    ``ValueError``) for anything but 2 dimensions or 0 columns. Masked arrays
+    are read only when nothing is masked; pandas DataFrames of numeric
+    columns are read as (rows × columns).
     """
     elem: Optional[str] = None
+    if isinstance(x, np.ma.MaskedArray):
+        x = _unmasked(x)
+    elif _is_pandas(x):
+        x = _from_dataframe(x)
     if _is_torch(x):
         import torch
 
@@ -46,9 +107,14 @@ def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
             x = t.numpy()
     elif not isinstance(x, np.ndarray):
         if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as exc:  # ragged lists
+                raise DimensionError(f"cannot read the input as an N×d matrix: {exc}") from None
+            if isinstance(x, np.ma.MaskedArray):
+                x = _unmasked(x)
         else:
-            raise TypeError(f"cannot read {type(x).__name__} as a matrix of row vectors")
+            raise ArgumentTypeError(f"cannot read {type(x).__name__} as a matrix of row vectors")
     arr: np.ndarray = x
     name = arr.dtype.name
     if name == "bfloat16":  # ml_dtypes
@@ -56,24 +122,26 @@ def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
         elem = "bfloat16"
     elif dtype is not None:
         if dtype != "bfloat16":
-            raise TypeError(f"dtype override {dtype!r} is not supported (only 'bfloat16')")
+            raise ArgumentTypeError(f"dtype override {dtype!r} is not supported (only 'bfloat16')")
         if arr.dtype.itemsize != 2 or arr.dtype.kind not in ("u", "i"):
-            raise TypeError("dtype='bfloat16' needs uint16/int16 bit patterns")
+            raise ArgumentTypeError("dtype='bfloat16' needs uint16/int16 bit patterns")
         elem = "bfloat16"
     kind = arr.dtype.kind
     if elem is None:
         if kind not in _FLOAT_KINDS and kind not in _INT_KINDS:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"unsupported dtype {arr.dtype}: isofast reads float (16/32/64-bit, bfloat16) "
                 "and integer arrays"
             )
         if kind == "f" and arr.dtype.itemsize > 8:
-            raise TypeError(f"unsupported dtype {arr.dtype}: use float64 or narrower")
+            raise ArgumentTypeError(f"unsupported dtype {arr.dtype}: use float64 or narrower")
     if arr.ndim != 2:
-        raise ValueError(
+        raise DimensionError(
             f"expected a 2-D array of row vectors (N×d), got shape {arr.shape}; "
             "reshape with x.reshape(-1, d)"
         )
+    if arr.shape[1] == 0:
+        raise DimensionError(f"input has shape {arr.shape}: 0 columns (every statistic needs d ≥ 1)")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr, elem
@@ -98,7 +166,7 @@ def _checked(it: Iterable[Any], dtype: Optional[str]) -> Iterator[Chunk]:
         if dim is None:
             dim = arr.shape[1]
         elif arr.shape[1] != dim:
-            raise ValueError(f"chunk {i} has {arr.shape[1]} columns, earlier chunks have {dim}")
+            raise DimensionError(f"chunk {i} has {arr.shape[1]} columns, earlier chunks have {dim}")
         yield arr, elem
 
 
@@ -106,12 +174,12 @@ def as_source(x: Any, dtype: Optional[str] = None) -> Source:
     """Wrap any accepted input as a :class:`Source`."""
     if isinstance(x, Source):
         return x
-    if isinstance(x, np.ndarray) or _is_torch(x):
+    if isinstance(x, np.ndarray) or _is_torch(x) or _is_pandas(x):
         arr = as_matrix(x, dtype)
         return Source(lambda: iter([arr]), True, f"array {arr[0].shape}")
     if hasattr(x, "__dask_graph__") and hasattr(x, "blocks"):
         if x.ndim != 2:
-            raise ValueError(f"expected a 2-D dask array, got {x.ndim} dimensions")
+            raise DimensionError(f"expected a 2-D dask array, got {x.ndim} dimensions")
 
         def dask_chunks() -> Iterator[Chunk]:
             for i in range(x.numblocks[0]):
@@ -124,7 +192,7 @@ def as_source(x: Any, dtype: Optional[str] = None) -> Source:
         return Source(lambda: _checked(x.iter_chunks(), override), True, f"{type(x).__name__}")
     if isinstance(x, (list, tuple)):
         if len(x) == 0:
-            raise ValueError("empty input: no rows to analyse")
+            raise EmptyInputError("empty input: no rows to analyse")
         if all(isinstance(c, np.ndarray) or _is_torch(c) for c in x):
             return Source(lambda: _checked(x, dtype), True, f"{len(x)} chunks")
         arr = as_matrix(np.asarray(x), dtype)
@@ -137,4 +205,46 @@ def as_source(x: Any, dtype: Optional[str] = None) -> Source:
     if hasattr(x, "__array__"):
         arr = as_matrix(x, dtype)
         return Source(lambda: iter([arr]), True, f"array {arr[0].shape}")
-    raise TypeError(f"cannot read {type(x).__name__} as a matrix or a stream of chunks")
+    raise ArgumentTypeError(f"cannot read {type(x).__name__} as a matrix or a stream of chunks")
+
+
+def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+              allow_none: bool = False) -> Optional[int]:
+    """``value`` as an int, validated once at the API boundary.
+
+    Refuses bools, floats (``2.7`` is not silently 2, nor ``2.0`` a count)
+    and anything without ``__index__`` with :class:`ArgumentTypeError`, and
+    values outside ``[minimum, maximum]`` with :class:`InputError`; both
+    messages name the argument.
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise ArgumentTypeError(f"{name} must be an integer, got None")
+    if isinstance(value, (bool, np.bool_)) or not hasattr(type(value), "__index__"):
+        raise ArgumentTypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    v = int(value.__index__())
+    if minimum is not None and v < minimum:
+        raise InputError(f"{name} must be ≥ {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise InputError(f"{name} must be ≤ {maximum}, got {v}")
+    return v
+
+
+def check_float(value: Any, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+                strict_min: bool = False) -> float:
+    """``value`` as a finite float (NaN and ±Inf refused), optionally within
+    ``[minimum, maximum]`` (``(minimum, …`` with ``strict_min``)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be a number, got a bool")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise InputError(f"{name} must be finite, got {v}")
+    if minimum is not None and (v < minimum or (strict_min and v == minimum)):
+        raise InputError(f"{name} must be {'>' if strict_min else '≥'} {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise InputError(f"{name} must be ≤ {maximum}, got {v}")
+    return v

@@ -23,7 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_source
+from isofast._input import as_source, check_int
+from isofast.errors import EmptyInputError, UndefinedStatisticWarning
 from isofast.report import IsotropyReport, jsonable
 
 
@@ -114,6 +115,8 @@ def _notes(n: int, d: int, n_zero: int) -> list:
         )
     if n_zero:
         notes.append(f"{n_zero} zero-norm rows were skipped in the cosine statistics")
+    if n - n_zero < 2:
+        notes.append("avg_cosine is NaN (undefined): fewer than 2 rows have non-zero norm")
     return notes
 
 
@@ -270,6 +273,9 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
         rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
         if rep.n_zero_norm_centered:
             rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
+        if math.isnan(rep.avg_cosine_centered):
+            rep.notes.append("avg_cosine_centered is NaN (undefined): fewer than 2 rows differ from the mean "
+                             "beyond float64 rounding")
     if partition:
         rep.log_partition_isotropy = r["log_partition_isotropy"]
         rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
@@ -339,19 +345,21 @@ def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None,
     src = as_source(X, dtype)
     mu = None
     if center:
-        total, n = None, 0
+        # Chunk means merged as Rust merges tiles (Chan et al.): one chunk
+        # gives its mean exactly (m·k/k would not), so identical rows centre
+        # to exact zeros.
+        mu, n = None, 0
         for arr, elem in src.chunks():
             m = _core.column_mean(arr, elem, n_threads) if arr.shape[0] else None
             if m is None:
                 continue
             k = arr.shape[0]
-            total = m * k if total is None else total + m * k
             n += k
+            mu = m if mu is None else mu + (m - mu) * (k / n)
         if not n:
-            raise ValueError("empty input: no rows to analyse")
+            raise EmptyInputError("empty input: no rows to analyse")
         if not src.reiterable:
             raise TypeError("avg_cosine(center=True) needs two passes: pass a re-iterable input")
-        mu = total / n
     s, nz = None, 0
     rows = 0
     for arr, elem in src.chunks():
@@ -360,8 +368,13 @@ def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None,
         nz += a
         rows += arr.shape[0]
     if rows == 0:
-        raise ValueError("empty input: no rows to analyse")
+        raise EmptyInputError("empty input: no rows to analyse")
     if nz < 2:
+        # Undefined, not zero: say why (a NaN alone would look like a bug).
+        why = (f"{rows - nz} of {rows} rows equal the mean (within rounding)" if center
+               else f"{rows - nz} of {rows} rows have zero norm")
+        warnings.warn(f"avg_cosine is undefined (NaN): fewer than 2 usable rows; {why}",
+                      UndefinedStatisticWarning, stacklevel=2)
         return float("nan")
     return float((s @ s - nz) / (nz * (nz - 1.0)))
 
@@ -408,10 +421,11 @@ def all_but_the_top(X: Any, n_components: int, *, out_dtype: Any = None, n_threa
     Returns a new N×d array (float64 for float64/integer input, else float32
     unless ``out_dtype`` says otherwise).
     """
+    n_components = check_int(n_components, "n_components", minimum=0)
     src, state, f64 = _first_pass(X, n_threads, dtype)
     _check_rows(state)
     d = state.dim
-    if not (0 <= int(n_components) <= d):
+    if not (0 <= n_components <= d):
         raise ValueError(f"n_components must lie in [0, {d}], got {n_components}")
     if not src.reiterable:
         raise TypeError("all_but_the_top needs two passes: pass a re-iterable input")

@@ -11,8 +11,8 @@ import sys
 import time
 from typing import Any, Iterator, Optional, TextIO
 
-
 from isofast.analysis import analyze
+from isofast.errors import NonFiniteError
 from isofast.readahead import TILE_BYTES
 from isofast.report import jsonable
 from isofast.sources import EXAMPLE_LAYERS, load_example, open_source
@@ -28,6 +28,20 @@ def _rows(spec: str | None):
         return slice(int(a) if a else None, int(b) if b else None)
     except ValueError:
         raise ValueError(f"--rows expects A:B (e.g. 0:100000, :5000, 1000:), got {spec!r}") from None
+
+
+def _file_row(exc, x, name: str):
+    """A NaN/Inf error numbered in the file, not in the ``--rows`` selection
+    (the kernels count rows from the start of the stream they were given)."""
+    start = int(getattr(x, "_start", 0) or 0)
+    if exc.row is None or not start:
+        return exc
+    row = exc.row + start
+    return NonFiniteError(
+        f"{name}: NaN or Inf at row {row} of the file (row {exc.row} of the --rows selection "
+        f"starting at {start}), column {exc.col}",
+        row, exc.col,
+    )
 
 
 def _fmt_secs(s: float) -> str:
@@ -169,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
         if rows is not None:
             targets = [(n, x[rows]) for n, x in targets]
     else:
-        if args.tile_mb <= 0:
-            raise ValueError(f"--tile-mb must be positive, got {args.tile_mb}")
+        if not (args.tile_mb > 0) or args.tile_mb * 2**20 > 2**62:  # NaN fails the first test
+            raise ValueError(f"--tile-mb must be a positive number of MiB, got {args.tile_mb}")
         x = open_source(
             args.path, layer=args.layer, site=args.site, key=args.key, rows=rows, dtype=args.dtype,
             tile_bytes=int(args.tile_mb * 2**20),
@@ -183,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
         prog = None
         if not (args.quiet or args.example):  # the bundled example is tiny: no progress noise
             prog = src = Progress(x, passes=2, label="" if len(targets) == 1 else name)
-        rep = analyze(src, eps=args.eps, n_threads=args.threads, dtype=args.dtype)
+        try:
+            rep = analyze(src, eps=args.eps, n_threads=args.threads, dtype=args.dtype)
+        except NonFiniteError as exc:
+            raise _file_row(exc, x, name) from exc
         if prog is not None:
             prog.finish()
         secs = time.perf_counter() - t0

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Isotropy analysis of model embeddings fed numeric data.",
     )
     parser.add_argument("--version", action="version", version=f"isofast {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _SUBCOMMANDS:
@@ -53,9 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and an exit code:
     2 for bad usage or input (argparse, ValueError, TypeError, KeyError, a
     file that cannot be read or written, a missing optional package), 1 for
-    any other runtime failure."""
+    any other runtime failure. ``--debug`` (anywhere on the line) shows the
+    full traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if debug:
+        return int(args.func(args) or 0)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # e.g. `isofast data list | head`

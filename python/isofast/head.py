@@ -35,6 +35,7 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix
+from isofast.errors import renamed
 
 __all__ = [
     "HeadLogits",
@@ -63,8 +64,8 @@ def _matrix(x: Any, name: str, dtype: Optional[str] = None, *, allow_1d: bool = 
         dtype = None
     try:
         return as_matrix(x, dtype)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise renamed(exc, f"{name}: {exc}") from None
 
 
 def _vector(b: Any, name: str = "b") -> Optional[np.ndarray]:

@@ -20,7 +20,6 @@ offset.
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import sys
@@ -29,6 +28,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
+
+# One exception tree for the package (isofast.errors); re-exported here so
+# ``from isofast.readahead import CorruptFileError`` keeps working.
+from isofast.errors import CorruptFileError, TruncatedFileError, _rebuild_error  # noqa: F401
 
 T = TypeVar("T")
 
@@ -39,37 +42,57 @@ TILE_BYTES = 32 << 20
 DEPTH = 2
 
 
-class CorruptFileError(OSError):
-    """A file whose content is not what its format promises.
-
-    ``filename`` is the file and ``offset`` the byte offset where reading
-    went wrong.
-    """
-
-    def __init__(self, path, offset: int, what: str, code: int = errno.EIO):
-        super().__init__(code, f"{path}: {what} (at byte offset {int(offset)})")
-        self.filename = str(path)
-        self.offset = int(offset)
-
-    def __str__(self) -> str:
-        return self.strerror
-
-    def __reduce__(self):  # keep the subclass and fields when pickled (Dask workers)
-        return (_rebuild_error, (type(self), self.filename, self.offset, self.strerror))
-
-
-class TruncatedFileError(CorruptFileError):
-    """A file that ends before the data its header describes."""
-
-
-def _rebuild_error(cls, filename, offset, message):
-    e = cls.__new__(cls)
-    OSError.__init__(e, errno.EIO, message)
-    e.filename, e.offset = filename, offset
-    return e
-
-
 # ------------------------------------------------------------------ file I/O
+class NotRegularFileError(CorruptFileError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a
+    folder where a file was expected): reading it could block forever or
+    never end, so it is refused before it is opened for reading."""
+
+
+def open_regular(path) -> int:
+    """Open ``path`` read-only and return the descriptor, refusing anything
+    but a regular file.
+
+    The open is non-blocking, so a FIFO named ``x.npy`` is refused at once
+    instead of blocking until some writer appears; the check is made on the
+    open descriptor (``fstat``), so no other file can be swapped in between.
+    """
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(os.fspath(path), flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device" if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))
+                else "not a regular file"
+            )
+            raise NotRegularFileError(path, 0, f"is {kind}, not a regular file: refused (reading it could block or never end)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path, mode: str = "rb"):
+    """:func:`open_regular` as a Python file object (binary, or text when
+    ``mode`` is ``"r"``, read as UTF-8)."""
+    fd = open_regular(path)
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", newline="")
+
+
+def check_regular(path) -> None:
+    """Refuse ``path`` unless it is a regular file (see :func:`open_regular`);
+    for libraries that open the file themselves (numpy, zarr, pyarrow)."""
+    os.close(open_regular(path))
+
+
 def read_exact(fd: int, buf: memoryview, offset: int, path) -> None:
     """Fill ``buf`` from byte ``offset`` of the open file ``fd``.
 
@@ -214,7 +237,7 @@ def prefetch(produce: Callable[[], Iterable[T]], depth: int = DEPTH, name: str =
                     return
                 del item  # the queue holds it now: keep no second reference
             put((_DONE, None))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:
             put((_ERROR, exc))
 
     t = threading.Thread(target=work, name=name, daemon=True)
@@ -284,7 +307,7 @@ class _Files:
     def fd(self, path: str) -> int:
         if path != self.path:
             self.close()
-            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fd = open_regular(path)
             self.path = path
             advise_sequential(self._fd)
         assert self._fd is not None
@@ -330,6 +353,10 @@ def _row_tiles(arrays: Sequence[FileArray], files: _Files, tile_rows: int, pool:
     d, item = arrays[0].dim, dt.itemsize
     row_bytes = d * item
     pieces = [(fa, fa.start, fa.n_rows if fa.stop is None else fa.stop) for fa in arrays]
+    # A tile never holds more rows than the data: tile_bytes larger than the
+    # file (``--tile-mb 1000000`` on 16 KB) allocates the file's size, not
+    # the request.
+    tile_rows = max(1, min(int(tile_rows), sum(stop - a for _, a, stop in pieces)))
     k = 0
     while k < len(pieces):
         buf = pool.get(tile_rows * row_bytes)
@@ -360,6 +387,18 @@ def tile_rows_for(dim: int, itemsize: int, tile_bytes: int = TILE_BYTES) -> int:
     return max(1, int(tile_bytes) // max(1, int(dim) * int(itemsize)))
 
 
+def check_tile_bytes(tile_bytes, depth=DEPTH) -> None:
+    """Validate ``tile_bytes`` (> 0 bytes) and ``depth`` (≥ 0 tiles)."""
+    if isinstance(tile_bytes, bool) or not isinstance(tile_bytes, (int, np.integer)) or int(tile_bytes) <= 0:
+        from isofast.errors import InputError
+
+        raise InputError(f"tile_bytes must be a positive integer number of bytes, got {tile_bytes!r}")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or int(depth) < 0:
+        from isofast.errors import InputError
+
+        raise InputError(f"depth must be an integer ≥ 0, got {depth!r}")
+
+
 def file_tiles(
     arrays: Sequence[FileArray],
     *,
@@ -373,6 +412,7 @@ def file_tiles(
     boundaries); column-major arrays are tiled on their own. At most ``depth + 2`` tiles are resident (queued, being read, being used),
     plus any tiles the consumer chooses to keep.
     """
+    check_tile_bytes(tile_bytes, depth)
     arrays = list(arrays)
     drop = should_drop_cache(sum(a.nbytes for a in arrays), drop_cache)
 

@@ -36,35 +36,41 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from isofast.errors import DimensionError
 from isofast.readahead import (
     DEPTH,
     TILE_BYTES,
     CorruptFileError,
     FileArray,
+    NotRegularFileError,
     TruncatedFileError,
+    check_regular,
+    check_tile_bytes,
     chunked,
     file_tiles,
+    open_regular_file,
     tile_rows_for,
 )
 
 __all__ = [
-    "CorruptFileError",
-    "TruncatedFileError",
-    "TiledSource",
-    "FileArraySource",
-    "ZarrSource",
-    "ParquetSource",
-    "open_source",
-    "open_npy",
-    "open_npy_folder",
-    "open_capture_layer",
-    "open_safetensors",
-    "open_zarr",
-    "open_parquet",
-    "example_path",
-    "load_example",
     "EXAMPLES",
     "EXAMPLE_LAYERS",
+    "CorruptFileError",
+    "FileArraySource",
+    "NotRegularFileError",
+    "ParquetSource",
+    "TiledSource",
+    "TruncatedFileError",
+    "ZarrSource",
+    "example_path",
+    "load_example",
+    "open_capture_layer",
+    "open_npy",
+    "open_npy_folder",
+    "open_parquet",
+    "open_safetensors",
+    "open_source",
+    "open_zarr",
 ]
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -122,6 +128,7 @@ class TiledSource:
     dim: int
 
     def __init__(self, n_rows: int, *, tile_bytes: int = TILE_BYTES, depth: int = DEPTH):
+        check_tile_bytes(tile_bytes, depth)
         self._n_total = int(n_rows)
         self._start, self._stop = 0, int(n_rows)
         self.tile_bytes = int(tile_bytes)
@@ -137,7 +144,8 @@ class TiledSource:
 
     @property
     def tile_rows(self) -> int:
-        return tile_rows_for(self.dim, self.dtype.itemsize, self.tile_bytes)
+        # never more rows than the selection holds (memory is bounded by the data)
+        return max(1, min(tile_rows_for(self.dim, self.dtype.itemsize, self.tile_bytes), self.shape[0]))
 
     def select(self, rows: Optional[slice]) -> "TiledSource":
         """A copy restricted to ``rows`` (relative to the current selection)."""
@@ -242,7 +250,7 @@ class FileArraySource(TiledSource):
 def _npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype, int, int]:
     """(shape, fortran, dtype, data offset, file size) of a .npy file."""
     fmt = np.lib.format
-    with open(path, "rb") as f:
+    with open_regular_file(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         try:
             major, minor = fmt.read_magic(f)
@@ -258,10 +266,35 @@ def _npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype, int, int]:
                 shape, fortran, dtype = impl(f, version=(3, 0))
             else:
                 raise CorruptFileError(path, 6, f"unsupported .npy format version {major}.{minor}")
-        except (ValueError, SyntaxError, EOFError, UnicodeDecodeError) as exc:
-            raise CorruptFileError(path, 8, f"unreadable .npy header ({exc})") from None
+        except CorruptFileError:
+            raise
+        except Exception as exc:
+            raise CorruptFileError(path, 8, f"unreadable .npy header ({type(exc).__name__}: {exc})") from None
         offset = f.tell()
-    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype), offset, size
+    return _checked_shape(path, shape, ".npy header", 8), bool(fortran), np.dtype(dtype), offset, size
+
+
+def _checked_shape(path, shape, what: str, offset: int) -> Tuple[int, ...]:
+    """A stored shape as a tuple of ints, refusing what no file can hold:
+    non-integers, booleans, negative sizes (a header saying -5 rows) and
+    sizes whose product overflows int64 (a header promising 2⁶³ elements)."""
+    try:
+        items = list(shape)
+    except TypeError:
+        raise CorruptFileError(path, offset, f"{what}: shape {shape!r} is not a list of sizes") from None
+    out = []
+    for s in items:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise CorruptFileError(path, offset, f"{what}: shape {tuple(items)!r} holds {s!r}, not a non-negative integer")
+        if int(s) < 0:
+            raise CorruptFileError(path, offset, f"{what}: shape {tuple(items)} holds a negative size")
+        out.append(int(s))
+    total = 1
+    for s in out:
+        total *= s
+    if total >= 2**63:
+        raise CorruptFileError(path, offset, f"{what}: shape {tuple(out)} holds {total} elements, more than any file")
+    return tuple(out)
 
 
 def _file_array(
@@ -269,7 +302,12 @@ def _file_array(
 ) -> FileArray:
     """Validate a stored array (2-D, or 3-D with a layer) against the file size."""
     _check_numeric(dtype, str(path))
-    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = _checked_shape(path, shape, what, offset)
+    need = offset
+    n_el = 1
+    for s in shape:
+        n_el *= s  # Python ints: no int64 wrap-around
+    need += n_el * dtype.itemsize
     if size < need:
         item_row = (shape[-1] if shape else 1) * dtype.itemsize
         whole = max(0, (size - offset) // item_row) if item_row and not fortran and len(shape) == 2 else None
@@ -288,9 +326,13 @@ def _file_array(
         if fortran:
             raise ValueError(f"{path}: a Fortran-ordered 3-D array cannot be read by layer; save it in C order")
         n, d = shape[1], shape[2]
+        if d == 0:
+            raise DimensionError(f"{path}: {what} {tuple(shape)} has 0 columns (every statistic needs d ≥ 1)")
         return FileArray(str(path), offset + L * n * d * dtype.itemsize, n, d, dtype)
     if len(shape) != 2:
-        raise ValueError(f"{path}: expected a 2-D array of row vectors (N×d), got shape {tuple(shape)}")
+        raise DimensionError(f"{path}: expected a 2-D array of row vectors (N×d), got shape {tuple(shape)}")
+    if shape[1] == 0:
+        raise DimensionError(f"{path}: {what} {tuple(shape)} has 0 columns (every statistic needs d ≥ 1)")
     if layer is not None:
         raise ValueError(f"{path}: layer={layer} given but {what} is 2-D {tuple(shape)}")
     return FileArray(str(path), offset, shape[0], shape[1], dtype, fortran=fortran and shape[0] > 1 and shape[1] > 1)
@@ -336,7 +378,9 @@ def _check_shards(arrays: Sequence[FileArray], names: Sequence[Any], expect: Opt
 def open_npy_folder(path: Any, *, layer: Optional[int] = None, dtype: Optional[str] = None, **opts) -> FileArraySource:
     """A plain folder of ``*.npy`` shards, concatenated in file-name order."""
     p = Path(path)
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".npy" and f.is_file())
+    # Every *.npy entry is a shard: one that is not a regular file (a FIFO,
+    # a folder) is refused by name, not skipped (skipping would drop rows).
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".npy")
     if not files:
         raise FileNotFoundError(f"{p}: no .npy shards in this folder")
     arrays = [_npy_array(f, layer) for f in files]
@@ -390,7 +434,7 @@ def safetensors_header(path: Any) -> Tuple[dict, int, int]:
     """(tensor table, data start offset, file size) of a safetensors file:
     8-byte little-endian header length, then that many bytes of JSON."""
     p = Path(path)
-    with open(p, "rb") as f:
+    with open_regular_file(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
@@ -428,14 +472,21 @@ def open_safetensors(path: Any, *, key: Optional[str] = None, layer: Optional[in
         raise KeyError(f"{p} has no tensor {key!r}; tensors: {names}")
     info = table[key]
     try:
-        st_dtype, shape, (b, e) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        b, e = int(b), int(e)
+        st_dtype, shape, (b, e) = info["dtype"], info["shape"], info["data_offsets"]
+        for v in (b, e):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"data_offsets holds {v!r}, not an integer")
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptFileError(p, 8, f"safetensors entry {key!r} is malformed ({exc!r})") from None
+    # JSON sizes must be integers: 2.7 rows or true columns are damage, not data.
+    shape = list(_checked_shape(p, shape, f"safetensors entry {key!r}", 8))
     if st_dtype not in _ST_DTYPES:
         raise TypeError(f"{p}: tensor {key!r} has unsupported dtype {st_dtype} (supported: {sorted(_ST_DTYPES)})")
     dt = np.dtype(_ST_DTYPES[st_dtype])
-    if e - b != int(np.prod(shape, dtype=np.int64)) * dt.itemsize or b < 0:
+    n_el = 1
+    for s in shape:
+        n_el *= s
+    if e - b != n_el * dt.itemsize or b < 0:
         raise CorruptFileError(
             p, start + b, f"tensor {key!r} {tuple(shape)} {st_dtype} does not match its byte range [{b}, {e})"
         )
@@ -479,10 +530,30 @@ class ZarrSource(TiledSource):
         self.description = description
         grid = getattr(array, "shards", None) or array.chunks
         self.chunk_rows = int(grid[-2])
+        self._check_chunks(description)
+
+    def _check_chunks(self, description: str) -> None:
+        """Refuse a store with missing chunks: zarr reads a missing chunk as
+        the fill value, which would enter the statistics as rows of data."""
+        try:
+            have, total = int(self.array.nchunks_initialized), int(self.array.nchunks)
+        except Exception:
+            return
+        if have < total:
+            raise CorruptFileError(
+                description, 0,
+                f"zarr array has {total - have} of {total} chunks missing (they would read as fill values); "
+                "if they really are all fill values, rewrite the store with write_empty_chunks=True",
+            )
 
     def _read(self, a: int, b: int) -> np.ndarray:
         sel = (self.layer, slice(a, b)) if self.layer is not None else slice(a, b)
-        return np.asarray(self.array[sel])
+        try:
+            return np.asarray(self.array[sel])
+        except Exception as exc:
+            raise CorruptFileError(
+                self.description, 0, f"rows {a}:{b} cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _chunks(self) -> Iterator[np.ndarray]:
         # Whole stored chunks per tile: a tile boundary inside a chunk would
@@ -535,6 +606,7 @@ class ParquetSource(TiledSource):
             raise FileNotFoundError("no parquet files")
         counts, dim, vtype = [], None, None
         for f in self.files:
+            check_regular(f)
             try:
                 meta = pq.ParquetFile(f)
             except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
@@ -611,8 +683,18 @@ class ParquetSource(TiledSource):
             if not sel:
                 continue
             row = int(starts[sel[0]])
-            pf = pq.ParquetFile(f)
-            for batch in pf.iter_batches(batch_size=self.tile_rows, row_groups=sel, columns=[self.column], use_threads=True):
+            try:
+                pf = pq.ParquetFile(f)
+                batches = iter(pf.iter_batches(batch_size=self.tile_rows, row_groups=sel, columns=[self.column], use_threads=True))
+            except Exception as exc:
+                raise CorruptFileError(f, 0, f"not a readable parquet file ({type(exc).__name__}: {exc})") from exc
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise CorruptFileError(f, 0, f"rows from {row} cannot be decoded ({type(exc).__name__}: {exc})") from exc
                 n = batch.num_rows
                 lo, hi = max(self._start - row, 0), min(self._stop - row, n)
                 if lo < hi:
@@ -701,10 +783,11 @@ def open_source(
 
 def _npz_member(p: Path, key: Optional[str], layer: Optional[int], rows: Optional[slice]) -> np.ndarray:
     """An .npz member, loaded into memory (zip members are not tiled)."""
+    check_regular(p)
     try:
         z = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CorruptFileError(p, 0, f"not a readable .npz file ({exc})") from None
+    except Exception as exc:
+        raise CorruptFileError(p, 0, f"not a readable .npz file ({type(exc).__name__}: {exc})") from None
     with z:
         names = list(z.files)
         if key is None:
@@ -715,8 +798,8 @@ def _npz_member(p: Path, key: Optional[str], layer: Optional[int], rows: Optiona
             raise KeyError(f"{p} has no member {key!r}; members: {names}")
         try:
             arr = z[key]
-        except (ValueError, OSError, EOFError) as exc:
-            raise CorruptFileError(p, 0, f"member {key!r} is unreadable ({exc})") from None
+        except Exception as exc:
+            raise CorruptFileError(p, 0, f"member {key!r} is unreadable ({type(exc).__name__}: {exc})") from None
     if arr.ndim == 3 and layer is not None:
         arr = arr[layer]
     elif layer is not None:

@@ -26,6 +26,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from isofast.errors import DataFormatError  # defined there (one exception tree); re-exported
+
 from .series import Series, apply_nan_policy
 
 __all__ = [
@@ -42,21 +44,19 @@ __all__ = [
 NA_STRINGS = frozenset({"", "?", "na", "nan", "n/a", "null", "none", "-"})
 
 
-class DataFormatError(ValueError):
-    """A malformed data file; ``path`` and ``line`` (1-based, or None) say where."""
-
-    def __init__(self, path: Any, line: int | None, message: str):
-        self.path = os.fspath(path)
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
-
-
 def _open_text(path: Any) -> io.TextIOBase:
+    from isofast.readahead import open_regular_file
+
     p = os.fspath(path)
-    raw = gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")
-    data = raw.read()
-    raw.close()
+    with open_regular_file(p, "rb") as f:  # a FIFO is refused, not waited on
+        try:
+            data = gzip.GzipFile(fileobj=f).read() if p.endswith(".gz") else f.read()
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            from isofast.errors import file_error
+
+            raise file_error(p, exc, "unreadable gzip file") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from isofast.errors import UnknownDatasetError  # defined there (one exception tree); re-exported
+
 __all__ = ["DatasetInfo", "REGISTRY", "UnknownDatasetError", "list_datasets", "info", "unknown_dataset"]
 
 
@@ -172,17 +174,6 @@ def list_datasets(*, domain: str | None = None, source: str | None = None) -> li
         for e in REGISTRY.values()
         if (domain is None or e.domain == domain) and (source is None or e.source == source)
     ]
-
-
-class UnknownDatasetError(KeyError, ValueError):
-    """A dataset name that is not registered; the message lists the known names.
-
-    Both a ``KeyError`` (lookup by name) and a ``ValueError`` (bad argument
-    value), so either ``except`` clause catches it.
-    """
-
-    def __str__(self) -> str:  # KeyError would repr() the message (quotes)
-        return str(self.args[0]) if self.args else ""
 
 
 def unknown_dataset(name: object) -> UnknownDatasetError:

@@ -8,7 +8,7 @@ fn main() {
     let mut s = 1u64;
     let b = Mat::<f64>::from_fn(n, n, |_, _| { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5 });
     let a = &b * b.transpose();
-    isofast_core::threads::install(None, || {
+    isofast_core::threads::install(None, || -> isofast_core::Result<()> {
         let par = isofast_core::threads::par();
         for thr in [128usize, usize::MAX] {
             let mut p: evd::SelfAdjointEvdParams = <evd::SelfAdjointEvdParams as Auto<f64>>::auto();
@@ -21,5 +21,7 @@ fn main() {
             evd::self_adjoint_evd(a.as_ref(), sd.as_mut(), Some(u.as_mut()), par, MemStack::new(&mut buf), p.into()).unwrap();
             println!("threshold {thr}: {:.2} s, scratch {:.0} MiB, top {:.6e}", t.elapsed().as_secs_f64(), req.size_bytes() as f64 / 1048576.0, sd[n - 1]);
         }
-    });
+        Ok(())
+    })
+    .expect("thread pool");
 }

@@ -7,7 +7,7 @@ fn rate<T: faer::traits::RealField + Copy>(n: usize, one: T) -> f64 {
     let a: Mat<T> = Mat::from_fn(n, n, |i, j| if (i + j) % 3 == 0 { one } else { one + one });
     let b = a.clone();
     let mut c: Mat<T> = Mat::zeros(n, n);
-    let par = isofast_core::threads::install(None, || isofast_core::threads::par());
+    let par = isofast_core::threads::install(None, || Ok(isofast_core::threads::par())).expect("thread pool");
     isofast_core::threads::install(None, || {
         faer::linalg::matmul::matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), one, par);
         let t = Instant::now();
@@ -15,8 +15,9 @@ fn rate<T: faer::traits::RealField + Copy>(n: usize, one: T) -> f64 {
         for _ in 0..reps {
             faer::linalg::matmul::matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), one, par);
         }
-        2.0 * (n as f64).powi(3) * reps as f64 / t.elapsed().as_secs_f64() / 1e9
+        Ok(2.0 * (n as f64).powi(3) * reps as f64 / t.elapsed().as_secs_f64() / 1e9)
     })
+    .expect("thread pool")
 }
 
 fn main() {

@@ -22,7 +22,7 @@ fn main() {
         .collect();
     let v = MatView::row_major(&x, n, d).unwrap();
     let nd2 = n as f64 * (d * d) as f64;
-    isofast_core::threads::install(None, || {
+    isofast_core::threads::install(None, || -> isofast_core::Result<()> {
         let par = isofast_core::threads::par();
         let t = Instant::now();
         let mut m = Moments::new(d);
@@ -48,5 +48,7 @@ fn main() {
         sp.update(&v).unwrap();
         let p2 = t.elapsed().as_secs_f64();
         println!("pass 2 {n}x{d}: {p2:.3} s ({:.1} GFLOP/s effective), log I = {:.6}", 4.0 * nd2 / p2 / 1e9, sp.raw.log_isotropy());
-    });
+        Ok(())
+    })
+    .expect("thread pool");
 }

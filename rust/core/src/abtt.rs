@@ -11,6 +11,7 @@ use rayon::prelude::*;
 /// Write the post-processed rows of `x` into `out` (row-major, N×d), given
 /// the mean and the top directions as the columns of `top` (d × D).
 pub fn all_but_the_top<F: Float>(x: &MatView<'_>, mean: &[f64], top: MatRef<'_, f64>, out: &mut [F]) -> Result<()> {
+    crate::source::require_cols(x, "all_but_the_top")?;
     let (n, d) = (x.nrows(), x.ncols());
     if mean.len() != d || top.nrows() != d {
         return Err(Error::DimMismatch { what: "all_but_the_top".into(), expected: d, got: mean.len() });

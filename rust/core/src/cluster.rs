@@ -789,11 +789,7 @@ fn finish_cluster(plan: Plan, nc: u64, d: usize) -> Result<ClusterStats> {
 /// also the smallest possible log Z of centred rows (Jensen), as in the
 /// primal computation.
 fn dual_stats(rows: &mut [f64], mean: &[f64], nc: usize, d: usize) -> Result<ClusterStats> {
-    rows.par_chunks_mut(d).for_each(|r| {
-        for (v, m) in r.iter_mut().zip(mean) {
-            *v -= m;
-        }
-    });
+    rows.par_chunks_mut(d).for_each(|r| crate::cosine::center_row(r, mean));
     let mut unit = UnitSum::new(d);
     let mut scratch = Vec::new();
     unit.add_tile(rows, d, &mut scratch);

@@ -4,6 +4,14 @@
 //! Σ_{i≠j} cos(x_i, x_j) = ‖Σ x̂_i‖² − N′, so the mean over ordered pairs is
 //! (‖Σ x̂_i‖² − N′)/(N′(N′−1)) — O(N·d) instead of the O(N²·d) pairwise matrix
 //! (Ethayarajh 2019; Cai et al. 2021 for the centred variant).
+//!
+//! Cosines are scale-invariant, and so is their computation here: a row whose
+//! Σ x_j² overflows or underflows float64 (|x| ≳ 1e154 or ≲ 1e-162) is first
+//! divided by its largest |x_j| ([`unit_row`]), so only a row of exact zeros
+//! counts as zero-norm. In the centred variant a row equal to the mean up to
+//! the rounding of the mean itself ([`center_row`]) is a zero row: its
+//! "direction" would be rounding noise (identical rows would give cosines
+//! near 1 instead of an undefined average).
 
 use crate::error::{Error, Result};
 use crate::source::{for_each_tile, tile_mean, MatView};
@@ -12,6 +20,54 @@ use crate::threads;
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
 use std::collections::HashMap;
+
+/// Σ x_j² is trusted when it lies in [2⁻⁹⁰⁰, f64::MAX]; outside, squares may
+/// have overflowed or underflowed and the row is rescaled first.
+const TINY: f64 = f64::from_bits((1023 - 900) << 52); // 2^-900
+
+/// Componentwise relative tolerance under which x_j − μ_j is the rounding of
+/// the computed mean μ rather than a difference in the data: 64 ulps.
+pub const MEAN_ROUNDING: f64 = 64.0 * f64::EPSILON;
+
+/// `row ← row − mean`; a row that equals the mean in every component up to
+/// [`MEAN_ROUNDING`] · max(|x_j|, |μ_j|) becomes exactly zero (it is then a
+/// zero-norm row of the centred statistics, reported as such).
+#[inline]
+pub fn center_row(row: &mut [f64], mean: &[f64]) {
+    let mut at_mean = true;
+    for (v, m) in row.iter_mut().zip(mean) {
+        let diff = *v - m;
+        if diff.abs() > MEAN_ROUNDING * v.abs().max(m.abs()) {
+            at_mean = false;
+        }
+        *v = diff;
+    }
+    if at_mean {
+        row.fill(0.0);
+    }
+}
+
+/// Scale `row` to unit Euclidean norm in place; false (row unchanged) for a
+/// row of exact zeros. Rows whose Σ x_j² leaves [2⁻⁹⁰⁰, f64::MAX] are first
+/// divided by max_j |x_j| (as LAPACK's dnrm2 scales; Blue 1978), so 1e-300·x
+/// and 1e300·x give the same unit vector as x up to rounding.
+#[inline]
+pub fn unit_row(row: &mut [f64]) -> bool {
+    let s = sqnorm(row);
+    if s.is_finite() && s >= TINY {
+        let inv = 1.0 / s.sqrt();
+        row.iter_mut().for_each(|v| *v *= inv);
+        return true;
+    }
+    let m = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    if m == 0.0 {
+        return false;
+    }
+    row.iter_mut().for_each(|v| *v /= m);
+    let inv = 1.0 / sqnorm(row).sqrt();
+    row.iter_mut().for_each(|v| *v *= inv);
+    true
+}
 
 /// Mergeable Σ x̂ with counts of used and skipped (zero-norm) rows.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,19 +89,44 @@ impl UnitSum {
     /// Add every row of a row-major f64 tile (optionally minus `center`).
     /// `scratch` receives per-row inverse norms.
     pub fn add_tile(&mut self, tile: &[f64], d: usize, scratch: &mut Vec<f64>) {
-        let n = tile.len().checked_div(d).unwrap_or(0);
+        if d == 0 {
+            return;
+        }
+        let n = tile.len() / d;
         scratch.clear();
         scratch.resize(n, 0.0);
+        // inv = 1/‖x‖ on the fast path; -1 marks a row whose Σ x² left the
+        // trusted range (rescaled below); 0 a row of exact zeros.
         tile.par_chunks(d)
             .zip(scratch.par_iter_mut())
             .with_min_len(64)
             .for_each(|(row, inv)| {
                 let s = sqnorm(row);
-                *inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
+                *inv = if s.is_finite() && s >= TINY {
+                    1.0 / s.sqrt()
+                } else if row.iter().all(|v| *v == 0.0) {
+                    0.0
+                } else {
+                    -1.0
+                };
             });
-        let zeros = scratch.iter().filter(|v| **v == 0.0).count() as u64;
+        let mut special = Vec::new();
+        for (r, inv) in scratch.iter_mut().enumerate() {
+            if *inv < 0.0 {
+                special.push(r);
+                *inv = 0.0;
+            }
+        }
+        let zeros = scratch.iter().filter(|v| **v == 0.0).count() as u64 - special.len() as u64;
         self.n_zero += zeros;
         self.n_nonzero += n as u64 - zeros;
+        // Rare: rows of extreme magnitude, each made unit by rescaling.
+        let mut y = vec![0.0f64; if special.is_empty() { 0 } else { d }];
+        for &r in &special {
+            y.copy_from_slice(&tile[r * d..(r + 1) * d]);
+            unit_row(&mut y);
+            self.sum.iter_mut().zip(&y).for_each(|(a, v)| *a += v);
+        }
         // Σ_r inv_r · x_r as a GEMV: tileᵀ (d×n) · inv (n×1).
         let t = MatRef::from_row_major_slice(tile, n, d);
         let w = MatRef::from_column_major_slice(scratch.as_slice(), n, 1);
@@ -109,6 +190,7 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
         if c.len() != d {
             return Err(Error::DimMismatch { what: "center".into(), expected: d, got: c.len() });
         }
+        check_center(c)?;
     }
     let mut index: HashMap<i64, usize> = HashMap::new();
     let mut labels = Vec::new();
@@ -129,13 +211,9 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
     for_each_tile(x, 0, |t, start| {
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
             if let Some(c) = center {
-                for (v, m) in row.iter_mut().zip(c) {
-                    *v -= m;
-                }
+                center_row(row, c);
             }
-            let s = sqnorm(row);
-            let inv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
-            row.iter_mut().for_each(|v| *v *= inv);
+            unit_row(row);
         });
         for (r, row) in t.chunks(d).enumerate() {
             let gi = dense[start + r];
@@ -162,6 +240,14 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
     Ok(SelfSimilarity { mean, labels, per_group, counts, n_zero })
 }
 
+/// A centre with NaN/Inf would turn every row into NaN.
+fn check_center(c: &[f64]) -> Result<()> {
+    match c.iter().position(|v| !v.is_finite()) {
+        Some(j) => Err(Error::InvalidArgument(format!("center contains NaN or Inf at column {j}"))),
+        None => Ok(()),
+    }
+}
+
 /// Σ x̂ over the rows of `x` (optionally minus `center`), streamed in tiles.
 pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
     let d = x.ncols();
@@ -169,14 +255,13 @@ pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
         if c.len() != d {
             return Err(Error::DimMismatch { what: "center".into(), expected: d, got: c.len() });
         }
+        check_center(c)?;
     }
     let mut acc = UnitSum::new(d);
     let mut scratch = Vec::new();
     for_each_tile(x, 0, |t, _| {
         if let Some(c) = center {
-            t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
-                row.iter_mut().zip(c).for_each(|(v, m)| *v -= m);
-            });
+            t.par_chunks_mut(d).with_min_len(64).for_each(|row| center_row(row, c));
         }
         acc.add_tile(t, d, &mut scratch);
         Ok(())

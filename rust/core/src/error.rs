@@ -16,6 +16,8 @@ pub enum Error {
     InvalidArgument(String),
     /// A numerical procedure failed (e.g. the eigensolver did not converge).
     Numerical(String),
+    /// The OS refused a resource (threads, memory) the kernel needed.
+    Resource(String),
 }
 
 impl fmt::Display for Error {
@@ -30,7 +32,7 @@ impl fmt::Display for Error {
                 "input contains NaN or Inf: first non-finite value at row {row}, column {col}"
             ),
             Error::InvalidArgument(msg) => write!(f, "{msg}"),
-            Error::Numerical(msg) => write!(f, "{msg}"),
+            Error::Numerical(msg) | Error::Resource(msg) => write!(f, "{msg}"),
         }
     }
 }

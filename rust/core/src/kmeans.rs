@@ -190,6 +190,9 @@ impl Points {
         if n.checked_mul(d) != Some(data.len()) {
             return invalid(format!("{} values cannot form {n} rows of dimension {d}", data.len()));
         }
+        if d == 0 {
+            return Err(Error::Empty(format!("{n} points of dimension 0 (need d ≥ 1)")));
+        }
         if let Some((r, c)) = first_non_finite(&data, d) {
             return Err(Error::NonFinite { row: r as u64, col: c });
         }
@@ -880,6 +883,7 @@ pub fn kmeans(p: PointsRef<'_>, params: &KMeansParams) -> Result<KMeansFit> {
 /// rows are centred at their mean for accurate Gram distances and the centres
 /// are returned in the input's coordinates (scikit-learn does the same).
 pub fn kmeans_view(x: &MatView<'_>, params: &KMeansParams, n_threads: Option<usize>) -> Result<KMeansFit> {
+    crate::source::require_cols(x, "k-means")?;
     crate::threads::install(n_threads, || {
         let mut p = Points::gather(x, None, None)?;
         let mean = p.mean();
@@ -1378,8 +1382,8 @@ mod tests {
         let data: Vec<f64> = (0..n * d).map(|i| rng.uniform() + (i % 7) as f64 * 0.01).collect();
         let p = Points::new(data, n, d).unwrap().with_f32_mirror();
         let prm = KMeansParams { k, n_init: 1, max_iter: 300, tol: 1e-4, seed: 3 };
-        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm).unwrap());
-        let b = crate::threads::install(Some(2), || kmeans(p.as_ref(), &prm).unwrap());
+        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm)).unwrap();
+        let b = crate::threads::install(Some(2), || kmeans(p.as_ref(), &prm)).unwrap();
         assert_eq!(a.labels, b.labels);
         for i in 0..n {
             let own = sqdist(p.as_ref().row(i), &a.centers[a.labels[i] as usize * d..][..d]);
@@ -1428,8 +1432,8 @@ mod tests {
         let data: Vec<f64> = (0..n * d).map(|_| rng.uniform()).collect();
         let p = Points::new(data, n, d).unwrap();
         let prm = KMeansParams { k: 9, n_init: 2, max_iter: 300, tol: 1e-4, seed: 7 };
-        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm).unwrap());
-        let b = crate::threads::install(Some(3), || kmeans(p.as_ref(), &prm).unwrap());
+        let a = crate::threads::install(Some(1), || kmeans(p.as_ref(), &prm)).unwrap();
+        let b = crate::threads::install(Some(3), || kmeans(p.as_ref(), &prm)).unwrap();
         assert_eq!(a.labels, b.labels);
         assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
         assert_eq!(a.centers, b.centers);

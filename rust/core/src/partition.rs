@@ -13,7 +13,7 @@
 //! f32/f16/bf16 inputs, f64 otherwise) and consumed immediately by a streaming
 //! log-sum-exp, so no N×d product is ever held.
 
-use crate::cosine::UnitSum;
+use crate::cosine::{center_row, UnitSum};
 use crate::error::{Error, Result};
 use crate::lse::{update_both_signs, ExpSum, LogSumExp};
 use crate::source::{check_finite, tile_rows, Float, MatView};
@@ -134,6 +134,12 @@ impl SecondPass {
     /// (converted to f32 and dropped when `f64_gemm` is false).
     pub fn new(mean: Vec<f64>, dirs_raw: Mat<f64>, dirs_centered: Mat<f64>, f64_gemm: bool) -> Result<Self> {
         let d = mean.len();
+        if d == 0 {
+            return Err(Error::Empty("second pass: the mean has 0 entries (need d ≥ 1)".into()));
+        }
+        if let Some(j) = mean.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!("second pass: the mean holds NaN or Inf at column {j}")));
+        }
         for (name, m) in [("raw directions", &dirs_raw), ("centred directions", &dirs_centered)] {
             if m.nrows() != d {
                 return Err(Error::DimMismatch { what: name.into(), expected: d, got: m.nrows() });
@@ -209,7 +215,9 @@ impl SecondPass {
                 .for_each(|((row, r), c)| {
                     for j in 0..d {
                         r[j] = F::from_f64(row[j]);
-                        row[j] -= mean[j];
+                    }
+                    center_row(row, mean);
+                    for j in 0..d {
                         c[j] = F::from_f64(row[j]);
                     }
                 });
@@ -266,12 +274,21 @@ impl SecondPass {
 /// log Z(c_n) = log Σ_i exp(⟨x_i, c_n⟩) for arbitrary context vectors given as
 /// the columns of `c` (d × m), streamed over the rows of `x`.
 pub fn log_partition(x: &MatView<'_>, c: MatRef<'_, f64>, n_threads: Option<usize>) -> Result<Vec<f64>> {
+    crate::source::require_cols(x, "log_partition")?;
     let d = x.ncols();
     if c.nrows() != d {
         return Err(Error::DimMismatch { what: "log_partition contexts".into(), expected: d, got: c.nrows() });
     }
     if x.nrows() == 0 {
         return Err(Error::Empty("log_partition needs at least one row".into()));
+    }
+    // exp(⟨x, c⟩) with a NaN/Inf in c is NaN or Inf for every row: refuse it.
+    for k in 0..c.ncols() {
+        if let Some(j) = (0..d).find(|&j| !c[(j, k)].is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "log_partition: context vector {k} holds NaN or Inf at component {j}"
+            )));
+        }
     }
     threads::install(n_threads, || {
         let mut sp = SecondPass::new(vec![0.0; d], c.to_owned(), Mat::zeros(d, 0), true)?;

@@ -364,6 +364,15 @@ pub fn tile_mean(t: &[f64], nb: usize, d: usize) -> Vec<f64> {
     mb
 }
 
+/// Refuse a view with zero columns: no statistic is defined on d = 0 rows,
+/// and tiles of d = 0 would be chunked by zero (a panic).
+pub fn require_cols(x: &MatView<'_>, what: &str) -> Result<()> {
+    if x.ncols() == 0 {
+        return Err(Error::Empty(format!("{what}: the input has {} rows and 0 columns (need d ≥ 1)", x.nrows())));
+    }
+    Ok(())
+}
+
 /// Stream `x` as converted, finiteness-checked f64 tiles; `f(tile, first_row)`
 /// sees each tile once, in row order. `row_offset` numbers rows in errors.
 pub fn for_each_tile(
@@ -371,6 +380,7 @@ pub fn for_each_tile(
     row_offset: u64,
     mut f: impl FnMut(&mut [f64], usize) -> Result<()>,
 ) -> Result<()> {
+    require_cols(x, "row tiles")?;
     let (n, d) = (x.nrows(), x.ncols());
     let b = tile_rows(d);
     let mut buf = vec![0.0f64; b.min(n) * d];

@@ -57,7 +57,7 @@ fn kmeans<'py>(
     max_iter: usize,
     tol: f64,
     seed: u64,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let params = KMeansParams { k, n_init, max_iter, tol, seed };
@@ -84,7 +84,7 @@ fn silhouette_score<'py>(
     elem: Option<&str>,
     sample_size: Option<usize>,
     seed: u64,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<f64> {
     let v = view(x, elem)?;
     let l = dense_labels(&labels, k)?;
@@ -101,7 +101,7 @@ fn cluster_statistics<'py>(
     k: usize,
     elem: Option<&str>,
     spectra: bool,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyList>> {
     let v = view(x, elem)?;
     let l = dense_labels(&labels, k)?;
@@ -133,7 +133,7 @@ fn cluster_isotropy<'py>(
     spectra: bool,
     min_cluster_size: usize,
     rows: Option<PyReadonlyArray1<'py, i64>>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let rows = match rows {

@@ -24,7 +24,7 @@ fn log_partition_head<'py>(
     subset: Option<PyReadonlyArray1<'py, i64>>,
     w_elem: Option<&str>,
     c_elem: Option<&str>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let wv = view(w, w_elem)?;
     let cv = view(c, c_elem)?;

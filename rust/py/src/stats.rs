@@ -26,6 +26,24 @@ fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
     PyArray1::from_vec(py, v)
 }
 
+/// Refuse a state whose mean or co-moment overflowed float64: its spectrum
+/// would be Inf/NaN and read as "all rows identical" further on.
+fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
+    if m.mean().iter().any(|v| !v.is_finite()) {
+        return Err(crate::array::err("NumericalError", "the column means overflow float64: rescale the input (statistics are scale-invariant except total_variance)"));
+    }
+    let c = m.comoment_lower();
+    let bad = (0..c.ncols()).any(|j| (j..c.nrows()).any(|i| !c[(i, j)].is_finite()));
+    if bad {
+        return Err(crate::array::err(
+            "NumericalError",
+            "the variance overflows float64 (entries of magnitude ≳ 1e154): rescale the input, e.g. X / abs(X).max() \
+             (every statistic but total_variance is scale-invariant)",
+        ));
+    }
+    Ok(())
+}
+
 /// Mergeable one-pass state: count, mean, co-moment, raw unit-vector sum.
 #[pyclass(module = "isofast._core", name = "Moments")]
 #[derive(Clone)]
@@ -44,7 +62,7 @@ impl Moments {
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<()> {
+    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
@@ -92,7 +110,8 @@ impl Moments {
 
     /// Covariance eigenvalues, descending (no eigenvectors).
     #[pyo3(signature = (n_threads=None))]
-    fn eigenvalues<'py>(&self, py: Python<'py>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn eigenvalues<'py>(&self, py: Python<'py>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
         Ok(vec_to_py(py, ev))
@@ -107,8 +126,9 @@ impl Moments {
         f64_gemm: bool,
         raw: bool,
         centered: bool,
-        n_threads: Option<usize>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
+        check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ev, sp) = run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered)))?;
         Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
@@ -117,7 +137,8 @@ impl Moments {
     /// (covariance eigenvalues desc, their eigenvectors as columns): one
     /// decomposition, for callers that need no raw directions.
     #[pyo3(signature = (n_threads=None))]
-    fn cov_directions<'py>(&self, py: Python<'py>, n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    fn cov_directions<'py>(&self, py: Python<'py>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+        check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
         Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
@@ -128,8 +149,9 @@ impl Moments {
     fn directions<'py>(
         &self,
         py: Python<'py>,
-        n_threads: Option<usize>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+        check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
         Ok((vec_to_py(py, ec.values), mat_to_py(py, ec.vectors.as_ref()), vec_to_py(py, er.values), mat_to_py(py, er.vectors.as_ref())))
@@ -167,7 +189,7 @@ impl SecondPass {
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<()> {
+    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
@@ -203,7 +225,7 @@ impl SecondPass {
 /// Eigendecomposition of a symmetric matrix (lower triangle read), descending.
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
-fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
@@ -214,6 +236,12 @@ fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, n_threads: Opt
 #[pyo3(signature = (values, eps=0.8))]
 fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> PyResult<Bound<'py, PyDict>> {
     let v = values.as_array().to_vec();
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(crate::array::err("NumericalError", format!("eigenvalue {i} is {}: the variance overflows float64; rescale the input", v[i])));
+    }
+    if !eps.is_finite() {
+        return Err(crate::array::err("InputError", format!("eps must lie in (0, 1], got {eps}")));
+    }
     let s = spectrum::spectral_scores(&v, eps).map_err(crate::array::to_py)?;
     let d = PyDict::new(py);
     d.set_item("explained_variance_ratio", vec_to_py(py, s.explained_variance_ratio))?;
@@ -236,7 +264,7 @@ fn self_similarity<'py>(
     groups: PyReadonlyArray1<'py, i64>,
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let g = groups.as_array().to_vec();
@@ -261,7 +289,7 @@ fn all_but_the_top<'py>(
     top: PyReadonlyArray2<'py, f64>,
     out: &Bound<'py, PyAny>,
     elem: Option<&str>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<()> {
     let v = view(x, elem)?;
     let mean = mean.as_array().to_vec();
@@ -287,7 +315,7 @@ fn log_partition<'py>(
     x: &Bound<'py, PyAny>,
     contexts: PyReadonlyArray2<'py, f64>,
     elem: Option<&str>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = mat_from_py(&contexts);
@@ -320,7 +348,7 @@ pub fn unit_sum<'py>(
     x: &Bound<'py, PyAny>,
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, u64, u64)> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
@@ -331,7 +359,7 @@ pub fn unit_sum<'py>(
 /// Column means in float64.
 #[pyfunction]
 #[pyo3(signature = (x, elem=None, n_threads=None))]
-pub fn column_mean<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, elem: Option<&str>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+pub fn column_mean<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let m = run(py, || threads::install(n_threads, || cosine::column_mean(&v)))?;
     Ok(vec_to_py(py, m))
@@ -347,7 +375,7 @@ pub fn row_norms<'py>(
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     row_offset: u64,
-    n_threads: Option<usize>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
