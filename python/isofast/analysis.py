@@ -24,7 +24,7 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_source, check_int
-from isofast.errors import EmptyInputError, UndefinedStatisticWarning
+from isofast.errors import DimensionError, EmptyInputError, UndefinedStatisticWarning
 from isofast.report import IsotropyReport, jsonable
 
 
@@ -41,20 +41,20 @@ def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str]):
     for arr, elem in src.chunks():
         if state is None:
             if arr.shape[1] == 0:
-                raise ValueError("input has 0 columns")
+                raise DimensionError("input has 0 columns")
             state = _core.Moments(arr.shape[1])
         state.update(arr, elem, n_threads)
         f64 = f64 or _needs_f64(arr, elem)
     if state is None or state.n == 0:
-        raise ValueError("empty input: no rows to analyse")
+        raise EmptyInputError("empty input: no rows to analyse")
     return src, state, f64
 
 
 def _check_rows(state) -> None:
     if state.n < 2:
-        raise ValueError(f"isotropy statistics need at least 2 rows, got {state.n}")
+        raise EmptyInputError(f"isotropy statistics need at least 2 rows, got {state.n}")
     if state.dim < 2:
-        raise ValueError(f"isotropy statistics need at least 2 dimensions, got {state.dim}")
+        raise DimensionError(f"isotropy statistics need at least 2 dimensions, got {state.dim}")
 
 
 #: Statistics that depend on the covariance (or XᵀX) spectrum: meaningless

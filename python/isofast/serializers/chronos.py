@@ -37,7 +37,15 @@ from functools import cached_property
 
 import numpy as np
 
+from isofast.errors import InputError, NumericalError
 from isofast.serializers.base import DIGIT, OTHER, NanPolicy, as_series
+
+
+def _check_scale(scale) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)):
+        raise InputError(f"scale must be a finite positive number, got {scale!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a finite positive number, got {scale!r}")
 
 
 @dataclass
@@ -113,11 +121,26 @@ class ChronosSerializer:
         return self.n_special_tokens + 1
 
     def scale_of(self, x: np.ndarray) -> float:
-        s = float(np.nanmean(np.abs(x)))
+        """nanmean(|x|), computed as c·nanmean(|x|/c) with c = max |x| so that
+        values near the float64 maximum do not overflow the sum (which made
+        the scale +Inf and every id NaN's)."""
+        a = np.abs(np.asarray(x, dtype=np.float64))
+        c = float(np.nanmax(a)) if a.size and not np.isnan(a).all() else 0.0
+        if not c > 0:
+            return 1.0
+        s = c * float(np.nanmean(a / c))
         return s if s > 0 else 1.0
 
     def ids_of(self, x: np.ndarray, scale: float) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float64) / scale).astype(np.float32)
+        _check_scale(scale)
+        z = np.asarray(x, dtype=np.float64) / scale
+        bad = np.isnan(z)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"value at index {i} is NaN after scaling: cannot be quantised")
+        # |z| beyond float32 would become ±inf (and −inf id 2): clip first,
+        # it lands in the end bins either way.
+        z = np.clip(z, -1e30, 1e30).astype(np.float32)
         bucket = np.searchsorted(self.boundaries, z, side="right")
         ids = bucket.astype(np.int64) + self.n_special_tokens
         return np.clip(ids, self.first_value_id, self.n_tokens - 1)
@@ -138,8 +161,28 @@ class ChronosSerializer:
     def decode(self, ids, scale: float | IdEncoding) -> ChronosDecoding:
         if isinstance(scale, IdEncoding):
             scale = scale.scale
-        ids = np.asarray(ids, dtype=np.int64).ravel()
+        _check_scale(scale)
+        raw = np.asarray(ids)
+        if raw.size and raw.dtype.kind not in "iu":
+            if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
+                raw = raw.astype(np.int64)
+            else:
+                raise InputError(f"token ids must be integers, got dtype {raw.dtype}")
+        ids = raw.astype(np.int64).ravel()
+        out = (ids < 0) | (ids >= self.n_tokens)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            # an id outside the vocabulary is not a value: refuse, don't clamp
+            raise InputError(f"token id {int(ids[i])} at position {i} is outside the vocabulary [0, {self.n_tokens - 1}]")
         special = (ids == self.pad_token_id) | (ids == self.eos_token_id)
         vals = ids[~special]
         idx = np.clip(vals - self.first_value_id, 0, self.centers.size - 1)
-        return ChronosDecoding(self.centers[idx].astype(np.float64) * scale, int(special.sum()))
+        with np.errstate(over="ignore"):
+            values = self.centers[idx].astype(np.float64) * scale
+        over = ~np.isfinite(values)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise NumericalError(
+                f"decoded value {i} (centre {float(self.centers[idx[i]]):g} × scale {scale:.6g}) overflows float64"
+            )
+        return ChronosDecoding(values, int(special.sum()))

@@ -51,7 +51,12 @@ from typing import Literal
 
 import numpy as np
 
+from isofast._input import check_int
+from isofast.errors import InputError, NumericalError
 from isofast.serializers.base import DIGIT, SEPARATOR, SIGN, NanPolicy, as_series
+
+#: |n| of a printed integer must stay below 2⁶³ (int64, the ``ints`` arrays).
+_INT64_LIMIT = float(2**63)
 
 Rounding = Literal["nearest", "truncate"]
 
@@ -89,7 +94,19 @@ class Scaler:
         return (np.asarray(x, dtype=np.float64) - self.offset) / self.scale
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(z, dtype=np.float64) * self.scale + self.offset
+        z = np.asarray(z, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = z * self.scale + self.offset
+            bad = ~np.isfinite(x) & np.isfinite(z)
+            if bad.any():  # z·scale alone may overflow where z·scale + offset does not
+                x[bad] = 2.0 * (z[bad] * (0.5 * self.scale) + 0.5 * self.offset)
+        bad = ~np.isfinite(x) & np.isfinite(z)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise NumericalError(
+                f"decoded value {i} ({z[i]:.6g} × {self.scale:.6g} + {self.offset:.6g}) overflows float64"
+            )
+        return x
 
     def to_dict(self) -> dict:
         return {"offset": float(self.offset), "scale": float(self.scale)}
@@ -105,10 +122,17 @@ def fit_scaler(x: np.ndarray, *, alpha: float, beta: float, basic: bool) -> Scal
         q = max(float(np.quantile(np.abs(h), alpha)), 0.01)
         return Scaler(0.0, q)
     lo, hi = float(h.min()), float(h.max())
-    m = lo - beta * (hi - lo)
-    q = float(np.quantile(h - m, alpha))
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = lo - beta * (hi - lo)
+        q = float(np.quantile(h - m, alpha))
     if q == 0.0:
         q = 1.0
+    if not (np.isfinite(m) and np.isfinite(q)):
+        # e.g. values near ±1.8e308: max − min overflows float64
+        raise NumericalError(
+            f"the series' range [{lo:.6g}, {hi:.6g}] overflows float64 in the LLMTime scaler "
+            f"(offset {m:.6g}, scale {q:.6g}): rescale the series first"
+        )
     return Scaler(m, q)
 
 
@@ -181,6 +205,14 @@ class LLMTimeSerializer:
             raise ValueError(f"rounding must be 'nearest' or 'truncate', got {self.rounding!r}")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if not (np.isfinite(self.max_val) and self.max_val > 0):
+            raise InputError(f"max_val must be a finite positive number, got {self.max_val!r}")
+        if self.max_val * 10.0**self.prec >= _INT64_LIMIT:
+            # n = round(z·10^prec) would wrap int64 for |z| near max_val
+            raise InputError(
+                f"prec={self.prec} with max_val={self.max_val:g} needs integers up to "
+                f"{self.max_val * 10.0**self.prec:.3g}, beyond int64 (9.2e18): lower prec or max_val"
+            )
         if not self.time_sep:
             raise ValueError("time_sep must not be empty")
         if not self.minus_sign:
@@ -222,7 +254,17 @@ class LLMTimeSerializer:
         return fit_scaler(x, alpha=self.alpha, beta=self.beta, basic=self.basic)
 
     def to_ints(self, x: np.ndarray, scaler: Scaler) -> np.ndarray:
-        z = scaler.transform(x)
+        if not (np.isfinite(scaler.offset) and np.isfinite(scaler.scale) and scaler.scale != 0):
+            raise InputError(f"scaler must have a finite offset and a finite non-zero scale, got {scaler}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = scaler.transform(x)
+        bad = ~np.isfinite(z)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise NumericalError(
+                f"value {np.asarray(x, dtype=np.float64)[i]:.6g} at index {i} overflows float64 when scaled "
+                f"(offset {scaler.offset:.6g}, scale {scaler.scale:.6g})"
+            )
         big = np.abs(z) > self.max_val
         if big.any():
             i = int(np.flatnonzero(big)[0])
@@ -312,12 +354,17 @@ class LLMTimeSerializer:
         """
         if isinstance(scaler, TextEncoding):
             scaler = scaler.scaler
+        steps = check_int(steps, "steps", minimum=0, allow_none=True)
+        if steps == 0:
+            return LLMTimeDecoding(np.zeros(0), np.zeros(0, dtype=np.int64), 0, [])
         ints: list[int] = []
         bad: list[tuple[int, str]] = []
         for i, piece in enumerate(text.split(self.time_sep)):
             if not piece.strip():
                 continue
             v = self.parse_value(piece)
+            if v is not None and abs(v) >= 2**63:
+                v = None  # more digits than int64 holds: model noise, not a value
             if v is None:
                 if strict:
                     raise ValueError(f"malformed value #{i}: {piece!r}")

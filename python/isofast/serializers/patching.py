@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isofast._input import check_int
+from isofast.errors import InputError
 from isofast.serializers.base import DIGIT, NanPolicy, as_series
 
 
@@ -62,6 +64,10 @@ class PatchSerializer:
     name = "patch"
 
     def __post_init__(self) -> None:
+        check_int(self.patch_len, "patch_len", minimum=1)
+        check_int(self.stride, "stride", minimum=1)
+        if not (np.isfinite(self.eps) and self.eps >= 0):
+            raise InputError(f"eps must be a finite number ≥ 0, got {self.eps!r}")
         if self.patch_len < 1 or self.stride < 1:
             raise ValueError("patch_len and stride must be positive")
         if self.stride > self.patch_len:
@@ -84,12 +90,24 @@ class PatchSerializer:
 
     def encode(self, x, *, nan: NanPolicy = "interpolate") -> PatchEncoding:
         arr = as_series(x, nan=nan)
-        if self.normalize:
+        c = float(np.abs(arr).max())
+        if self.normalize and c > 1.0:
+            # Same formulas on x/c (c = max |x|), so values near the float64
+            # maximum do not overflow the mean, the variance or x − μ:
+            # σ = c·√(var(x/c) + ε/c²), z = (x/c − μ/c)/(σ/c).
+            y = arr / c
+            mu_c = float(y.mean())
+            # √(var + ε/c²) as a hypot: ε/c² underflows for c ≳ 1e154
+            sd_c = float(np.hypot(np.sqrt(y.var()), np.sqrt(self.eps) / c))
+            mu, sd = c * mu_c, c * sd_c
+            z = (y - mu_c) / sd_c
+        elif self.normalize:
             mu = float(arr.mean())
             sd = float(np.sqrt(arr.var() + self.eps))
+            z = (arr - mu) / sd
         else:
             mu, sd = 0.0, 1.0
-        z = (arr - mu) / sd
+            z = arr.copy()
         n = self.n_patches(arr.size)
         need = max((n - 1) * self.stride + self.patch_len, arr.size + self.stride)
         padded = np.concatenate([z, np.full(need - arr.size, z[-1])])
@@ -107,6 +125,9 @@ class PatchSerializer:
         if p.ndim != 2 or p.shape[1] != self.patch_len:
             raise ValueError(f"patches must have shape (n, {self.patch_len}), got {p.shape}")
         n = p.shape[0]
+        if n == 0:
+            raise InputError("patches is empty: no patch to decode")
+        length = check_int(length, "length", minimum=0, allow_none=True)
         if length is None:
             length = (n - 1) * self.stride + self.patch_len - self.stride
         t = np.arange(length)
@@ -114,4 +135,10 @@ class PatchSerializer:
         off = t - pi * self.stride
         if (off >= self.patch_len).any():
             raise ValueError(f"{n} patches cannot hold {length} values")
-        return p[pi, off] * std + mean
+        z = p[pi, off]
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = z * std + mean
+            bad = ~np.isfinite(x) & np.isfinite(z)
+            if bad.any():  # z·σ alone overflows though z·σ + μ may not: half scale
+                x[bad] = 2.0 * (z[bad] * (0.5 * std) + 0.5 * mean)
+        return x

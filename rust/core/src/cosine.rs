@@ -278,9 +278,16 @@ pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     // Per-tile means merged with the running mean (Chan) keep large offsets exact.
     let mut mean = vec![0.0f64; d];
     let mut seen = 0u64;
+    // Each tile's mean is taken about its first row r₀ (r₀ + mean(x − r₀)):
+    // identical rows then give their value exactly (the differences are
+    // exact zeros), so centred statistics see exact zero rows, not rounding
+    // noise; for other data the shift only removes a common offset.
     for_each_tile(x, 0, |t, _| {
         let nb = t.len() / d;
-        let mb = tile_mean(t, nb, d);
+        let r0 = t[..d].to_vec();
+        t.par_chunks_mut(d).with_min_len(64).for_each(|row| row.iter_mut().zip(&r0).for_each(|(v, c)| *v -= c));
+        let mut mb = tile_mean(t, nb, d);
+        mb.iter_mut().zip(&r0).for_each(|(m, c)| *m += c);
         let f = nb as f64 / (seen + nb as u64) as f64;
         mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);
         seen += nb as u64;

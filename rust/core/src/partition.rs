@@ -293,6 +293,15 @@ pub fn log_partition(x: &MatView<'_>, c: MatRef<'_, f64>, n_threads: Option<usiz
     threads::install(n_threads, || {
         let mut sp = SecondPass::new(vec![0.0; d], c.to_owned(), Mat::zeros(d, 0), true)?;
         sp.update(x)?;
-        Ok(sp.raw.log_z_pos())
+        let z = sp.raw.log_z_pos();
+        // A projection ⟨x_i, c⟩ beyond the float64 range makes log Z = +Inf:
+        // the value exists but cannot be represented, so say so.
+        if let Some(k) = z.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Numerical(format!(
+                "log_partition: log Z for context vector {k} is {}: some ⟨x_i, c⟩ overflows float64 (rescale x or c)",
+                z[k]
+            )));
+        }
+        Ok(z)
     })
 }
