@@ -34,6 +34,19 @@ fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
     }
     let c = m.comoment_lower();
     let bad = (0..c.ncols()).any(|j| (j..c.nrows()).any(|i| !c[(i, j)].is_finite()));
+    // Co-moments below 2^-900 are sums of squares that may have underflowed
+    // (differences ≲ 1e-135): their eigenvalues would be rounding noise
+    // (e.g. pc1_share 0.5 for a rank-one spread).
+    let top = (0..c.ncols()).map(|j| c[(j, j)]).fold(0.0f64, f64::max);
+    if !bad && top > 0.0 && top < f64::from_bits((1023 - 900) << 52) {
+        return Err(crate::array::err(
+            "NumericalError",
+            format!(
+                "the variance underflows float64 (largest co-moment {top:.3e}; differences between rows ≲ 1e-135): \
+                 rescale the input, e.g. X / abs(X).max() (every statistic but total_variance is scale-invariant)"
+            ),
+        ));
+    }
     if bad {
         return Err(crate::array::err(
             "NumericalError",
@@ -42,6 +55,69 @@ fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
         ));
     }
     Ok(())
+}
+
+/// CRC-32 (IEEE 802.3, as zlib.crc32) of `data`.
+fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *e = c;
+        }
+        t
+    });
+    !data.iter().fold(!0u32, |c, b| t[((c ^ *b as u32) & 0xFF) as usize] ^ (c >> 8))
+}
+
+/// Pickled states are `STATE_MAGIC ‖ crc32 (4 bytes LE) ‖ the core's bytes`:
+/// a flipped byte anywhere is detected before the state is parsed.
+const STATE_MAGIC: &[u8; 8] = b"ISOFCRC1";
+
+fn corrupt(why: String) -> PyErr {
+    crate::array::err("InputError", format!("corrupt Moments state: {why}"))
+}
+
+/// What a state read from bytes must satisfy whatever its checksum says:
+/// the row counts add up, the mean and co-moment are finite, variances are
+/// ≥ 0 and ‖Σ x̂‖ ≤ the number of unit vectors.
+fn check_state_content(m: &CoreMoments) -> PyResult<()> {
+    let (n, nz, z) = (m.count(), m.unit.n_nonzero, m.unit.n_zero);
+    if nz.checked_add(z) != Some(n) {
+        return Err(corrupt(format!("{n} rows but {nz} non-zero + {z} zero-norm rows")));
+    }
+    if let Some(j) = m.mean().iter().position(|v| !v.is_finite()) {
+        return Err(corrupt(format!("mean holds {} at column {j}", m.mean()[j])));
+    }
+    if n == 0 && m.mean().iter().any(|v| *v != 0.0) {
+        return Err(corrupt("an empty state with a non-zero mean".into()));
+    }
+    let c = m.comoment_lower();
+    for j in 0..c.ncols() {
+        if !(c[(j, j)] >= 0.0) || !c[(j, j)].is_finite() {
+            return Err(corrupt(format!("co-moment diagonal {j} is {}", c[(j, j)])));
+        }
+        if let Some(i) = (j..c.nrows()).find(|&i| !c[(i, j)].is_finite()) {
+            return Err(corrupt(format!("co-moment ({i}, {j}) is {}", c[(i, j)])));
+        }
+    }
+    let s2: f64 = m.unit.sum.iter().map(|v| v * v).sum();
+    if !s2.is_finite() || s2.sqrt() > nz as f64 * (1.0 + 1e-9) + 1e-9 {
+        return Err(corrupt(format!("‖Σ x̂‖ = {} exceeds the {nz} unit vectors summed", s2.sqrt())));
+    }
+    Ok(())
+}
+
+/// The error for a state used from two threads at once.
+fn busy() -> PyErr {
+    crate::array::err(
+        "InputError",
+        "this Moments state is being updated by another thread: use one state per thread and merge() them",
+    )
 }
 
 /// Mergeable one-pass state: count, mean, co-moment, raw unit-vector sum.
@@ -62,14 +138,24 @@ impl Moments {
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
+    fn update(slf: &Bound<'_, Self>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
+        let py = slf.py();
         let v = view(x, elem)?;
-        let inner = &mut self.inner;
+        let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
+        let inner = &mut me.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
     }
 
-    fn merge(&mut self, other: &Moments) -> PyResult<()> {
-        self.inner.merge(&other.inner).map_err(crate::array::to_py)
+    /// Merge `other` into this state; `m.merge(m)` doubles the state (the
+    /// same rows counted twice), as merging an equal copy would.
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> PyResult<()> {
+        let theirs = if slf.is(other) {
+            slf.try_borrow().map_err(|_| busy())?.inner.clone()
+        } else {
+            other.try_borrow().map_err(|_| busy())?.inner.clone()
+        };
+        let mut mine = slf.try_borrow_mut().map_err(|_| busy())?;
+        mine.inner.merge(&theirs).map_err(crate::array::to_py)
     }
 
     fn copy(&self) -> Moments {
@@ -158,10 +244,30 @@ impl Moments {
     }
 
     fn __getstate__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.to_bytes())
+        let body = self.inner.to_bytes();
+        let mut out = Vec::with_capacity(body.len() + 12);
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&crc32(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        PyBytes::new(py, &out)
     }
     fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> PyResult<()> {
-        self.inner = CoreMoments::from_bytes(state.as_bytes()).map_err(crate::array::to_py)?;
+        let b = state.as_bytes();
+        // States pickled before checksums (no envelope) are still read, and
+        // checked for content below.
+        let body = if b.len() >= 12 && &b[..8] == STATE_MAGIC {
+            let want = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+            let got = crc32(&b[12..]);
+            if got != want {
+                return Err(corrupt(format!("checksum {got:08x} ≠ {want:08x} (bytes changed after pickling)")));
+            }
+            &b[12..]
+        } else {
+            b
+        };
+        let inner = CoreMoments::from_bytes(body).map_err(crate::array::to_py)?;
+        check_state_content(&inner)?;
+        self.inner = inner;
         Ok(())
     }
     fn __getnewargs__(&self) -> (usize,) {
@@ -242,7 +348,15 @@ fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps
     if !eps.is_finite() {
         return Err(crate::array::err("InputError", format!("eps must lie in (0, 1], got {eps}")));
     }
-    let s = spectrum::spectral_scores(&v, eps).map_err(crate::array::to_py)?;
+    // Every score but total_variance is scale-invariant: compute them on
+    // λ / λ_max so that λ² (participation ratio) neither overflows nor
+    // underflows, and scale total_variance back.
+    let top = v.iter().cloned().fold(0.0f64, f64::max);
+    let scaled: Vec<f64> = if top > 0.0 { v.iter().map(|x| x / top).collect() } else { v.clone() };
+    let mut s = spectrum::spectral_scores(&scaled, eps).map_err(crate::array::to_py)?;
+    if top > 0.0 {
+        s.total_variance *= top;
+    }
     let d = PyDict::new(py);
     d.set_item("explained_variance_ratio", vec_to_py(py, s.explained_variance_ratio))?;
     d.set_item("effective_dim", s.effective_dim)?;
