@@ -246,6 +246,18 @@ def test_capture_shard_with_wrong_dim_is_named(tmp_path, X):
     _write_capture(tmp_path / "cap", [X[:600], X[600:]])
     shard = tmp_path / "cap" / "residual" / "L001" / "00001.npy"
     np.save(shard, X[600:, :10])
+    # the overwritten shard no longer matches the checksum the capture recorded
+    from isofast.errors import ChecksumError
+
+    with pytest.raises(ChecksumError, match=r"00001\.npy"):
+        open_source(tmp_path / "cap", layer=1)
+    # with its checksum re-recorded (a consistent but wrong capture) the
+    # shape check still names the shard
+    from isofast import store
+
+    m = store.read_manifest(tmp_path / "cap")
+    m["shards"][1]["checksums"]["residual/L001/00001.npy"] = store.checksum_of(shard)
+    store.CaptureWriter(tmp_path / "cap", m).write_manifest()
     with pytest.raises(ValueError, match=r"shard .*00001\.npy has d=10"):
         open_source(tmp_path / "cap", layer=1)
 

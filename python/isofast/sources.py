@@ -396,7 +396,7 @@ def open_capture_layer(path: Any, layer: Optional[int], site: str = "residual", 
     Only shards the manifest lists as complete are read; a shard whose d or
     dtype disagrees with the manifest raises ``ValueError`` naming it.
     """
-    from isofast.store import open_capture, storage_dtype
+    from isofast.store import open_capture, storage_dtype, verify_file
 
     cap = open_capture(path)
     if layer is None:
@@ -405,9 +405,12 @@ def open_capture_layer(path: Any, layer: Optional[int], site: str = "residual", 
     if not lay.files:
         raise ValueError(f"{path}: the capture holds no complete shards yet")
     arrays = []
-    for f, n in zip(lay.files, lay.rows):
+    sums = lay.checksums or [None] * len(lay.files)
+    for f, n, cs in zip(lay.files, lay.rows, sums):
         if not f.exists():
             raise FileNotFoundError(f"capture shard {f} listed in the manifest is missing")
+        # the bytes are what isofast wrote for this (site, layer, shard)
+        verify_file(f, cs, f"capture shard ({site}, layer {lay.layer})")
         fa = _npy_array(f)
         if fa.rows != n:
             raise CorruptFileError(f, 0, f"capture shard has {fa.rows} rows, the manifest says {n}")

@@ -25,6 +25,17 @@ its uint16 bit patterns (numpy has no bfloat16), and the manifest says
 reports ``isofast_dtype == "bfloat16"`` so :func:`isofast.analyze` reads them
 right.
 
+Integrity: every file isofast writes gets a CRC-32 and its size
+(``"crc32:<8 hex>:<bytes>"``), recorded in the shard's ``checksums`` entry of
+the manifest under its path relative to the folder; the manifest carries a
+checksum of its own content (``"checksum"``, over the canonical JSON of the
+other keys). Both are verified when the files are read (each file once per
+process while its size, inode and mtime are unchanged), so overwritten
+bytes, a truncated file or two shards swapped between layers raise
+:class:`~isofast.errors.ChecksumError` (an ``OSError``) naming the file,
+never load as data. Captures written before checksums (format version 1)
+are read unverified.
+
 Crash safety: every file is written to a temporary name in the same folder,
 flushed, fsync'ed and renamed with ``os.replace``; the manifest (written the
 same way) lists shard k only after all of shard k's files are in place. A
@@ -47,8 +58,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from isofast.errors import ChecksumError, CorruptFileError, file_error
+
 FORMAT = "isofast-capture"
-FORMAT_VERSION = 1
+#: 2: per-file checksums in the shard entries and a manifest checksum.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 TOKEN_COLUMNS = ("row", "series_id", "window_id", "position", "token_id", "token_text", "role")
 WINDOW_COLUMNS = (
@@ -67,7 +81,7 @@ def storage_dtype(isofast_dtype: str) -> np.dtype:
 
 def have_pyarrow() -> bool:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         return False
@@ -76,6 +90,72 @@ def have_pyarrow() -> bool:
 
 def shard_path(root: Path, site: str, layer: int, k: int) -> Path:
     return root / site / f"L{layer:03d}" / f"{k:05d}.npy"
+
+
+# ------------------------------------------------------------ checksums
+_CHUNK = 8 << 20
+
+
+def checksum_of(path) -> str:
+    """``"crc32:<8 hex digits>:<size in bytes>"`` of a file (read once, in 8 MiB
+    pieces). CRC-32 detects every burst error up to 32 bits and any other
+    accidental change with probability 1 − 2⁻³²; it is not meant to resist
+    deliberate forgery."""
+    import zlib
+
+    from isofast.readahead import open_regular_file
+
+    crc, size = 0, 0
+    with open_regular_file(path, "rb") as f:
+        while True:
+            b = f.read(_CHUNK)
+            if not b:
+                break
+            crc = zlib.crc32(b, crc)
+            size += len(b)
+    return f"crc32:{crc:08x}:{size}"
+
+
+_VERIFIED: dict = {}
+
+
+def verify_file(path, expected, what: str = "file") -> None:
+    """Raise :class:`ChecksumError` naming ``path`` unless its content has the
+    ``expected`` checksum (``None``: written before checksums, not checked).
+    A file verified once is not re-read while its size, inode and mtime stay
+    the same."""
+    if expected is None:
+        return
+    p = str(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{what} {p} listed in the manifest is missing", p) from None
+    key = (p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, expected)
+    if key in _VERIFIED:
+        return
+    got = checksum_of(p)
+    if got != expected:
+        raise ChecksumError(
+            p, 0,
+            f"{what} does not match the checksum the manifest records ({got} ≠ {expected}): "
+            "overwritten, truncated, swapped with another file or damaged",
+        )
+    if len(_VERIFIED) > 100_000:
+        _VERIFIED.clear()
+    _VERIFIED[key] = True
+
+
+def _manifest_body(m: dict) -> bytes:
+    return json.dumps({k: v for k, v in m.items() if k != "checksum"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def manifest_checksum(m: dict) -> str:
+    import zlib
+
+    body = _manifest_body(m)
+    return f"crc32:{zlib.crc32(body):08x}:{len(body)}"
 
 
 # ------------------------------------------------------------ atomic writes
@@ -92,8 +172,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file, fsync it, rename it to ``path``.
+def atomic_write(path: Path, write) -> str:
+    """Call ``write(fileobj)`` on a temporary file, fsync it, rename it to ``path``;
+    returns the file's checksum (:func:`checksum_of`, of the bytes on disk).
 
     On any error the temporary file is removed and an ``OSError`` naming
     ``path`` is raised, so ``path`` either holds the complete new content or
@@ -112,6 +193,7 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        digest = checksum_of(tmp)  # of what reached the disk (page cache: no second I/O)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -127,9 +209,10 @@ def atomic_write(path: Path, write) -> None:
             ) from exc
         raise
     _fsync_dir(path.parent)
+    return digest
 
 
-def write_npy(path: Path, arr) -> None:
+def write_npy(path: Path, arr) -> str:
     """Write one 2-D array — or a list of row blocks with equal width and
     dtype, stacked, without concatenating them in memory — as a ``.npy`` file
     (format 1.0, C order), atomically."""
@@ -151,19 +234,19 @@ def write_npy(path: Path, arr) -> None:
         for p in parts:
             f.write(memoryview(np.ascontiguousarray(p)).cast("B"))
 
-    atomic_write(path, _write)
+    return atomic_write(path, _write)
 
 
-def write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> str:
     data = json.dumps(obj, indent=1, sort_keys=False).encode()
-    atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def _column_list(v) -> list:
     return v.tolist() if isinstance(v, np.ndarray) else list(v)
 
 
-def write_table(path: Path, columns: dict[str, Any]) -> None:
+def write_table(path: Path, columns: dict[str, Any]) -> str:
     """Parquet (pyarrow) when ``path`` ends in .parquet, else CSV (utf-8)."""
     if path.suffix == ".parquet":
         import pyarrow as pa
@@ -175,8 +258,7 @@ def write_table(path: Path, columns: dict[str, Any]) -> None:
                 for k, v in columns.items()
             }
         )
-        atomic_write(path, lambda f: pq.write_table(table, f))
-        return
+        return atomic_write(path, lambda f: pq.write_table(table, f))
 
     def _csv(f):
         import io
@@ -189,10 +271,20 @@ def write_table(path: Path, columns: dict[str, Any]) -> None:
         text.flush()
         text.detach()
 
-    atomic_write(path, _csv)
+    return atomic_write(path, _csv)
 
 
-def read_table(path: Path) -> dict[str, np.ndarray]:
+def read_table(path: Path, checksum: str | None = None) -> dict[str, np.ndarray]:
+    verify_file(path, checksum, "capture table")
+    try:
+        return _read_table(path)
+    except (OSError, CorruptFileError):
+        raise
+    except Exception as exc:
+        raise file_error(path, exc, "unreadable capture table") from None
+
+
+def _read_table(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -237,6 +329,8 @@ class CaptureLayer:
     rows: list[int]
     dim: int
     isofast_dtype: str
+    #: checksum of each file (None: written before checksums)
+    checksums: list | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -248,14 +342,20 @@ class CaptureLayer:
         return storage_dtype(self.isofast_dtype)
 
     def iter_chunks(self, *, mmap: bool = True) -> Iterator[np.ndarray]:
-        for path, n in zip(self.files, self.rows):
-            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        sums = self.checksums or [None] * len(self.files)
+        for path, n, cs in zip(self.files, self.rows, sums):
+            verify_file(path, cs, f"capture shard ({self.site}, layer {self.layer})")
+            try:
+                arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, CorruptFileError):
+                raise
+            except Exception as exc:
+                raise file_error(path, exc, "unreadable capture shard") from None
             if arr.shape != (n, self.dim) or arr.dtype != self.dtype:
-                raise OSError(
-                    errno.EIO,
-                    f"capture shard {path} has shape {arr.shape} {arr.dtype}, "
+                raise CorruptFileError(
+                    path, 0,
+                    f"capture shard has shape {arr.shape} {arr.dtype}, "
                     f"manifest says ({n}, {self.dim}) {self.dtype}",
-                    str(path),
                 )
             yield arr
 
@@ -345,14 +445,18 @@ class Capture:
         if L not in layers:
             raise KeyError(f"layer {layer} of site {site!r} was not captured; captured: {layers}")
         shards = self.manifest["shards"]
+        files = [shard_path(self.root, site, L, s["index"]) for s in shards]
         return CaptureLayer(
             root=self.root,
             site=site,
             layer=L,
-            files=[shard_path(self.root, site, L, s["index"]) for s in shards],
+            files=files,
             rows=[int(s["rows"]) for s in shards],
             dim=self.dim,
             isofast_dtype=self.isofast_dtype,
+            checksums=[
+                (s.get("checksums") or {}).get(f.relative_to(self.root).as_posix()) for s, f in zip(shards, files)
+            ],
         )
 
     def __getitem__(self, key) -> CaptureLayer:
@@ -363,7 +467,8 @@ class Capture:
     # -- tables
     def _table(self, kind: str):
         key = "tokens" if kind == "tokens" else "windows_table"
-        parts = [read_table(self.root / s[key]) for s in self.manifest["shards"]]
+        parts = [read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key]))
+                 for s in self.manifest["shards"]]
         cols = TOKEN_COLUMNS if kind == "tokens" else WINDOW_COLUMNS
         if parts:
             data = {c: np.concatenate([p[c] for p in parts]) for c in cols}
@@ -395,17 +500,52 @@ class Capture:
 
 def read_manifest(root) -> dict | None:
     p = Path(root) / MANIFEST
-    if not p.is_file():
+    if not p.exists():
         return None
-    with open(p, encoding="utf-8") as f:
-        m = json.load(f)
+    from isofast.readahead import open_regular_file
+
+    try:
+        with open_regular_file(p, "rb") as f:
+            m = json.loads(f.read().decode("utf-8"))
+    except CorruptFileError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(p, getattr(exc, "pos", 0) or 0, f"capture manifest is not valid JSON ({exc})") from None
+    if not isinstance(m, dict):
+        raise CorruptFileError(p, 0, "capture manifest is not a JSON object")
     if m.get("format") != FORMAT:
-        raise ValueError(f"{p} is not an isofast capture manifest")
+        raise CorruptFileError(p, 0, "not an isofast capture manifest (no \"format\": \"isofast-capture\")")
+    if "checksum" in m and m["checksum"] != manifest_checksum(m):
+        raise ChecksumError(
+            p, 0, f"capture manifest does not match its own checksum ({manifest_checksum(m)} ≠ {m['checksum']}): edited or damaged"
+        )
+    if int(m.get("format_version", 0)) >= 2 and "checksum" not in m:
+        raise ChecksumError(p, 0, "capture manifest of format 2 has no checksum: edited or damaged")
+    try:
+        _check_manifest(m)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(p, 0, f"capture manifest is malformed ({type(exc).__name__}: {exc})") from None
     if int(m.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(
             f"{p} has format version {m['format_version']}; this isofast reads up to {FORMAT_VERSION}"
         )
     return m
+
+
+def _check_manifest(m: dict) -> None:
+    """The keys readers rely on, with plausible types (a damaged or hand-
+    edited manifest fails here, naming itself, instead of deep inside)."""
+    for k in ("sites", "layers", "shards", "dim", "dtype"):
+        if k not in m:
+            raise KeyError(f"missing key {k!r}")
+    if isinstance(m["dim"], bool) or not isinstance(m["dim"], int) or m["dim"] < 1:
+        raise ValueError(f"dim {m['dim']!r}")
+    for s in m["shards"]:
+        for k in ("index", "rows"):
+            v = s[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"shard {k} {v!r}")
+    storage_dtype(m["dtype"])
 
 
 def open_capture(root) -> Capture:
@@ -449,6 +589,8 @@ class CaptureWriter:
         return w
 
     def write_manifest(self) -> None:
+        self.manifest["format_version"] = FORMAT_VERSION
+        self.manifest["checksum"] = manifest_checksum(self.manifest)
         write_json(self.root / MANIFEST, self.manifest)
 
     def remove_stale(self) -> None:
@@ -486,12 +628,14 @@ class CaptureWriter:
         n = rows.pop()
         if len(tokens["row"]) != n:
             raise RuntimeError(f"shard {k}: {n} rows but {len(tokens['row'])} token records")
+        sums = {}
         for (site, layer), arr in arrays.items():
-            write_npy(shard_path(self.root, site, layer, k), arr)
+            path = shard_path(self.root, site, layer, k)
+            sums[path.relative_to(self.root).as_posix()] = write_npy(path, arr)
         tok_rel = f"tokens/{k:05d}.{self.table_ext}"
         win_rel = f"windows/{k:05d}.{self.table_ext}"
-        write_table(self.root / tok_rel, tokens)
-        write_table(self.root / win_rel, windows)
+        sums[tok_rel] = write_table(self.root / tok_rel, tokens)
+        sums[win_rel] = write_table(self.root / win_rel, windows)
         # Only now does the manifest claim shard k.
         self.manifest["shards"].append(
             {
@@ -500,6 +644,7 @@ class CaptureWriter:
                 "windows": [int(window_range[0]), int(window_range[1])],
                 "tokens": tok_rel,
                 "windows_table": win_rel,
+                "checksums": sums,
             }
         )
         self.manifest["windows_done"] = int(window_range[1])
