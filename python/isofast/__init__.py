@@ -25,6 +25,22 @@ from isofast.analysis import (
     row_norms,
     self_similarity,
 )
+from isofast.errors import (
+    ArgumentTypeError,
+    ChecksumError,
+    CorruptFileError,
+    DataFormatError,
+    DimensionError,
+    EmptyInputError,
+    InputError,
+    IsofastError,
+    NonFiniteError,
+    NumericalError,
+    ResourceError,
+    TruncatedFileError,
+    UndefinedStatisticWarning,
+    UnknownDatasetError,
+)
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
@@ -53,8 +69,6 @@ _LAZY = {
     "study": ("isofast.study", None),
     "run_study": ("isofast.study", "run_study"),
     "open_source": ("isofast.sources", "open_source"),
-    "CorruptFileError": ("isofast.sources", "CorruptFileError"),
-    "TruncatedFileError": ("isofast.sources", "TruncatedFileError"),
 }
 
 
@@ -87,5 +101,20 @@ __all__ = [
     "partition_isotropy",
     "row_norms",
     "self_similarity",
+    # the exception tree (isofast.errors)
+    "ArgumentTypeError",
+    "ChecksumError",
+    "CorruptFileError",
+    "DataFormatError",
+    "DimensionError",
+    "EmptyInputError",
+    "InputError",
+    "IsofastError",
+    "NonFiniteError",
+    "NumericalError",
+    "ResourceError",
+    "TruncatedFileError",
+    "UndefinedStatisticWarning",
+    "UnknownDatasetError",
     *_LAZY,
 ]

@@ -78,12 +78,13 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from isofast import models as _models
 from isofast import store as _store
+from isofast.errors import InputError
 from isofast.serializers import (
     ROLES,
     ChronosSerializer,
@@ -697,6 +698,7 @@ def capture(
     ser = get_serializer(serializer)
     tdtype = _models.resolve_dtype(dtype)
     dname = _models.dtype_name(tdtype)
+    _check_device(device)
     lm = _models.load_model(model, device=device, dtype=None)
     dev = _models.resolve_device(device)
     lm.model.to(device=dev, dtype=tdtype)
@@ -903,6 +905,35 @@ def capture(
     return _result(manifest, root, lm, dev, processed, seconds, start_window, caught)
 
 
+def _check_device(device) -> None:
+    """Refuse, before any model is loaded, a device this machine does not
+    have (``--device cuda`` without a GPU) or cannot name, with a message
+    that says what is available."""
+    if device is None or device == "auto":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"device {device!r} is not a device torch knows ({exc}); use cpu, cuda or mps") from None
+    have = ["cpu"]
+    if torch.cuda.is_available():
+        have.append(f"cuda (×{torch.cuda.device_count()})")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        have.append("mps")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: no CUDA GPU is visible on this machine; available: {', '.join(have)}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(have)}")
+    elif dev.type == "mps" and "mps" not in have:
+        raise InputError(f"device {device!r}: MPS is not available on this machine; available: {', '.join(have)}")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r} is not supported by capture; available: {', '.join(have)}")
+
+
 def _discard(root: Path, manifest: dict) -> None:
     """Remove an earlier capture's files (only those isofast writes)."""
     import shutil
@@ -945,6 +976,6 @@ def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -
 
 
 # ``isofast.capture(...)`` calls the function; the module stays reachable.
-from isofast._callable import make_module_callable as _make_callable  # noqa: E402
+from isofast._callable import make_module_callable as _make_callable
 
 _make_callable(__name__, capture)
