@@ -75,7 +75,7 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_matrix
+from isofast._input import as_matrix, check_int
 from isofast.report import jsonable
 
 __all__ = [
@@ -98,9 +98,7 @@ def _n_init(n_init: Union[int, str]) -> int:
         if n_init != "auto":
             raise ValueError(f"n_init must be a positive integer or 'auto', got {n_init!r}")
         return 1  # scikit-learn >= 1.4: n_init="auto" runs k-means++ once
-    if isinstance(n_init, bool) or int(n_init) != n_init or n_init < 1:
-        raise ValueError(f"n_init must be a positive integer or 'auto', got {n_init!r}")
-    return int(n_init)
+    return check_int(n_init, "n_init", minimum=1)
 
 
 def _count(name: str, v: Optional[int], allow_none: bool = True) -> Optional[int]:
@@ -108,9 +106,7 @@ def _count(name: str, v: Optional[int], allow_none: bool = True) -> Optional[int
         if allow_none:
             return None
         raise ValueError(f"{name} must be a positive integer, got None")
-    if isinstance(v, bool) or int(v) != v or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+    return check_int(v, name, minimum=1)
 
 
 def _k_list(k_range: Iterable[int]) -> list:
@@ -135,7 +131,7 @@ def _k_list(k_range: Iterable[int]) -> list:
 def _seed(seed: Optional[int]) -> int:
     if seed is None:
         raise ValueError("seed must be an integer: isofast's clustering is always seeded")
-    s = int(seed)
+    s = check_int(seed, "seed")
     if s < 0:
         raise ValueError(f"seed must be ≥ 0, got {seed}")
     return s % (1 << 64)
@@ -481,7 +477,7 @@ def kmeans(
     (labels are the argmin of exact distances; inertia computed exactly).
     The rows are held as float64 in memory (n·d·8 bytes)."""
     arr, elem = as_matrix(X, dtype)
-    r = _core.kmeans(arr, int(k), elem=elem, n_init=_n_init(n_init), max_iter=_count("max_iter", max_iter, False),
+    r = _core.kmeans(arr, check_int(k, "k", minimum=1), elem=elem, n_init=_n_init(n_init), max_iter=_count("max_iter", max_iter, False),
                      tol=float(tol), seed=_seed(seed), n_threads=n_threads)
     return KMeansResult(
         centers=np.asarray(r["centers"]),

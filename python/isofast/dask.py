@@ -41,7 +41,12 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix
-from isofast.analysis import _check_rows, _needs_f64, fill_second_pass, report_from_moments
+from isofast.analysis import (
+    _check_rows,
+    _needs_f64,
+    fill_second_pass,
+    report_from_moments,
+)
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
@@ -53,7 +58,7 @@ ThreadPlan = Union[int, Dict[str, int], None]
 def _require_dask():
     try:
         import dask as _dask
-        import dask.array  # noqa: F401  (registers the array collection)
+        import dask.array
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("isofast.dask needs dask[array] (and distributed for clusters): pip install 'isofast[dask]'") from exc
     return _dask
@@ -325,9 +330,12 @@ def from_source(path: Any, *, block_rows: Optional[int] = None, **open_kwargs: A
         dtype = np.dtype(ml_dtypes.bfloat16)
     else:
         dtype = src.dtype
-    step = int(block_rows) if block_rows else max(1, (128 << 20) // max(1, d * dtype.itemsize))
-    if step < 1:
-        raise ValueError(f"block_rows must be positive, got {block_rows}")
+    if block_rows is not None:  # 0 is refused, not read as "default"
+        from isofast._input import check_int
+
+        step = check_int(block_rows, "block_rows", minimum=1)
+    else:
+        step = max(1, (128 << 20) // max(1, d * dtype.itemsize))
     opts = {k: v for k, v in open_kwargs.items() if k != "rows"}
     # rows are absolute in the unselected source, so workers open it plainly
     blocks = [

@@ -34,7 +34,7 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_matrix
+from isofast._input import as_matrix, check_int
 from isofast.errors import renamed
 
 __all__ = [
@@ -167,8 +167,7 @@ def log_partition_head(
         float32 product) hold NaN/Inf — the message names the matrix and row.
     TypeError : unsupported dtypes.
     """
-    if not isinstance(topk, (int, np.integer)) or topk < 0:
-        raise ValueError(f"topk must be a non-negative int, got {topk!r}")
+    topk = check_int(topk, "topk", minimum=0)
     w, we = _matrix(W, "W", dtype)
     c, ce = _matrix(C, "C", dtype, allow_1d=True)
     bias = _vector(b)
