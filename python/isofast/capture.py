@@ -976,6 +976,6 @@ def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -
 
 
 # ``isofast.capture(...)`` calls the function; the module stays reachable.
-from isofast._callable import make_module_callable as _make_callable
+from isofast._callable import make_module_callable as _make_callable  # noqa: E402
 
 _make_callable(__name__, capture)

@@ -41,12 +41,7 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix
-from isofast.analysis import (
-    _check_rows,
-    _needs_f64,
-    fill_second_pass,
-    report_from_moments,
-)
+from isofast.analysis import _check_rows, _needs_f64, fill_second_pass, report_from_moments
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
@@ -58,7 +53,7 @@ ThreadPlan = Union[int, Dict[str, int], None]
 def _require_dask():
     try:
         import dask as _dask
-        import dask.array
+        import dask.array  # noqa: F401  (registers the array collection)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("isofast.dask needs dask[array] (and distributed for clusters): pip install 'isofast[dask]'") from exc
     return _dask

@@ -237,7 +237,7 @@ def prefetch(produce: Callable[[], Iterable[T]], depth: int = DEPTH, name: str =
                     return
                 del item  # the queue holds it now: keep no second reference
             put((_DONE, None))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             put((_ERROR, exc))
 
     t = threading.Thread(target=work, name=name, daemon=True)

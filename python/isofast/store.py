@@ -81,7 +81,7 @@ def storage_dtype(isofast_dtype: str) -> np.dtype:
 
 def have_pyarrow() -> bool:
     try:
-        import pyarrow
+        import pyarrow  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         return False
