@@ -165,3 +165,106 @@ def test_batched_equals_unbatched_smollm2():
     b, tb, gb = _run(lm, ctx, 8, n, max_batch=None)
     assert ga == [1, 1, 1, 1] and gb == [4]
     _assert_equal(a, b, ta, tb)
+
+
+# ------------------------------------------------------------ one prefill per window
+def _lm_model(model="tiny-llama", **options):
+    from isofast.study.config import ModelConfig
+    from isofast.study.models_lm import LMModel
+    from isofast.study.models_ts import check_options
+
+    cfg = ModelConfig(name="lm", kind="lm", model=model, options=check_options("lm", options, "lm"))
+    return LMModel(cfg, seed=0, cache=None)
+
+
+def test_joint_prefill_equals_capture_then_forecast(tiny, tmp_path):
+    """The capture's pass feeds the forecast: the rows are capture()'s own
+    (bitwise) and the paths forecast()'s own (same seed)."""
+    from isofast.capture import capture
+    from isofast.prefill import forecast_and_capture
+    from isofast.store import open_capture
+
+    ctx = _contexts([30, 45, 20, 60])
+    r, _cap, st = forecast_and_capture(tiny, ctx, 6, out=tmp_path / "a", n_samples=3, seed=4)
+    assert (st.joint, st.separate) == (4, 0)
+    ref = F.forecast(tiny, ctx, 6, n_samples=3, seed=4)
+    np.testing.assert_array_equal(r.samples, ref.samples)
+    np.testing.assert_allclose(r.allowed_mass, ref.allowed_mass, rtol=1e-5)
+    capture(tiny, ctx, out=tmp_path / "b", batch_size=1, sites=("residual",), progress=False)
+    a, b = open_capture(tmp_path / "a"), open_capture(tmp_path / "b")
+    assert a.layers_of("residual") == b.layers_of("residual") == [0, 1, 2]
+    for L in a.layers_of("residual"):
+        np.testing.assert_array_equal(a.layer(L).to_numpy(), b.layer(L).to_numpy())
+    # the capture is complete: a second call reuses it and prefills on its own
+    r2, _, st2 = forecast_and_capture(tiny, ctx, 6, out=tmp_path / "a", n_samples=3, seed=4)
+    assert (st2.joint, st2.separate) == (0, 4) and st2.reasons == {"captured earlier": 4}
+    np.testing.assert_array_equal(r2.samples, r.samples)
+
+
+def test_joint_prefill_with_the_spaced_gpt_layout(tmp_path):
+    from isofast.models import tiny_model
+    from isofast.prefill import forecast_and_capture
+
+    lm = tiny_model("gpt2", seed=0)
+    ctx = _contexts([12, 16])
+    r, _, st = forecast_and_capture(lm, ctx, 3, out=tmp_path / "g", n_samples=2, seed=1, serializer="llmtime:gpt")
+    assert st.joint + st.separate == 2
+    ref = F.forecast(lm, ctx, 3, n_samples=2, seed=1, serializer="llmtime:gpt")
+    np.testing.assert_array_equal(r.samples, ref.samples)
+
+
+def test_lm_model_forecast_with_capture_writes_the_entry_embed_reads(tmp_path):
+    m = _lm_model()
+    assert m.joint_capture is True
+    assert (m.o["device"], m.o["dtype"]) == ("cpu", "float32")  # "auto" on a CPU-only machine
+    ctx = _contexts([30, 45, 20])
+    folder = tmp_path / "entry"
+    out = m.forecast(ctx, 5, n_samples=3, seed=2, capture=folder)
+    assert out.samples.shape == (3, 3, 5)
+    assert m.last_prefill.joint == 3
+    import json
+
+    marker = json.loads((folder / "complete.json").read_text())
+    assert marker["layers"] == [L.index for L in m.layers]
+    # embed_cached reads it without a forward pass ...
+    emb, wins, cached = m.embed_cached(ctx, folder, split=None, prepare=lambda: pytest.fail("no prepare"))
+    assert cached
+    # ... and embed() alone gives the same rows, counted by rows_per_window
+    other = tmp_path / "alone"
+    emb2, wins2, cached2 = m.embed_cached(ctx, other, split=None)
+    assert not cached2
+    counts = m.rows_per_window(ctx, None)
+    for L in emb:
+        np.testing.assert_array_equal(emb[L], emb2[L])
+        assert emb[L].shape[0] == int(counts[L].sum()) == marker["rows"][str(L)]
+        np.testing.assert_array_equal(wins[L], wins2[L])
+        np.testing.assert_array_equal(np.bincount(wins[L]), counts[L])
+    # the forecast itself equals the plain one
+    plain = m.forecast(ctx, 5, n_samples=3, seed=2)
+    np.testing.assert_array_equal(plain.samples, out.samples)
+    # with a complete entry, forecast(capture=…) does not capture again
+    again = m.forecast(ctx, 5, n_samples=3, seed=2, capture=folder)
+    np.testing.assert_array_equal(again.samples, out.samples)
+
+
+def test_lm_model_refuses_unknown_forecast_options():
+    m = _lm_model(forecast={"temprature": 0.5})
+    with pytest.raises(ValueError, match="temprature"):
+        m.forecast(_contexts([20]), 3, n_samples=2, seed=0)
+
+
+def test_device_and_dtype_rules(monkeypatch):
+    from isofast.study.models_lm import resolve_device_dtype
+
+    assert resolve_device_dtype("cpu", "bfloat16") == ("cpu", "bfloat16")
+    assert resolve_device_dtype("cpu", "auto") == ("cpu", "float32")
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_device_dtype("cpu", "float8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device_dtype("auto", "auto") == ("cpu", "float32")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_device_dtype("auto", "auto") == ("cuda", "bfloat16")
+    assert resolve_device_dtype("auto", "float32") == ("cuda", "float32")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_device_dtype("auto", "auto") == ("cuda", "float32")
