@@ -681,7 +681,9 @@ class _Decoder:
         self.out: dict = {}  # s -> (values (n, H), tokens generated, mean allowed mass)
         self.trace = trace  # dict s -> list of (step, path, cand logits float64 numpy), for tests
         self.groups: list[int] = []  # windows per decoded group (for benches)
+        self.rows: list[list[int]] = []  # per group: rows in the batch at each forward pass (benches)
         self.steps = 0  # batched forward passes
+        self._masks: dict = {}
 
     def _fits(self, extra: _Pending) -> bool:
         grp = self.pending + [extra]
@@ -696,7 +698,11 @@ class _Decoder:
         return rows * T * _kv_bytes_per_token(extra.cache) <= self.kv_budget
 
     def add(self, s, enc, n_prompt, last, cache, gen, max_steps) -> None:
-        p = _Pending(s, enc, int(n_prompt), last, cache, _Masks(self.sess.voc, self.sess.cap(enc)), gen, int(max_steps))
+        cap = self.sess.cap(enc)
+        masks = self._masks.get(cap)
+        if masks is None:  # windows with the same digit cap share memoised grammar masks
+            masks = self._masks[cap] = _Masks(self.sess.voc, cap)
+        p = _Pending(s, enc, int(n_prompt), last, cache, masks, gen, int(max_steps))
         if self.pending and not self._fits(p):
             self.flush()
         self.pending.append(p)
@@ -755,7 +761,7 @@ class _Decoder:
         done = np.full(B, -1, dtype=np.int64)
         texts = [[] for _ in range(B)]
         ntok = np.zeros(G, np.int64)
-        mass_sum = np.zeros(G)
+        mass_sum = torch.zeros(G, dtype=torch.float64, device=dev)  # summed on the device: no sync per step
         mass_cnt = np.zeros(G, np.int64)
         lens = np.array([p.n_prompt for p in grp], np.int64)[win]  # tokens each row holds
         pad = (T - lens) if G > 1 else np.zeros(B, np.int64)  # left padding of each row
@@ -763,14 +769,17 @@ class _Decoder:
         logits = torch.stack([grp[g].last for g in range(G)], 0).repeat_interleave(n, 0)
         max_steps = max(p.max_steps for p in grp)
         steps = 0
+        rows = []
+        self.rows.append(rows)
         while act.size and steps < max_steps:
             z = logits[:, sess.cand].double()
-            full_lse = torch.logsumexp(logits.double(), dim=1)
+            # float32 is ample for a diagnostic over 10^4..10^5 logits (max-shifted)
+            full_lse = torch.logsumexp(logits.float(), dim=1).double()
             allowed_np = np.stack([grp[win[r]].masks.mask(states[r]) for r in act])
             allowed = torch.as_tensor(allowed_np, device=z.device)
             zm = z.masked_fill(~allowed, -math.inf)
-            m = torch.exp(torch.logsumexp(zm, 1) - full_lse).cpu().numpy()
-            np.add.at(mass_sum, win[act], m)
+            m = torch.exp(torch.logsumexp(zm, 1) - full_lse)
+            mass_sum.index_add_(0, torch.as_tensor(win[act], device=dev), m)
             np.add.at(mass_cnt, win[act], 1)
             if self.trace is not None:
                 zc = z.cpu().numpy()
@@ -816,10 +825,12 @@ class _Decoder:
                     for L in cache.layers:
                         L.keys, L.values = L.keys[:, :, cut:], L.values[:, :, cut:]
                     pad = pad - cut
+            rows.append(int(act.size))
             out = self._step(cache, nxt, lens[act], pad[act], G > 1)
             lens[act] += 1
             logits = out
             self.steps += 1
+        mass_sum = mass_sum.cpu().numpy()
         for g, p in enumerate(grp):
             vals = np.empty((n, H))
             for i in range(n):
