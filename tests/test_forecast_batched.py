@@ -124,6 +124,31 @@ def test_batched_equals_unbatched_greedy_and_nucleus(tiny, temperature, top_p):
     _assert_equal(a, b, ta, tb)
 
 
+def test_batched_equals_unbatched_gpt2_spaced_layout():
+    """Absolute learned positions (GPT-2) and the spaced layout: explicit
+    position ids keep every row's positions those of its own run."""
+    from isofast.models import tiny_model
+
+    lm = tiny_model("gpt2", seed=0)
+    ctx = [c[:k] for c, k in zip(_contexts([20, 20, 20], seed=2), (12, 16, 9))]
+
+    def run(mb):
+        sess = F._Session(lm, "llmtime:gpt")
+        trace: dict = {}
+        r = F._Run(sess, ctx, 3, n=3, temperature=1.0, top_p=None, seed=2, target=None, first_digit=False,
+                   max_batch=mb, trace=trace)
+        with torch.inference_mode():
+            for s in range(len(ctx)):
+                r.window(s, *r.prefill(s))
+            r.dec.flush()
+        return r.result((0.5,), {}), trace, list(r.dec.groups)
+
+    a, ta, ga = run(3)
+    b, tb, gb = run(None)
+    assert ga == [1, 1, 1] and gb == [3]
+    _assert_equal(a, b, ta, tb)
+
+
 def test_a_windows_paths_do_not_depend_on_the_other_windows(tiny):
     """Per-window generators: window s's paths are the same whether it is
     forecast with more windows after it or not, batched or not."""

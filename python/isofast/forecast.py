@@ -202,7 +202,7 @@ def digit_vocabulary(tokenizer, serializer: Any = "llmtime") -> DigitVocabulary:
     """
     ser = get_serializer(serializer)
     if not isinstance(ser, LLMTimeSerializer):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - the caller named the wrong layout: a value, not a type, error
             f"LM-head forecasting reads digit strings: use an LLMTime serializer, not {ser.name!r}"
         )
     if tokenizer is None:
@@ -853,8 +853,8 @@ class _Decoder:
             kw["position_ids"] = torch.as_tensor(pos[:, None], device=sess.dev)
             if pad.any():
                 T = cache.get_seq_length() + 1
-                mask = (torch.arange(T)[None, :] >= torch.as_tensor(pad)[:, None]).long()
-                kw["attention_mask"] = mask.to(sess.dev)
+                left = torch.as_tensor(pad, device=sess.dev)[:, None]
+                kw["attention_mask"] = (torch.arange(T, device=sess.dev)[None, :] >= left).long()
         if sess._keep_kw:
             kw[sess._keep_kw] = 1
         out = sess.m(**kw)
