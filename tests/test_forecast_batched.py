@@ -293,3 +293,30 @@ def test_device_and_dtype_rules(monkeypatch):
     assert resolve_device_dtype("auto", "float32") == ("cuda", "float32")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_device_dtype("auto", "auto") == ("cuda", "float32")
+
+
+def test_an_interrupted_joint_forecast_leaves_no_entry_and_reruns(tmp_path, monkeypatch):
+    """A failure inside the capture's passes (here: the forecast side of
+    window 1) leaves no complete.json; the rerun resumes and gives the
+    plain results."""
+    m = _lm_model()
+    ctx = _contexts([30, 45, 20])
+    folder = tmp_path / "entry"
+    real = F._Run.window
+
+    def boom(self, s, last, cache):
+        if s == 1:
+            raise KeyboardInterrupt
+        return real(self, s, last, cache)
+
+    monkeypatch.setattr(F._Run, "window", boom)
+    with pytest.raises(KeyboardInterrupt):
+        m.forecast(ctx, 4, n_samples=2, seed=5, capture=folder)
+    assert not (folder / "complete.json").exists()
+    monkeypatch.setattr(F._Run, "window", real)
+    out = m.forecast(ctx, 4, n_samples=2, seed=5, capture=folder)
+    assert (folder / "complete.json").is_file()
+    plain = m.forecast(ctx, 4, n_samples=2, seed=5)
+    np.testing.assert_array_equal(out.samples, plain.samples)
+    emb, _, cached = m.embed_cached(ctx, folder, split=None)
+    assert cached and all(X.shape[0] == int(m.rows_per_window(ctx, None)[L].sum()) for L, X in emb.items())
