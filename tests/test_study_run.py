@@ -110,10 +110,23 @@ def test_rerun_reuses_the_cache(tiny_run):
     for stage, c in again.counters.items():
         assert c["computed"] == 0, (stage, c)
     n_cells = len(first.cells)
-    assert again.counters["forecast"]["cached"] == n_cells
-    assert again.counters["isotropy"]["cached"] == n_cells
+    # whole cells come back from cells/<key>.json; no stage is even looked at
+    assert again.counters["cells"] == {"computed": 0, "cached": n_cells}
     assert again.counters["causal"]["cached"] == first.counters["causal"]["computed"]
     pd.testing.assert_frame_equal(first.table, again.table)
+    # without the cell entries, every stage of every cell is read back instead
+    import shutil
+
+    shutil.move(out / "cache" / "cells", out / "cells-aside")
+    try:
+        staged = run_study("tiny", out=out, report=False, **QUIET)
+    finally:
+        shutil.rmtree(out / "cache" / "cells", ignore_errors=True)
+        shutil.move(out / "cells-aside", out / "cache" / "cells")
+    assert staged.counters["cells"] == {"computed": n_cells, "cached": 0}
+    for stage in ("forecast", "isotropy"):
+        assert staged.counters[stage] == {"computed": 0, "cached": n_cells}, stage
+    pd.testing.assert_frame_equal(first.table, staged.table)
 
 
 def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
@@ -125,6 +138,7 @@ def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
     assert rc == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert all(c["computed"] == 0 for c in summary["counters"].values())
+    assert summary["counters"]["cells"]["cached"] == 36
     assert "held-out correlations" in capsys.readouterr().out
 
 
