@@ -78,6 +78,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed, {reused} reused from the cache), "
           f"{len(res.table)} rows in {res.seconds:.1f} s", file=sys.stderr)
     print(f"cache: {json.dumps(res.counters)}", file=sys.stderr)
+    causes: dict = {}
+    for c in res.cells:
+        if c.error:
+            causes.setdefault(c.error, []).append(f"{c.model} / {c.dataset} / {c.perturbation}")
+    for err, where in list(causes.items())[:5]:  # name the cause on the terminal, one line each
+        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+        print(f"failed: {where[0]}{more}: {' '.join(err.split())}", file=sys.stderr)
+    if len(causes) > 5:
+        print(f"failed: {len(causes) - 5} other causes (results.csv, column error)", file=sys.stderr)
     if res.verdict_sentence:
         print(f"verdict: {res.verdict_sentence}")
         for m, v in res.verdict.get("models", {}).items():

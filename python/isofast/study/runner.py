@@ -180,6 +180,11 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
             model_err[name] = f"{type(exc).__name__}: {exc}"
             adapters.pop(name)
 
+    if not adapters:  # nothing could run: refuse, naming every cause, before anything is written
+        raise ConfigError("no model of the study can run: " + "; ".join(f"{m}: {e}" for m, e in model_err.items()))
+    for name, err in model_err.items():  # the grid goes on without it, and says so first
+        say(f"isofast study: model {name!r} cannot run ({err}); its cells are recorded as failed")
+
     # ---- the grid: cells already in the cache, cells to compute, their dependencies
     n_rows = {m: {L: lp.n_rows for L, lp in pl.items()} for m, pl in plans.items()}
     specs, done, todo = [], {}, []
