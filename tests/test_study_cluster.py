@@ -180,6 +180,35 @@ def test_a_damaged_cell_entry_is_recomputed_and_counted(sequential, tmp_path):
     _same(sequential.table, res.table)
 
 
+@pytest.mark.parametrize("damage", ["flip", "truncate", "swap", "delete", "marker"])
+def test_a_damaged_capture_is_recomputed_never_read_as_data(sequential, tmp_path, damage):
+    out = tmp_path / "run"
+    shutil.copytree(Path(sequential.out) / "cache", out / "cache")
+    for stage in ("cells", "isotropy"):  # so that the captures are read again
+        shutil.rmtree(out / "cache" / stage)
+    folders = sorted(f for f in (out / "cache" / "captures").iterdir() if (f / "L001.npy").is_file())
+    f = folders[0]
+    a, b = f / "L001.npy", f / "L002.npy"
+    if damage == "flip":
+        data = bytearray(a.read_bytes())
+        data[-5] ^= 0x40  # one float of the last row
+        a.write_bytes(bytes(data))
+    elif damage == "truncate":
+        a.write_bytes(a.read_bytes()[:-64])
+    elif damage == "swap":  # two layers' files exchanged: same shape, other numbers
+        da, db = a.read_bytes(), b.read_bytes()
+        a.write_bytes(db)
+        b.write_bytes(da)
+    elif damage == "delete":
+        a.unlink()
+    else:
+        (f / "complete.json").write_text('{"layers": [0, 1')
+    res = run_study(_grid(), out=out, **QUIET)
+    assert res.counters["capture"]["damaged"] == 1
+    assert res.counters["capture"]["computed"] == 1  # that one capture, recomputed
+    _same(sequential.table, res.table)
+
+
 def test_a_failed_cell_is_not_stored_and_is_retried_on_the_next_run(sequential, tmp_path, monkeypatch):
     from isofast.study.cell import CellRunner
 

@@ -186,7 +186,8 @@ class CellRunner:
         iso = self.cache.load_json("isotropy", ikey)
         if iso is None:
             emb, wins, cached = model.embed_cached(
-                list(inputs.contexts), self.cache.dir("captures", ckey), split=split, aux=aux or None, prepare=prepare
+                list(inputs.contexts), self.cache.dir("captures", ckey), split=split, aux=aux or None, prepare=prepare,
+                damaged=lambda: self.cache.damaged("capture"),
             )
             # a capture written by this cell's forecast prefill was computed here
             (self.cache.hit if cached and joint is None else self.cache.miss)("capture")
