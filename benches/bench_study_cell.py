@@ -24,7 +24,8 @@ in one process, on the same windows and seed:
 
 Ratios printed: bare time / study time (the study's throughput relative to
 the bare loop; target ≥ 0.8) and joint / forecast − 1 (capture on top of
-forecasting; target ≤ 15%). Prefill and decode tokens/s come from the bare
+forecasting; target ≤ 15%), in wall time and in process CPU time (all
+threads; on a shared machine CPU time is the steadier of the two). Prefill and decode tokens/s come from the bare
 loop (decode tokens = rows × forward passes). Peak memory: anonymous RSS
 (benches/memwatch.py) on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
@@ -109,19 +110,25 @@ class Timer:
         return time.perf_counter()
 
 
-def measured(torch, dev, fn):
-    """(result, seconds, peak bytes) of fn()."""
+CPU_SECONDS: dict = {}
+
+
+def measured(torch, dev, fn, name=""):
+    """(result, wall seconds, peak bytes) of fn(); its process CPU seconds
+    (all threads, so a busy machine's waits do not count) go to CPU_SECONDS."""
     clock = Timer(torch, dev)
     if clock.cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-        t = clock.now()
+        c, t = time.process_time(), clock.now()
         r = fn()
         s = clock.now() - t
+        CPU_SECONDS[name] = time.process_time() - c
         return r, s, int(torch.cuda.max_memory_allocated(dev))
     with PeakMemory() as pm:
-        t = clock.now()
+        c, t = time.process_time(), clock.now()
         r = fn()
         s = clock.now() - t
+        CPU_SECONDS[name] = time.process_time() - c
     return r, s, int(pm.peak_anon - pm.base_anon)
 
 
@@ -201,6 +208,12 @@ def bare_loop(torch, lm, prompts, groups, rows, n, dev):
             "decode_tokens": int(dec_tokens)}
 
 
+def say(k: str, res: dict) -> None:
+    r = res[k]
+    r["cpu_s"] = CPU_SECONDS.get(k, float("nan"))
+    print(f"  … {k}: {r['s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, peak {r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -235,37 +248,45 @@ def main(argv=None) -> dict:
     info = {"preset": a.preset, **p, "device": str(dev), "dtype": dtype, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
-    print(json.dumps(info))
+    print(json.dumps(info), flush=True)
     # warm-up (first-call allocations, kernels, the capture writer's imports)
     tmp = tempfile.mkdtemp(prefix="bench-cell-")
     forecast_and_capture(lm, [c[:32] for c in ctx[:2]], 2, out=os.path.join(tmp, "warm"), n_samples=2, seed=0,
                          device=device, dtype=dtype)
     res = {}
-    (fc, dec, plen, prompts), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0))
+    (fc, dec, plen, prompts), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0), "forecast")
     res["forecast"] = {"s": s, "peak_bytes": mem, "groups": dec.groups, "forward_passes": dec.steps}
-    b, s, mem = measured(torch, dev, lambda: bare_loop(torch, lm, prompts, dec.groups, dec.rows, n, dev))
+    say("forecast", res)
+    b, s, mem = measured(torch, dev, lambda: bare_loop(torch, lm, prompts, dec.groups, dec.rows, n, dev), "bare")
     res["bare"] = {"s": s, "peak_bytes": mem, **b}
+    say("bare", res)
     (jr, _cap, st), s, mem = measured(torch, dev, lambda: forecast_and_capture(
         lm, ctx, H, out=os.path.join(tmp, "joint"), layers="all", sites=("residual",), dtype=dtype, device=device,
-        n_samples=n, seed=0))
+        n_samples=n, seed=0), "joint")
     res["joint"] = {"s": s, "peak_bytes": mem, "prefill": st.to_dict(),
                     "same_paths_as_forecast": bool(np.array_equal(jr.samples, fc.samples))}
+    say("joint", res)
     if a.two_pass:
         def two():
             capture(lm, ctx, out=os.path.join(tmp, "two"), layers="all", sites=("residual",), dtype=dtype,
                     device=device, batch_size=4, progress=False)
             return F.forecast(lm, ctx, H, n_samples=n, seed=0)
-        _, s, mem = measured(torch, dev, two)
+        _, s, mem = measured(torch, dev, two, "two_pass")
         res["two_pass"] = {"s": s, "peak_bytes": mem}
+        say("two_pass", res)
     if a.unbatched:
-        (ub, udec, _, _), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0, max_batch=n))
+        (ub, udec, _, _), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0, max_batch=n), "unbatched")
         res["unbatched"] = {"s": s, "peak_bytes": mem, "groups": udec.groups,
                             "same_paths": bool(np.array_equal(ub.samples, fc.samples))}
+        say("unbatched", res)
     bare = res["bare"]
     ratios = {
         "forecast_vs_bare": bare["s"] / res["forecast"]["s"],
         "joint_vs_bare": bare["s"] / res["joint"]["s"],
         "capture_extra": res["joint"]["s"] / res["forecast"]["s"] - 1,
+        "forecast_vs_bare_cpu": bare["cpu_s"] / res["forecast"]["cpu_s"],
+        "joint_vs_bare_cpu": bare["cpu_s"] / res["joint"]["cpu_s"],
+        "capture_extra_cpu": res["joint"]["cpu_s"] / res["forecast"]["cpu_s"] - 1,
         "prefill_tokens_per_s": bare["prefill_tokens"] / bare["prefill_s"],
         "decode_tokens_per_s": bare["decode_tokens"] / bare["decode_s"],
     }
@@ -280,7 +301,8 @@ def main(argv=None) -> dict:
     print(f"prompt tokens per window: mean {np.mean(plen):.0f}, max {np.max(plen)}; decoding groups {dec.groups}")
     for k in ("bare", "forecast", "joint", "two_pass", "unbatched"):
         if k in res:
-            print(f"{k:>10}: {res[k]['s']:8.2f} s   peak {res[k]['peak_bytes'] / mib:8.0f} MiB")
+            print(f"{k:>10}: {res[k]['s']:8.2f} s wall {res[k]['cpu_s']:8.2f} s CPU   "
+                  f"peak {res[k]['peak_bytes'] / mib:8.0f} MiB")
     print(f"bare: prefill {bare['prefill_s']:.2f} s ({ratios['prefill_tokens_per_s']:.0f} tok/s), "
           f"decode {bare['decode_s']:.2f} s ({ratios['decode_tokens_per_s']:.0f} tok/s)")
     for k, v in ratios.items():
