@@ -6,8 +6,8 @@ Schema (every key optional)::
     enabled = true
     model = "smollm2"           # bundled name or local causal-LM folder
     lora = true                 # LoRA (peft) instead of full fine-tuning
-    steps = 16                  # optimiser steps per run (the equal budget)
-    batch_size = 4
+    steps = 8                   # optimiser steps per run (the equal budget)
+    batch_size = 2
     lr = 0.0                    # 0 → 1e-4 (full) / 1e-3 (LoRA)
     seeds = [0]                 # every arm runs with every seed (paired)
     loss_on = "window"          # value tokens of the whole window, or "target"
@@ -94,8 +94,8 @@ class AdaptationConfig:
     enabled: bool = True
     model: str = "smollm2"
     lora: bool = True
-    steps: int = 16
-    batch_size: int = 4
+    steps: int = 8
+    batch_size: int = 2
     lr: float = 0.0
     seeds: list = field(default_factory=lambda: [0])
     loss_on: str = "window"
