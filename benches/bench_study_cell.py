@@ -22,7 +22,9 @@ in one process, on the same windows and seed:
 * **unbatched** (``--unbatched``): forecast with one window per decoding
   batch (``max_batch = n``).
 
-Ratios printed: bare time / study time (the study's throughput relative to
+With ``--rounds R`` every mode runs once per round in rotated order and the
+medians of the per-round ratios are printed (a busy machine's drift hits
+all modes of a round alike). Ratios printed: bare time / study time (the study's throughput relative to
 the bare loop; target ≥ 0.8) and joint / forecast − 1 (capture on top of
 forecasting; target ≤ 15%), in wall time and in process CPU time (all
 threads; on a shared machine CPU time is the steadier of the two). Prefill and decode tokens/s come from the bare
@@ -208,12 +210,6 @@ def bare_loop(torch, lm, prompts, groups, rows, n, dev):
             "decode_tokens": int(dec_tokens)}
 
 
-def say(k: str, res: dict) -> None:
-    r = res[k]
-    r["cpu_s"] = CPU_SECONDS.get(k, float("nan"))
-    print(f"  … {k}: {r['s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, peak {r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -225,6 +221,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--two-pass", action="store_true")
     ap.add_argument("--unbatched", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="paired rounds (rotated order); medians reported")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     p = dict(PRESETS[a.preset])
@@ -253,60 +250,87 @@ def main(argv=None) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench-cell-")
     forecast_and_capture(lm, [c[:32] for c in ctx[:2]], 2, out=os.path.join(tmp, "warm"), n_samples=2, seed=0,
                          device=device, dtype=dtype)
-    res = {}
-    (fc, dec, plen, prompts), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0), "forecast")
-    res["forecast"] = {"s": s, "peak_bytes": mem, "groups": dec.groups, "forward_passes": dec.steps}
-    say("forecast", res)
-    b, s, mem = measured(torch, dev, lambda: bare_loop(torch, lm, prompts, dec.groups, dec.rows, n, dev), "bare")
-    res["bare"] = {"s": s, "peak_bytes": mem, **b}
-    say("bare", res)
-    (jr, _cap, st), s, mem = measured(torch, dev, lambda: forecast_and_capture(
-        lm, ctx, H, out=os.path.join(tmp, "joint"), layers="all", sites=("residual",), dtype=dtype, device=device,
-        n_samples=n, seed=0), "joint")
-    res["joint"] = {"s": s, "peak_bytes": mem, "prefill": st.to_dict(),
-                    "same_paths_as_forecast": bool(np.array_equal(jr.samples, fc.samples))}
-    say("joint", res)
+    # the decoding batches the bare loop replays (deterministic for the seed)
+    fc, dec, plen, prompts = study_forecast(F, lm, ctx, H, n, 0)
+    counter = iter(range(10**6))
+
+    def run_bare():
+        return bare_loop(torch, lm, prompts, dec.groups, dec.rows, n, dev)
+
+    def run_forecast():
+        return study_forecast(F, lm, ctx, H, n, 0)[0]
+
+    def run_joint():
+        return forecast_and_capture(lm, ctx, H, out=os.path.join(tmp, f"joint{next(counter)}"), layers="all",
+                                    sites=("residual",), dtype=dtype, device=device, n_samples=n, seed=0)
+
+    def run_two():
+        capture(lm, ctx, out=os.path.join(tmp, f"two{next(counter)}"), layers="all", sites=("residual",),
+                dtype=dtype, device=device, batch_size=4, progress=False)
+        return F.forecast(lm, ctx, H, n_samples=n, seed=0)
+
+    def run_unbatched():
+        return study_forecast(F, lm, ctx, H, n, 0, max_batch=n)[0]
+
+    modes = {"bare": run_bare, "forecast": run_forecast, "joint": run_joint}
     if a.two_pass:
-        def two():
-            capture(lm, ctx, out=os.path.join(tmp, "two"), layers="all", sites=("residual",), dtype=dtype,
-                    device=device, batch_size=4, progress=False)
-            return F.forecast(lm, ctx, H, n_samples=n, seed=0)
-        _, s, mem = measured(torch, dev, two, "two_pass")
-        res["two_pass"] = {"s": s, "peak_bytes": mem}
-        say("two_pass", res)
+        modes["two_pass"] = run_two
     if a.unbatched:
-        (ub, udec, _, _), s, mem = measured(torch, dev, lambda: study_forecast(F, lm, ctx, H, n, 0, max_batch=n), "unbatched")
-        res["unbatched"] = {"s": s, "peak_bytes": mem, "groups": udec.groups,
-                            "same_paths": bool(np.array_equal(ub.samples, fc.samples))}
-        say("unbatched", res)
-    bare = res["bare"]
-    ratios = {
-        "forecast_vs_bare": bare["s"] / res["forecast"]["s"],
-        "joint_vs_bare": bare["s"] / res["joint"]["s"],
-        "capture_extra": res["joint"]["s"] / res["forecast"]["s"] - 1,
-        "forecast_vs_bare_cpu": bare["cpu_s"] / res["forecast"]["cpu_s"],
-        "joint_vs_bare_cpu": bare["cpu_s"] / res["joint"]["cpu_s"],
-        "capture_extra_cpu": res["joint"]["cpu_s"] / res["forecast"]["cpu_s"] - 1,
-        "prefill_tokens_per_s": bare["prefill_tokens"] / bare["prefill_s"],
-        "decode_tokens_per_s": bare["decode_tokens"] / bare["decode_s"],
-    }
-    if "two_pass" in res:
-        ratios["two_pass_vs_joint"] = res["two_pass"]["s"] / res["joint"]["s"]
-    if "unbatched" in res:
-        ratios["unbatched_vs_forecast"] = res["unbatched"]["s"] / res["forecast"]["s"]
+        modes["unbatched"] = run_unbatched
+    names = list(modes)
+    rounds = []
+    extra: dict = {}
+    for r in range(a.rounds):
+        order = names[r % len(names):] + names[: r % len(names)]  # rotated: no mode always first
+        got = {}
+        for k in order:
+            out, s, mem = measured(torch, dev, modes[k], k)
+            got[k] = {"s": s, "cpu_s": CPU_SECONDS[k], "peak_bytes": mem}
+            print(f"  round {r + 1} {k}: {s:.2f} s wall, {CPU_SECONDS[k]:.2f} s CPU, peak {mem / 2**20:.0f} MiB",
+                  flush=True)
+            if k == "bare":
+                extra["bare"] = out
+            elif k == "joint":
+                extra["joint_prefill"] = out[2].to_dict()
+                extra["joint_same_paths_as_forecast"] = bool(np.array_equal(out[0].samples, fc.samples))
+            elif k == "unbatched":
+                extra["unbatched_same_paths"] = bool(np.array_equal(out.samples, fc.samples))
+        rounds.append(got)
+
+    def med(f):
+        return float(np.median([f(g) for g in rounds]))
+
+    res = {"info": info, "rounds": rounds, "groups": dec.groups, "forward_passes": dec.steps,
+           "prompt_tokens": {"mean": float(np.mean(plen)), "max": int(np.max(plen))}, **extra}
+    ratios = {}
+    for clock in ("s", "cpu_s"):
+        tag = "" if clock == "s" else "_cpu"
+        ratios["forecast_vs_bare" + tag] = med(lambda g, c=clock: g["bare"][c] / g["forecast"][c])
+        ratios["joint_vs_bare" + tag] = med(lambda g, c=clock: g["bare"][c] / g["joint"][c])
+        ratios["capture_extra" + tag] = med(lambda g, c=clock: g["joint"][c] / g["forecast"][c] - 1)
+        if a.two_pass:
+            ratios["two_pass_vs_joint" + tag] = med(lambda g, c=clock: g["two_pass"][c] / g["joint"][c])
+        if a.unbatched:
+            ratios["unbatched_vs_forecast" + tag] = med(lambda g, c=clock: g["unbatched"][c] / g["forecast"][c])
+    b = extra["bare"]
+    ratios["prefill_tokens_per_s"] = b["prefill_tokens"] / b["prefill_s"]
+    ratios["decode_tokens_per_s"] = b["decode_tokens"] / b["decode_s"]
     res["ratios"] = ratios
-    res["info"] = info
-    res["prompt_tokens"] = {"mean": float(np.mean(plen)), "max": int(np.max(plen))}
+    res["median_s"] = {k: med(lambda g, k=k: g[k]["s"]) for k in names}
+    res["median_cpu_s"] = {k: med(lambda g, k=k: g[k]["cpu_s"]) for k in names}
+    res["peak_bytes"] = {k: max(g[k]["peak_bytes"] for g in rounds) for k in names}
     mib = 1 << 20
-    print(f"prompt tokens per window: mean {np.mean(plen):.0f}, max {np.max(plen)}; decoding groups {dec.groups}")
-    for k in ("bare", "forecast", "joint", "two_pass", "unbatched"):
-        if k in res:
-            print(f"{k:>10}: {res[k]['s']:8.2f} s wall {res[k]['cpu_s']:8.2f} s CPU   "
-                  f"peak {res[k]['peak_bytes'] / mib:8.0f} MiB")
-    print(f"bare: prefill {bare['prefill_s']:.2f} s ({ratios['prefill_tokens_per_s']:.0f} tok/s), "
-          f"decode {bare['decode_s']:.2f} s ({ratios['decode_tokens_per_s']:.0f} tok/s)")
+    print(f"prompt tokens per window: mean {np.mean(plen):.0f}, max {np.max(plen)}; decoding groups {dec.groups}; "
+          f"{dec.steps} batched forward passes; {a.rounds} round(s), medians:")
+    for k in names:
+        print(f"{k:>10}: {res['median_s'][k]:8.2f} s wall {res['median_cpu_s'][k]:8.2f} s CPU   "
+              f"peak {res['peak_bytes'][k] / mib:8.0f} MiB")
+    print(f"bare (last round): prefill {b['prefill_s']:.2f} s ({ratios['prefill_tokens_per_s']:.0f} tok/s), "
+          f"decode {b['decode_s']:.2f} s ({ratios['decode_tokens_per_s']:.0f} tok/s)")
     for k, v in ratios.items():
-        print(f"{k:>24}: {v:.3f}")
+        print(f"{k:>28}: {v:.3f}")
+    print(f"joint prefill: {extra.get('joint_prefill')}; same paths as forecast: "
+          f"{extra.get('joint_same_paths_as_forecast')}; unbatched same paths: {extra.get('unbatched_same_paths')}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
