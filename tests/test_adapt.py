@@ -373,3 +373,7 @@ def test_cli_end_to_end_and_refusals(tmp_path, capsys):
     assert "causal-LM head" in capsys.readouterr().err
     assert _cli(*base, "--steps", "2", "--weight", "1", "--out", str(tmp_path / "z")) == 2
     assert "--regularize" in capsys.readouterr().err
+    assert _cli(*base[:4], "no_such_dataset", *base[5:], "--steps", "2", "--out", str(tmp_path / "z")) == 2
+    assert "neither a KernelSynth preset" in capsys.readouterr().err
+    assert _cli(*base[:4], str(tmp_path / "missing.csv"), *base[5:], "--steps", "2", "--out", str(tmp_path / "z")) == 2
+    assert "no such file" in capsys.readouterr().err

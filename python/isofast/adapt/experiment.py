@@ -290,7 +290,7 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
     out, cache = Path(out), Path(cache)
     out.mkdir(parents=True, exist_ok=True)
     (cache / "adapt").mkdir(parents=True, exist_ok=True)
-    base = load_model(acfg.model, device="cpu" if acfg.threads else None)
+    base = load_model(acfg.model)  # cuda when present, else cpu
     check_causal_lm(base)
     check_tokenizer(base.tokenizer)
     n_layers = base.num_layers

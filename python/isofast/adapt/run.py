@@ -142,13 +142,14 @@ def adapt(
     key = stable_hash("isofast-adapt-1", settings)
     check_out(out, key, settings)
     t_all = time.perf_counter()
+    # bad data fails before the (slower) model load
+    split = resolve_split(data, context=context, horizon=horizon, n_test=n_test, length=length,
+                          n_train_series=n_train_series, column=column, seed=seed)
     lm = load_model(model, device=device)
     check_causal_lm(lm)
     check_tokenizer(lm.tokenizer)
     if reg is not None:
         reg.check(lm.model)
-    split = resolve_split(data, context=context, horizon=horizon, n_test=n_test, length=length,
-                          n_train_series=n_train_series, column=column, seed=seed)
     train = TrainingSet(lm.tokenizer, split.train_context, split.train_target, loss_on=loss_on,
                         max_length=lm.max_length)
     out.mkdir(parents=True, exist_ok=True)
