@@ -104,6 +104,30 @@ def run(mode_workers: int, grid_name: str) -> dict:
         return r
 
 
+def noop_latency(n: int = 200) -> tuple[float, float]:
+    """Seconds to start a 2-worker LocalCluster, and per-task round trip of
+    ``n`` no-op tasks submitted at once (the pure scheduling cost of a cell)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    start = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        futs = [client.submit(int, i, pure=False) for i in range(n)]
+        client.gather(futs)
+        per = (time.perf_counter() - t0) / n
+    finally:
+        client.close()
+        cluster.close()
+    return start, per
+
+
 def projection(cell_seconds: float, n_cells: int, overhead: float, per_machine: int, machines: list) -> list:
     """Wall time of ``n_cells`` cells of ``cell_seconds`` each on M machines with
     ``per_machine`` single-cell workers each: ceil(n / (M·w)) waves of
@@ -139,6 +163,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; grid: {args.grid}")
     overhead = args.overhead
     if not args.no_measure:
+        start, per = noop_latency()
+        print(f"LocalCluster(2) start-up {start:.1f} s; no-op task round trip {per * 1e3:.2f} ms per task")
         seq = run(0, args.grid)
         par = run(2, args.grid)
         n = seq["n_cells"]
