@@ -74,3 +74,15 @@ def test_cli_threads_not_an_int(tmp_path):
 def test_eps_out_of_range_named(eps):
     with pytest.raises(ValueError, match="eps"):
         isofast.analyze(X, eps=eps)
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, InputError), (0, InputError), (2.5, ArgumentTypeError), (True, ArgumentTypeError)])
+def test_moments_dim_named(bad, exc):
+    with pytest.raises(exc, match="dim"):
+        isofast.Moments(bad)
+
+
+def test_moments_self_merge_through_the_wrapper():
+    m = isofast.Moments(5).update(X)
+    m.merge(m)
+    assert m.n == 120

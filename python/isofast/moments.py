@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_source
+from isofast._input import as_source, check_int
 from isofast.analysis import report_from_moments
 from isofast.report import IsotropyReport
 
@@ -25,7 +25,7 @@ class Moments:
     __slots__ = ("_state",)
 
     def __init__(self, dim: int):
-        self._state = _core.Moments(int(dim))
+        self._state = _core.Moments(check_int(dim, "dim", minimum=1))
 
     def update(self, chunk: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> "Moments":
         for arr, elem in as_source(chunk, dtype).chunks():
