@@ -98,7 +98,8 @@ fn check_state_content(m: &CoreMoments) -> PyResult<()> {
     }
     let c = m.comoment_lower();
     for j in 0..c.ncols() {
-        if !(c[(j, j)] >= 0.0) || !c[(j, j)].is_finite() {
+        let v = c[(j, j)];
+        if !v.is_finite() || v < 0.0 {
             return Err(corrupt(format!("co-moment diagonal {j} is {}", c[(j, j)])));
         }
         if let Some(i) = (j..c.nrows()).find(|&i| !c[(i, j)].is_finite()) {
