@@ -42,6 +42,7 @@ from isofast.study.cell import (
     METRICS,
     CellResult,
     cell_metrics,
+    effective_options,
 )
 from isofast.study.config import StudyConfig, load_config
 from isofast.study.datasets import perturb, take_windows
@@ -198,7 +199,8 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
             wkey = model.weights_key(splits[d.name]) if model is not None else ""
             for p in cfg.perturbations:
                 i = len(specs)
-                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {})) if model else ""
+                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {}),
+                               effective_options(model)) if model else ""
                 spec = CellSpec(i, mcfg.name, d.name, p.name, key)
                 specs.append(spec)
                 if model is None:
