@@ -190,6 +190,7 @@ def bare_loop(torch, lm, prompts, groups, rows, n, dev):
                 cache.batch_repeat_interleave(n)
             pad = T - lens
             tok = torch.stack(last).repeat_interleave(n, 0).argmax(-1, keepdim=True)
+            del caches, last  # the stacked cache is all that lives on, as in the study's decoder
             B = G * n
             for b in steps:
                 if b < B:

@@ -299,3 +299,27 @@ def test_cli_names_the_cause_of_failed_cells_and_refuses_a_grid_with_no_runnable
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no model of the study can run" in err[0] and "missing-lm" in err[0]
     assert not (tmp_path / "p" / "results.csv").exists()
+
+
+def test_adaptation_table_runs_the_experiment_and_the_report_shows_it_after_the_verdict(tmp_path):
+    """[adaptation] in a study config: the fine-tuning experiment (isofast.adapt)
+    runs after the grid; summary.json and report.html carry it."""
+    data = _tiny()
+    data["datasets"] = data["datasets"][:3]
+    data["models"] = [m for m in data["models"] if m["name"] == "patchtst"]
+    data["causal"] = {"enabled": False}
+    ds = [{"name": k, "source": "kernelsynth", "context": 32, "horizon": 4, "n_test": 3, "length": 48,
+           "n_train_series": 3} for k in ("RBF_0.1", "DotProduct_1", "WhiteKernel_0.1", "Seasonality_0.25H",
+                                          "DotProduct_0", "RationalQuadratic_1")]
+    data["adaptation"] = {"model": "tiny-llama", "lora": False, "steps": 2, "batch_size": 2, "lr": 3e-3,
+                          "seeds": [0], "n_samples": 2, "layers": [0, 1], "selection_fraction": 0.5,
+                          "n_boot": 100, "n_perm": 100, "statistics": ["isoscore"],
+                          "regularizers": [{"kind": "logz", "layer": 1, "weight": 1.0}], "datasets": ds}
+    res = run_study(data, out=tmp_path / "out", report=True, **QUIET)
+    assert res.adaptation is not None
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    a = summary["adaptation"]
+    assert a is not None and a["verdict"] and len(a["runs"]) >= len(ds)
+    assert (tmp_path / "out" / "adaptation" / "adaptation_runs.csv").is_file()
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.index("id='verdict'") < page.index('id="adaptation"')

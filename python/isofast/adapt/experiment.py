@@ -261,12 +261,15 @@ def _verdict(res: AdaptationResult, alpha: float) -> None:
             f"{math.exp(a['ci_high']):.3g}], p = {a['p_value']:.3g}, q = {a['q_value']:.3g}; better on "
             f"{a['share_better']:.0%} of {a['n_groups']} datasets — {'a real effect' if s else 'no shown effect'}"
             f"{'' if not s else (' (helps)' if a['estimate'] < 0 else ' (hurts)')}.")
-    if any(sig):
+    if not sig:
+        res.verdict = ("No question could be tested: too few datasets with finite statistics and NMSE "
+                       f"({len(res.settings.get('datasets', []))} datasets; (a) and (b) need ≥ 3 held-out ones).")
+    elif any(sig):
         res.verdict = ("At FDR " + f"{alpha:g}" + ", some adaptation effects of isotropy are shown: "
                        + "; ".join(line for line, s in zip(lines, sig) if s))
     else:
-        res.verdict = (f"At FDR {alpha:g}, no question shows an effect: isotropy neither predicted nor tracked "
-                       "the gain from adaptation, and regularising it did not change NMSE detectably, at this "
+        res.verdict = (f"At FDR {alpha:g}, no tested question shows an effect: isotropy neither predicted nor "
+                       "tracked the gain from adaptation, and regularising it did not change NMSE detectably, at this "
                        f"budget ({res.settings.get('steps')} steps, {len(res.settings.get('datasets', []))} datasets).")
     res.verdict_lines = lines
 

@@ -101,6 +101,13 @@ def cell_metrics(samples: np.ndarray, point: np.ndarray, target: np.ndarray, his
 
 
 # ------------------------------------------------------------------- a cell
+def effective_options(model) -> dict:
+    """The model's options as it runs them: ``device``/``dtype`` ``"auto"``
+    resolved (CUDA + bfloat16 or CPU + float32), so that entries computed on a
+    GPU and on a CPU never share a cache key."""
+    return getattr(model, "o", None) or model.cfg.options
+
+
 class CellRunner:
     """Runs cells of one study against one cache (module docstring)."""
 
@@ -112,7 +119,8 @@ class CellRunner:
 
     def forecast_key(self, model, wh: str, inputs: CellInputs, horizon: int) -> str:
         f = self.cfg.forecast
-        opts = {k: v for k, v in model.cfg.options.items() if k in ("serializer", "forecast", "device", "dtype", "top_k", "temperature")}
+        opts = {k: v for k, v in effective_options(model).items()
+                if k in ("serializer", "forecast", "device", "dtype", "top_k", "temperature")}
         return stable_hash(CACHE_VERSION, "forecast", model.kind, wh, opts, inputs.key, horizon, f.n_samples, self.cell_seed(model, inputs))
 
     def capture_key(self, model, wh: str, inputs: CellInputs, forecast_key: str) -> str:
@@ -121,7 +129,7 @@ class CellRunner:
         forecast for models whose inputs come from it (Chronos ids)."""
         return stable_hash(
             CACHE_VERSION, "capture", model.kind, wh, [L.to_dict() for L in model.layers],
-            {k: v for k, v in model.cfg.options.items() if k in ("serializer", "positions", "device", "dtype")},
+            {k: v for k, v in effective_options(model).items() if k in ("serializer", "positions", "device", "dtype")},
             inputs.key, forecast_key,
         )
 

@@ -382,6 +382,7 @@ class StudyConfig:
     causal: CausalConfig
     report: ReportConfig
     source: str = ""
+    adaptation: Any = None  # isofast.adapt.config.AdaptationConfig when [adaptation] is given
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -472,7 +473,8 @@ def parse_config(data: dict, source: str = "") -> StudyConfig:
     """Validate a parsed TOML document (a dict) and build the :class:`StudyConfig`."""
     if not isinstance(data, dict):
         raise ConfigError("a study configuration is a TOML table")
-    top = set(data) - {"study", "isotropy", "forecast", "datasets", "perturbations", "models", "stats", "causal", "report"}
+    top = set(data) - {"study", "isotropy", "forecast", "datasets", "perturbations", "models", "stats", "causal",
+                       "report", "adaptation"}
     if top:
         raise ConfigError(f"unknown top-level section(s) {sorted(top)}")
     st = _take(data.get("study", {}), "study", {"name": "study", "seed": 0, "threads": 1, "cache": "", "description": ""})
@@ -509,10 +511,15 @@ def parse_config(data: dict, source: str = "") -> StudyConfig:
         if bad:
             raise ConfigError(f"causal test {t.label}: unknown dataset(s) {bad}")
     rep = _build(ReportConfig, data.get("report", {}), "report")
+    adaptation = None
+    if "adaptation" in data:  # the fine-tuning experiment (isofast.adapt), run after the grid
+        from isofast.adapt.config import parse as parse_adaptation
+
+        adaptation = parse_adaptation(data["adaptation"])
     return StudyConfig(
         name=str(st["name"]), seed=int(st["seed"]), threads=int(st["threads"]), cache=str(st["cache"]),
         isotropy=iso, forecast=fc, datasets=datasets, perturbations=perts, models=models,
-        stats=stats, causal=causal, report=rep, source=source,
+        stats=stats, causal=causal, report=rep, source=source, adaptation=adaptation,
     )
 
 

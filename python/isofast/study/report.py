@@ -565,6 +565,10 @@ def write_report(result) -> dict:
              f"<style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>Does isotropy predict forecast quality? — study <code>{html.escape(cfg.name)}</code></h1>")
     parts.append(verdict_html(result, figs.get("verdict")))
+    if getattr(result, "adaptation", None) is not None:  # the fine-tuning experiment, its verdict first
+        from isofast.adapt.report import section
+
+        parts.append(section(result.adaptation, figdir))
     parts.append(
         f"<p>{len(cfg.models)} models × {len(cfg.datasets)} datasets × {len(cfg.perturbations)} perturbations = "
         f"{len(result.cells)} cells ({n_fail} failed); {len(df)} result rows; grid, statistics and causal tests took {result.seconds:.1f} s. "

@@ -42,6 +42,7 @@ from isofast.study.cell import (
     METRICS,
     CellResult,
     cell_metrics,
+    effective_options,
 )
 from isofast.study.config import StudyConfig, load_config
 from isofast.study.datasets import perturb, take_windows
@@ -80,6 +81,7 @@ class StudyResult:
     windows: Any = None  # per-window statistics and NMSE (windows.csv)
     baselines: Any = None  # seasonal naive and ETS per (dataset, perturbation) (baselines.csv)
     verdict: dict = field(default_factory=dict)
+    adaptation: Any = None  # isofast.adapt.experiment.AdaptationResult when [adaptation] ran
 
     @property
     def verdict_sentence(self) -> str:
@@ -94,6 +96,7 @@ class StudyResult:
             "seconds": self.seconds, "files": self.files, "heldout_info": self.heldout_info,
             "models": self.models, "n_rows": len(self.table), "verdict": self.verdict,
             "n_failed_cells": int(sum(1 for c in self.cells if c.error)),
+            "adaptation": self.adaptation.to_dict() if self.adaptation is not None else None,
         })
 
 
@@ -196,7 +199,8 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
             wkey = model.weights_key(splits[d.name]) if model is not None else ""
             for p in cfg.perturbations:
                 i = len(specs)
-                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {})) if model else ""
+                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {}),
+                               effective_options(model)) if model else ""
                 spec = CellSpec(i, mcfg.name, d.name, p.name, key)
                 specs.append(spec)
                 if model is None:
@@ -303,13 +307,22 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
     causal.to_csv(out / "causal.csv", index=False)
     files["causal"] = str(out / "causal.csv")
 
+    # ---- the adaptation experiment ([adaptation], isofast.adapt): its own runs, statistics and cache
+    adaptation = None
+    acfg = cfg.adaptation
+    if acfg is not None and getattr(acfg, "enabled", True):
+        from isofast.adapt.experiment import run_experiment
+
+        adaptation = run_experiment(acfg, out / "adaptation", croot / "adaptation", log=say)
+        files["adaptation"] = str(out / "adaptation")
+
     if old_threads is not None:
         import torch
 
         torch.set_num_threads(old_threads)
     result = StudyResult(cfg, out, table, corr, held, held_info, causal, cells, store.counts(),
                          time.perf_counter() - t_start, files, model_info, trust=trust, windows=windows,
-                         baselines=btab)
+                         baselines=btab, adaptation=adaptation)
     from isofast.study.verdict import build_verdict
 
     result.verdict = build_verdict(result)

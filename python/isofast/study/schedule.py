@@ -62,12 +62,13 @@ class CellSpec:
         return f"{self.model} / {self.dataset} / {self.perturbation}"
 
 
-def cell_key(cfg: StudyConfig, mcfg, weights_key: str, dataset: str, pert: str, n_rows: dict) -> str:
-    """Everything a cell's result depends on: the model's options and weights,
-    the dataset and perturbation, the forecast, isotropy, report and seed
-    settings, and the planned rows per layer."""
+def cell_key(cfg: StudyConfig, mcfg, weights_key: str, dataset: str, pert: str, n_rows: dict,
+             options: dict | None = None) -> str:
+    """Everything a cell's result depends on: the model's options (as run:
+    device and dtype resolved) and weights, the dataset and perturbation, the
+    forecast, isotropy, report and seed settings, and the planned rows per layer."""
     return stable_hash(
-        CACHE_VERSION, "cell", mcfg.key(), weights_key, cfg.dataset(dataset).key(),
+        CACHE_VERSION, "cell", mcfg.key(), options or {}, weights_key, cfg.dataset(dataset).key(),
         cfg.perturbation(pert).key(), cfg.forecast.__dict__, cfg.isotropy.__dict__,
         cfg.report.forecast_windows, cfg.seed, {str(k): int(v) for k, v in sorted(n_rows.items())},
     )
