@@ -28,6 +28,7 @@ from isofast.analysis import (
 from isofast.errors import (
     ArgumentTypeError,
     ChecksumError,
+    ClusterError,
     CorruptFileError,
     DataFormatError,
     DimensionError,
@@ -113,6 +114,7 @@ __all__ = [
     "NonFiniteError",
     "NumericalError",
     "ResourceError",
+    "ClusterError",
     "TruncatedFileError",
     "UndefinedStatisticWarning",
     "UnknownDatasetError",

@@ -10,10 +10,12 @@ of the built-in classes callers already catch, so ``except ValueError`` (or
     │   ├── DimensionError                wrong or zero number of columns/dims
     │   ├── EmptyInputError               no rows (or too few) to compute on
     │   ├── DataFormatError               a malformed user data file (.path, .line)
-    │   └── UnknownDatasetError(KeyError) a dataset name not in the registry
+    │   ├── UnknownDatasetError(KeyError) a dataset name not in the registry
+    │   └── ConfigError                   a study configuration that cannot run (isofast.study.config)
     ├── ArgumentTypeError(TypeError)      an argument of the wrong type
     ├── NumericalError(ArithmeticError)   a computation that cannot be done in float64
     ├── ResourceError(OSError)            the OS refused threads or memory
+    ├── ClusterError(ConnectionError)     a Dask cluster that cannot run the study
     └── CorruptFileError(OSError)         a damaged file (.filename, .offset)
         ├── TruncatedFileError            a file that ends early
         └── ChecksumError                 bytes differ from the checksum isofast wrote
@@ -26,11 +28,12 @@ The Rust kernels' errors are mapped onto the same classes by the bindings
 from __future__ import annotations
 
 import errno
-from typing import Any, Optional
+from typing import Any
 
 __all__ = [
     "ArgumentTypeError",
     "ChecksumError",
+    "ClusterError",
     "CorruptFileError",
     "DataFormatError",
     "DimensionError",
@@ -58,7 +61,7 @@ class NonFiniteError(InputError):
     """The input holds NaN or ±Inf; ``row`` and ``col`` locate the first one
     (``row`` counts from the start of the stream; ``None`` when unknown)."""
 
-    def __init__(self, message: str, row: Optional[int] = None, col: Optional[int] = None):
+    def __init__(self, message: str, row: int | None = None, col: int | None = None):
         super().__init__(message)
         self.row = None if row is None else int(row)
         self.col = None if col is None else int(col)
@@ -78,7 +81,7 @@ class EmptyInputError(InputError):
 class DataFormatError(InputError):
     """A malformed data file; ``path`` and ``line`` (1-based, or None) say where."""
 
-    def __init__(self, path: Any, line: Optional[int], message: str):
+    def __init__(self, path: Any, line: int | None, message: str):
         import os
 
         self.path = os.fspath(path)
@@ -110,6 +113,11 @@ class ArgumentTypeError(IsofastError, TypeError):
 class NumericalError(IsofastError, ArithmeticError):
     """A computation that float64 cannot carry out (e.g. the eigensolver did
     not converge, a variance that overflows)."""
+
+
+class ClusterError(IsofastError, ConnectionError):
+    """A Dask cluster that cannot run the work: an unreachable scheduler, no
+    workers, or a cache folder the workers cannot see (an ``OSError``)."""
 
 
 class ResourceError(IsofastError, OSError):

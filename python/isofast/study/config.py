@@ -112,6 +112,7 @@ from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isofast.errors import InputError
 from isofast.nulls import NULL_STATISTICS
 
 #: isotropy columns tested by default (all are in the results table).
@@ -129,8 +130,9 @@ CAUSAL_METHODS = ("abtt", "cluster_whiten", "random")
 BUNDLED_CONFIGS = ("default", "tiny", "reference")
 
 
-class ConfigError(ValueError):
-    """A study configuration that cannot be run (message names the key)."""
+class ConfigError(InputError):
+    """A study configuration that cannot be run (message names the key); an
+    :class:`isofast.errors.InputError`, so a ``ValueError``."""
 
 
 def _canon(obj: Any) -> str:

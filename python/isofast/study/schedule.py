@@ -36,15 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from isofast.errors import ClusterError
 from isofast.study.cache import CACHE_VERSION, StudyCache
 from isofast.study.cell import CellResult, CellRunner, baselines, build_model
 from isofast.study.config import StudyConfig, stable_hash
 from isofast.study.datasets import load_split, perturb, take_windows
-
-
-class ClusterError(ConnectionError):
-    """The Dask cluster cannot run the study: unreachable scheduler, no workers,
-    or a cache folder the workers cannot see (an ``OSError``)."""
 
 
 @dataclass(frozen=True)
