@@ -17,15 +17,25 @@ pub struct SymEigen {
 /// round-off) are set to exactly 0, so rank-deficient inputs give exact ranks.
 pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
     let d = check_square(a_lower)?;
-    let evd = a_lower
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
-    let s = evd.S();
-    let u = evd.U();
+    // faer's SelfAdjointEigen::new, with the eigenvectors written straight
+    // into the returned matrix and reversed in place (no second d×d copy):
+    // same routine, same parallelism, so the same bits as before.
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::evd::{self, ComputeEigenvectors};
+    let par = faer::get_global_parallelism();
+    let mut u = Mat::<f64>::zeros(d, d);
+    let mut s = faer::diag::Diag::<f64>::zeros(d);
+    {
+        let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(d, ComputeEigenvectors::Yes, par, Default::default()));
+        evd::self_adjoint_evd(a_lower, s.as_mut(), Some(u.as_mut()), par, MemStack::new(&mut buf), Default::default())
+            .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
+    }
     // faer returns ascending eigenvalues; reverse to descending.
     let values = clip_noise((0..d).rev().map(|k| s[k]).collect());
-    let vectors = Mat::from_fn(d, d, |i, k| u[(i, d - 1 - k)]);
-    Ok(SymEigen { values, vectors })
+    for k in 0..d / 2 {
+        faer::perm::swap_cols_idx(u.as_mut(), k, d - 1 - k);
+    }
+    Ok(SymEigen { values, vectors: u })
 }
 
 /// Eigenvalues only (descending, noise floor as in [`sym_eigen`]): no
