@@ -52,6 +52,7 @@ pub struct Report {
 }
 
 fn check_spectral(m: &Moments) -> Result<()> {
+    m.check_live("eigendecomposition")?;
     let n = m.count();
     if n < 2 {
         return Err(Error::Empty(format!("isotropy statistics need at least 2 rows, got {n}")));

@@ -111,7 +111,7 @@ impl Moments {
         self.dim > 0 && self.m2.is_empty()
     }
 
-    fn check_live(&self, what: &str) -> Result<()> {
+    pub fn check_live(&self, what: &str) -> Result<()> {
         if self.is_released() {
             return Err(Error::InvalidArgument(format!(
                 "{what}: this Moments state's co-moment was released (second_pass(release=True)); \
@@ -174,7 +174,11 @@ impl Moments {
 
     /// True when every coordinate's spread is below the rounding noise of its
     /// mean (all rows identical up to float64 rounding): M_ii ≤ n·(16ε·|μ_i|)².
+    /// False once released.
     pub fn is_constant(&self) -> bool {
+        if self.is_released() {
+            return false;
+        }
         let n = self.n as f64;
         (0..self.dim).all(|i| {
             let noise = 16.0 * f64::EPSILON * self.mean[i].abs();
@@ -262,8 +266,11 @@ impl Moments {
             let t = &mut t[..nb * d];
             x.read_tile(start, nb, t);
             check_finite(t, d, self.n, x.elem())?;
-            self.unit.add_tile(t, d, &mut scratch);
-            let mb = tile_mean(t, nb, d);
+            // Unit sums in a fixed order (faer's GEMV splits its sum by
+            // thread count), so every pass-1 output of this mode is
+            // bitwise free of the thread count.
+            unit_add_fixed(&mut self.unit, t, d, &mut scratch);
+            let mb = tile_mean_fixed(t, nb, d);
             let y32 = &mut y32[..nb * d];
             t.par_chunks(d).zip(y32.par_chunks_mut(d)).with_min_len(64).for_each(|(row, out)| {
                 for ((o, v), m) in out.iter_mut().zip(row).zip(&mb) {
@@ -433,6 +440,54 @@ fn gram_f32_into(m2: &mut [f64], y32: &[f32], nb: usize, d: usize) {
             }
         }
     });
+}
+
+/// Σ_r x_r/‖x_r‖ added to `u` with each column block summed over rows in
+/// row order by one thread (bits independent of the thread count).
+fn unit_add_fixed(u: &mut UnitSum, t: &[f64], d: usize, inv: &mut Vec<f64>) {
+    let n = t.len() / d;
+    inv.clear();
+    inv.resize(n, 0.0);
+    t.par_chunks(d).zip(inv.par_iter_mut()).with_min_len(64).for_each(|(row, iv)| {
+        let s = crate::kmeans::sqnorm(row);
+        *iv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
+    });
+    let zeros = inv.iter().filter(|v| **v == 0.0).count() as u64;
+    u.n_zero += zeros;
+    u.n_nonzero += n as u64 - zeros;
+    col_sum_fixed(t, d, Some(inv), &mut u.sum);
+}
+
+/// out_j += Σ_r w_r·t_rj (w = 1 when `None`): column blocks of 64 in
+/// parallel, rows in order within each, so the bits do not depend on the
+/// thread count.
+fn col_sum_fixed(t: &[f64], d: usize, w: Option<&[f64]>, out: &mut [f64]) {
+    const B: usize = 64;
+    let n = t.len() / d;
+    out.par_chunks_mut(B).enumerate().for_each(|(b, acc)| {
+        let j0 = b * B;
+        let mut part = [0.0f64; B];
+        let wd = acc.len();
+        for r in 0..n {
+            let row = &t[r * d + j0..r * d + j0 + wd];
+            let c = w.map_or(1.0, |w| w[r]);
+            for (p, x) in part[..wd].iter_mut().zip(row) {
+                *p += c * x;
+            }
+        }
+        for (a, p) in acc.iter_mut().zip(&part[..wd]) {
+            *a += p;
+        }
+    });
+}
+
+/// Column means of a tile by [`col_sum_fixed`]: sum, then divide once.
+fn tile_mean_fixed(t: &[f64], nb: usize, d: usize) -> Vec<f64> {
+    let mut mb = vec![0.0f64; d];
+    col_sum_fixed(&t[..nb * d], d, None, &mut mb);
+    let inv = 1.0 / nb as f64;
+    mb.iter_mut().for_each(|v| *v *= inv);
+    mb
 }
 
 /// M[i, j] += w·δ_i·δ_j for i ≥ j.
