@@ -253,3 +253,16 @@ def test_released_state_refuses_clearly():
     other = _state(X)
     with pytest.raises(ValueError, match="released"):
         other.merge(m)
+
+
+def test_memory_budget_picks_a_route_with_equal_results():
+    rng = np.random.default_rng(11)
+    X = (rng.normal(size=(3000, 200)) * np.geomspace(3, 0.1, 200) + 1.0).astype(np.float32)
+    a = isofast.analyze(X)
+    b = isofast.analyze(X, memory_budget=1)  # too small for divide and conquer: QR iteration
+    np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=0, atol=1e-12 * a.eigenvalues[0])
+    for k in ("isoscore", "log_partition_isotropy", "log_partition_isotropy_centered", "avg_cosine_centered"):
+        assert abs(getattr(b, k) - getattr(a, k)) <= 1e-9 * max(1.0, abs(getattr(a, k))), k
+    for bad in (0, -5, 1.5, True, "1GB"):
+        with pytest.raises(ValueError, match="memory_budget"):
+            isofast.analyze(X, memory_budget=bad)

@@ -71,12 +71,15 @@ class Moments:
         centered: bool = True,
         n_threads: Optional[int] = None,
         release: bool = False,
+        memory_budget: Optional[int] = None,
     ) -> Tuple[_F64, SecondPass]:
         """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
         (raw, by the rank-one update of the covariance's eigenpairs) and of
         the covariance (centred)), built without copying the d×d eigenvector
         matrices through numpy. release=True frees the co-moment first
-        (covariance/comoment/update/merge/pickle then raise ValueError)."""
+        (covariance/comoment/update/merge/pickle then raise ValueError).
+        memory_budget (bytes, default 3·d²·8 + 256 MiB) picks the
+        eigensolver's route: divide and conquer if it fits, else QR."""
     def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns)."""
     def directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64, _F64, _F64]:

@@ -175,6 +175,7 @@ def analyze(
     massive_ratio: float = 100.0,
     floors: bool = False,
     precision: str = "exact",
+    memory_budget: Optional[int] = None,
 ) -> IsotropyReport:
     """All global isotropy statistics of the rows of ``X`` (design.md §3).
 
@@ -223,7 +224,13 @@ def analyze(
         IsoScore by ≤ 2γ_{b+2}(1 + √PR) relative; mean, avg_cosine and
         n_zero_norm are float64 as in exact mode. Meant for float32/16/bf16
         inputs, whose own rounding is already ≥ u. Bitwise independent of
-        ``n_threads``. Measured errors: docs/design.md.
+        ``n_threads`` (all but ``avg_cosine_centered``, float64 rounding).
+        Measured errors: docs/design.md.
+    memory_budget : bytes the step between the passes may hold above the
+        input (default ``None``: 3·d²·8 + 256 MiB). It picks the symmetric
+        eigensolver's route: divide and conquer (≈ 4.5·d²·8 bytes in all)
+        when it fits — d ≤ 4733 at the default — else QR iteration
+        (≈ 2.5·d²·8 bytes, several times slower; benches/README.md).
 
     A one-shot iterator can be read only once: the two-pass statistics are
     then ``None`` and a warning says so.
@@ -233,6 +240,11 @@ def analyze(
     if not isinstance(floors, (bool, np.bool_)):
         raise TypeError(f"floors must be True or False, got {floors!r}")
     check_precision(precision)
+    if memory_budget is not None and (
+        isinstance(memory_budget, (bool, np.bool_)) or not isinstance(memory_budget, (int, np.integer))
+        or memory_budget <= 0
+    ):
+        raise ValueError(f"memory_budget must be a positive number of bytes or None, got {memory_budget!r}")
     mr = None
     if massive is not None:
         from isofast.massive import (
@@ -251,7 +263,7 @@ def analyze(
             )
         mr = massive_rows(src0, ratio=massive_ratio, n_threads=n_threads)
         X = excluding_rows(src0, mr.mask) if (massive == "exclude" and mr.n_massive) else src0
-    rep = _analyze(X, center, partition, eps, n_threads, dtype, precision)
+    rep = _analyze(X, center, partition, eps, n_threads, dtype, precision, memory_budget)
     if precision == "fast":
         rep.notes.append("precision='fast': float32 Gram products merged in float64 (error bound: docs/design.md)")
     if mr is not None:
@@ -275,7 +287,8 @@ def analyze(
 
 
 def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optional[int],
-             dtype: Optional[str], precision: str = "exact") -> IsotropyReport:
+             dtype: Optional[str], precision: str = "exact",
+             memory_budget: Optional[int] = None) -> IsotropyReport:
     src, state, f64 = _first_pass(X, n_threads, dtype, precision)
     if not (center or partition) or not src.reiterable:
         rep = report_from_moments(state, eps, n_threads)
@@ -291,7 +304,7 @@ def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optio
     # release=True: the state's d×d co-moment becomes the solver's input and
     # is freed with it (the report needs only n, mean and the cosine sums).
     ev_c, sp = state.second_pass(f64, raw=partition, centered=partition and center, n_threads=n_threads,
-                                 release=True)
+                                 release=True, memory_budget=None if memory_budget is None else int(memory_budget))
     rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
     for arr, elem in src.chunks():
         sp.update(arr, elem, n_threads)

@@ -12,7 +12,7 @@ use crate::moments::{Moments, Precision};
 use crate::rankone::rank_one_update;
 use crate::partition::SecondPass;
 use crate::source::MatView;
-use crate::spectrum::{spectral_scores, sym_eigen, sym_eigenvalues, SpectralScores, SymEigen};
+use crate::spectrum::{spectral_scores, sym_eigen, sym_eigen_route, sym_eigenvalues, EigRoute, SpectralScores, SymEigen};
 use crate::threads;
 use faer::Mat;
 
@@ -27,11 +27,19 @@ pub struct AnalyzeOptions {
     pub one_pass: bool,
     /// Gram products of pass 1 in float64 (`Exact`) or float32 (`Fast`).
     pub precision: Precision,
+    /// Bytes the step between the passes may hold above the input (`None`:
+    /// [`default_budget`]); picks the eigensolver's route.
+    pub memory_budget: Option<usize>,
+}
+
+/// 3·d²·8 bytes + 256 MiB: the memory budget of issue 19 above the input.
+pub fn default_budget(d: usize) -> usize {
+    3 * d * d * 8 + (256 << 20)
 }
 
 impl Default for AnalyzeOptions {
     fn default() -> Self {
-        AnalyzeOptions { eps: 0.8, n_threads: None, one_pass: false, precision: Precision::Exact }
+        AnalyzeOptions { eps: 0.8, n_threads: None, one_pass: false, precision: Precision::Exact, memory_budget: None }
     }
 }
 
@@ -122,15 +130,33 @@ pub fn directions(m: &Moments) -> Result<(SymEigen, SymEigen)> {
 /// is not held next to the solver's: the peak is then the solver's input
 /// (lower triangle, ~d²/2 resident), its tridiagonal copy, its output and
 /// its divide-and-conquer workspace (2·d²), ≈ 4.5·d² float64; the rank-one
-/// step after it holds ≤ 4·d². `m` keeps n, mean and the cosine sums.
-pub fn second_pass_for(m: &mut Moments, f64_gemm: bool, raw: bool, centered: bool, release: bool) -> Result<(Vec<f64>, SecondPass)> {
+/// step after it holds ≤ 3·d² (U, its copy consumed by the update, W).
+/// `m` keeps n, mean and the cosine sums.
+///
+/// `budget` (bytes, `None` = [`default_budget`]) picks the solver's route
+/// ([`EigRoute::for_budget`]): divide and conquer when its workspace, output
+/// and the input fit (d ≤ 4733 at the default budget), else QR iteration
+/// (≈ 2.5·d² in all, slower).
+pub fn second_pass_for(
+    m: &mut Moments,
+    f64_gemm: bool,
+    raw: bool,
+    centered: bool,
+    release: bool,
+    budget: Option<usize>,
+) -> Result<(Vec<f64>, SecondPass)> {
     let d = m.dim();
     check_spectral(m)?;
+    let budget = budget.unwrap_or_else(|| default_budget(d));
+    // Resident besides the solver's own memory: the lower triangle of its
+    // input (released), or the state's lower triangle and a full copy.
+    let held = if release { d * d * 4 } else { d * d * 12 };
+    let route = EigRoute::for_budget(d, held, budget);
     let ec = if release {
         let c = m.take_covariance()?;
-        sym_eigen(c.as_ref())?
+        sym_eigen_route(c.as_ref(), route)?
     } else {
-        cov_eigen(m)?
+        sym_eigen_route(m.covariance()?.as_ref(), route)?
     };
     let values = ec.values.clone();
     let (w, u) = match (raw, centered) {
@@ -162,7 +188,7 @@ pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
         let (values, mut sp) = if opts.one_pass {
             (cov_eigenvalues(&m)?, None)
         } else {
-            let (v, sp) = second_pass_for(&mut m, f64_gemm, true, true, true)?;
+            let (v, sp) = second_pass_for(&mut m, f64_gemm, true, true, true, opts.memory_budget)?;
             (v, Some(sp))
         };
         let scores = spectral_scores(&values, opts.eps)?;

@@ -150,36 +150,44 @@ pub fn rank_one_update(eig: SymEigen, v: &[f64], rho: f64) -> Result<SymEigen> {
             p.max(0.0).sqrt().copysign(zk[i])
         })
         .collect();
-    // Q (k×k): column j ∝ (ẑ_i / (d_i − λ_j))_i.
-    let mut q = Mat::<f64>::zeros(k, k);
-    q.as_mut()
-        .par_col_iter_mut()
-        .enumerate()
-        .for_each(|(j, mut col)| {
-            let mut ss = 0.0;
-            for i in 0..k {
-                let x = zhat[i] / -lam_minus(j, i);
-                col[i] = x;
-                ss += x * x;
-            }
-            let inv = 1.0 / ss.sqrt();
-            for i in 0..k {
-                col[i] *= inv;
-            }
-        });
-    // Gather the kept columns of U first (in place), then W[:, :k] = U[:, :k]·Q.
+    // Gather the kept columns of U first (in place).
     let mut order: Vec<usize> = nd.iter().map(|x| x.2).collect();
     order.extend(defl.iter().map(|x| x.1));
     permute_columns(&mut u, &order);
+    // W[:, :k] = U[:, :k]·Q with Q (k×k), column j ∝ (ẑ_i / (d_i − λ_j))_i,
+    // built one panel of columns at a time: no k×k matrix is ever held, so
+    // the step needs U, W and a k×PANEL block (≈ 2·d² float64).
+    const QPANEL: usize = 512;
     let mut w = Mat::<f64>::zeros(d, d);
-    faer::linalg::matmul::matmul(
-        w.as_mut().subcols_mut(0, k),
-        Accum::Replace,
-        u.as_ref().subcols(0, k),
-        q.as_ref(),
-        1.0,
-        threads::par(),
-    );
+    let mut q = Mat::<f64>::zeros(k, QPANEL.min(k));
+    for j0 in (0..k).step_by(QPANEL) {
+        let pw = QPANEL.min(k - j0);
+        q.as_mut()
+            .subcols_mut(0, pw)
+            .par_col_iter_mut()
+            .enumerate()
+            .for_each(|(jj, mut col)| {
+                let j = j0 + jj;
+                let mut ss = 0.0;
+                for i in 0..k {
+                    let x = zhat[i] / -lam_minus(j, i);
+                    col[i] = x;
+                    ss += x * x;
+                }
+                let inv = 1.0 / ss.sqrt();
+                for i in 0..k {
+                    col[i] *= inv;
+                }
+            });
+        faer::linalg::matmul::matmul(
+            w.as_mut().subcols_mut(j0, pw),
+            Accum::Replace,
+            u.as_ref().subcols(0, k),
+            q.as_ref().subcols(0, pw),
+            1.0,
+            threads::par(),
+        );
+    }
     drop(q);
     w.as_mut()
         .subcols_mut(k, d - k)

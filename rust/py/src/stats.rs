@@ -120,7 +120,10 @@ impl Moments {
     /// built in Rust: the d×d eigenvector matrices never travel through numpy.
     /// `release=True` frees the co-moment first (the state keeps n, mean and
     /// the cosine sums; covariance/update/merge/pickle then raise).
-    #[pyo3(signature = (f64_gemm, raw=true, centered=true, n_threads=None, release=false))]
+    /// `memory_budget` (bytes; default 3·d²·8 + 256 MiB) picks the
+    /// eigensolver's route.
+    #[pyo3(signature = (f64_gemm, raw=true, centered=true, n_threads=None, release=false, memory_budget=None))]
+    #[allow(clippy::too_many_arguments)]
     fn second_pass<'py>(
         &mut self,
         py: Python<'py>,
@@ -129,9 +132,11 @@ impl Moments {
         centered: bool,
         n_threads: Option<usize>,
         release: bool,
+        memory_budget: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
         let inner = &mut self.inner;
-        let (ev, sp) = run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered, release)))?;
+        let (ev, sp) =
+            run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered, release, memory_budget)))?;
         Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
     }
 
