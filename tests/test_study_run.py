@@ -110,10 +110,23 @@ def test_rerun_reuses_the_cache(tiny_run):
     for stage, c in again.counters.items():
         assert c["computed"] == 0, (stage, c)
     n_cells = len(first.cells)
-    assert again.counters["forecast"]["cached"] == n_cells
-    assert again.counters["isotropy"]["cached"] == n_cells
+    # whole cells come back from cells/<key>.json; no stage is even looked at
+    assert again.counters["cells"] == {"computed": 0, "cached": n_cells}
     assert again.counters["causal"]["cached"] == first.counters["causal"]["computed"]
     pd.testing.assert_frame_equal(first.table, again.table)
+    # without the cell entries, every stage of every cell is read back instead
+    import shutil
+
+    shutil.move(out / "cache" / "cells", out / "cells-aside")
+    try:
+        staged = run_study("tiny", out=out, report=False, **QUIET)
+    finally:
+        shutil.rmtree(out / "cache" / "cells", ignore_errors=True)
+        shutil.move(out / "cells-aside", out / "cache" / "cells")
+    assert staged.counters["cells"] == {"computed": n_cells, "cached": 0}
+    for stage in ("forecast", "isotropy"):
+        assert staged.counters[stage] == {"computed": 0, "cached": n_cells}, stage
+    pd.testing.assert_frame_equal(first.table, staged.table)
 
 
 def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
@@ -125,6 +138,7 @@ def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
     assert rc == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert all(c["computed"] == 0 for c in summary["counters"].values())
+    assert summary["counters"]["cells"]["cached"] == 36
     assert "held-out correlations" in capsys.readouterr().out
 
 
@@ -252,3 +266,36 @@ def test_report_renders_in_headless_chromium_without_broken_or_empty_images(tiny
                    check=True, timeout=120, capture_output=True)
     assert shot.stat().st_size > 10_000
     assert _png_std(shot.read_bytes()) > 0.05  # text and figures, not a blank page
+
+
+def test_cli_names_the_cause_of_failed_cells_and_refuses_a_grid_with_no_runnable_model(tmp_path, capsys):
+    from isofast.cli import main
+
+    data = _tiny()
+    data["datasets"] = data["datasets"][:1]
+    data["perturbations"] = [{"name": "clean", "kind": "none"}]
+    data["models"] = [m for m in data["models"] if m["name"] == "patchtst"]
+    data["causal"] = {"enabled": False}
+    text = bundled_config_path("tiny").read_text()
+    # one runnable model and one missing folder: the grid runs, the terminal names the cause
+    grid = tmp_path / "g.toml"
+    head = text[: text.index("[[datasets]]")]
+    ds = text[text.index("[[datasets]]"): text.index("[[datasets]]", text.index("[[datasets]]") + 1)]
+    pt = text[text.index('[[models]]\nname = "patchtst"'): text.index('[[models]]\nname = "chronos-t5"')]
+    missing = tmp_path / "no-such-model"
+    grid.write_text(head + ds + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n' + pt
+                    + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
+                    + "[causal]\nenabled = false\n\n[report]\nenabled = false\n")
+    rc = main(["study", str(grid), "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "model 'missing-lm' cannot run" in err and str(missing) in err
+    assert any(line.startswith("failed: missing-lm / RBF_1 / clean:") for line in err.splitlines())
+    # only the missing model: refused before anything runs, one line, exit 2
+    grid.write_text(head + ds + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n'
+                    + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
+                    + "[causal]\nenabled = false\n")
+    rc = main(["study", str(grid), "--out", str(tmp_path / "p"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no model of the study can run" in err[0] and "missing-lm" in err[0]
+    assert not (tmp_path / "p" / "results.csv").exists()

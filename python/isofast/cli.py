@@ -22,6 +22,7 @@ _SUBCOMMANDS: list[str] = [
     "isofast.capture_cli",
     "isofast.head_cli",
     "isofast.study.cli",
+    "isofast.adapt.cli",
     "isofast.demo_cli",
     "isofast.doctor",
 ]

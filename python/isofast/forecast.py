@@ -17,10 +17,21 @@ Decoding
   so decoding always terminates after exactly ``horizon`` values. Composite
   tokens such as SmolLM2's ``",-"`` are allowed where the grammar allows
   their characters.
-* **Incremental**: the prompt runs once; its KV cache is copied to the
-  ``n_samples`` rows of a batch and each step feeds one token per sample.
+* **Incremental and batched across windows**: each window's prompt runs
+  once; its KV cache is copied to the ``n_samples`` rows of that window, and
+  the rows of many windows are decoded as one batch (left padding under an
+  attention mask, explicit position ids, one grammar state per row; rows
+  that have produced ``horizon`` values leave the batch). Batches are sized
+  by ``max_batch`` rows and a KV-memory budget (:class:`_Decoder`).
 * **Greedy** (``temperature=0``) or **sampled** (``temperature``, optional
-  nucleus ``top_p``), with a seeded torch generator.
+  nucleus ``top_p``): window s draws float64 uniforms from its own torch
+  generator, seeded by ``window_seed(seed, s)``, and each path inverts the
+  float64 CDF of the allowed tokens. A window's paths therefore do not depend
+  on the other windows of the call or on the batching; batched and unbatched
+  decoding give the same paths (tests/test_forecast_batched.py states the
+  tolerance on the logits). Before issue 13 one generator ran through all
+  windows in turn (``torch.multinomial``): the same seed now gives other,
+  equally valid, paths.
 * The prompt is the serialized context *without* its trailing separator, so
   the first generated token is the separator itself, tokenized as the model
   would see it (``",-"`` before a negative value is one SmolLM2 token).
@@ -60,8 +71,9 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +88,7 @@ __all__ = [
     "digit_vocabulary",
     "forecast",
     "next_value_first_digit",
+    "window_seed",
 ]
 
 _DIGITS = "0123456789"
@@ -96,7 +109,7 @@ class _Grammar:
     least one path alive; completing time_sep counts one finished value.
     """
 
-    def __init__(self, ser: LLMTimeSerializer, max_digits: Optional[int]):
+    def __init__(self, ser: LLMTimeSerializer, max_digits: int | None):
         self.signs = [s for s in (ser.minus_sign, ser.plus_sign) if s]
         self.B = ser.bit_sep
         self.T = ser.time_sep
@@ -140,7 +153,7 @@ class _Grammar:
                     elif k == "T":
                         i = q[1]
                         if ch == self.T[i]:
-                            nxt.add(((("T", i + 1), done) if i + 1 < len(self.T) else (("S",), done + 1)))
+                            nxt.add((("T", i + 1), done) if i + 1 < len(self.T) else (("S",), done + 1))
             cur = nxt
             if not cur:
                 return frozenset(), 0
@@ -189,7 +202,7 @@ def digit_vocabulary(tokenizer, serializer: Any = "llmtime") -> DigitVocabulary:
     """
     ser = get_serializer(serializer)
     if not isinstance(ser, LLMTimeSerializer):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - the caller named the wrong layout: a value, not a type, error
             f"LM-head forecasting reads digit strings: use an LLMTime serializer, not {ser.name!r}"
         )
     if tokenizer is None:
@@ -238,7 +251,7 @@ def digit_vocabulary(tokenizer, serializer: Any = "llmtime") -> DigitVocabulary:
 class _Masks:
     """Memoised grammar transitions and allowed-token masks over a vocabulary."""
 
-    def __init__(self, voc: DigitVocabulary, max_digits: Optional[int]):
+    def __init__(self, voc: DigitVocabulary, max_digits: int | None):
         self.voc = voc
         self.g = _Grammar(voc.serializer, max_digits)
         self._step: dict = {}
@@ -308,11 +321,11 @@ class ForecastResult:
     quantile_levels: np.ndarray
     quantiles: np.ndarray
     scalers: list
-    nll: Optional[np.ndarray] = None
-    token_nll: Optional[np.ndarray] = None
-    first_digit: Optional[list] = None
+    nll: np.ndarray | None = None
+    token_nll: np.ndarray | None = None
+    first_digit: list | None = None
     n_generated_tokens: int = 0
-    allowed_mass: Optional[np.ndarray] = None
+    allowed_mass: np.ndarray | None = None
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
 
@@ -347,7 +360,7 @@ def _series_list(x: Any) -> list:
     """1-D → [it]; 2-D → rows; list of 1-D; Windows → its context rows."""
     if hasattr(x, "context") and hasattr(x, "target") and hasattr(x, "series_id"):
         return [np.asarray(r, np.float64) for r in x.context]
-    if hasattr(x, "values") and not isinstance(x, np.ndarray) and np.ndim(getattr(x, "values")) == 1:
+    if hasattr(x, "values") and not isinstance(x, np.ndarray) and np.ndim(x.values) == 1:
         return [np.asarray(x.values, np.float64)]
     if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and x and np.isscalar(x[0])):
         a = np.asarray(x, np.float64)
@@ -384,7 +397,7 @@ def _load(model):
 class _Session:
     """One model + tokenizer + layout: prompts, cached forward passes, masks."""
 
-    def __init__(self, model, serializer, max_digits: Optional[int] = None):
+    def __init__(self, model, serializer, max_digits: int | None = None):
         import torch
 
         self.torch = torch
@@ -491,7 +504,7 @@ class _Session:
 
 
 @contextlib.contextmanager
-def _torch_threads(torch, n: Optional[int]):
+def _torch_threads(torch, n: int | None):
     """Run with ``n`` torch intra-op threads, restoring the setting after.
 
     Decoding feeds one token per step, so each step is a chain of tiny GEMMs;
@@ -587,60 +600,401 @@ def _first_digit(sess: _Session, enc, prompt_ids, cache) -> FirstDigit:
 
 
 # ------------------------------------------------------------------ sampling
-def _sample(sess: _Session, enc, prompt_ids, last_logits, cache, horizon, n, temperature, top_p, gen):
-    torch = sess.torch
-    masks = _Masks(sess.voc, sess.cap(enc))
-    cache.batch_repeat_interleave(n)
-    states = [AFTER_VALUE] * n
-    # The first separator closes the context's last value, not a forecast one.
-    done = np.full(n, -1, dtype=np.int64)
-    texts = [[] for _ in range(n)]
-    logits = last_logits[None].expand(n, -1)
-    steps = 0
-    mass = []
-    max_steps = sess.reserve(horizon, enc) + 8
-    while (done < horizon).any() and steps < max_steps:
-        z = logits[:, sess.cand].double()
-        full_lse = torch.logsumexp(logits.double(), dim=1)
-        allowed = torch.as_tensor(np.stack([masks.mask(s) for s in states]), device=z.device)
-        mass.append(torch.exp(torch.logsumexp(z.masked_fill(~allowed, -math.inf), 1) - full_lse).cpu().numpy())
-        if temperature == 0:
-            pick = z.masked_fill(~allowed, -math.inf).argmax(1).cpu().numpy()
-        else:
-            zz = (z / temperature).masked_fill(~allowed, -math.inf)
-            p = torch.softmax(zz, 1)
-            if top_p is not None and top_p < 1.0:
-                ps, order = torch.sort(p, 1, descending=True)
-                keep = torch.cumsum(ps, 1) - ps < top_p
-                ps = ps * keep
-                p = torch.zeros_like(p).scatter(1, order, ps)
-                p = p / p.sum(1, keepdim=True)
-            pick = torch.multinomial(p.float().cpu(), 1, generator=gen)[:, 0].numpy()
-        nxt = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            k = int(pick[i])
-            nxt[i] = sess.voc.ids[k]
-            if done[i] >= horizon:
-                continue
-            states[i], finished = masks.step(states[i], k)
-            texts[i].append(sess.voc.strings[k])
-            done[i] += finished
-        steps += 1
-        if (done >= horizon).all():
-            break
-        out, cache = sess.run(nxt[:, None], cache)
-        logits = out[:, -1]
-    vals = np.empty((n, horizon))
-    for i in range(n):
-        dec = sess.ser.decode("".join(texts[i]), enc.scaler, steps=horizon)
-        v = dec.values
-        if v.size < horizon:  # cannot happen under the grammar; kept as a guard
-            raise RuntimeError(f"sample {i} decoded to {v.size} values, expected {horizon}")
-        vals[i] = v[:horizon]
-    return vals, steps * n, float(np.mean(np.concatenate(mass))) if mass else float("nan")
+def window_seed(seed: int, window: int) -> int:
+    """The seed of window ``window``'s generator: its draws depend on
+    (seed, window index) only, never on which windows share its batch."""
+    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), int(window)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+@dataclass
+class _Pending:
+    """One window waiting to be decoded: its prompt's KV cache (batch 1) and
+    the logits after its last prompt token."""
+
+    s: int
+    enc: Any
+    n_prompt: int
+    last: Any
+    cache: Any
+    masks: Any
+    gen: Any
+    max_steps: int
+
+
+def _cache_layers(cache):
+    layers = getattr(cache, "layers", None)
+    if layers is None or not all(type(L).__name__ == "DynamicLayer" for L in layers):
+        return None
+    return layers
+
+
+def _kv_bytes_per_token(cache) -> int:
+    """Bytes one sequence's KV cache holds per position (all layers)."""
+    layers = _cache_layers(cache)
+    if not layers:
+        return 0
+    T = max(cache.get_seq_length(), 1)
+    return int(sum((L.keys.numel() + L.values.numel()) * L.keys.element_size() for L in layers) // T)
+
+
+def _default_kv_budget(torch, dev) -> int:
+    """KV bytes one decoding batch may hold: half the free memory of a CUDA
+    device, else a quarter of the machine's memory (at most 4 GiB)."""
+    if getattr(dev, "type", "cpu") == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free * 0.5)
+    try:
+        import os
+
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(total // 4, 4 << 30))
+
+
+class _Decoder:
+    """Batched constrained decoding across windows (module docstring).
+
+    Windows are added one at a time with their prompt's KV cache (batch 1)
+    and decoded in groups: every sample path of every window of a group is
+    one row of one batch. Prompts of different lengths are left-padded (an
+    attention mask hides the padding, explicit position ids keep each row's
+    positions 0..n−1 as when run alone); each row carries its own grammar
+    state; a row that has produced ``horizon`` values leaves the batch (and
+    padding no remaining row needs is cut off). A group is as large as
+    ``max_batch`` rows and ``kv_budget`` bytes of KV cache allow; a window's
+    ``n`` paths always stay together.
+
+    Randomness: window s draws ``n`` float64 uniforms per step from its own
+    generator (seeded by :func:`window_seed`) for as long as any of its paths
+    is unfinished, and each path picks the token where the uniform falls in
+    the CDF of the allowed tokens (float64). Its draws therefore do not
+    depend on which windows share its batch, nor on when other rows finish.
+    """
+
+    def __init__(self, sess, horizon, n, temperature, top_p, *, max_batch=None, kv_budget=None, trace=None):
+        self.sess, self.horizon, self.n = sess, int(horizon), int(n)
+        self.temperature, self.top_p = float(temperature), top_p
+        self.max_batch = None if max_batch is None else max(int(max_batch), 1)
+        self.kv_budget = kv_budget
+        self.pending: list[_Pending] = []
+        self.out: dict = {}  # s -> (values (n, H), tokens generated, mean allowed mass)
+        self.trace = trace  # dict s -> list of (step, path, cand logits float64 numpy), for tests
+        self.groups: list[int] = []  # windows per decoded group (for benches)
+        self.rows: list[list[int]] = []  # per group: rows in the batch at each forward pass (benches)
+        self.steps = 0  # batched forward passes
+        self._masks: dict = {}
+
+    def _fits(self, extra: _Pending) -> bool:
+        grp = self.pending + [extra]
+        rows = len(grp) * self.n
+        if self.max_batch is not None and rows > self.max_batch:
+            return False
+        if _cache_layers(extra.cache) is None:
+            return False  # a cache we cannot pad and stack: one window at a time
+        if self.kv_budget is None:
+            self.kv_budget = _default_kv_budget(self.sess.torch, self.sess.dev)
+        T = max(p.n_prompt + p.max_steps for p in grp)
+        return rows * T * _kv_bytes_per_token(extra.cache) <= self.kv_budget
+
+    def add(self, s, enc, n_prompt, last, cache, gen, max_steps) -> None:
+        cap = self.sess.cap(enc)
+        masks = self._masks.get(cap)
+        if masks is None:  # windows with the same digit cap share memoised grammar masks
+            masks = self._masks[cap] = _Masks(self.sess.voc, cap)
+        p = _Pending(s, enc, int(n_prompt), last, cache, masks, gen, int(max_steps))
+        if self.pending and not self._fits(p):
+            self.flush()
+        self.pending.append(p)
+        if not self._fits_alone():
+            self.flush()
+
+    def _fits_alone(self) -> bool:
+        return _cache_layers(self.pending[-1].cache) is not None
+
+    def flush(self) -> None:
+        if self.pending:
+            grp, self.pending = self.pending, []
+            self.groups.append(len(grp))
+            self._decode(grp)
+
+    # -- one group
+    def _stack_cache(self, grp):
+        """One cache for the group: each window's KV left-padded to the
+        longest prompt and repeated for its ``n`` paths (row = window·n + path)."""
+        torch, n = self.sess.torch, self.n
+        if len(grp) == 1:
+            c = grp[0].cache
+            c.batch_repeat_interleave(n)
+            return c, 0
+        T = max(p.n_prompt for p in grp)
+        base = grp[0].cache
+        for li, L in enumerate(base.layers):
+            ks, vs = [], []
+            for p in grp:
+                Lp = p.cache.layers[li]
+                pad = T - p.n_prompt
+                k, v = Lp.keys, Lp.values
+                if pad:
+                    z = k.new_zeros(k.shape[:2] + (pad,) + k.shape[3:])
+                    k = torch.cat([z, k], dim=2)
+                    v = torch.cat([v.new_zeros(z.shape[:3] + v.shape[3:]), v], dim=2)
+                ks.append(k.expand(n, -1, -1, -1))
+                vs.append(v.expand(n, -1, -1, -1))
+            L.keys = torch.cat(ks, 0).contiguous()
+            L.values = torch.cat(vs, 0).contiguous()
+        for p in grp[1:]:
+            p.cache = None
+        return base, T
+
+    def _decode(self, grp) -> None:
+        sess, torch, n, H = self.sess, self.sess.torch, self.n, self.horizon
+        G = len(grp)
+        B = G * n
+        cache, T = self._stack_cache(grp)
+        dev = sess.dev
+        # per row: owning window (position in grp) and path
+        win = np.repeat(np.arange(G), n)
+        path = np.tile(np.arange(n), G)
+        states = [AFTER_VALUE] * B
+        # The first separator closes the context's last value, not a forecast one.
+        done = np.full(B, -1, dtype=np.int64)
+        texts = [[] for _ in range(B)]
+        ntok = np.zeros(G, np.int64)
+        mass_sum = torch.zeros(G, dtype=torch.float64, device=dev)  # summed on the device: no sync per step
+        mass_cnt = np.zeros(G, np.int64)
+        lens = np.array([p.n_prompt for p in grp], np.int64)[win]  # tokens each row holds
+        pad = (T - lens) if G > 1 else np.zeros(B, np.int64)  # left padding of each row
+        act = np.arange(B)  # rows still in the batch, in batch order
+        logits = torch.stack([grp[g].last for g in range(G)], 0).repeat_interleave(n, 0)
+        max_steps = max(p.max_steps for p in grp)
+        steps = 0
+        rows = []
+        self.rows.append(rows)
+        while act.size and steps < max_steps:
+            z = logits[:, sess.cand].double()
+            # float32 is ample for a diagnostic over 10^4..10^5 logits (max-shifted)
+            full_lse = torch.logsumexp(logits.float(), dim=1).double()
+            allowed_np = np.stack([grp[win[r]].masks.mask(states[r]) for r in act])
+            allowed = torch.as_tensor(allowed_np, device=z.device)
+            zm = z.masked_fill(~allowed, -math.inf)
+            m = torch.exp(torch.logsumexp(zm, 1) - full_lse)
+            mass_sum.index_add_(0, torch.as_tensor(win[act], device=dev), m)
+            np.add.at(mass_cnt, win[act], 1)
+            if self.trace is not None:
+                zc = z.cpu().numpy()
+                for j, r in enumerate(act):
+                    self.trace.setdefault(grp[win[r]].s, []).append((steps, int(path[r]), zc[j]))
+            if self.temperature == 0:
+                pick = zm.argmax(1).cpu().numpy()
+            else:
+                p = torch.softmax(zm / self.temperature, 1)
+                if self.top_p is not None and self.top_p < 1.0:
+                    ps, order = torch.sort(p, dim=1, descending=True, stable=True)
+                    keep = torch.cumsum(ps, 1) - ps < self.top_p
+                    p = torch.zeros_like(p).scatter(1, order, ps * keep)
+                cdf = torch.cumsum(p, 1)
+                # each window with a live path draws n uniforms, whatever its batch
+                u = np.empty(act.size)
+                live = np.unique(win[act])
+                draws = {int(g): torch.rand(n, generator=grp[g].gen, dtype=torch.float64).numpy() for g in live}
+                for j, r in enumerate(act):
+                    u[j] = draws[int(win[r])][path[r]]
+                tgt = torch.as_tensor(u, device=cdf.device)[:, None] * cdf[:, -1:]
+                pick = torch.searchsorted(cdf, tgt, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1).cpu().numpy()
+            nxt = np.empty(act.size, dtype=np.int64)
+            for j, r in enumerate(act):
+                k = int(pick[j])
+                if not allowed_np[j, k]:  # cannot happen: zero-probability tokens are never picked
+                    raise RuntimeError(f"decoding picked a token the grammar forbids (row {r}, step {steps})")
+                nxt[j] = sess.voc.ids[k]
+                states[r], finished = grp[win[r]].masks.step(states[r], k)
+                texts[r].append(sess.voc.strings[k])
+                done[r] += finished
+                ntok[win[r]] += 1
+            steps += 1
+            alive = done[act] < H
+            if not alive.any():
+                break
+            if not alive.all():
+                keep = np.flatnonzero(alive)
+                cache.batch_select_indices(torch.as_tensor(keep, device=dev))
+                act, nxt = act[keep], nxt[keep]
+                cut = int(pad[act].min())
+                if cut:  # padding no remaining row needs
+                    for L in cache.layers:
+                        L.keys, L.values = L.keys[:, :, cut:], L.values[:, :, cut:]
+                    pad = pad - cut
+            rows.append(int(act.size))
+            out = self._step(cache, nxt, lens[act], pad[act], G > 1)
+            lens[act] += 1
+            logits = out
+            self.steps += 1
+        mass_sum = mass_sum.cpu().numpy()
+        for g, p in enumerate(grp):
+            vals = np.empty((n, H))
+            for i in range(n):
+                r = g * n + i
+                dec = sess.ser.decode("".join(texts[r]), p.enc.scaler, steps=H)
+                v = dec.values
+                if v.size < H:  # cannot happen under the grammar; kept as a guard
+                    raise RuntimeError(f"window {p.s} sample {i} decoded to {v.size} values, expected {H}")
+                vals[i] = v[:H]
+            mass = float(mass_sum[g] / mass_cnt[g]) if mass_cnt[g] else float("nan")
+            self.out[p.s] = (vals, int(ntok[g]), mass)
+            p.cache = None
+
+    def _step(self, cache, nxt, pos, pad, stacked):
+        """One token per row on top of ``cache``; the logits (rows, V)."""
+        sess, torch = self.sess, self.sess.torch
+        ids = torch.as_tensor(nxt[:, None], device=sess.dev)
+        kw = {"input_ids": ids, "use_cache": True, sess._cache_kw: cache}
+        if stacked:
+            kw["position_ids"] = torch.as_tensor(pos[:, None], device=sess.dev)
+            if pad.any():
+                T = cache.get_seq_length() + 1
+                left = torch.as_tensor(pad, device=sess.dev)[:, None]
+                kw["attention_mask"] = (torch.arange(T, device=sess.dev)[None, :] >= left).long()
+        if sess._keep_kw:
+            kw[sess._keep_kw] = 1
+        out = sess.m(**kw)
+        return out.logits[:, -1]
 
 
 # ------------------------------------------------------------------ front door
+def _check_forecast_args(horizon, temperature, n_samples, top_p, max_batch):
+    if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 1:
+        raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be ≥ 0, got {temperature}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if max_batch is not None and (not isinstance(max_batch, (int, np.integer)) or max_batch < 1):
+        raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+
+
+class _Run:
+    """One forecast call: prompts, per-window prefill products (scores,
+    first digits) and the batched decoder. :func:`forecast` feeds it window by
+    window; :func:`isofast.prefill.forecast_and_capture` feeds it the KV
+    caches of the capture's own forward passes."""
+
+    def __init__(self, sess, series, horizon, *, n, temperature, top_p, seed, target, first_digit,
+                 max_batch=None, kv_budget=None, trace=None):
+        self.sess, self.series, self.horizon = sess, series, int(horizon)
+        self.n, self.seed, self.target = int(n), int(seed), target
+        S = len(series)
+        self.nll = np.full(S, np.nan) if target is not None else None
+        self.tok_nll = np.full(S, np.nan) if target is not None else None
+        self.firsts = [None] * S if first_digit else None
+        self.scalers = [None] * S
+        self.dec = _Decoder(sess, horizon, self.n, temperature, top_p, max_batch=max_batch,
+                            kv_budget=kv_budget, trace=trace)
+        self.prompts: dict = {}
+        self.t0 = time.perf_counter()
+
+    def prompt(self, s: int):
+        """(enc, text, ids) of window s's prompt (memoised)."""
+        hit = self.prompts.get(s)
+        if hit is None:
+            sess, ctx = self.sess, self.series[s]
+            # Reserve room for the scored target as well as for sampling.
+            enc0 = sess.ser.encode(ctx)
+            reserve = sess.reserve(self.horizon, enc0)
+            if self._scores(s):
+                reserve = max(reserve, len(sess.ser.encode(self.target[s], scaler=enc0.scaler).text) + 2)
+            hit = self.prompts[s] = sess.prompt(ctx, reserve)
+        return hit
+
+    def _scores(self, s) -> bool:
+        # A target with a missing value cannot be serialized: no NLL (NaN).
+        return self.target is not None and bool(np.isfinite(self.target[s]).all())
+
+    def prefill(self, s: int):
+        """Window s's own prefill: (last logits, cache)."""
+        _, _, ids = self.prompt(s)
+        logits, cache = self.sess.run(ids)
+        return logits[0, -1], cache
+
+    def window(self, s: int, last, cache) -> None:
+        """Window s's prompt has been run (``cache`` holds exactly its prompt
+        tokens, ``last`` the logits after the last one): score, first digit,
+        then queue it for decoding."""
+        sess = self.sess
+        enc, text, ids = self.prompt(s)
+        self.scalers[s] = enc.scaler
+        if self.firsts is not None:
+            self.firsts[s] = _first_digit(sess, enc, ids, cache)
+        if self._scores(s):
+            tot = _score(sess, enc, text, ids, last, cache, self.target[s])
+            self.tok_nll[s] = tot / self.horizon
+            self.nll[s] = self.tok_nll[s] - sess.ser.prec * math.log(10.0) + math.log(enc.scaler.scale)
+        gen = None
+        if self.dec.temperature != 0:
+            gen = sess.torch.Generator().manual_seed(window_seed(self.seed, s))
+        self.dec.add(s, enc, len(ids), last, cache, gen, sess.reserve(self.horizon, enc) + 8)
+
+    def result(self, quantile_levels, settings: dict) -> ForecastResult:
+        self.dec.flush()
+        S, H = len(self.series), self.horizon
+        samples = np.empty((S, self.n, H))
+        masses = np.empty(S)
+        generated = 0
+        for s in range(S):
+            vals, ntok, mass = self.dec.out[s]
+            samples[s] = vals
+            masses[s] = mass
+            generated += ntok
+        levels = np.asarray(quantile_levels, np.float64)
+        return ForecastResult(
+            samples=samples,
+            median=np.median(samples, axis=1),
+            mean=samples.mean(axis=1),
+            quantile_levels=levels,
+            quantiles=np.quantile(samples, levels, axis=1) if levels.size else np.empty((0, S, H)),
+            scalers=self.scalers,
+            nll=self.nll,
+            token_nll=self.tok_nll,
+            first_digit=self.firsts,
+            n_generated_tokens=int(generated),
+            allowed_mass=masses,
+            seconds=time.perf_counter() - self.t0,
+            settings=settings,
+        )
+
+
+def _prepare_target(context, target, series, horizon):
+    if target is None and hasattr(context, "target") and hasattr(context, "series_id"):
+        tgt = np.asarray(context.target, np.float64)
+        target = tgt if tgt.shape[1] == horizon else None
+    if target is not None:
+        target = np.asarray(target, np.float64)
+        if target.ndim == 1:
+            target = target[None]
+        if target.shape != (len(series), horizon):
+            raise ValueError(f"target must have shape ({len(series)}, {horizon}), got {target.shape}")
+        if np.isinf(target).any():
+            raise ValueError("target holds ±Inf")
+    return target
+
+
+def _settings(sess, n, temperature, top_p, seed, horizon, max_digits, dec) -> dict:
+    return {
+        "model": sess.lm.name,
+        "serializer": sess.ser.to_dict(),
+        "n_samples": n,
+        "temperature": float(temperature),
+        "top_p": top_p,
+        "seed": int(seed),
+        "seeding": "per window: window_seed(seed, window index)",
+        "horizon": int(horizon),
+        "max_digits": max_digits,
+        "decode_groups": list(dec.groups),
+    }
+
+
 def forecast(
     model: Any,
     context: Any,
@@ -648,14 +1002,16 @@ def forecast(
     *,
     n_samples: int = 5,
     temperature: float = 1.0,
-    top_p: Optional[float] = None,
+    top_p: float | None = None,
     seed: int = 0,
     serializer: Any = "llmtime",
     target: Any = None,
     quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
     first_digit: bool = False,
-    max_digits: Optional[int] = None,
-    n_threads: Optional[int] = None,
+    max_digits: int | None = None,
+    n_threads: int | None = None,
+    max_batch: int | None = None,
+    kv_budget: int | None = None,
 ) -> ForecastResult:
     """Forecast ``horizon`` values of each series in ``context`` with the
     model's LM head (module docstring for the method).
@@ -667,7 +1023,9 @@ def forecast(
         an ``isofast.data.windows.Windows`` (its targets become ``target``).
     horizon : values to forecast.
     n_samples, temperature, top_p, seed : sampling; ``temperature=0`` is
-        greedy decoding (one sample).
+        greedy decoding (one sample). Window s draws from its own generator
+        seeded by ``window_seed(seed, s)``: its paths do not depend on the
+        other windows of the call nor on how they were batched.
     serializer : an LLMTime layout (``"llmtime"`` = ``"llmtime:llama"``, or
         ``"llmtime:gpt"``) or an :class:`~isofast.serializers.LLMTimeSerializer`.
     target : the true continuations (S × H) for the continuous NLL (a row
@@ -676,91 +1034,29 @@ def forecast(
     max_digits : most digits a sampled value may have (default: context max + 1).
     n_threads : torch intra-op threads during the call (default: leave torch's
         setting); 1 is often fastest for decoding on a shared machine.
+    max_batch : most rows (windows × sample paths) decoded in one batch
+        (default: as many as ``kv_budget`` allows; 1 window per batch when
+        ``max_batch < n_samples``).
+    kv_budget : bytes of KV cache one decoding batch may hold (default: half
+        the free memory of a CUDA device, else min(RAM/4, 4 GiB)).
     """
     torch = __import__("torch")
-    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
-        raise ValueError(f"horizon must be a positive int, got {horizon!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be ≥ 0, got {temperature}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if target is None and hasattr(context, "target") and hasattr(context, "series_id"):
-        tgt = np.asarray(context.target, np.float64)
-        target = tgt if tgt.shape[1] == horizon else None
+    _check_forecast_args(horizon, temperature, n_samples, top_p, max_batch)
     series = _series_list(context)
-    if target is not None:
-        target = np.asarray(target, np.float64)
-        if target.ndim == 1:
-            target = target[None]
-        if target.shape != (len(series), horizon):
-            raise ValueError(f"target must have shape ({len(series)}, {horizon}), got {target.shape}")
-        if np.isinf(target).any():
-            raise ValueError("target holds ±Inf")
+    target = _prepare_target(context, target, series, horizon)
     n = 1 if temperature == 0 else int(n_samples)
     sess = _Session(model, serializer, max_digits)
-    gen = torch.Generator().manual_seed(int(seed))
-    t0 = time.perf_counter()
-    S = len(series)
-    samples = np.empty((S, n, horizon))
-    nll = np.full(S, np.nan) if target is not None else None
-    tok_nll = np.full(S, np.nan) if target is not None else None
-    firsts = [] if first_digit else None
-    scalers, masses = [], []
-    generated = 0
+    run = _Run(sess, series, horizon, n=n, temperature=temperature, top_p=top_p, seed=seed, target=target,
+               first_digit=first_digit, max_batch=max_batch, kv_budget=kv_budget)
     with torch.inference_mode(), _torch_threads(torch, n_threads):
-        for s, ctx in enumerate(series):
-            # Reserve room for the scored target as well as for sampling.
-            enc0 = sess.ser.encode(ctx)
-            reserve = sess.reserve(horizon, enc0)
-            # A target with a missing value cannot be serialized: no NLL (NaN).
-            score = target is not None and bool(np.isfinite(target[s]).all())
-            if score:
-                reserve = max(reserve, len(sess.ser.encode(target[s], scaler=enc0.scaler).text) + 2)
-            enc, text, ids = sess.prompt(ctx, reserve)
-            scalers.append(enc.scaler)
-            logits, cache = sess.run(ids)
-            last = logits[0, -1]
-            if firsts is not None:
-                firsts.append(_first_digit(sess, enc, ids, cache))
-            if score:
-                tot = _score(sess, enc, text, ids, last, cache, target[s])
-                tok_nll[s] = tot / horizon
-                nll[s] = tok_nll[s] - sess.ser.prec * math.log(10.0) + math.log(enc.scaler.scale)
-            vals, ntok, mass = _sample(sess, enc, ids, last, cache, horizon, n, temperature, top_p, gen)
-            samples[s] = vals
-            generated += ntok
-            masses.append(mass)
-    levels = np.asarray(quantile_levels, np.float64)
-    return ForecastResult(
-        samples=samples,
-        median=np.median(samples, axis=1),
-        mean=samples.mean(axis=1),
-        quantile_levels=levels,
-        quantiles=np.quantile(samples, levels, axis=1) if levels.size else np.empty((0, S, horizon)),
-        scalers=scalers,
-        nll=nll,
-        token_nll=tok_nll,
-        first_digit=firsts,
-        n_generated_tokens=int(generated),
-        allowed_mass=np.asarray(masses),
-        seconds=time.perf_counter() - t0,
-        settings={
-            "model": sess.lm.name,
-            "serializer": sess.ser.to_dict(),
-            "n_samples": n,
-            "temperature": float(temperature),
-            "top_p": top_p,
-            "seed": int(seed),
-            "horizon": int(horizon),
-            "max_digits": max_digits,
-        },
-    )
+        for s in range(len(series)):
+            run.window(s, *run.prefill(s))
+        run.dec.flush()
+    return run.result(quantile_levels, _settings(sess, n, temperature, top_p, seed, horizon, max_digits, run.dec))
 
 
 def continuous_nll(
-    model: Any, context: Any, target: Any, *, serializer: Any = "llmtime", n_threads: Optional[int] = None
+    model: Any, context: Any, target: Any, *, serializer: Any = "llmtime", n_threads: int | None = None
 ) -> np.ndarray:
     """LLMTime's continuous NLL per value of ``target`` given ``context``
     (one value per series; module docstring for the formula)."""
@@ -785,7 +1081,7 @@ def continuous_nll(
 
 
 def next_value_first_digit(
-    model: Any, context: Any, *, serializer: Any = "llmtime", n_threads: Optional[int] = None
+    model: Any, context: Any, *, serializer: Any = "llmtime", n_threads: int | None = None
 ) -> list:
     """The model's distribution over the first digit (and sign) of the value
     following each context: one forward pass, no sampling (:class:`FirstDigit`)."""
@@ -795,13 +1091,13 @@ def next_value_first_digit(
     out = []
     with torch.inference_mode(), _torch_threads(torch, n_threads):
         for ctx in series:
-            enc, text, ids = sess.prompt(ctx, 4)
+            enc, _text, ids = sess.prompt(ctx, 4)
             _, cache = sess.run(ids)
             out.append(_first_digit(sess, enc, ids, cache))
     return out
 
 
 # ``isofast.forecast(...)`` calls the function; the module stays reachable.
-from isofast._callable import make_module_callable as _make_callable  # noqa: E402
+from isofast._callable import make_module_callable as _make_callable
 
 _make_callable(__name__, forecast)

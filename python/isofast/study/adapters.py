@@ -94,15 +94,35 @@ class StudyModel:
         raise NotImplementedError
 
     # embeddings on disk ---------------------------------------------------
-    def store_embeddings(self, folder: Path, emb: dict[int, np.ndarray]) -> None:
-        """Write each layer as ``L<index>.npy`` (atomic); a marker is written last by the caller."""
+    def store_embeddings(self, folder: Path, emb: dict[int, np.ndarray]) -> dict[str, str] | None:
+        """Write each layer as ``L<index>.npy`` (atomic) and return their SHA-256
+        digests, which the caller records in the marker it writes last."""
+        import hashlib
+
         from isofast.store import write_npy
 
+        digests = {}
         for L, X in emb.items():
-            write_npy(folder / f"L{int(L):03d}.npy", np.ascontiguousarray(X, dtype=np.float32))
+            name = f"L{int(L):03d}.npy"
+            write_npy(folder / name, np.ascontiguousarray(X, dtype=np.float32))
+            digests[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        return digests
 
-    def load_embeddings(self, folder: Path, layers: list[int]) -> dict[int, np.ndarray]:
-        return {L: np.load(folder / f"L{int(L):03d}.npy") for L in layers}
+    def load_embeddings(self, folder: Path, layers: list[int], digests: dict | None = None) -> dict[int, np.ndarray]:
+        """Read the layers back, each file checked against its digest in the
+        marker (``OSError`` naming the file when it does not match)."""
+        import hashlib
+        import io
+
+        out = {}
+        for L in layers:
+            path = folder / f"L{int(L):03d}.npy"
+            data = path.read_bytes()
+            want = (digests or {}).get(path.name)
+            if digests is not None and want != hashlib.sha256(data).hexdigest():
+                raise OSError(f"{path}: content does not match its checksum in {folder / 'complete.json'}")
+            out[L] = np.load(io.BytesIO(data), allow_pickle=False)
+        return out
 
     # rows: how many each window contributes, and which window each row is
     def dims(self) -> dict[int, int]:  # pragma: no cover - abstract
@@ -131,9 +151,14 @@ class StudyModel:
             out[L] = np.repeat(np.arange(c.size), c)
         return out
 
-    def embed_cached(self, contexts, folder: Path, *, split, aux=None, prepare=None):
+    def embed_cached(self, contexts, folder: Path, *, split, aux=None, prepare=None, damaged=None):
         """Embeddings of ``contexts`` from ``folder`` when complete, else computed
-        (``prepare()`` first) and stored; returns ``(layers, window_ids, was_cached)``."""
+        (``prepare()`` first) and stored; returns ``(layers, window_ids, was_cached)``.
+
+        A complete entry that does not read back (a checksum, a shape or a row
+        count that does not match: :mod:`isofast.store` verifies them) is
+        damaged: ``damaged()`` is called, the folder is removed (so that a
+        resumed capture cannot reuse its shards) and the embeddings recomputed."""
         folder = Path(folder)
         marker = folder / "complete.json"
         idx = [L.index for L in self.layers]
@@ -141,17 +166,32 @@ class StudyModel:
         cached = False
         if marker.is_file():
             try:
-                emb, cached = self.load_embeddings(folder, idx), True
-            except (OSError, ValueError):
-                emb = None  # damaged entry: recompute below
+                import json
+
+                info = json.loads(marker.read_text())
+                files = info.get("files")
+                emb = self.load_embeddings(folder, idx, files) if files is not None else self.load_embeddings(folder, idx)
+                wins = self.window_ids(contexts, split, emb, folder)
+            except (OSError, ValueError, RuntimeError, KeyError, EOFError):
+                emb = None
+                if damaged is not None:
+                    damaged()
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                return emb, wins, True
         if emb is None:
             if prepare is not None:
                 prepare()
             emb = self.embed(contexts, folder=folder / "capture", aux=aux)
-            self.store_embeddings(folder, emb)
+            files = self.store_embeddings(folder, emb)
             from isofast.store import write_json
 
-            write_json(marker, {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in emb.items()}})
+            doc = {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in emb.items()}}
+            if files is not None:
+                doc["files"] = files
+            write_json(marker, doc)
         return emb, self.window_ids(contexts, split, emb, folder), cached
 
     def hook_point(self, layer: int) -> tuple[Any, str]:  # pragma: no cover - abstract

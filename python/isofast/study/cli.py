@@ -6,11 +6,15 @@ Examples::
     isofast study my_study.toml --out runs/mine
     isofast study tiny --out /tmp/tiny  # the bundled test-sized study
     isofast study --show-config default # print a bundled configuration
+    isofast study reference --workers 2 # cells on a local Dask cluster of 2 processes
+    isofast study reference --scheduler tcp://head:8786 --cache /shared/isofast-cache
 
 CONFIG is a TOML file or a bundled name (default, tiny); the schema is in
 :mod:`isofast.study.config`. Results, statistics and ``report.html`` land in
 ``--out``; finished work is cached (``--cache``, default ``OUT/cache``), so a
-re-run only computes what changed.
+re-run only computes what changed: after Ctrl-C or a killed process it
+recomputes only the unfinished cells and says how many it reused. On a Dask
+cluster the cache folder is the only shared state (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -34,7 +38,23 @@ def register(subparsers) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--show-config", action="store_true", help="print the configuration file and exit")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run the cells as tasks on the Dask cluster whose scheduler is at ADDRESS "
+                            "(e.g. tcp://host:8786); the cache folder must be visible to every worker")
+    where.add_argument("--workers", metavar="N", type=_positive_int, default=None,
+                       help="run the cells on a new local Dask cluster of N worker processes")
     p.set_defaults(func=_run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,11 +72,21 @@ def _run(args: argparse.Namespace) -> int:
     from isofast.study.runner import run_study
 
     res = run_study(cfg, out=args.out, cache=args.cache, progress=not args.no_progress,
-                    report=False if args.no_report else None)
+                    report=False if args.no_report else None, scheduler=args.scheduler, workers=args.workers)
     n_fail = sum(1 for c in res.cells if c.error)
-    print(f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed), "
+    reused = res.counters.get("cells", {}).get("cached", 0)
+    print(f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed, {reused} reused from the cache), "
           f"{len(res.table)} rows in {res.seconds:.1f} s", file=sys.stderr)
     print(f"cache: {json.dumps(res.counters)}", file=sys.stderr)
+    causes: dict = {}
+    for c in res.cells:
+        if c.error:
+            causes.setdefault(c.error, []).append(f"{c.model} / {c.dataset} / {c.perturbation}")
+    for err, where in list(causes.items())[:5]:  # name the cause on the terminal, one line each
+        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+        print(f"failed: {where[0]}{more}: {' '.join(err.split())}", file=sys.stderr)
+    if len(causes) > 5:
+        print(f"failed: {len(causes) - 5} other causes (results.csv, column error)", file=sys.stderr)
     if res.verdict_sentence:
         print(f"verdict: {res.verdict_sentence}")
         for m, v in res.verdict.get("models", {}).items():

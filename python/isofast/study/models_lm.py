@@ -6,13 +6,29 @@ tests (``"tiny-llama"``, ``"tiny-gpt2"``) or any local Hugging Face folder
 (:mod:`isofast.serializers.llmtime`, the ``llama`` preset by default).
 
 * Embeddings: :func:`isofast.capture` (residual stream, ``positions`` as in
-  the config, default every token) into the cell's cache folder — layer 0 is
-  the embedding output, layer L the output of block L, the last one after the
-  final norm, i.e. exactly the rows the LM head multiplies.
+  the config, default every token; one window per forward pass) into the
+  cell's cache folder — layer 0 is the embedding output, layer L the output
+  of block L, the last one after the final norm, i.e. exactly the rows the LM
+  head multiplies.
 * Forecasts: :func:`isofast.forecast.forecast` — LLMTime-style sampling of
   digit tokens from the softmax head (every non-digit, non-separator token
-  masked), decoded back to numbers; ``forecast = {…}`` in the model table
-  passes extra keyword arguments through.
+  masked), decoded back to numbers, all windows × sample paths decoded in
+  batches; ``forecast = {…}`` in the model table passes extra keyword
+  arguments through (``temperature``, ``top_p``, ``max_digits``,
+  ``max_batch``, ``kv_budget``, ``n_threads``).
+* One prefill per window (``joint_capture = True``): ``forecast(…,
+  capture=folder)`` captures every study layer in the same forward pass that
+  fills the forecast's KV cache (:func:`isofast.prefill.forecast_and_capture`)
+  and writes the entry :meth:`StudyModel.embed_cached` reads. The rows are
+  those :meth:`embed` alone writes (same calls, bitwise), and the prompt text
+  is unchanged: the capture still reads each window's text with its trailing
+  separator (the rows :meth:`rows_per_window` counts), the forecast the same
+  text without it.
+* Devices and dtypes: ``device = "auto"`` (default) → CUDA when
+  ``torch.cuda.is_available()``, else CPU; ``dtype = "auto"`` (default) →
+  bfloat16 on a CUDA device that supports it, else float32. The capture
+  stores what the device computed (bfloat16 rows as bfloat16; docs/study.md,
+  "Devices and dtypes").
 * Head diagnostics: :func:`isofast.head.head_diagnostics` of the last layer's
   rows under the tied/untied output matrix.
 
@@ -22,21 +38,55 @@ Weights are never trained here; the weights hash comes from the files
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
 
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
 
+_FORECAST_KEYS = frozenset(
+    {"n_samples", "seed", "temperature", "top_p", "max_digits", "max_batch", "kv_budget", "n_threads",
+     "quantile_levels"}
+)
+
+
+def resolve_device_dtype(device="auto", dtype="auto") -> tuple[str, str]:
+    """The study's device rules: ``device="auto"`` → ``"cuda"`` when torch
+    sees a CUDA device, else ``"cpu"``; ``dtype="auto"`` → ``"bfloat16"`` on
+    a CUDA device that supports it (compute capability ≥ 8.0), else
+    ``"float32"`` (CPUs and older GPUs: float16 would overflow on massive
+    activations). Explicit values pass through (checked by
+    :func:`isofast.models.resolve_device` / ``resolve_dtype``)."""
+    from isofast import models as M
+
+    torch = M._torch()
+    dev = str(device or "auto").lower()
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        M.resolve_device(dev)
+    dt = str(dtype or "auto").lower()
+    if dt == "auto":
+        on_cuda = dev.startswith("cuda") and torch.cuda.is_available()
+        dt = "bfloat16" if on_cuda and torch.cuda.is_bf16_supported() else "float32"
+    else:
+        dt = M.dtype_name(dt)
+    return dev, dt
+
 
 class LMModel(StudyModel):
     kind = "lm"
     has_head = True
+    joint_capture = True  # forecast(…, capture=folder) also writes the capture entry
 
     def __init__(self, cfg, **kw):
         super().__init__(cfg, **kw)
-        self.o = cfg.options
+        # a copy with device/dtype "auto" resolved for this machine (cfg.options untouched)
+        self.o = dict(cfg.options)
+        self.o["device"], self.o["dtype"] = resolve_device_dtype(
+            self.o.get("device", "auto"), self.o.get("dtype", "auto")
+        )
+        self.last_prefill = None  # PrefillStats of the last joint forecast (benches)
         self.lm = None
         self._hash = None
         self._n_layers = None
@@ -178,20 +228,31 @@ class LMModel(StudyModel):
                 raise RuntimeError(f"{self.name}: layer {L} has {X.shape[0]} rows, the token table {w.size}")
         return {L: w for L in emb}
 
+    def _capture_kw(self) -> dict:
+        """The capture's arguments, shared by :meth:`embed` and the joint
+        forecast so both write the same rows (one window per pass)."""
+        return {
+            "serializer": self.o["serializer"], "layers": [L.index for L in self.layers],
+            "positions": self.o["positions"], "device": self.o["device"], "dtype": self.o["dtype"],
+            "sites": ("residual",),
+        }
+
     def embed(self, contexts, *, folder=None, aux=None) -> dict[int, np.ndarray]:
         from isofast.capture import capture
         from isofast.store import open_capture
 
         lm = self._load()
-        idx = [L.index for L in self.layers]
-        res = capture(
-            lm, [np.asarray(c, np.float64) for c in contexts], serializer=self.o["serializer"],
-            layers=idx, positions=self.o["positions"], out=folder, device=self.o["device"],
-            dtype=self.o["dtype"], batch_size=int(self.o["batch_size"]), sites=("residual",),
-            resume=True, progress=False,
-        )
+        kw = self._capture_kw()
+        series = [np.asarray(c, np.float64) for c in contexts]
+        try:
+            res = capture(lm, series, out=folder, batch_size=1, resume=True, progress=False, **kw)
+        except ValueError as e:
+            if "holds a different capture" not in str(e):
+                raise
+            # an unfinished capture of other settings (e.g. an older batch size): start over
+            res = capture(lm, series, out=folder, batch_size=1, resume=False, progress=False, **kw)
         cap = open_capture(res.path)
-        return {L: cap.layer(L, "residual").to_numpy(float32=True) for L in idx}
+        return {L: cap.layer(L, "residual").to_numpy(float32=True) for L in kw["layers"]}
 
     def store_embeddings(self, folder, emb) -> None:
         """Nothing to add: :func:`isofast.capture` already wrote ``folder/capture``."""
@@ -203,18 +264,27 @@ class LMModel(StudyModel):
         return {L: cap.layer(L, "residual").to_numpy(float32=True) for L in layers}
 
     # ---------------------------------------------------------- forecast
-    def forecast(self, contexts, horizon, *, n_samples=8, seed=0) -> ForecastOutput:
+    def forecast(self, contexts, horizon, *, n_samples=8, seed=0, capture=None) -> ForecastOutput:
+        """Sample paths (S, n, H). With ``capture`` (a folder) and no complete
+        entry there, the same forward pass per window also captures every
+        study layer into ``capture/"capture"`` and then writes
+        ``capture/"complete.json"`` (atomically, last), the entry
+        :meth:`embed_cached` reads."""
         from isofast import forecast as F
 
         lm = self._load()
-        fn = F.forecast
         kw = dict(self.o.get("forecast") or {})
-        params = inspect.signature(fn).parameters
-        for k, v in (("n_samples", n_samples), ("seed", seed), ("serializer", self.o["serializer"]),
-                     ("progress", False)):
-            if k in params and k not in kw:
-                kw[k] = v
-        out = fn(lm, [np.asarray(c, np.float64) for c in contexts], horizon, **kw)
+        bad = sorted(set(kw) - _FORECAST_KEYS)
+        if bad:
+            raise ValueError(f"{self.name}: unknown forecast option(s) {bad}; allowed: {sorted(_FORECAST_KEYS)}")
+        kw.setdefault("n_samples", n_samples)
+        kw.setdefault("seed", seed)
+        series = [np.asarray(c, np.float64) for c in contexts]
+        folder = None if capture is None else Path(capture)
+        if folder is not None and not (folder / "complete.json").is_file():
+            out = self._forecast_and_capture(lm, series, horizon, folder, kw)
+        else:
+            out = F.forecast(lm, series, horizon, serializer=self.o["serializer"], **kw)
         samples = np.asarray(out.samples, dtype=np.float64)
         if samples.ndim == 2:
             samples = samples[:, None, :]
@@ -224,6 +294,25 @@ class LMModel(StudyModel):
             # probability the unconstrained head put on grammar-allowed tokens
             stats["allowed_mass"] = float(np.nanmean(np.asarray(mass, float)))
         return ForecastOutput(samples, int(getattr(out, "n_fallback", 0) or 0), (), stats=stats)
+
+    def _forecast_and_capture(self, lm, series, horizon, folder: Path, kw: dict):
+        from isofast.prefill import forecast_and_capture
+        from isofast.store import open_capture, write_json
+
+        ckw = self._capture_kw()
+        args = dict(out=folder / "capture", **ckw, **kw)
+        try:
+            out, cap, stats = forecast_and_capture(lm, series, horizon, **args)
+        except ValueError as e:
+            if "holds a different capture" not in str(e):
+                raise
+            out, cap, stats = forecast_and_capture(lm, series, horizon, resume=False, **args)
+        self.last_prefill = stats
+        c = open_capture(cap.path)
+        rows = {str(L): int(c.layer(L, "residual").shape[0]) for L in ckw["layers"]}
+        # the same marker embed_cached writes, last (write_json is atomic)
+        write_json(folder / "complete.json", {"layers": ckw["layers"], "rows": rows})
+        return out
 
     # ------------------------------------------------------------- hooks
     def _stack(self):

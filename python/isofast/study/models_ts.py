@@ -101,8 +101,8 @@ LM_DEFAULTS: dict[str, Any] = {
     "serializer": "llmtime",
     "positions": "all",
     "batch_size": 4,
-    "dtype": "float32",
-    "device": "cpu",
+    "dtype": "auto",  # bfloat16 on a CUDA device that supports it, else float32 (models_lm.resolve_device_dtype)
+    "device": "auto",  # CUDA when present, else CPU
     "forecast": {},
 }
 

@@ -29,65 +29,38 @@ row per (model, dataset, perturbation, layer); ``correlations.csv``,
 
 from __future__ import annotations
 
-import math
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from isofast.study.cache import CACHE_VERSION, StudyCache
-from isofast.study.config import StudyConfig, load_config, stable_hash
-from isofast.study.datasets import CellInputs, load_split, perturb
-
-#: error columns of the results table.
-METRICS = ("nmse", "mse", "mae", "mase", "crps", "crps_normalized")
-#: forecast baselines run in every cell (:mod:`isofast.baselines`) and their error columns.
-BASELINES = ("snaive", "ets")
-BASELINE_METRICS = ("nmse", "mase", "crps")
-#: LM-head columns (on the layer that feeds the head; NaN elsewhere).
-HEAD_FIELDS = (
-    "log_z_std", "log_z_rel_std", "log_z_range", "z_cv", "shift_residual",
-    "shift_norm_share_mean", "shift_variance_share", "logit_shift_variance_share",
+from isofast.study.cell import (
+    BASELINE_METRICS,
+    BASELINES,
+    HEAD_FIELDS,
+    METRICS,
+    CellResult,
+    cell_metrics,
+)
+from isofast.study.config import StudyConfig, load_config
+from isofast.study.datasets import perturb, take_windows
+from isofast.study.schedule import (
+    CellProgress,
+    CellSpec,
+    StudyContext,
+    Work,
+    cell_key,
+    check_shared_cache,
+    connect,
+    describe_where,
+    failed_cell,
+    run_dask,
+    run_local,
 )
 
-
-def build_model(mcfg, *, seed: int, cache: StudyCache, threads: int):
-    """The :class:`~isofast.study.adapters.StudyModel` of one ``[[models]]`` table."""
-    from isofast.study.models_lm import LMModel
-    from isofast.study.models_ts import ChronosT5Model, PatchTSTModel
-
-    cls = {"lm": LMModel, "patchtst": PatchTSTModel, "chronos-t5": ChronosT5Model}[mcfg.kind]
-    return cls(mcfg, seed=seed, cache=cache, threads=threads)
-
-
-# ------------------------------------------------------------------ results
-@dataclass
-class CellResult:
-    """One (model, dataset, perturbation): its rows, forecast and per-layer extras."""
-
-    model: str
-    kind: str
-    dataset: str
-    perturbation: str
-    error: str = ""
-    rows: list = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    forecast: dict = field(default_factory=dict)  # first windows: context, target, point, lo, hi
-    layers: dict = field(default_factory=dict)  # layer index → {name, spectrum, pca, pca_labels}
-    head: dict = field(default_factory=dict)
-    windows: list = field(default_factory=list)  # per-window (trust) rows
-    seconds: float = 0.0
-    keys: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
-
+__all__ = ["BASELINES", "BASELINE_METRICS", "HEAD_FIELDS", "METRICS", "CellResult", "StudyResult",
+           "cell_metrics", "run_study"]
 
 @dataclass
 class StudyResult:
@@ -124,274 +97,8 @@ class StudyResult:
         })
 
 
-# ------------------------------------------------------------------ metrics
-def cell_metrics(samples: np.ndarray, point: np.ndarray, target: np.ndarray, history: np.ndarray) -> dict:
-    """NMSE, MSE, MAE (of the point forecast), MASE (against the clean context's
-    naive scale) and CRPS (of the samples), pooled over series and horizon
-    steps: :func:`isofast.metrics.evaluate`."""
-    from isofast.metrics import evaluate
-
-    m = evaluate(target, point, samples=samples, context=list(history))
-    nan = float("nan")
-    f = lambda v: nan if v is None else float(v)
-    return {"nmse": f(m.nmse), "mse": f(m.mse), "mae": f(m.mae), "mase": f(m.mase), "crps": f(m.crps),
-            "crps_normalized": f(m.crps_normalized),
-            "window_nmse": [f(v) for v in np.asarray(m.per_series.get("nmse", []), float).tolist()]}
-
-
-# ------------------------------------------------------------------- a cell
-class _Grid:
-    def __init__(self, cfg: StudyConfig, cache: StudyCache, log):
-        self.cfg = cfg
-        self.cache = cache
-        self.log = log
-        self._shift: dict = {}
-
-    def forecast_key(self, model, wh: str, inputs: CellInputs, horizon: int) -> str:
-        f = self.cfg.forecast
-        opts = {k: v for k, v in model.cfg.options.items() if k in ("serializer", "forecast", "dtype", "top_k", "temperature")}
-        return stable_hash(CACHE_VERSION, "forecast", model.kind, wh, opts, inputs.key, horizon, f.n_samples, self.cell_seed(model, inputs))
-
-    def cell_seed(self, model, inputs) -> int:
-        return int(stable_hash(self.cfg.seed, "cell", model.name, inputs.dataset, inputs.perturbation, n=8), 16)
-
-    def run_cell(self, model, split, inputs: CellInputs, n_rows: dict, baselines: dict | None = None) -> CellResult:
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        res = CellResult(model.name, model.kind, inputs.dataset, inputs.perturbation)
-        prepared = {"done": False}
-
-        def prepare():
-            if not prepared["done"]:
-                model.prepare(split)
-                prepared["done"] = True
-
-        wh = model.prepared_hash(split)
-        if not wh:
-            prepare()
-            wh = model.weights_hash
-        H = split.horizon
-        seed = self.cell_seed(model, inputs)
-        # ---- forecast
-        fkey = self.forecast_key(model, wh, inputs, H)
-        fc = self.cache.load_npz("forecast", fkey)
-        if fc is None:
-            prepare()
-            out = model.forecast(list(inputs.contexts), H, n_samples=cfg.forecast.n_samples, seed=seed)
-            fc = {"samples": out.samples, "n_fallback": np.array(out.n_fallback)}
-            fc.update({f"aux_{k}": np.asarray(v) for k, v in out.aux.items()})
-            fc.update({f"stat_{k}": np.asarray(float(v)) for k, v in out.stats.items()})
-            self.cache.save_npz("forecast", fkey, fc)
-            self.cache.miss("forecast")
-        else:
-            self.cache.hit("forecast")
-        samples = np.asarray(fc["samples"], np.float64)
-        aux = {k[4:]: v for k, v in fc.items() if k.startswith("aux_")}
-        point = np.median(samples, axis=1) if cfg.forecast.point == "median" else samples.mean(axis=1)
-        res.metrics = cell_metrics(samples, point, inputs.targets, inputs.history)
-        res.metrics["n_fallback"] = int(fc["n_fallback"])
-        res.metrics["allowed_mass"] = float(fc["stat_allowed_mass"]) if "stat_allowed_mass" in fc else math.nan
-        q = cfg.forecast.quantiles
-        k = min(cfg.report.forecast_windows, samples.shape[0])
-        res.forecast = {
-            "context": inputs.contexts[:k].tolist(), "target": inputs.targets[:k].tolist(),
-            "point": point[:k].tolist(), "lo": np.quantile(samples[:k], q[0], axis=1).tolist(),
-            "hi": np.quantile(samples[:k], q[1], axis=1).tolist(), "n_samples": int(samples.shape[1]),
-            "quantiles": list(q),
-        }
-        # ---- embeddings + isotropy
-        layers = model.layers
-        ckey = stable_hash(
-            CACHE_VERSION, "capture", model.kind, wh, [L.to_dict() for L in layers],
-            {k: v for k, v in model.cfg.options.items() if k in ("serializer", "positions", "dtype")},
-            inputs.key, fkey if aux else "",
-        )
-        rows_key = {str(k): int(v) for k, v in sorted(n_rows.items())}
-        ikey = stable_hash(CACHE_VERSION, "isotropy", ckey, cfg.isotropy.__dict__, cfg.seed, model.has_head, rows_key)
-        iso = self.cache.load_json("isotropy", ikey)
-        if iso is None:
-            emb, wins, cached = model.embed_cached(
-                list(inputs.contexts), self.cache.dir("captures", ckey), split=split, aux=aux or None, prepare=prepare
-            )
-            (self.cache.hit if cached else self.cache.miss)("capture")
-            iso = self._isotropy(model, emb, wins, layers, prepare, n_rows)
-            self.cache.save_json("isotropy", ikey, iso)
-            self.cache.miss("isotropy")
-        else:
-            self.cache.hit("isotropy")
-        res.keys = {"weights": wh, "forecast": fkey, "capture": ckey, "isotropy": ikey}
-        res.head = iso.get("head") or {}
-        base = {}
-        if baselines:
-            k = inputs.contexts.shape[0]
-            for bname, bs in baselines.items():
-                if bname.startswith("_"):
-                    continue
-                bm = cell_metrics(bs[:k], np.median(bs[:k], axis=1), inputs.targets, inputs.history)
-                for mname in BASELINE_METRICS:
-                    base[f"{mname}_{bname}"] = bm[mname]
-            from isofast.baselines import skill
-
-            base["skill_mase"] = skill(res.metrics["mase"], base.get("mase_snaive", math.nan))
-            base["skill_crps"] = skill(res.metrics["crps"], base.get("crps_snaive", math.nan))
-        res.metrics.update(base)
-        wnmse = res.metrics.get("window_nmse", [])
-        for L in layers:
-            li = iso["layers"][str(L.index)]
-            res.layers[L.index] = {
-                "name": L.name, "spectrum": li["spectrum"], "pca": li["pca"], "pca_labels": li["pca_labels"],
-                "silhouettes": li.get("silhouettes", {}), "notes": li.get("notes", []),
-                "skip_reason": li.get("skip_reason", ""),
-            }
-            row = {
-                "model": model.name, "kind": model.kind, "dataset": inputs.dataset,
-                "perturbation": inputs.perturbation, "layer": L.index, "layer_name": L.name,
-                "stack": L.stack, "depth": L.depth, "context": int(inputs.contexts.shape[1]),
-                "horizon": H, "n_series": int(inputs.contexts.shape[0]),
-            }
-            row.update(li["stats"])
-            row["skip_reason"] = li.get("skip_reason", "")
-            row["floors"] = bool(cfg.isotropy.floors)
-            row["massive_policy"] = cfg.isotropy.massive
-            is_head = L.index == iso.get("head_layer") and not row["skip_reason"]
-            for f in HEAD_FIELDS:
-                row[f"head_{f}"] = float(res.head.get(f, math.nan)) if is_head else math.nan
-            row.update({m: res.metrics[m] for m in METRICS})
-            row.update(base)
-            row["n_fallback"] = res.metrics["n_fallback"]
-            row["allowed_mass"] = res.metrics["allowed_mass"]
-            row["weights_hash"] = wh
-            row["error"] = ""
-            res.rows.append(row)
-            for w in li.get("windows", []):
-                v = w["values"]
-                j = int(v["window"])
-                wr = {"model": model.name, "kind": model.kind, "dataset": inputs.dataset,
-                      "perturbation": inputs.perturbation, "layer": L.index, "layer_name": L.name,
-                      "depth": L.depth, "window": j, "n_rows": v["n_rows"],
-                      "nmse": wnmse[j] if j < len(wnmse) else math.nan,
-                      "skip_reason": row["skip_reason"]}
-                from isofast.trust import WINDOW_STATISTICS
-
-                for st in WINDOW_STATISTICS:
-                    wr[f"win_{st}"] = v.get(st, math.nan) if not row["skip_reason"] else math.nan
-                wr["reasons"] = "; ".join(f"{a}: {b}" for a, b in sorted(w.get("reasons", {}).items()))
-                res.windows.append(wr)
-        res.seconds = time.perf_counter() - t0
-        return res
-
-    def _isotropy(self, model, emb, wins, layers, prepare, n_rows: dict) -> dict:
-        from isofast.study.isotropy import layer_suite
-
-        cfg = self.cfg
-        out: dict = {"layers": {}}
-        hl = model.head_layer() if model.has_head else None
-        for L in layers:
-            seed = int(stable_hash(cfg.seed, cfg.isotropy.seed, "rows", L.index, n=8), 16)
-            head = None
-            if L.index == hl:
-                def head(Xs):
-                    prepare()
-                    W, b = model.head()
-                    C = Xs.astype(np.float32) * np.float32(model.head_scale())
-                    rep = self._head_report(model, W, C, b)
-                    return rep.to_dict(), rep.shift_cosine, rep.log_z
-
-            li = layer_suite(emb[L.index], cfg.isotropy, seed, n_rows=int(n_rows[L.index]),
-                             windows=wins[L.index], head=head)
-            if li.get("head") is not None:
-                out["head"] = li.pop("head")
-                out["head_layer"] = hl
-            else:
-                li.pop("head", None)
-            out["layers"][str(L.index)] = li
-        return out
-
-    def _head_report(self, model, W, C, b):
-        """:func:`isofast.head.head_diagnostics` of contexts C under the head (W, b).
-
-        The shift direction u* = argmin‖Wu − 1‖ depends on W only and costs a
-        streaming QR of the V×d head (≈ 40 s for SmolLM2's 49152×576 on one
-        core), so it is computed once per weights hash, kept on disk, and
-        handed to ``head_diagnostics(shift=...)``.
-        """
-        import isofast.head as H
-
-        key = stable_hash(CACHE_VERSION, "shift", model.weights_hash, W.shape)
-        sd = self._shift.get(key)
-        if sd is None:
-            z = self.cache.load_npz("head", key)
-            if z is not None:
-                sd = H.ShiftDirection(u=z["u"], residual=float(z["residual"]), gram=z["gram"],
-                                      ones_proj=z["ones_proj"], rank=int(z["rank"]))
-            else:
-                sd = H.shift_direction(W)
-                self.cache.save_npz("head", key, {"u": sd.u, "residual": np.array(sd.residual), "gram": sd.gram,
-                                                  "ones_proj": sd.ones_proj, "rank": np.array(sd.rank)})
-            self._shift[key] = sd
-
-        return H.head_diagnostics(W, C, b, isotropy=False, head_isotropy=False, shift=sd)
-
-
-# ---------------------------------------------------------------- baselines
-def _season(split) -> int:
-    """Seasonal period of a dataset: its frequency (registry), the preset's cycle
-    (KernelSynth), else 1; never as long as half the context (seasonal naive
-    and MASE need a full season in the context)."""
-    from isofast.data import dataset_season, preset_season
-
-    d = split.config
-    m = None
-    try:
-        if d.source == "registry":
-            m = dataset_season(d.name)
-        elif d.source == "kernelsynth":
-            m = preset_season(d.kernel, d.length)
-    except (KeyError, ValueError):
-        m = None
-    m = int(m or 1)
-    return m if 1 <= m <= split.context // 2 else 1
-
-
-def _baselines(cfg, store: StudyCache, split, inputs: CellInputs) -> dict:
-    """Seasonal naive and ETS sample paths (n, S, H) for every test window of one
-    (dataset, perturbation), cached; ``"_info"`` holds their season and pooled metrics."""
-    from isofast.baselines import ets, seasonal_naive
-
-    season = _season(split)
-    H = split.horizon
-    key = stable_hash(CACHE_VERSION, "baselines", inputs.key, H, season, cfg.seed)
-    z = store.load_npz("baselines", key)
-    if z is None:
-        sn = seasonal_naive(list(inputs.contexts), H, season=season)
-        seed = int(stable_hash(cfg.seed, "ets", inputs.key, n=8), 16)
-        et = ets(list(inputs.contexts), H, season=season, n_samples=max(cfg.forecast.n_samples, 20), seed=seed)
-        z = {"snaive": sn.samples, "ets": et.samples, "ets_fallback": np.array(et.n_fallback)}
-        store.save_npz("baselines", key, z)
-        store.miss("baselines")
-    else:
-        store.hit("baselines")
-    out = {b: np.asarray(z[b], np.float64) for b in BASELINES}
-    info = {}
-    for b in BASELINES:
-        m = cell_metrics(out[b], np.median(out[b], axis=1), inputs.targets, inputs.history)
-        info[b] = {"season": season, "metrics": {k: m[k] for k in ("nmse", "mase", "crps")}}
-    out["_info"] = info
-    return out
-
 
 # ---------------------------------------------------------------- the study
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, unit="cell", desc="study", file=sys.stderr, dynamic_ncols=True)
-    except ImportError:  # pragma: no cover
-        return None
-
-
 def _frame(rows: list[dict]):
     import pandas as pd
 
@@ -413,33 +120,45 @@ def _write_table(df, path_base: Path) -> dict:
 
 
 def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path | None = None,
-              progress: bool = True, report: bool | None = None, log=None) -> StudyResult:
+              progress: bool = True, report: bool | None = None, log=None, client=None,
+              scheduler: str | None = None, workers: int | None = None) -> StudyResult:
     """Run a study (module docstring) and return its :class:`StudyResult`.
 
     ``config``: a TOML path, a bundled name (``"default"``, ``"tiny"``), a dict
     or a :class:`~isofast.study.config.StudyConfig`. ``out`` defaults to
     ``./isofast-study-<name>``; ``cache`` to the config's ``[study] cache`` or
     ``<out>/cache``. ``report`` overrides ``[report] enabled``.
+
+    Where the cells run (:mod:`isofast.study.schedule`): in this process by
+    default; on an existing Dask cluster with ``client`` (a
+    ``distributed.Client``) or ``scheduler`` (its address, e.g.
+    ``"tcp://host:8786"``); on a new ``LocalCluster`` of ``workers`` processes.
+    The results are the same rows either way (docs/cluster.md says to what
+    precision). Finished cells are read back from the cache, so an interrupted
+    run resumes: ``counters["cells"]`` says how many were reused.
     """
     t_start = time.perf_counter()
+    if sum(x is not None for x in (client, scheduler, workers)) > 1:
+        raise ValueError("give at most one of client, scheduler and workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
     cfg = load_config(config)
     out = Path(out if out is not None else f"isofast-study-{cfg.name}").expanduser()
     out.mkdir(parents=True, exist_ok=True)
     croot = Path(cache) if cache is not None else (Path(cfg.cache).expanduser() if cfg.cache else out / "cache")
-    store = StudyCache(croot)
+    croot = croot.absolute()  # workers resolve it, not this process's working directory
+    ctx = StudyContext(cfg, croot)
+    store = ctx.store
     say = log if log is not None else (lambda m: print(m, file=sys.stderr))
-    grid = _Grid(cfg, store, say)
 
-    from isofast.study.datasets import take_windows
+    from isofast.study.config import ConfigError
     from isofast.study.plan import plan_rows
 
     splits: dict = {}
     for d in cfg.datasets:
         try:
-            splits[d.name] = load_split(d, seed=cfg.seed)
+            splits[d.name] = ctx.split(d.name)
         except (ValueError, OSError, KeyError) as exc:  # the grid cannot run: say so before anything does
-            from isofast.study.config import ConfigError
-
             raise ConfigError(f"dataset {d.name!r}: {exc}") from exc
 
     def cell_inputs(mcfg, split, p):
@@ -449,8 +168,8 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
     model_err: dict = {}
     for mcfg in cfg.models:
         try:
-            adapters[mcfg.name] = build_model(mcfg, seed=cfg.seed, cache=store, threads=cfg.threads)
-        except Exception as exc:
+            adapters[mcfg.name] = ctx.model(mcfg.name)
+        except Exception as exc:  # noqa: BLE001 - recorded as the model's cells' error
             model_err[mcfg.name] = f"{type(exc).__name__}: {exc}"
     # rows per (model, layer), refused before any forward pass when a floor cannot be met
     plans = {}
@@ -460,55 +179,87 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
         except (OSError, ImportError) as exc:  # e.g. a model folder without a tokenizer
             model_err[name] = f"{type(exc).__name__}: {exc}"
             adapters.pop(name)
-    baselines = {}
-    for d in cfg.datasets:
-        for p in cfg.perturbations:
-            baselines[(d.name, p.name)] = _baselines(cfg, store, splits[d.name], perturb(splits[d.name], p, seed=cfg.seed))
 
+    if not adapters:  # nothing could run: refuse, naming every cause, before anything is written
+        raise ConfigError("no model of the study can run: " + "; ".join(f"{m}: {e}" for m, e in model_err.items()))
+    for name, err in model_err.items():  # the grid goes on without it, and says so first
+        say(f"isofast study: model {name!r} cannot run ({err}); its cells are recorded as failed")
+
+    # ---- the grid: cells already in the cache, cells to compute, their dependencies
+    n_rows = {m: {L: lp.n_rows for L, lp in pl.items()} for m, pl in plans.items()}
+    specs, done, todo = [], {}, []
+    prepares: dict = {}
+    prepare_of: dict = {}
+    for mcfg in cfg.models:
+        model = adapters.get(mcfg.name)
+        for d in cfg.datasets:
+            wkey = model.weights_key(splits[d.name]) if model is not None else ""
+            for p in cfg.perturbations:
+                i = len(specs)
+                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {})) if model else ""
+                spec = CellSpec(i, mcfg.name, d.name, p.name, key)
+                specs.append(spec)
+                if model is None:
+                    done[i] = failed_cell(spec, mcfg.kind, model_err[mcfg.name])
+                    continue
+                got = store.load_json("cells", key)
+                if got is not None:
+                    store.hit("cells")
+                    done[i] = CellResult.from_dict(got)
+                    continue
+                todo.append(spec)
+                if not model.prepared_hash(splits[d.name]):  # weights this study trains, not trained yet
+                    prepare_of[i] = prepares.setdefault((mcfg.name, wkey), (mcfg.name, d.name))
+    n_reused = sum(1 for c in done.values() if not c.error)
+    work = Work(cfg, str(croot), [(d.name, p.name) for d in cfg.datasets for p in cfg.perturbations],
+                list(prepares.values()), todo, n_rows, prepare_of)
+
+    own_client = False
+    if scheduler is not None or workers is not None:
+        client, own_client = connect(scheduler, workers)
     old_threads = None
-    try:
-        from isofast.study.adapters import torch_threads
-
-        # set only once the grid is known to run (a refused grid leaves torch as it was);
-        # small models on a shared machine: oversubscribed threads are slower
-        old_threads = torch_threads(cfg.threads)
-    except ImportError:  # no torch: every cell will record the ImportError
-        pass
-
-    cells: list[CellResult] = []
+    cells_by_index = dict(done)
     model_info: dict = {}
-    bar = _progress(len(cfg.models) * len(cfg.datasets) * len(cfg.perturbations), progress)
+    bar = None
     try:
-        for mcfg in cfg.models:
-            model = adapters.get(mcfg.name)
-            m_err = model_err.get(mcfg.name, "")
-            for d in cfg.datasets:
-                for p in cfg.perturbations:
-                    if bar is not None:
-                        bar.set_postfix_str(f"{mcfg.name} / {d.name} / {p.name}")
-                    err = m_err
-                    if not err:
-                        try:
-                            inputs = cell_inputs(mcfg, splits[d.name], p)
-                            n_rows = {L: lp.n_rows for L, lp in plans[mcfg.name].items()}
-                            cells.append(grid.run_cell(model, splits[d.name], inputs, n_rows, baselines[(d.name, p.name)]))
-                        except Exception as exc:
-                            err = f"{type(exc).__name__}: {exc}"
-                            say(f"isofast study: cell {mcfg.name} / {d.name} / {p.name} failed: {err}\n"
-                                + "".join(traceback.format_exc(limit=3)))
-                    if err:
-                        cells.append(CellResult(mcfg.name, mcfg.kind, d.name, p.name, error=err, rows=[{
-                            "model": mcfg.name, "kind": mcfg.kind, "dataset": d.name, "perturbation": p.name,
-                            "layer": -1, "layer_name": "", "stack": "", "depth": math.nan, "error": err,
-                        }]))
-                    if bar is not None:
-                        bar.update(1)
-            if model is not None:
-                model_info[mcfg.name] = model.describe()
-                model_info[mcfg.name]["rows_plan"] = {str(L): lp.to_dict() for L, lp in plans.get(mcfg.name, {}).items()}
+        if client is not None:
+            n_workers = check_shared_cache(client, croot)
+            where = describe_where(client, n_workers)
+        else:
+            where = "this process"
+            try:
+                from isofast.study.adapters import torch_threads
+
+                # set only once the grid is known to run (a refused grid leaves torch as it was);
+                # small models on a shared machine: oversubscribed threads are slower
+                old_threads = torch_threads(cfg.threads)
+            except ImportError:  # no torch: every cell will record the ImportError
+                pass
+        if progress:
+            say(f"isofast study {cfg.name}: {len(specs)} cells, {n_reused} reused from the cache, "
+                f"{len(todo)} to compute in {where}")
+        bar = CellProgress(len(specs), len(done), progress)
+        runs = run_dask(work, client, bar, store, say) if client is not None else run_local(work, ctx, bar, say)
+        for spec, res, info in runs:
+            cells_by_index[spec.index] = res
+            if info is not None:
+                model_info[spec.model] = info
+            bar.done(res)
     finally:
         if bar is not None:
             bar.close()
+        if own_client:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    baselines = getattr(work, "baselines", {})
+    cells: list[CellResult] = [cells_by_index[i] for i in range(len(specs))]
+    for mcfg in cfg.models:
+        model = adapters.get(mcfg.name)
+        if model is not None:
+            model_info[mcfg.name] = model_info.get(mcfg.name) or model.describe()
+            model_info[mcfg.name]["rows_plan"] = {str(L): lp.to_dict() for L, lp in plans.get(mcfg.name, {}).items()}
 
     rows = [r for c in cells for r in c.rows]
     table = _frame(rows)
