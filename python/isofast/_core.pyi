@@ -19,6 +19,7 @@ __all__ = [
     "cluster_isotropy",
     "cluster_statistics",
     "column_mean",
+    "fast_tile_rows",
     "kmeans",
     "log_partition",
     "log_partition_head",
@@ -36,7 +37,14 @@ _F64 = npt.NDArray[np.float64]
 class Moments:
     """Mergeable count, mean, co-moment (Chan et al. 1979) and raw unit-vector sum."""
 
-    def __new__(cls, dim: int) -> Moments: ...
+    def __new__(cls, dim: int, precision: str = "exact") -> Moments:
+        """precision: "exact" (float64 Gram products) or "fast" (float32
+        Gram products of tile-centred rows, merged in float64)."""
+    @property
+    def precision(self) -> str: ...
+    @property
+    def released(self) -> bool:
+        """True once second_pass(release=True) freed the co-moment."""
     def update(self, x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> None: ...
     def merge(self, other: Moments) -> None: ...
     def copy(self) -> Moments: ...
@@ -57,19 +65,30 @@ class Moments:
     def eigenvalues(self, n_threads: Optional[int] = None) -> _F64:
         """Covariance eigenvalues, descending (no eigenvectors: cheaper)."""
     def second_pass(
-        self, f64_gemm: bool, raw: bool = True, centered: bool = True, n_threads: Optional[int] = None
+        self,
+        f64_gemm: bool,
+        raw: bool = True,
+        centered: bool = True,
+        n_threads: Optional[int] = None,
+        release: bool = False,
+        memory_budget: Optional[int] = None,
     ) -> Tuple[_F64, SecondPass]:
         """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
-        (raw) and of the covariance (centred)), built without copying the
-        d×d eigenvector matrices through numpy."""
+        (raw, by the rank-one update of the covariance's eigenpairs) and of
+        the covariance (centred)), built without copying the d×d eigenvector
+        matrices through numpy. release=True frees the co-moment first
+        (covariance/comoment/update/merge/pickle then raise ValueError).
+        memory_budget (bytes, default 3·d²·8 + 256 MiB) picks the
+        eigensolver's route: divide and conquer if it fits, else QR."""
     def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns)."""
     def directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64, _F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
-        XᵀX eigenvalues desc, their eigenvectors as columns)."""
+        XᵀX eigenvalues desc, their eigenvectors as columns); XᵀX's by the
+        rank-one update of the covariance's (one decomposition)."""
     def __getstate__(self) -> bytes: ...
     def __setstate__(self, state: bytes) -> None: ...
-    def __getnewargs__(self) -> Tuple[int]: ...
+    def __getnewargs__(self) -> Tuple[int, str]: ...
 
 @final
 class SecondPass:
@@ -114,6 +133,8 @@ def row_norms(
     scaling when Σx² leaves [2⁻⁹⁰⁰, max]); ``row_offset`` numbers rows in
     NaN/Inf errors."""
 def available_threads() -> int: ...
+def fast_tile_rows(d: int) -> int:
+    """Rows per tile of precision="fast" at width d (the b of its error bound)."""
 
 # --- clustered isotropy (isofast_core::kmeans / silhouette / cluster) ---------
 

@@ -34,7 +34,20 @@ def _needs_f64(arr: np.ndarray, elem: Optional[str]) -> bool:
     return elem is None and (arr.dtype == np.float64 or arr.dtype.kind in "iu")
 
 
-def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str]):
+#: Accepted values of ``precision=`` (design.md, "Precision: exact and fast").
+PRECISIONS = ("exact", "fast")
+
+
+def check_precision(precision: Any) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a clear error."""
+    if not isinstance(precision, str):
+        raise TypeError(f"precision must be 'exact' or 'fast', got {type(precision).__name__} {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'exact' or 'fast', got {precision!r}")
+    return precision
+
+
+def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str], precision: str = "exact"):
     src = as_source(X, dtype)
     state = None
     f64 = False
@@ -42,7 +55,7 @@ def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str]):
         if state is None:
             if arr.shape[1] == 0:
                 raise DimensionError("input has 0 columns")
-            state = _core.Moments(arr.shape[1])
+            state = _core.Moments(arr.shape[1], precision)
         state.update(arr, elem, n_threads)
         f64 = f64 or _needs_f64(arr, elem)
     if state is None or state.n == 0:
@@ -164,8 +177,16 @@ def analyze(
     massive: Optional[str] = None,
     massive_ratio: float = 100.0,
     floors: bool = False,
+    precision: str = "exact",
+    memory_budget: Optional[int] = None,
 ) -> IsotropyReport:
     """All global isotropy statistics of the rows of ``X`` (design.md §3).
+
+    One symmetric eigendecomposition (of the covariance) is done between the
+    passes; the eigenvectors of XᵀX = M + n·μμᵀ for the raw partition
+    isotropy follow from it by a rank-one update (secular equation, Bunch,
+    Nielsen & Sorensen 1978; Gu & Eisenstat 1994 eigenvectors; deflation of
+    degenerate cases), backward stable like a full decomposition.
 
     Parameters
     ----------
@@ -194,6 +215,25 @@ def analyze(
     floors : set the statistics listed in ``report.invalid`` (undefined or
         meaningless for this input, e.g. spectral ones when N < d) to NaN;
         they stay in ``invalid`` with the reason.
+    precision : ``"exact"`` (default): the co-moment M = Σ(x−μ)(x−μ)ᵀ from
+        float64 Gram products of tile-centred rows (Chan et al. 1979).
+        ``"fast"``: each tile (b = ``isofast._core`` fast tile rows, ≤ 8192)
+        is centred at its float64 mean, rounded to float32 and its Gram
+        product formed by a float32 GEMM, then merged in float64. Bound
+        (Higham 2002 §3.1 with Cauchy–Schwarz): |ΔM_ij| ≤ γ_{b+2}·√(M_ii·M_jj),
+        γ_m = m·u/(1 − m·u), u = 2⁻²⁴, so every covariance eigenvalue moves by
+        at most γ_{b+2}·Σλ (Weyl), total_variance and explained-variance
+        ratios by ≤ γ_{b+2} (relative / absolute), participation ratio and
+        IsoScore by ≤ 2γ_{b+2}(1 + √PR) relative; mean, avg_cosine and
+        n_zero_norm are float64 as in exact mode. Meant for float32/16/bf16
+        inputs, whose own rounding is already ≥ u. Bitwise independent of
+        ``n_threads`` (all but ``avg_cosine_centered``, float64 rounding).
+        Measured errors: docs/design.md.
+    memory_budget : bytes the step between the passes may hold above the
+        input (default ``None``: 3·d²·8 + 256 MiB). It picks the symmetric
+        eigensolver's route: divide and conquer (≈ 4.5·d²·8 bytes in all)
+        when it fits — d ≤ 4733 at the default — else QR iteration
+        (≈ 2.5·d²·8 bytes, several times slower; benches/README.md).
 
     A one-shot iterator can be read only once: the two-pass statistics are
     then ``None`` and a warning says so.
@@ -202,6 +242,12 @@ def analyze(
         raise ValueError(f"massive must be None, 'flag' or 'exclude', got {massive!r}")
     if not isinstance(floors, (bool, np.bool_)):
         raise TypeError(f"floors must be True or False, got {floors!r}")
+    check_precision(precision)
+    if memory_budget is not None and (
+        isinstance(memory_budget, (bool, np.bool_)) or not isinstance(memory_budget, (int, np.integer))
+        or memory_budget <= 0
+    ):
+        raise ValueError(f"memory_budget must be a positive number of bytes or None, got {memory_budget!r}")
     mr = None
     if massive is not None:
         from isofast.massive import (
@@ -220,7 +266,9 @@ def analyze(
             )
         mr = massive_rows(src0, ratio=massive_ratio, n_threads=n_threads)
         X = excluding_rows(src0, mr.mask) if (massive == "exclude" and mr.n_massive) else src0
-    rep = _analyze(X, center, partition, eps, n_threads, dtype)
+    rep = _analyze(X, center, partition, eps, n_threads, dtype, precision, memory_budget)
+    if precision == "fast":
+        rep.notes.append("precision='fast': float32 Gram products merged in float64 (error bound: docs/design.md)")
     if mr is not None:
         rep.n_massive = mr.n_massive
         rep.massive_variance_share = mr.variance_share
@@ -242,8 +290,9 @@ def analyze(
 
 
 def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optional[int],
-             dtype: Optional[str]) -> IsotropyReport:
-    src, state, f64 = _first_pass(X, n_threads, dtype)
+             dtype: Optional[str], precision: str = "exact",
+             memory_budget: Optional[int] = None) -> IsotropyReport:
+    src, state, f64 = _first_pass(X, n_threads, dtype, precision)
     if not (center or partition) or not src.reiterable:
         rep = report_from_moments(state, eps, n_threads)
         if center or partition:
@@ -255,7 +304,10 @@ def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optio
             rep.notes.append("two-pass statistics skipped: input could be read only once")
         return rep
     _check_rows(state)
-    ev_c, sp = state.second_pass(f64, raw=partition, centered=partition and center, n_threads=n_threads)
+    # release=True: the state's d×d co-moment becomes the solver's input and
+    # is freed with it (the report needs only n, mean and the cosine sums).
+    ev_c, sp = state.second_pass(f64, raw=partition, centered=partition and center, n_threads=n_threads,
+                                 release=True, memory_budget=None if memory_budget is None else int(memory_budget))
     rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
     for arr, elem in src.chunks():
         sp.update(arr, elem, n_threads)

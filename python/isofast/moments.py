@@ -19,13 +19,20 @@ class Moments:
 
     ``update`` accepts any input :func:`isofast.analyze` accepts; ``merge``
     combines states built from disjoint rows (associative and commutative up
-    to float64 rounding); instances pickle compactly.
+    to float64 rounding); instances pickle compactly. ``precision``: as in
+    :func:`isofast.analyze` (``"exact"`` default, or ``"fast"``).
     """
 
     __slots__ = ("_state",)
 
-    def __init__(self, dim: int):
-        self._state = _core.Moments(check_int(dim, "dim", minimum=1))
+    def __init__(self, dim: int, precision: str = "exact"):
+        from isofast.analysis import check_precision
+
+        self._state = _core.Moments(check_int(dim, "dim", minimum=1), check_precision(precision))
+
+    @property
+    def precision(self) -> str:
+        return str(self._state.precision)
 
     def update(self, chunk: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> "Moments":
         for arr, elem in as_source(chunk, dtype).chunks():
@@ -80,11 +87,21 @@ class Moments:
         return rep
 
     def __getstate__(self):
-        return self._state.__getstate__()
+        # Exact states pickle as before (bytes); fast ones as (bytes, "fast").
+        data = self._state.__getstate__()
+        return data if self._state.precision == "exact" else (data, self._state.precision)
 
     def __setstate__(self, state):
-        self._state = _core.Moments(1)
-        self._state.__setstate__(state)
+        from isofast.analysis import check_precision
+
+        if isinstance(state, tuple):
+            if len(state) != 2:
+                raise ValueError("corrupt Moments state: expected (bytes, precision)")
+            data, precision = state
+        else:
+            data, precision = state, "exact"
+        self._state = _core.Moments(1, check_precision(precision))
+        self._state.__setstate__(data)
 
     def __repr__(self) -> str:
         return f"Moments(dim={self.dim}, n={self.n})"

@@ -18,6 +18,7 @@ pub mod lse;
 pub mod moments;
 pub mod norms;
 pub mod partition;
+pub mod rankone;
 pub mod silhouette;
 pub mod source;
 pub mod spectrum;

@@ -6,29 +6,148 @@
 //! mean before its Gram product is added, and the block is merged with
 //! M ← M_a + M_b + δδᵀ·n_a·n_b/n, δ = μ_b − μ_a. Σxxᵀ − nμμᵀ is never formed,
 //! so a common offset of 1e4 on a spread of 1e-2 costs no accuracy.
+//!
+//! Two precisions ([`Precision`]): `Exact` (default) forms each tile's Gram
+//! product YᵀY in float64; `Fast` rounds the tile-centred Y to float32 and
+//! forms YᵀY by a float32 GEMM, merged into the float64 state. Fast's error
+//! bound (Higham 2002, §3.1, with Cauchy–Schwarz): for tiles of at most b
+//! rows, |ΔM_ij| ≤ γ_{b+2} √(M_ii M_jj), γ_m = m·u/(1 − m·u), u = 2⁻²⁴,
+//! hence ‖ΔM‖₂ ≤ ‖ΔM‖_F ≤ γ_{b+2}·tr M and every eigenvalue moves by at most
+//! γ_{b+2}·tr M (Weyl). See docs/design.md, "Precision: exact and fast".
 
 use crate::cosine::UnitSum;
 use crate::error::{Error, Result};
-use crate::source::{for_each_tile, tile_mean, MatView};
+use crate::source::{check_finite, for_each_tile, tile_mean, tile_rows, MatView};
 use crate::threads;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
+
+/// How a tile's Gram product is formed (the merge is float64 either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float64 GEMM on float64 tile-centred rows (the contract of design.md §2).
+    #[default]
+    Exact,
+    /// float32 GEMM on tile-centred rows rounded to float32, merged in
+    /// float64; error bound in the module docs. Bitwise independent of the
+    /// thread count for a given tile size ([`fast_tile_rows`]).
+    Fast,
+}
+
+impl Precision {
+    pub fn from_name(name: &str) -> Option<Precision> {
+        match name {
+            "exact" => Some(Precision::Exact),
+            "fast" => Some(Precision::Fast),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Fast => "fast",
+        }
+    }
+}
+
+/// Rows per tile in [`Precision::Fast`]: twice the exact tile (a float64
+/// tile of ~32 MiB), so the float64 merge of each tile's d×d Gram panel costs
+/// little next to its GEMM. The fast error bound uses b = this.
+pub fn fast_tile_rows(d: usize) -> usize {
+    (2 * tile_rows(d)).min(8192)
+}
+
+/// Column width of the Gram panels of the fast path: fixed, so the float32
+/// sums (and their bits) do not depend on how many threads share them.
+const PANEL: usize = 128;
+
+/// A column-major d×d buffer of which only the lower triangle is meaningful
+/// (and resident): what [`Moments::take_covariance`] hands over.
+pub struct LowerMat {
+    dim: usize,
+    data: Vec<f64>,
+}
+
+impl LowerMat {
+    pub fn as_ref(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.data, self.dim, self.dim)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Moments {
     dim: usize,
     n: u64,
     mean: Vec<f64>,
-    /// Co-moment; only the lower triangle (i ≥ j) is maintained.
-    m2: Mat<f64>,
+    /// Co-moment, column-major d×d; only the lower triangle (i ≥ j) is
+    /// written. Allocated zeroed by the OS and never touched above the
+    /// diagonal, so about half of it is ever resident. Empty once released
+    /// ([`Moments::take_covariance`]).
+    m2: Vec<f64>,
+    precision: Precision,
     /// Σ x/‖x‖ over rows of non-zero norm (uncentred).
     pub unit: UnitSum,
 }
 
 impl Moments {
     pub fn new(dim: usize) -> Self {
-        Moments { dim, n: 0, mean: vec![0.0; dim], m2: Mat::zeros(dim, dim), unit: UnitSum::new(dim) }
+        Self::with_precision(dim, Precision::Exact)
+    }
+
+    pub fn with_precision(dim: usize, precision: Precision) -> Self {
+        Moments { dim, n: 0, mean: vec![0.0; dim], m2: vec![0.0; dim * dim], precision, unit: UnitSum::new(dim) }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    pub fn set_precision(&mut self, p: Precision) {
+        self.precision = p;
+    }
+
+    /// True once [`Moments::take_covariance`] has moved the co-moment out.
+    pub fn is_released(&self) -> bool {
+        self.dim > 0 && self.m2.is_empty()
+    }
+
+    pub fn check_live(&self, what: &str) -> Result<()> {
+        if self.is_released() {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: this Moments state's co-moment was released (second_pass(release=True)); \
+                 only n, mean and the cosine sums remain"
+            )));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.m2[i + j * self.dim]
+    }
+
+    fn m2_mut(&mut self) -> faer::MatMut<'_, f64> {
+        let d = self.dim;
+        faer::MatMut::from_column_major_slice_mut(&mut self.m2, d, d)
+    }
+
+    /// Move the co-moment out as the covariance M/(n−1) (lower triangle, the
+    /// same bits as [`Moments::covariance`]'s), freeing the state's d×d copy:
+    /// the state keeps n, mean and the unit sums only. For callers that need
+    /// nothing else from M (the eigendecomposition between the passes).
+    pub fn take_covariance(&mut self) -> Result<LowerMat> {
+        self.check_live("take_covariance")?;
+        if self.n < 2 {
+            return Err(Error::Empty(format!("covariance needs at least 2 rows, got {}", self.n)));
+        }
+        let d = self.dim;
+        let s = 1.0 / (self.n as f64 - 1.0);
+        let mut m2 = std::mem::take(&mut self.m2);
+        m2.shrink_to_fit();
+        for j in 0..d {
+            m2[j * d + j..(j + 1) * d].iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(LowerMat { dim: d, data: m2 })
     }
 
     pub fn dim(&self) -> usize {
@@ -41,29 +160,35 @@ impl Moments {
         &self.mean
     }
 
-    /// The co-moment M as a full symmetric matrix.
+    /// The co-moment M as a full symmetric matrix (empty once released).
     pub fn comoment(&self) -> Mat<f64> {
-        let d = self.dim;
-        Mat::from_fn(d, d, |i, j| if i >= j { self.m2[(i, j)] } else { self.m2[(j, i)] })
+        let d = if self.is_released() { 0 } else { self.dim };
+        Mat::from_fn(d, d, |i, j| if i >= j { self.at(i, j) } else { self.at(j, i) })
     }
 
-    /// Lower triangle of M (upper triangle unspecified).
+    /// Lower triangle of M (upper triangle unspecified; 0×0 once released).
     pub fn comoment_lower(&self) -> MatRef<'_, f64> {
-        self.m2.as_ref()
+        let d = if self.is_released() { 0 } else { self.dim };
+        MatRef::from_column_major_slice(&self.m2, d, d)
     }
 
     /// True when every coordinate's spread is below the rounding noise of its
     /// mean (all rows identical up to float64 rounding): M_ii ≤ n·(16ε·|μ_i|)².
+    /// False once released.
     pub fn is_constant(&self) -> bool {
+        if self.is_released() {
+            return false;
+        }
         let n = self.n as f64;
         (0..self.dim).all(|i| {
             let noise = 16.0 * f64::EPSILON * self.mean[i].abs();
-            self.m2[(i, i)] <= n * noise * noise
+            self.at(i, i) <= n * noise * noise
         })
     }
 
     /// Sample covariance C = M/(n−1), full symmetric.
     pub fn covariance(&self) -> Result<Mat<f64>> {
+        self.check_live("covariance")?;
         if self.n < 2 {
             return Err(Error::Empty(format!("covariance needs at least 2 rows, got {}", self.n)));
         }
@@ -79,9 +204,13 @@ impl Moments {
         if x.ncols() != self.dim {
             return Err(Error::DimMismatch { what: "Moments.update".into(), expected: self.dim, got: x.ncols() });
         }
+        self.check_live("Moments.update")?;
         let (n, d) = (x.nrows(), self.dim);
         if n == 0 {
             return Ok(());
+        }
+        if self.precision == Precision::Fast {
+            return self.update_fast(x);
         }
         let mut scratch = Vec::new();
         let seen = self.n;
@@ -110,7 +239,7 @@ impl Moments {
         // M += YᵀY (lower triangle only: half the flops of a full GEMM).
         let y = MatRef::from_row_major_slice(&t[..], nb, d);
         triangular::matmul(
-            self.m2.as_mut(),
+            self.m2_mut(),
             BlockStructure::TriangularLower,
             Accum::Add,
             y.transpose(),
@@ -121,6 +250,38 @@ impl Moments {
             threads::par(),
         );
         self.merge_mean(&mb, nb as u64);
+    }
+
+    /// [`Precision::Fast`] pass over `x`: tiles of [`fast_tile_rows`] rows,
+    /// centred at their float64 mean, rounded to float32; M += f64(Y₃₂ᵀY₃₂).
+    fn update_fast(&mut self, x: &MatView<'_>) -> Result<()> {
+        let (n, d) = (x.nrows(), self.dim);
+        let b = fast_tile_rows(d).min(n);
+        let mut t = vec![0.0f64; b * d];
+        let mut y32 = vec![0.0f32; b * d];
+        let mut scratch = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let nb = b.min(n - start);
+            let t = &mut t[..nb * d];
+            x.read_tile(start, nb, t);
+            check_finite(t, d, self.n, x.elem())?;
+            // Unit sums in a fixed order (faer's GEMV splits its sum by
+            // thread count), so every pass-1 output of this mode is
+            // bitwise free of the thread count.
+            unit_add_fixed(&mut self.unit, t, d, &mut scratch);
+            let mb = tile_mean_fixed(t, nb, d);
+            let y32 = &mut y32[..nb * d];
+            t.par_chunks(d).zip(y32.par_chunks_mut(d)).with_min_len(64).for_each(|(row, out)| {
+                for ((o, v), m) in out.iter_mut().zip(row).zip(&mb) {
+                    *o = (v - m) as f32;
+                }
+            });
+            gram_f32_into(&mut self.m2, y32, nb, d);
+            self.merge_mean(&mb, nb as u64);
+            start += nb;
+        }
+        Ok(())
     }
 
     /// Chan merge of a block with mean `mb` and `nb` rows whose centred Gram
@@ -135,7 +296,7 @@ impl Moments {
         }
         let delta: Vec<f64> = mb.iter().zip(&self.mean).map(|(b, a)| b - a).collect();
         let w = (na as f64) * (nb as f64) / (n as f64);
-        rank1_lower_add(&mut self.m2, &delta, w);
+        rank1_lower_add(self.m2_mut(), &delta, w);
         let f = nb as f64 / n as f64;
         for (m, dl) in self.mean.iter_mut().zip(&delta) {
             *m += dl * f;
@@ -148,6 +309,8 @@ impl Moments {
         if other.dim != self.dim {
             return Err(Error::DimMismatch { what: "Moments.merge".into(), expected: self.dim, got: other.dim });
         }
+        self.check_live("Moments.merge")?;
+        other.check_live("Moments.merge (other)")?;
         if other.n == 0 {
             return Ok(());
         }
@@ -155,13 +318,13 @@ impl Moments {
         if self.n == 0 {
             self.n = other.n;
             self.mean.clone_from(&other.mean);
-            self.m2 = other.m2.clone();
+            self.m2.clone_from(&other.m2);
             return Ok(());
         }
         let d = self.dim;
         for j in 0..d {
             for i in j..d {
-                self.m2[(i, j)] += other.m2[(i, j)];
+                self.m2[i + j * d] += other.m2[i + j * d];
             }
         }
         self.merge_mean(&other.mean.clone(), other.n);
@@ -170,8 +333,10 @@ impl Moments {
 
     /// Serialise to bytes (little endian): magic, dim, n, unit counts, mean,
     /// packed lower co-moment, unit sum.
+    /// A released state (no co-moment) serialises with dim 0 in its place
+    /// and cannot be read back.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let d = self.dim;
+        let d = if self.is_released() { 0 } else { self.dim };
         let mut out = Vec::with_capacity(40 + 8 * (2 * d + d * (d + 1) / 2));
         out.extend_from_slice(MAGIC);
         for v in [d as u64, self.n, self.unit.n_nonzero, self.unit.n_zero] {
@@ -180,8 +345,11 @@ impl Moments {
         self.mean.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         for j in 0..d {
             for i in j..d {
-                out.extend_from_slice(&self.m2[(i, j)].to_le_bytes());
+                out.extend_from_slice(&self.at(i, j).to_le_bytes());
             }
+        }
+        if d == 0 {
+            return out;
         }
         self.unit.sum.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         out
@@ -209,24 +377,123 @@ impl Moments {
             pos += 8;
             v
         };
+        if d == 0 {
+            return Err(bad("dimension 0 (a released state cannot be restored)"));
+        }
         let mean: Vec<f64> = (0..d).map(|_| next()).collect();
-        let mut m2 = Mat::zeros(d, d);
+        let mut m2 = vec![0.0f64; d * d];
         for j in 0..d {
             for i in j..d {
-                m2[(i, j)] = next();
+                m2[i + j * d] = next();
             }
         }
         let sum: Vec<f64> = (0..d).map(|_| next()).collect();
-        Ok(Moments { dim: d, n, mean, m2, unit: UnitSum { sum, n_nonzero: nz, n_zero: z } })
+        Ok(Moments {
+            dim: d,
+            n,
+            mean,
+            m2,
+            precision: Precision::Exact,
+            unit: UnitSum { sum, n_nonzero: nz, n_zero: z },
+        })
     }
 }
 
 const MAGIC: &[u8; 8] = b"ISOFMOM1";
 
+/// M[i, j] += f64(Σ_r y_ri·y_rj) for i ≥ j, the sums in float32 GEMMs on
+/// fixed panels of [`PANEL`] columns (rows j₀..d of each), each panel summed
+/// by one thread: the bits do not depend on the thread count.
+fn gram_f32_into(m2: &mut [f64], y32: &[f32], nb: usize, d: usize) {
+    let y = MatRef::from_row_major_slice(y32, nb, d);
+    m2.par_chunks_mut(PANEL * d).enumerate().for_each(|(p, cols)| {
+        let j0 = p * PANEL;
+        let w = cols.len() / d;
+        let h = d - j0;
+        let mut g = Mat::<f32>::zeros(h, w);
+        // Lower part of the panel's diagonal block, then the rectangle below.
+        triangular::matmul(
+            g.as_mut().subrows_mut(0, w),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            y.subcols(j0, w).transpose(),
+            BlockStructure::Rectangular,
+            y.subcols(j0, w),
+            BlockStructure::Rectangular,
+            1.0f32,
+            faer::Par::Seq,
+        );
+        if h > w {
+            faer::linalg::matmul::matmul(
+                g.as_mut().subrows_mut(w, h - w),
+                Accum::Replace,
+                y.subcols(j0 + w, h - w).transpose(),
+                y.subcols(j0, w),
+                1.0f32,
+                faer::Par::Seq,
+            );
+        }
+        for jj in 0..w {
+            let col = &mut cols[jj * d..(jj + 1) * d];
+            for i in (j0 + jj)..d {
+                col[i] += g[(i - j0, jj)] as f64;
+            }
+        }
+    });
+}
+
+/// Σ_r x_r/‖x_r‖ added to `u` with each column block summed over rows in
+/// row order by one thread (bits independent of the thread count).
+fn unit_add_fixed(u: &mut UnitSum, t: &[f64], d: usize, inv: &mut Vec<f64>) {
+    let n = t.len() / d;
+    inv.clear();
+    inv.resize(n, 0.0);
+    t.par_chunks(d).zip(inv.par_iter_mut()).with_min_len(64).for_each(|(row, iv)| {
+        let s = crate::kmeans::sqnorm(row);
+        *iv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
+    });
+    let zeros = inv.iter().filter(|v| **v == 0.0).count() as u64;
+    u.n_zero += zeros;
+    u.n_nonzero += n as u64 - zeros;
+    col_sum_fixed(t, d, Some(inv), &mut u.sum);
+}
+
+/// out_j += Σ_r w_r·t_rj (w = 1 when `None`): column blocks of 64 in
+/// parallel, rows in order within each, so the bits do not depend on the
+/// thread count.
+fn col_sum_fixed(t: &[f64], d: usize, w: Option<&[f64]>, out: &mut [f64]) {
+    const B: usize = 64;
+    let n = t.len() / d;
+    out.par_chunks_mut(B).enumerate().for_each(|(b, acc)| {
+        let j0 = b * B;
+        let mut part = [0.0f64; B];
+        let wd = acc.len();
+        for r in 0..n {
+            let row = &t[r * d + j0..r * d + j0 + wd];
+            let c = w.map_or(1.0, |w| w[r]);
+            for (p, x) in part[..wd].iter_mut().zip(row) {
+                *p += c * x;
+            }
+        }
+        for (a, p) in acc.iter_mut().zip(&part[..wd]) {
+            *a += p;
+        }
+    });
+}
+
+/// Column means of a tile by [`col_sum_fixed`]: sum, then divide once.
+fn tile_mean_fixed(t: &[f64], nb: usize, d: usize) -> Vec<f64> {
+    let mut mb = vec![0.0f64; d];
+    col_sum_fixed(&t[..nb * d], d, None, &mut mb);
+    let inv = 1.0 / nb as f64;
+    mb.iter_mut().for_each(|v| *v *= inv);
+    mb
+}
+
 /// M[i, j] += w·δ_i·δ_j for i ≥ j.
-fn rank1_lower_add(m: &mut Mat<f64>, delta: &[f64], w: f64) {
+fn rank1_lower_add(m: faer::MatMut<'_, f64>, delta: &[f64], w: f64) {
     let d = delta.len();
-    m.as_mut().par_col_iter_mut().enumerate().for_each(|(j, mut col)| {
+    m.par_col_iter_mut().enumerate().for_each(|(j, mut col)| {
         let s = w * delta[j];
         for i in j..d {
             col[i] += s * delta[i];

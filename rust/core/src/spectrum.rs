@@ -2,6 +2,8 @@
 //! Rust: no system BLAS/LAPACK) and the spectral isotropy scores.
 
 use crate::error::{Error, Result};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{self, ComputeEigenvectors};
 use faer::{Mat, MatRef, Side};
 
 /// Eigenpairs sorted by decreasing eigenvalue; `vectors` column k pairs with
@@ -16,16 +18,69 @@ pub struct SymEigen {
 /// is read. Eigenvalues below the solver's noise floor λ₁·d·ε (and negative
 /// round-off) are set to exactly 0, so rank-deficient inputs give exact ranks.
 pub fn sym_eigen(a_lower: MatRef<'_, f64>) -> Result<SymEigen> {
+    sym_eigen_route(a_lower, EigRoute::DivideAndConquer)
+}
+
+/// The two ways faer's symmetric solver can finish the tridiagonal problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EigRoute {
+    /// Divide and conquer (faer's default, recursion threshold 128): fast,
+    /// workspace ≈ 3·d² float64 (tridiagonal copy + two d×d buffers).
+    DivideAndConquer,
+    /// Implicit QR iteration: workspace ≈ 1·d² (the tridiagonal copy), about
+    /// 4.5× slower at d = 4096 (benches/README.md).
+    Qr,
+}
+
+impl EigRoute {
+    fn params(self) -> evd::SelfAdjointEvdParams {
+        let mut p: evd::SelfAdjointEvdParams = <evd::SelfAdjointEvdParams as faer::Auto<f64>>::auto();
+        if self == EigRoute::Qr {
+            p.recursion_threshold = usize::MAX;
+        }
+        p
+    }
+
+    /// Bytes of faer's workspace plus the d×d output for this route.
+    pub fn peak_bytes(self, d: usize) -> usize {
+        let par = faer::get_global_parallelism();
+        let req = evd::self_adjoint_evd_scratch::<f64>(d, ComputeEigenvectors::Yes, par, self.params().into());
+        req.size_bytes() + d * d * 8
+    }
+
+    /// The faster route whose workspace and output, next to `held` bytes
+    /// already resident (the solver's input and whatever the caller keeps),
+    /// fit in `budget`; the leaner one if neither fits.
+    pub fn for_budget(d: usize, held: usize, budget: usize) -> EigRoute {
+        if held + EigRoute::DivideAndConquer.peak_bytes(d) <= budget {
+            EigRoute::DivideAndConquer
+        } else {
+            EigRoute::Qr
+        }
+    }
+}
+
+/// [`sym_eigen`] by a chosen route. With `DivideAndConquer` this is faer's
+/// `SelfAdjointEigen::new` with the eigenvectors written straight into the
+/// returned matrix and reversed in place (no second d×d copy): same routine,
+/// same parallelism, so the same bits as before.
+pub fn sym_eigen_route(a_lower: MatRef<'_, f64>, route: EigRoute) -> Result<SymEigen> {
     let d = check_square(a_lower)?;
-    let evd = a_lower
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
-    let s = evd.S();
-    let u = evd.U();
+    let par = faer::get_global_parallelism();
+    let params = route.params();
+    let mut u = Mat::<f64>::zeros(d, d);
+    let mut s = faer::diag::Diag::<f64>::zeros(d);
+    {
+        let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(d, ComputeEigenvectors::Yes, par, params.into()));
+        evd::self_adjoint_evd(a_lower, s.as_mut(), Some(u.as_mut()), par, MemStack::new(&mut buf), params.into())
+            .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
+    }
     // faer returns ascending eigenvalues; reverse to descending.
     let values = clip_noise((0..d).rev().map(|k| s[k]).collect());
-    let vectors = Mat::from_fn(d, d, |i, k| u[(i, d - 1 - k)]);
-    Ok(SymEigen { values, vectors })
+    for k in 0..d / 2 {
+        faer::perm::swap_cols_idx(u.as_mut(), k, d - 1 - k);
+    }
+    Ok(SymEigen { values, vectors: u })
 }
 
 /// Eigenvalues only (descending, noise floor as in [`sym_eigen`]): no
@@ -149,6 +204,27 @@ mod tests {
         assert_eq!(e.values.len(), 3);
         assert!((e.values[0] - 5.0).abs() < 1e-12 && (e.values[2] - 1.0).abs() < 1e-12);
         assert!((e.vectors[(1, 0)].abs() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn qr_route_matches_divide_and_conquer() {
+        let n = 300;
+        let mut sd = 5u64;
+        let b = Mat::from_fn(n, n, |_, _| {
+            sd = sd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (sd >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        });
+        let a = &b * b.transpose();
+        let x = sym_eigen_route(a.as_ref(), EigRoute::DivideAndConquer).unwrap();
+        let y = sym_eigen_route(a.as_ref(), EigRoute::Qr).unwrap();
+        for k in 0..n {
+            assert!((x.values[k] - y.values[k]).abs() <= 1e-12 * x.values[0]);
+        }
+        let r = &a * &y.vectors - &y.vectors * faer::Mat::from_fn(n, n, |i, j| if i == j { y.values[i] } else { 0.0 });
+        assert!(r.norm_max() <= 1e-10 * x.values[0]);
+        assert!(EigRoute::Qr.peak_bytes(n) < EigRoute::DivideAndConquer.peak_bytes(n));
+        assert_eq!(EigRoute::for_budget(n, 0, usize::MAX), EigRoute::DivideAndConquer);
+        assert_eq!(EigRoute::for_budget(n, 0, 0), EigRoute::Qr);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::array::{run, view};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
+use isofast_core::moments::Precision;
 use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as CoreMoments};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
@@ -131,11 +132,25 @@ pub struct Moments {
 #[pymethods]
 impl Moments {
     #[new]
-    fn new(dim: usize) -> PyResult<Self> {
+    #[pyo3(signature = (dim, precision="exact"))]
+    fn new(dim: usize, precision: &str) -> PyResult<Self> {
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
         }
-        Ok(Moments { inner: CoreMoments::new(dim) })
+        let p = parse_precision(precision)?;
+        Ok(Moments { inner: CoreMoments::with_precision(dim, p) })
+    }
+
+    /// "exact" (float64 Gram products) or "fast" (float32, merged in float64).
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision().name()
+    }
+
+    /// True once second_pass(release=True) has freed the co-moment.
+    #[getter]
+    fn released(&self) -> bool {
+        self.inner.is_released()
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
@@ -175,8 +190,11 @@ impl Moments {
     fn mean<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         vec_to_py(py, self.inner.mean().to_vec())
     }
-    fn comoment<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
-        mat_to_py(py, self.inner.comoment().as_ref())
+    fn comoment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        if self.inner.is_released() {
+            return Err(PyValueError::new_err("comoment: this Moments state's co-moment was released by second_pass(release=True)"));
+        }
+        Ok(mat_to_py(py, self.inner.comoment().as_ref()))
     }
     fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let c = self.inner.covariance().map_err(crate::array::to_py)?;
@@ -206,18 +224,26 @@ impl Moments {
 
     /// (covariance eigenvalues desc, the SecondPass over both direction sets)
     /// built in Rust: the d×d eigenvector matrices never travel through numpy.
-    #[pyo3(signature = (f64_gemm, raw=true, centered=true, n_threads=None))]
+    /// `release=True` frees the co-moment first (the state keeps n, mean and
+    /// the cosine sums; covariance/update/merge/pickle then raise).
+    /// `memory_budget` (bytes; default 3·d²·8 + 256 MiB) picks the
+    /// eigensolver's route.
+    #[pyo3(signature = (f64_gemm, raw=true, centered=true, n_threads=None, release=false, memory_budget=None))]
+    #[allow(clippy::too_many_arguments)]
     fn second_pass<'py>(
-        &self,
+        &mut self,
         py: Python<'py>,
         f64_gemm: bool,
         raw: bool,
         centered: bool,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+        release: bool,
+        memory_budget: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
         check_finite_state(&self.inner)?;
-        let inner = &self.inner;
-        let (ev, sp) = run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered)))?;
+        let inner = &mut self.inner;
+        let (ev, sp) =
+            run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered, release, memory_budget)))?;
         Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
     }
 
@@ -244,15 +270,20 @@ impl Moments {
         Ok((vec_to_py(py, ec.values), mat_to_py(py, ec.vectors.as_ref()), vec_to_py(py, er.values), mat_to_py(py, er.vectors.as_ref())))
     }
 
-    fn __getstate__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        if self.inner.is_released() {
+            return Err(PyValueError::new_err("this Moments state's co-moment was released by second_pass(release=True): it cannot be pickled"));
+        }
         let body = self.inner.to_bytes();
         let mut out = Vec::with_capacity(body.len() + 12);
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&crc32(&body).to_le_bytes());
         out.extend_from_slice(&body);
-        PyBytes::new(py, &out)
+        Ok(PyBytes::new(py, &out))
     }
+    /// The precision set at construction (`__getnewargs__`) is kept.
     fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let p = self.inner.precision();
         let b = state.as_bytes();
         // States pickled before checksums (no envelope) are still read, and
         // checked for content below.
@@ -266,17 +297,22 @@ impl Moments {
         } else {
             b
         };
-        let inner = CoreMoments::from_bytes(body).map_err(crate::array::to_py)?;
+        let mut inner = CoreMoments::from_bytes(body).map_err(crate::array::to_py)?;
         check_state_content(&inner)?;
+        inner.set_precision(p);
         self.inner = inner;
         Ok(())
     }
-    fn __getnewargs__(&self) -> (usize,) {
-        (self.inner.dim(),)
+    fn __getnewargs__(&self) -> (usize, &'static str) {
+        (self.inner.dim(), self.inner.precision().name())
     }
     fn __repr__(&self) -> String {
-        format!("Moments(dim={}, n={})", self.inner.dim(), self.inner.count())
+        format!("Moments(dim={}, n={}, precision={:?})", self.inner.dim(), self.inner.count(), self.inner.precision().name())
     }
+}
+
+fn parse_precision(name: &str) -> PyResult<Precision> {
+    Precision::from_name(name).ok_or_else(|| PyValueError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")))
 }
 
 /// Second pass: partition functions (raw and centred) and centred cosine.
@@ -443,6 +479,12 @@ fn available_threads() -> usize {
     threads::available()
 }
 
+/// Rows per tile of precision="fast" at width d (the b of its error bound).
+#[pyfunction]
+fn fast_tile_rows(d: usize) -> usize {
+    isofast_core::moments::fast_tile_rows(d)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Moments>()?;
     m.add_class::<SecondPass>()?;
@@ -452,6 +494,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(all_but_the_top, m)?)?;
     m.add_function(wrap_pyfunction!(log_partition, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_tile_rows, m)?)?;
     Ok(())
 }
 
