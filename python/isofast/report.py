@@ -10,17 +10,19 @@ from typing import Any, Optional
 import numpy as np
 
 
-def jsonable(v: Any) -> Any:
-    """numpy → plain Python; non-finite floats → None (valid JSON)."""
+def jsonable(v: Any, *, keep_nonfinite: bool = False) -> Any:
+    """numpy → plain Python; non-finite floats → None (valid JSON), or kept
+    as floats with ``keep_nonfinite`` (for readers that take ``NaN``, such
+    as the study's cache, where a NaN must read back as NaN)."""
     if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x, keep_nonfinite=keep_nonfinite) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
+        return [jsonable(x, keep_nonfinite=keep_nonfinite) for x in v]
     if isinstance(v, np.ndarray):
-        return jsonable(v.tolist())
+        return jsonable(v.tolist(), keep_nonfinite=keep_nonfinite)
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
+    if isinstance(v, float) and not keep_nonfinite and not math.isfinite(v):
         return None
     return v
 

@@ -38,29 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from isofast.report import jsonable
 from isofast.store import atomic_write
 
 #: Part of every key; bump when a stage's output changes meaning.
 CACHE_VERSION = "study-3"
 
 STAGES = ("train", "capture", "forecast", "isotropy", "baselines", "causal", "cells")
-
-
-def plain(v: Any) -> Any:
-    """numpy → plain Python for the cache, keeping NaN and ±Inf as floats.
-
-    (:func:`isofast.report.jsonable` maps non-finite floats to ``None`` for
-    strict JSON readers; a cache entry must read back as the same numbers, so a
-    NaN statistic stays NaN and a re-run's table equals the first run's.)"""
-    if isinstance(v, dict):
-        return {str(k): plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return plain(v.tolist())
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def _array_digest(arrays: dict[str, np.ndarray]) -> str:
@@ -134,7 +118,7 @@ class StudyCache:
 
     def save_json(self, stage: str, key: str, obj: Any) -> Path:
         p = self.file(stage, key, ".json")
-        payload = plain(obj)
+        payload = jsonable(obj, keep_nonfinite=True)  # a NaN statistic reads back as NaN
         body = json.dumps(payload, sort_keys=True, allow_nan=True).encode()
         data = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "payload": payload},
                           indent=1, allow_nan=True).encode()
