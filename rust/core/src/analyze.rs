@@ -310,9 +310,10 @@ mod tests {
             let mf = |t| {
                 crate::threads::install(Some(t), || {
                     let mut m = Moments::with_precision(d, Precision::Fast);
-                    m.update(&v).unwrap();
-                    m
+                    m.update(&v)?;
+                    Ok(m)
                 })
+                .unwrap()
             };
             assert_eq!(mf(1).comoment(), mf(3).comoment(), "{what}: fast co-moment bits depend on threads");
             for f in [&f2, &f3] {
