@@ -21,6 +21,17 @@ def tiny_models():
     return get
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Decoding is a chain of tiny GEMMs: one thread is fastest on a shared
+    CI machine (see isofast.forecast._torch_threads). Restored after the module."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def short_series():
     """Three series of unequal length (unequal token counts in a batch)."""

@@ -24,22 +24,12 @@ from isofast.forecast import (  # noqa: E402
 from isofast.metrics import evaluate  # noqa: E402
 from isofast.serializers import LLMTimeSerializer  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Decoding is a chain of tiny GEMMs: one thread is fastest on a shared
-    CI machine (see isofast.forecast._torch_threads)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from isofast.models import tiny_model
-
-    return tiny_model("llama", seed=0)
+def tiny(tiny_models):
+    return tiny_models("llama")
 
 
 @pytest.fixture

@@ -32,19 +32,12 @@ from isofast import forecast as F
 RTOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from isofast.models import tiny_model
-
-    return tiny_model("llama", seed=0)
+def tiny(tiny_models):
+    return tiny_models("llama")
 
 
 def _contexts(lengths, seed=1):

@@ -510,8 +510,8 @@ def _torch_threads(torch, n: int | None):
     Decoding feeds one token per step, so each step is a chain of tiny GEMMs;
     on a busy machine OpenMP's spinning threads can make them ~50× slower
     than one thread (measured: 31 ms vs 0.8 ms for a 5×576·576×1536 product
-    with 2 threads on 2 loaded cores)."""
-    if n is None:
+    with 2 threads on 2 loaded cores). ``None`` or 0 leaves torch's setting."""
+    if not n:
         yield
         return
     old = torch.get_num_threads()

@@ -28,7 +28,6 @@ is kept apart from the training time (``FinetuneResult.tracking_seconds``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -37,6 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from isofast.forecast import (
+    _torch_threads,  # one home for "n torch threads during a call"
+)
 
 __all__ = ["FinetuneResult", "check_causal_lm", "finetune", "prepare_model", "save_adapted"]
 
@@ -106,19 +109,6 @@ class FinetuneResult:
         }
 
 
-@contextlib.contextmanager
-def _threads(torch, n: int | None):
-    if not n:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def finetune(
     lm,
     train,
@@ -166,7 +156,7 @@ def finetune(
     dev = next(model.parameters()).device
     order = train.order(int(steps), int(batch_size), seed)
     curve: list = []
-    with _threads(torch, threads), torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
+    with _torch_threads(torch, threads), torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
         torch.manual_seed(int(seed))
         net = prepare_model(model, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_targets=lora_targets)
         params = [p for p in net.parameters() if p.requires_grad]
