@@ -176,13 +176,42 @@ def test_nonfinite_carries_row_and_col(tmp_path, where):
     assert (ei.value.row, ei.value.col) == (17, 3)
 
 
-def test_nan_in_a_row_selection_is_numbered_in_the_file(tmp_path):
+@pytest.mark.parametrize("quiet", [["-q"], []])  # with and without the progress wrapper
+def test_nan_in_a_row_selection_is_numbered_in_the_file(tmp_path, quiet):
     X = np.ones((300, 4)) + np.random.default_rng(1).normal(size=(300, 4))
     X[150, 2] = np.nan
     p = tmp_path / "n.npy"
     np.save(p, X)
-    err = assert_one_line_error(cli("analyze", p, "--rows", "100:", "-q"), 2, "row 150 of the file", "row 50 of the --rows selection")
+    r = cli("analyze", p, "--rows", "100:", *quiet)
+    err = assert_one_line_error(r, 2, "row 150 of the file", "row 50 of the selection rows=100:")
     assert "column 2" in err
+
+
+@pytest.mark.parametrize("entry", ["analyze", "isoscore", "avg_cosine", "effective_dim", "partition_isotropy",
+                                   "row_norms", "massive_rows", "log_partition", "Moments.update",
+                                   "head_diagnostics"])
+def test_nan_in_a_row_selection_is_numbered_in_the_file_by_the_python_api(tmp_path, entry):
+    X = np.ones((300, 4)) + np.random.default_rng(1).normal(size=(300, 4))
+    X[150, 2] = np.nan
+    p = tmp_path / "n.npy"
+    np.save(p, X)
+    src = isofast.open_source(p, rows=slice(100, 300))
+    call = {
+        "analyze": lambda: isofast.analyze(src),
+        "isoscore": lambda: isofast.isoscore(src),
+        "avg_cosine": lambda: isofast.avg_cosine(src),
+        "effective_dim": lambda: isofast.effective_dim(src),
+        "partition_isotropy": lambda: isofast.partition_isotropy(src),
+        "row_norms": lambda: isofast.row_norms(src),
+        "massive_rows": lambda: isofast.massive_rows(src),
+        "log_partition": lambda: isofast.log_partition(src, np.ones(4)),
+        "Moments.update": lambda: isofast.Moments(4).update(src),
+        "head_diagnostics": lambda: isofast.head_diagnostics(np.eye(4), src),
+    }[entry]
+    with pytest.raises(NonFiniteError) as ei:
+        call()
+    assert (ei.value.row, ei.value.col) == (150, 2)
+    assert "row 150 of the file" in str(ei.value) and "row 50 of the selection rows=100:300" in str(ei.value)
 
 
 # ------------------------------------------------------------------ DataFrames

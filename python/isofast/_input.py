@@ -10,6 +10,7 @@ handed to Rust as zero-copy views, chunks one at a time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
@@ -20,6 +21,7 @@ from isofast.errors import (
     DimensionError,
     EmptyInputError,
     InputError,
+    NonFiniteError,
 )
 
 Chunk = Tuple[np.ndarray, Optional[str]]
@@ -206,6 +208,57 @@ def as_source(x: Any, dtype: Optional[str] = None) -> Source:
         arr = as_matrix(x, dtype)
         return Source(lambda: iter([arr]), True, f"array {arr[0].shape}")
     raise ArgumentTypeError(f"cannot read {type(x).__name__} as a matrix or a stream of chunks")
+
+
+def in_file_rows(exc: NonFiniteError, x: Any) -> NonFiniteError:
+    """A NaN/Inf error numbered in the file rather than in a ``rows=A:B``
+    selection of it. The kernels count rows from the start of the stream they
+    were given; a file source selected with ``rows=A:B`` (its ``_start`` is
+    A) starts that stream at file row A, so the file row is ``A + row``. The
+    message gives both numbers; other inputs are returned unchanged."""
+    start = int(getattr(x, "_start", 0) or 0)
+    if exc.row is None or not start or getattr(exc, "in_file", False):
+        return exc  # nothing to renumber, or a nested entry point renumbered it already
+    row = exc.row + start
+    out = NonFiniteError(
+        f"NaN or Inf at row {row} of the file {_where(x)} (row {exc.row} of the selection rows={start}:"
+        f"{getattr(x, '_stop', '')}), column {exc.col}",
+        row, exc.col,
+    )
+    out.in_file = True
+    return out
+
+
+def _where(x: Any) -> str:
+    try:
+        d = x._describe()
+    except Exception:  # noqa: BLE001 - only for a message
+        d = ""
+    return d or "the file"
+
+
+def file_rows(fn: Optional[Callable] = None, *, arg: int = 0, name: Optional[str] = None) -> Callable:
+    """Decorator for the public statistics: a NaN/Inf found in a selected
+    file source is reported with its file row (:func:`in_file_rows`). One
+    mechanism for every entry point, instead of renumbering at each caller.
+    ``arg``/``name``: where the data argument is (default the first)."""
+
+    def deco(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            try:
+                return f(*args, **kwargs)
+            except NonFiniteError as exc:
+                x = kwargs.get(name) if name is not None and name in kwargs else (
+                    args[arg] if len(args) > arg else None)
+                new = in_file_rows(exc, x)
+                if new is exc:
+                    raise
+                raise new from exc
+
+        return wrapper
+
+    return deco(fn) if fn is not None else deco
 
 
 def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,

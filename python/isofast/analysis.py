@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_source, check_int
+from isofast._input import as_source, check_int, file_rows
 from isofast.errors import DimensionError, EmptyInputError, UndefinedStatisticWarning
 from isofast.report import IsotropyReport, jsonable
 
@@ -166,6 +166,7 @@ def report_from_moments(
     )
 
 
+@file_rows
 def analyze(
     X: Any,
     *,
@@ -336,6 +337,7 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
             rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
 
 
+@file_rows
 def row_norms(X: Any, *, center: Any = None, n_threads: Optional[int] = None,
               dtype: Optional[str] = None) -> np.ndarray:
     """Euclidean norm of every row, ‖x_i‖ — or ‖x_i − center‖ when ``center``
@@ -372,6 +374,7 @@ def row_norms(X: Any, *, center: Any = None, n_threads: Optional[int] = None,
     return np.concatenate(out) if out else np.zeros(0)
 
 
+@file_rows
 def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
     """IsoScore (Rudman et al. 2022) = (PR − 1)/(d − 1), PR = (Σλ)²/Σλ².
 
@@ -381,12 +384,14 @@ def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = 
     return float(report_from_moments(state, 0.8, n_threads).isoscore)
 
 
+@file_rows
 def effective_dim(X: Any, eps: float = 0.8, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> int:
     """Smallest k with Σ_{i≤k} λ_i/Σλ ≥ eps (Cai et al. 2021, d(ε))."""
     _, state, _ = _first_pass(X, n_threads, dtype)
     return int(report_from_moments(state, eps, n_threads).effective_dim)
 
 
+@file_rows
 def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
     """Mean cos(x_i, x_j) over ordered pairs i≠j of non-zero-norm rows.
 
@@ -431,6 +436,7 @@ def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None,
     return float((s @ s - nz) / (nz * (nz - 1.0)))
 
 
+@file_rows
 def partition_isotropy(X: Any, center: bool = False, *, log: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
     """I(V) = min_c Z(c)/max_c Z(c), Z(c) = Σ_i exp(⟨x_i, c⟩) (Mu & Viswanath 2018).
 
@@ -444,6 +450,7 @@ def partition_isotropy(X: Any, center: bool = False, *, log: bool = False, n_thr
     return float(v if log else math.exp(v))
 
 
+@file_rows
 def log_partition(X: Any, c: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None):
     """log Z(c) = log Σ_i exp(⟨x_i, c⟩) (Arora et al. 2016), streaming
     log-sum-exp (never exp of raw logits). ``c`` is one vector (d,) → float, or
@@ -467,6 +474,7 @@ def log_partition(X: Any, c: Any, *, n_threads: Optional[int] = None, dtype: Opt
     return float(out[0]) if single else out
 
 
+@file_rows
 def all_but_the_top(X: Any, n_components: int, *, out_dtype: Any = None, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> np.ndarray:
     """x ↦ (x − μ) − Σ_{k≤D} (u_kᵀ(x − μ)) u_k (Mu & Viswanath 2018).
 
@@ -523,6 +531,7 @@ class SelfSimilarity:
         )
 
 
+@file_rows
 def self_similarity(X: Any, groups: Any, *, center: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> SelfSimilarity:
     """Self-similarity: avg_cosine within each group label (e.g. token id or
     series id), averaged over groups with ≥ 2 rows (Ethayarajh 2019).

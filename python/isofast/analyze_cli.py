@@ -12,7 +12,6 @@ import time
 from typing import Any, Iterator, Optional, TextIO
 
 from isofast.analysis import analyze
-from isofast.errors import NonFiniteError
 from isofast.readahead import TILE_BYTES
 from isofast.report import jsonable
 from isofast.sources import EXAMPLE_LAYERS, load_example, open_source
@@ -28,20 +27,6 @@ def _rows(spec: str | None):
         return slice(int(a) if a else None, int(b) if b else None)
     except ValueError:
         raise ValueError(f"--rows expects A:B (e.g. 0:100000, :5000, 1000:), got {spec!r}") from None
-
-
-def _file_row(exc, x, name: str):
-    """A NaN/Inf error numbered in the file, not in the ``--rows`` selection
-    (the kernels count rows from the start of the stream they were given)."""
-    start = int(getattr(x, "_start", 0) or 0)
-    if exc.row is None or not start:
-        return exc
-    row = exc.row + start
-    return NonFiniteError(
-        f"{name}: NaN or Inf at row {row} of the file (row {exc.row} of the --rows selection "
-        f"starting at {start}), column {exc.col}",
-        row, exc.col,
-    )
 
 
 def _fmt_secs(s: float) -> str:
@@ -80,6 +65,20 @@ class Progress:
     @property
     def shape(self):
         return self.source.shape
+
+    # the wrapped source's row selection and name, so that a NaN row is
+    # numbered in the file (isofast._input.in_file_rows)
+    @property
+    def _start(self):
+        return getattr(self.source, "_start", 0)
+
+    @property
+    def _stop(self):
+        return getattr(self.source, "_stop", None)
+
+    def _describe(self) -> str:
+        d = getattr(self.source, "_describe", None)
+        return d() if callable(d) else ""
 
     def _tiles(self) -> Iterator[Any]:
         if hasattr(self.source, "iter_chunks"):
@@ -197,10 +196,9 @@ def run(args: argparse.Namespace) -> int:
         prog = None
         if not (args.quiet or args.example):  # the bundled example is tiny: no progress noise
             prog = src = Progress(x, passes=2, label="" if len(targets) == 1 else name)
-        try:
-            rep = analyze(src, eps=args.eps, n_threads=args.threads, dtype=args.dtype)
-        except NonFiniteError as exc:
-            raise _file_row(exc, x, name) from exc
+        # a NaN row is numbered in the file, not in --rows (isofast._input.file_rows;
+        # the progress wrapper passes the selection through)
+        rep = analyze(src, eps=args.eps, n_threads=args.threads, dtype=args.dtype)
         if prog is not None:
             prog.finish()
         secs = time.perf_counter() - t0

@@ -34,7 +34,7 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_matrix, check_int
+from isofast._input import as_matrix, check_int, file_rows
 from isofast.errors import renamed
 
 __all__ = [
@@ -431,6 +431,7 @@ def _logsumexp(x: np.ndarray) -> float:
     return m + math.log(float(np.sum(np.exp(x - m))))
 
 
+@file_rows(arg=1, name="C")
 def head_diagnostics(
     W: Any,
     C: Any,

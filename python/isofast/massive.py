@@ -37,7 +37,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import Chunk, Source, as_source
+from isofast._input import Chunk, Source, as_source, file_rows
 from isofast.report import jsonable
 
 __all__ = ["MassiveRows", "MassiveRowsWarning", "check_ratio", "excluding_rows", "massive_rows"]
@@ -104,6 +104,7 @@ def _two_pass_source(X: Any, dtype: Optional[str], what: str) -> Source:
     return src
 
 
+@file_rows
 def massive_rows(X: Any, *, ratio: float = 100.0, n_threads: Optional[int] = None,
                  dtype: Optional[str] = None) -> MassiveRows:
     """Rows whose norm exceeds ``ratio`` × the median row norm (Sun et al. 2024).

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from isofast import _core
-from isofast._input import as_source, check_int
+from isofast._input import as_source, check_int, file_rows
 from isofast.analysis import report_from_moments
 from isofast.report import IsotropyReport
 
@@ -34,6 +34,7 @@ class Moments:
     def precision(self) -> str:
         return str(self._state.precision)
 
+    @file_rows(arg=1, name="chunk")
     def update(self, chunk: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> "Moments":
         for arr, elem in as_source(chunk, dtype).chunks():
             self._state.update(arr, elem, n_threads)

@@ -12,6 +12,9 @@ pub enum Error {
     DimMismatch { what: String, expected: usize, got: usize },
     /// A NaN or ±Inf was found; `row` counts from the start of the stream.
     NonFinite { row: u64, col: usize },
+    /// As `NonFinite`, in a named input of a kernel that takes several
+    /// (e.g. `"C (contexts)"` of the LM-head kernels).
+    NonFiniteIn { what: &'static str, row: u64, col: usize },
     /// Any other invalid argument (bad eps, k, labels, …).
     InvalidArgument(String),
     /// A numerical procedure failed (e.g. the eigensolver did not converge).
@@ -31,6 +34,9 @@ impl fmt::Display for Error {
                 f,
                 "input contains NaN or Inf: first non-finite value at row {row}, column {col}"
             ),
+            Error::NonFiniteIn { what, row, col } => {
+                write!(f, "{what} contains NaN or Inf: first non-finite value at row {row}, column {col}")
+            }
             Error::InvalidArgument(msg) => write!(f, "{msg}"),
             Error::Numerical(msg) | Error::Resource(msg) => write!(f, "{msg}"),
         }

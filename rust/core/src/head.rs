@@ -375,10 +375,9 @@ impl Job<'_, '_> {
         self.c.read_tile(c0, cn, &mut cb);
         if self.c.elem().is_float() {
             if let Some((r, col)) = first_non_finite(&cb, d) {
-                return Err(Error::InvalidArgument(format!(
-                    "C (contexts) contains NaN or Inf: first non-finite value at row {}, column {col}",
-                    c0 + r
-                )));
+                // the contexts are the streamed input: NonFinite, so Python
+                // gets a NonFiniteError with .row and .col like every kernel's
+                return Err(Error::NonFiniteIn { what: "C (contexts)", row: (c0 + r) as u64, col });
             }
         }
         let k = self.topk;

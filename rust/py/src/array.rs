@@ -40,7 +40,7 @@ pub fn err(cls: &str, msg: impl Into<String>) -> PyErr {
 pub fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
-        Error::NonFinite { row, col } => Python::attach(|py| {
+        Error::NonFinite { row, col } | Error::NonFiniteIn { row, col, .. } => Python::attach(|py| {
             project_err(py, "NonFiniteError", (msg.clone(), row, col), &msg, PyValueError::new_err)
         }),
         Error::Empty(_) => err("EmptyInputError", msg),
