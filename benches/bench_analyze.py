@@ -13,7 +13,9 @@ offset. Usage:
     python benches/bench_analyze.py --eig 2048,4096,8192  # the decompositions alone
 
 Contenders (each in its own process): ``isofast`` (precision="exact"),
-``isofast_fast`` (precision="fast"), ``numpy`` (the pipeline below),
+``isofast_fast`` (precision="fast"), ``isofast_dc`` / ``isofast_fast_dc`` (the
+same with ``memory_budget`` = 4.5·d²·8 + 256 MiB, so that the eigensolver
+keeps divide and conquer above d ≈ 4733), ``numpy`` (the pipeline below),
 ``isofast_cov`` / ``isofast_cov_fast`` (pass 1 only) and ``numpy_XtX``.
 
 The numpy pipeline is what a careful numpy user writes for the same numbers
@@ -138,6 +140,11 @@ CONTENDERS = {
     "isofast": lambda X, d: isofast.analyze(X).to_dict(arrays=False),
     "isofast_fast": lambda X, d: isofast.analyze(X, precision="fast").to_dict(arrays=False),
     "numpy": lambda X, d: numpy_pipeline(X),
+    # Divide and conquer at every width: a budget of 4.5·d²·8 + 256 MiB (what
+    # that solver holds, see benches/README.md), above the default 3·d²·8 + 256.
+    "isofast_dc": lambda X, d: isofast.analyze(X, memory_budget=int(4.5 * d * d * 8) + (256 << 20)).to_dict(arrays=False),
+    "isofast_fast_dc": lambda X, d: isofast.analyze(
+        X, precision="fast", memory_budget=int(4.5 * d * d * 8) + (256 << 20)).to_dict(arrays=False),
     "isofast_cov": lambda X, d: isofast.Moments(d).update(X).n,
     "isofast_cov_fast": lambda X, d: isofast.Moments(d, precision="fast").update(X).n,
     "numpy_XtX": lambda X, d: float((X.T @ X)[0, 0]),
@@ -191,7 +198,7 @@ def bench(n: int, d: int, contenders: list) -> dict:
         out[f"{name}_s"] = v["seconds"]
         out[f"peak_extra_MiB_{name}"] = v["peak_extra_bytes"] / 2**20
     t_np = r["numpy"]["seconds"] if "numpy" in r else None
-    for name in ("isofast", "isofast_fast"):
+    for name in ("isofast", "isofast_fast", "isofast_dc", "isofast_fast_dc"):
         if name in r:
             t = r[name]["seconds"]
             out[f"{name}_over_floor"] = t / floor
@@ -202,7 +209,7 @@ def bench(n: int, d: int, contenders: list) -> dict:
         out["cov_ratio_numpy_over_isofast"] = r["numpy_XtX"]["seconds"] / r["isofast_cov"]["seconds"]
     if "numpy" in r:
         ref = r["numpy"]["out"]
-        for name in ("isofast", "isofast_fast"):
+        for name in ("isofast", "isofast_fast", "isofast_dc", "isofast_fast_dc"):
             if name in r:
                 out[f"agreement({name}, numpy)"] = {k: (r[name]["out"][k], v) for k, v in ref.items()}
     return out
@@ -284,7 +291,7 @@ def main() -> None:
             results.append(r)
             print(json.dumps(r, indent=2), flush=True)
             line = f"[{n}x{d}] floor {r['flop_floor_s']:.2f}s, budget {r['memory_budget_MiB']:.0f} MiB"
-            for name in ("isofast", "isofast_fast"):
+            for name in ("isofast", "isofast_fast", "isofast_dc", "isofast_fast_dc"):
                 if f"{name}_s" in r:
                     line += (f" | {name} {r[f'{name}_s']:.2f}s (x{r.get(f'{name}_speedup_vs_numpy', float('nan')):.2f}"
                              f" vs numpy, x{r[f'{name}_over_floor']:.2f} floor, +{r[f'peak_extra_MiB_{name}']:.0f} MiB)")
