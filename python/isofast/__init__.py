@@ -27,6 +27,7 @@ from isofast.analysis import (
 )
 from isofast.errors import (
     ArgumentTypeError,
+    CheckpointError,
     ChecksumError,
     ClusterError,
     CorruptFileError,
@@ -35,6 +36,7 @@ from isofast.errors import (
     EmptyInputError,
     InputError,
     IsofastError,
+    MissingPackageError,
     NonFiniteError,
     NumericalError,
     ResourceError,
@@ -70,6 +72,8 @@ _LAZY = {
     "study": ("isofast.study", None),
     "run_study": ("isofast.study", "run_study"),
     "open_source": ("isofast.sources", "open_source"),
+    "tsfm": ("isofast.tsfm", None),
+    "load_tsfm": ("isofast.tsfm", "load_tsfm"),
 }
 
 
@@ -104,6 +108,7 @@ __all__ = [
     "self_similarity",
     # the exception tree (isofast.errors)
     "ArgumentTypeError",
+    "CheckpointError",
     "ChecksumError",
     "CorruptFileError",
     "DataFormatError",
@@ -111,6 +116,7 @@ __all__ = [
     "EmptyInputError",
     "InputError",
     "IsofastError",
+    "MissingPackageError",
     "NonFiniteError",
     "NumericalError",
     "ResourceError",

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import sys
 import time
 import warnings
@@ -681,6 +682,20 @@ def capture(
     -------
     CaptureResult
     """
+    from isofast.tsfm import TSFMAdapter, looks_like_tsfm
+
+    if isinstance(model, TSFMAdapter) or (isinstance(model, (str, os.PathLike)) and looks_like_tsfm(model)):
+        # A time-series foundation model reads numbers through its own
+        # package's scaling/patching: isofast.tsfm.capture, same folder format.
+        if serializer not in ("llmtime", None):
+            raise InputError(f"serializer={serializer!r} does not apply to a time-series foundation model: "
+                             "it reads the numbers through its own package's preprocessing")
+        from isofast.tsfm.capture import capture_tsfm
+
+        return capture_tsfm(model, series, layers=layers, positions=positions, out=out, device=device, dtype=dtype,
+                            batch_size=batch_size, sites=sites, resume=resume, context=context,
+                            window_mode=window_mode, stride=stride, n_windows=n_windows, seed=seed, nan=nan,
+                            shard_bytes=shard_bytes, progress=progress)
     torch = _models._torch()
     t_start = time.perf_counter()
     caught: list[str] = []

@@ -4,6 +4,14 @@ Example::
 
     isofast capture --model smollm2 --data series.csv --column value \\
         --layers 15 --positions digits --context 96 --out caps/smollm2-l15
+    isofast capture --model chronos-bolt:/models/chronos-bolt-small --data series.csv \\
+        --context 512 --out caps/bolt
+
+A time-series foundation model (``FAMILY:PATH``, or a folder whose config.json
+names its family) reads the numbers through its own package's scaling and
+patching; ``--serializer`` does not apply to it, and its rows are the patches
+(or value bins) of the captured stack, with the time steps each one reads in
+the token table (``first_step``, ``last_step``).
 
 Data files: ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) and ``.parquet``
 are read with :func:`isofast.data.readers.read_table` — every column is a
@@ -45,8 +53,10 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default="smollm2",
-                   help="bundled name (smollm2, minilm, tiny-gpt2, tiny-llama, tiny-t5) "
-                   "or a local Hugging Face folder / .gguf file (default: smollm2)")
+                   help="bundled name (smollm2, minilm, tiny-gpt2, tiny-llama, tiny-t5), "
+                   "a local Hugging Face folder / .gguf file, or a time-series foundation model as FAMILY:PATH "
+                   "(chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, moirai, moirai-2, moment; "
+                   "docs/models.md) (default: smollm2)")
     p.add_argument("--data", required=True, help="a .csv/.tsv/.parquet or .npy file of series")
     p.add_argument("--column", default=None,
                    help="CSV/parquet column to use (default: all); for 2-D .npy the row index")

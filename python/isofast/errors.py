@@ -11,8 +11,10 @@ of the built-in classes callers already catch, so ``except ValueError`` (or
     │   ├── EmptyInputError               no rows (or too few) to compute on
     │   ├── DataFormatError               a malformed user data file (.path, .line)
     │   ├── UnknownDatasetError(KeyError) a dataset name not in the registry
+    │   ├── CheckpointError               a model folder that is not what was named (isofast.tsfm)
     │   └── ConfigError                   a study configuration that cannot run (isofast.study.config)
     ├── ArgumentTypeError(TypeError)      an argument of the wrong type
+    ├── MissingPackageError(ImportError)  an optional package a model family needs
     ├── NumericalError(ArithmeticError)   a computation that cannot be done in float64
     ├── ResourceError(OSError)            the OS refused threads or memory
     ├── ClusterError(ConnectionError)     a Dask cluster that cannot run the study
@@ -32,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentTypeError",
+    "CheckpointError",
     "ChecksumError",
     "ClusterError",
     "CorruptFileError",
@@ -40,6 +43,7 @@ __all__ = [
     "EmptyInputError",
     "InputError",
     "IsofastError",
+    "MissingPackageError",
     "NonFiniteError",
     "NumericalError",
     "ResourceError",
@@ -104,6 +108,17 @@ class UnknownDatasetError(KeyError, InputError):
 
     def __str__(self) -> str:  # KeyError would repr() the message (quotes)
         return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(InputError):
+    """A model folder that is not a checkpoint of the family it was named as
+    (or whose weights disagree with its config); the message says what was
+    expected and what was found."""
+
+
+class MissingPackageError(IsofastError, ImportError):
+    """An optional package a model family needs is not installed; the
+    message names the extra or the install recipe."""
 
 
 class ArgumentTypeError(IsofastError, TypeError):

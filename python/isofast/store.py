@@ -65,6 +65,10 @@ FORMAT = "isofast-capture"
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 TOKEN_COLUMNS = ("row", "series_id", "window_id", "position", "token_id", "token_text", "role")
+# Written by captures of time-series foundation models (isofast.tsfm.capture):
+# the first and last time step (within the window) whose values a token reads,
+# −1 for tokens that read none ([REG], EOS, padding-only patches).
+OPTIONAL_TOKEN_COLUMNS = ("first_step", "last_step")
 WINDOW_COLUMNS = (
     "window_id", "series_id", "start", "n_values", "n_values_input", "n_tokens",
     "scale", "offset",
@@ -470,6 +474,8 @@ class Capture:
         parts = [read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key]))
                  for s in self.manifest["shards"]]
         cols = TOKEN_COLUMNS if kind == "tokens" else WINDOW_COLUMNS
+        if kind == "tokens" and parts:
+            cols = cols + tuple(c for c in OPTIONAL_TOKEN_COLUMNS if all(c in p for p in parts))
         if parts:
             data = {c: np.concatenate([p[c] for p in parts]) for c in cols}
         else:
