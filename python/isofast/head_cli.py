@@ -13,6 +13,11 @@ Examples::
 unless ``--column``; ``.npy``: a 1-D series or one series per row) or a dataset
 name of :mod:`isofast.data` (``isofast data list``).
 
+``forecast --model FAMILY:PATH`` (a time-series foundation model, see
+docs/models.md) forecasts through the family's own package; quantile
+families' ``--samples`` sample paths are that many equally spaced quantile
+levels (k − ½)/n, and the settings in ``metrics.json`` say which.
+
 ``forecast`` writes into ``--out``: ``forecasts.csv`` (one row per window and
 step: truth, median, mean, quantiles), ``forecasts.npz`` (samples
 (S, n, H), median, mean, quantiles, context, target, series_id, start) and
@@ -23,6 +28,14 @@ continuous NLL, settings).
 enter the LM head: from a capture folder (its last ``residual`` layer, taken
 after the final norm; the head's weights come from the capture's model) or
 computed directly from ``--model`` and ``--data``.
+
+``head --model chronos:DIR --data …`` (or a bare Chronos-T5 folder) reads
+Chronos' softmax head over its value bins: W is the decoder's ``lm_head``
+and each window gives one context, the vector entering ``lm_head`` at the
+first decoding step (:meth:`isofast.tsfm.chronos.ChronosAdapter.head_inputs`;
+``--positions`` and ``--serializer`` do not apply: Chronos tokenizes with its
+own mean-scaled bins). Other time-series families (chronos-bolt, chronos-2,
+TimesFM, …) have no softmax head and are refused with exit code 2.
 """
 
 from __future__ import annotations
@@ -45,7 +58,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     f.add_argument("--model", default="smollm2",
-                   help="bundled name (smollm2, tiny-llama, …) or a local Hugging Face folder")
+                   help="bundled name (smollm2, tiny-llama, …), a local Hugging Face folder, or a time-series "
+                   "foundation model FAMILY:PATH (chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, "
+                   "moirai, moirai-2, moment; docs/models.md)")
     f.add_argument("--data", required=True, help="a .csv/.tsv/.parquet/.npy file or a dataset name")
     f.add_argument("--column", default=None, help="file column (or .npy row) to use")
     f.add_argument("--time-column", default=None, help="CSV/parquet column of timestamps")
@@ -81,7 +96,7 @@ def register(subparsers) -> None:
     src.add_argument("--data", help="a data file or dataset name (with --model)")
     h.add_argument("--model", default=None,
                    help="the model whose head to use (default for --capture: the capture's model; "
-                   "for --data: smollm2)")
+                   "for --data: smollm2); chronos:DIR or a Chronos-T5 folder for Chronos' value-bin head")
     h.add_argument("--column", default=None)
     h.add_argument("--time-column", default=None)
     h.add_argument("--context", type=int, default=96)
@@ -137,12 +152,16 @@ def run_forecast(args) -> int:
     series, season = _read(args.data, args.column, args.time_column)
     w, names = _windows(series, args.context, args.horizon, args.window_mode, args.stride,
                         args.n_windows, args.seed)
-    lm = load_model(args.model, device=args.device)
-    res = forecast(
-        lm, w, args.horizon, n_samples=args.samples, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed, serializer=args.serializer,
-        first_digit=args.first_digit, n_threads=args.threads,
-    )
+    if _is_tsfm(args.model):
+        res, model_name = _tsfm_forecast(args, w)
+    else:
+        lm = load_model(args.model, device=args.device)
+        model_name = lm.name
+        res = forecast(
+            lm, w, args.horizon, n_samples=args.samples, temperature=args.temperature,
+            top_p=args.top_p, seed=args.seed, serializer=args.serializer,
+            first_digit=args.first_digit, n_threads=args.threads,
+        )
     season = args.season or season or 1
     if args.context <= season:
         season = 1
@@ -162,7 +181,8 @@ def run_forecast(args) -> int:
     np.savez(
         out / "forecasts.npz", samples=res.samples, median=res.median, mean=res.mean,
         quantiles=res.quantiles, quantile_levels=q, context=w.context, target=w.target,
-        series_id=w.series_id, start=w.start, nll=res.nll,
+        series_id=w.series_id, start=w.start,
+        **({"nll": res.nll} if res.nll is not None else {}),  # no object arrays: loads without allow_pickle
     )
     nll = res.nll[np.isfinite(res.nll)] if res.nll is not None else np.empty(0)
     summary = {
@@ -189,12 +209,49 @@ def run_forecast(args) -> int:
             return "n/a" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
         print(f"{len(w)} window(s) × {args.horizon} steps, {res.samples.shape[1]} sample(s) each, "
-              f"{res.seconds:.1f} s ({lm.name})")
+              f"{res.seconds:.1f} s ({model_name})")
         print(f"NMSE {fmt(met.nmse)}  MSE {fmt(met.mse)}  MAE {fmt(met.mae)}  "
               f"MASE(m={season}) {fmt(met.mase)}  CRPS {fmt(met.crps)}  "
               f"NLL/value {fmt(summary['nll_per_value'])}")
         print(f"wrote {out / 'forecasts.csv'}, {out / 'forecasts.npz'}, {out / 'metrics.json'}")
     return 0
+
+
+def _tsfm_forecast(args, w):
+    """A time-series foundation model's own forecast of the windows, in the
+    shape the LM path writes: ``samples`` (S, n, H) are the family's sample
+    paths, or — for quantile families — the ``n`` equally spaced levels
+    (k − ½)/n standing in for them (as in the study, docs/models.md); a
+    point-only family gives one path."""
+    from types import SimpleNamespace
+
+    from isofast.errors import InputError
+    from isofast.tsfm import load_tsfm
+
+    if args.first_digit or args.serializer != "llmtime" or args.temperature != 1.0 or args.top_p is not None:
+        raise InputError("--first-digit, --serializer, --temperature and --top-p apply to language models only; "
+                         "a time-series foundation model forecasts through its own package")
+    ad = load_tsfm(args.model, device=args.device)
+    n = max(1, int(args.samples))
+    shown = np.array([0.1, 0.5, 0.9])
+    grid = (np.arange(n) + 0.5) / n
+    levels = np.unique(np.concatenate([shown, grid]))
+    fc = ad.forecast(list(w.context), args.horizon, n_samples=n, seed=args.seed, quantile_levels=levels.tolist())
+    q = np.asarray(fc.quantiles, np.float64)
+    if fc.samples is not None:
+        samples = np.asarray(fc.samples, np.float64)
+    elif np.all(q == q[:1]):
+        samples = np.asarray(fc.point, np.float64)[:, None, :]
+    else:
+        samples = np.moveaxis(q[np.searchsorted(levels, grid)], 0, 1)
+    res = SimpleNamespace(
+        samples=samples, median=np.asarray(fc.point, np.float64), mean=samples.mean(axis=1),
+        quantile_levels=shown, quantiles=q[np.searchsorted(levels, shown)], nll=None, allowed_mass=None,
+        first_digit=None, seconds=fc.seconds,
+        settings={"family": ad.family, **fc.settings, "sample_paths": "family's samples" if fc.samples is not None
+                  else ("point forecast only" if samples.shape[1] == 1 else f"{n} quantile levels (k-1/2)/{n}")},
+    )
+    return res, f"{ad.family}:{ad.path}"
 
 
 # ------------------------------------------------------------------- head
@@ -235,10 +292,88 @@ def _direct_contexts(args, lm):
     return np.concatenate(rows)
 
 
+def _is_tsfm(spec) -> bool:
+    from isofast.tsfm.spec import looks_like_tsfm
+
+    return spec is not None and looks_like_tsfm(spec)
+
+
+def _tsfm_with_head(spec: str, device):
+    """The TSFM adapter of ``spec`` when its family has a softmax head
+    (Chronos-T5); ``InputError`` (one line, exit 2) before loading otherwise."""
+    from isofast.errors import InputError
+    from isofast.tsfm import adapter_class, load_tsfm, parse_spec
+
+    ms = parse_spec(spec)
+    if not adapter_class(ms.family).has_head:
+        raise InputError(
+            f"{ms.family} has no softmax head; `isofast head` needs a model whose output layer is a softmax over "
+            f"tokens: a language model, or chronos:DIR (Chronos-T5, 4096 value bins); {ms.family} forecasts with a "
+            "direct (quantile/regression) head"
+        )
+    return load_tsfm(str(ms), device=device)
+
+
+def _tsfm_contexts(args, ad) -> np.ndarray:
+    series, _ = _read(args.data, args.column, args.time_column)
+    w, _ = _windows(series, args.context, 0, args.window_mode, args.context, args.n_windows, args.seed)
+    return ad.head_inputs(list(w.context))
+
+
+def _run_head_tsfm(args, spec: str) -> int:
+    from isofast.head import head_diagnostics
+
+    ad = _tsfm_with_head(spec, args.device)
+    C = _tsfm_contexts(args, ad)
+    W, b = ad.head()
+    rep = head_diagnostics(W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy,
+                           n_threads=args.threads)
+    name = f"{ad.family}:{ad.path}"
+    source = f"{args.data}: {C.shape[0]} first-step decoder states (one per window of {args.context} values)"
+    d = rep.to_dict()
+    d["source"] = source
+    d["model"] = name
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(d, indent=1), encoding="utf-8")
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        print(f"softmax head of {name} ({W.shape[0]} value bins); contexts: {source}")
+        print(rep.table())
+    return 0
+
+
+def _refuse_tsfm_capture(folder: str) -> None:
+    from isofast.errors import InputError
+    from isofast.store import read_manifest
+
+    try:
+        mf = read_manifest(Path(folder)) if Path(folder).is_dir() else None
+    except (OSError, ValueError):  # open_capture reports a bad folder itself
+        return
+    model = mf.get("model") if isinstance(mf, dict) else None
+    fam = model.get("family") if isinstance(model, dict) else None
+    if fam:
+        raise InputError(
+            f"{folder} is a capture of the time-series model {fam}, whose captured stack is its encoder; the "
+            "Chronos head reads the decoder's first step: use `isofast head --model chronos:DIR --data …`"
+        )
+
+
 def run_head(args) -> int:
+    from isofast.errors import InputError
     from isofast.head import head_diagnostics, lm_head_weights
     from isofast.models import load_model
 
+    if args.capture is not None:
+        _refuse_tsfm_capture(args.capture)
+        if _is_tsfm(args.model):
+            raise InputError(
+                f"--capture reads a language-model capture; for the time-series model {args.model} use "
+                "--model with --data instead")
+    elif _is_tsfm(args.model):
+        return _run_head_tsfm(args, args.model)
     if args.capture is not None:
         C, name, whash, cap = _capture_contexts(args.capture, args.model)
         lm = load_model(name, device="cpu")
