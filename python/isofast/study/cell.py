@@ -47,8 +47,9 @@ def build_model(mcfg, *, seed: int, cache: StudyCache, threads: int):
     """The :class:`~isofast.study.adapters.StudyModel` of one ``[[models]]`` table."""
     from isofast.study.models_lm import LMModel
     from isofast.study.models_ts import ChronosT5Model, PatchTSTModel
+    from isofast.study.models_tsfm import TSFMModel
 
-    cls = {"lm": LMModel, "patchtst": PatchTSTModel, "chronos-t5": ChronosT5Model}[mcfg.kind]
+    cls = {"lm": LMModel, "patchtst": PatchTSTModel, "chronos-t5": ChronosT5Model, "tsfm": TSFMModel}[mcfg.kind]
     return cls(mcfg, seed=seed, cache=cache, threads=threads)
 
 

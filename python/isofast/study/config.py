@@ -62,7 +62,9 @@ Schema (every key optional unless marked *required*)::
     name = "smollm2"
     kind = "lm"                 # "lm" (causal LM, LLMTime text, LM-head forecasting),
                                 # "patchtst" (trained per dataset), "chronos-t5"
-                                # (trained once on KernelSynth, or a local checkpoint)
+                                # (trained once on KernelSynth, or a local checkpoint),
+                                # "tsfm" (a pretrained TSFM: model = "FAMILY:PATH",
+                                # isofast.study.models_tsfm; families in isofast.tsfm)
     model = "smollm2"           # lm: bundled name ("smollm2", "tiny-llama"…) or folder
     path = ""                   # a local Hugging Face folder (overrides ``model``;
                                 # for patchtst/chronos-t5: load instead of training)
@@ -122,7 +124,7 @@ STATISTICS: tuple[str, ...] = (
     "best_k",
 ) + NULL_STATISTICS  # the global statistics, each with an isotropic-Gaussian null
 
-MODEL_KINDS = ("lm", "patchtst", "chronos-t5")
+MODEL_KINDS = ("lm", "patchtst", "chronos-t5", "tsfm")
 DATA_SOURCES = ("registry", "kernelsynth", "csv")
 PERTURBATION_KINDS = ("none", "noise", "shorten")
 CAUSAL_METHODS = ("abtt", "cluster_whiten", "random")
@@ -302,6 +304,8 @@ class ModelConfig:
             raise ConfigError(f"model {self.name!r}: layers must be 'all' or a list of ints")
         if self.kind == "lm" and not (self.model or self.path):
             raise ConfigError(f"model {self.name!r}: kind 'lm' needs model or path")
+        if self.kind == "tsfm" and not (self.model or self.path):
+            raise ConfigError(f"model {self.name!r}: kind 'tsfm' needs model = \"FAMILY:PATH\" (or path)")
 
     def key(self) -> dict:
         return asdict(self)

@@ -109,6 +109,10 @@ LM_DEFAULTS: dict[str, Any] = {
 
 def check_options(kind: str, options: dict, name: str) -> dict:
     """Kind-specific model keys with defaults; unknown keys raise ``ConfigError``."""
+    if kind == "tsfm":
+        from isofast.study.models_tsfm import check_tsfm_options
+
+        return check_tsfm_options(options, name)
     table = {"patchtst": PATCHTST_DEFAULTS, "chronos-t5": CHRONOS_DEFAULTS, "lm": LM_DEFAULTS}.get(kind)
     if table is None:
         raise ConfigError(f"model {name!r}: unknown kind {kind!r}")
