@@ -42,3 +42,16 @@ def short_series():
         np.array([0.0, 0.5, -1.25, 3.0, 2.0, 1.0, 0.0]),
     ]
 # --- end models (capture) ---
+
+
+# --- time-series foundation models (tests/test_tsfm_*.py) ---
+@pytest.fixture(scope="session")
+def co2():
+    """The Mauna Loa CO2 series (statsmodels), gaps interpolated: a real
+    series for the TSFM forecasts."""
+    pytest.importorskip("statsmodels")
+    import isofast
+
+    s = isofast.data.load("co2", nan="interpolate")
+    return np.asarray(s.values, np.float64)
+# --- end time-series foundation models ---

@@ -15,13 +15,6 @@ from isofast.errors import CheckpointError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def co2():
-    pytest.importorskip("statsmodels")
-    s = isofast.data.load("co2", nan="interpolate")
-    return np.asarray(s.values, np.float64)
-
-
-@pytest.fixture(scope="module")
 def bolt_dir(tmp_path_factory, one_torch_thread):
     d = tmp_path_factory.mktemp("bolt")
     tsfm.build_random("chronos-bolt", d, seed=0)

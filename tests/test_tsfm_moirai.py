@@ -21,13 +21,6 @@ from isofast.errors import CheckpointError, InputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def co2():
-    pytest.importorskip("statsmodels")
-    s = isofast.data.load("co2", nan="interpolate")
-    return np.asarray(s.values, np.float64)
-
-
-@pytest.fixture(scope="module")
 def m1_dir(tmp_path_factory, one_torch_thread):
     d = tmp_path_factory.mktemp("moirai")
     # max_seq_len 32 → max_context (32 − 1) · 8 = 248 values at patch 8

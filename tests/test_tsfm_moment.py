@@ -21,13 +21,6 @@ from isofast.errors import CheckpointError, InputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def co2():
-    pytest.importorskip("statsmodels")
-    s = isofast.data.load("co2", nan="interpolate")
-    return np.asarray(s.values, np.float64)
-
-
-@pytest.fixture(scope="module")
 def mdir(tmp_path_factory, one_torch_thread):
     d = tmp_path_factory.mktemp("moment")
     tsfm.build_random("moment", d, seed=0, d_model=32, num_layers=2)

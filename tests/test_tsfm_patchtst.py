@@ -20,13 +20,6 @@ ALL = ("residual", "attention")
 
 
 @pytest.fixture(scope="module")
-def co2():
-    pytest.importorskip("statsmodels")
-    s = isofast.data.load("co2", nan="interpolate")
-    return np.asarray(s.values, np.float64)
-
-
-@pytest.fixture(scope="module")
 def pt_dir(tmp_path_factory, one_torch_thread):
     # 60 values, patches of 8 every 6: 9 patches over the last 56 values, the oldest 4 dropped
     d = tmp_path_factory.mktemp("patchtst")

@@ -21,13 +21,6 @@ ALL = ("residual", "attention")
 
 
 @pytest.fixture(scope="module")
-def co2():
-    pytest.importorskip("statsmodels")
-    s = isofast.data.load("co2", nan="interpolate")
-    return np.asarray(s.values, np.float64)
-
-
-@pytest.fixture(scope="module")
 def pkg_dir(tmp_path_factory, one_torch_thread):
     pytest.importorskip("timesfm")
     d = tmp_path_factory.mktemp("t25pkg")

@@ -454,6 +454,24 @@ class TSFMAdapter:
         return TSFMEmbedding(arrays, m["window"], m["token"], m["role"], m["first"], m["last"], kinds)
 
 
+class T5EncoderStack:
+    """Mixin for adapters whose captured stack is a T5 encoder at
+    ``self.model.encoder`` (Chronos-T5, Chronos-Bolt, MOMENT): blocks
+    ``encoder.block[i]``, attention ``block[i].layer[0].SelfAttention`` (its
+    output before the residual add), final norm ``encoder.final_layer_norm``."""
+
+    model: Any
+
+    @property
+    def stack(self) -> Stack:
+        enc = self.model.encoder
+        return Stack("encoder", list(enc.block), [b.layer[0].SelfAttention for b in enc.block], enc.final_layer_norm)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.config.d_model)
+
+
 def as_torch_dtype(dtype: str):
     from isofast.models import resolve_dtype
 

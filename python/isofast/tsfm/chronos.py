@@ -111,6 +111,7 @@ from isofast.errors import CheckpointError, InputError
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
     Stack,
+    T5EncoderStack,
     TSFMAdapter,
     TSFMForecast,
     as_torch_dtype,
@@ -176,7 +177,19 @@ def _expect_family(folder: Path, want: str) -> dict:
     return cfg
 
 
-class ChronosBoltAdapter(TSFMAdapter):
+def _load_pipeline(cls, path, model_cls, pipeline_cls, device: str, dtype: str):
+    """A Bolt or Chronos-2 folder: family checked, safetensors only, weights
+    that fit the config, wrapped in the package's pipeline."""
+    offline()
+    folder = Path(path)
+    _expect_family(folder, cls.family)
+    require_safetensors(folder, cls.family)
+    model = load_checked(model_cls, folder, cls.family, dtype)
+    pipe = pipeline_cls(model=model.to(device).eval())
+    return cls(pipe, path=folder, weights_hash=hash_folder_weights(folder), device=device)
+
+
+class ChronosBoltAdapter(T5EncoderStack, TSFMAdapter):
     """Chronos-Bolt (module docstring)."""
 
     family = "chronos-bolt"
@@ -187,16 +200,10 @@ class ChronosBoltAdapter(TSFMAdapter):
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> ChronosBoltAdapter:
-        offline()
-        folder = Path(path)
-        _expect_family(folder, cls.family)
-        require_safetensors(folder, cls.family)
         from chronos import ChronosBoltPipeline
         from chronos.chronos_bolt import ChronosBoltModelForForecasting
 
-        model = load_checked(ChronosBoltModelForForecasting, folder, cls.family, dtype)
-        pipe = ChronosBoltPipeline(model=model.to(device).eval())
-        return cls(pipe, path=folder, weights_hash=hash_folder_weights(folder), device=device)
+        return _load_pipeline(cls, path, ChronosBoltModelForForecasting, ChronosBoltPipeline, device, dtype)
 
     @classmethod
     def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, context_length: int = 64,
@@ -221,15 +228,6 @@ class ChronosBoltAdapter(TSFMAdapter):
     @property
     def cc(self):
         return self.model.chronos_config
-
-    @property
-    def stack(self) -> Stack:
-        enc = self.model.encoder
-        return Stack("encoder", list(enc.block), [b.layer[0].SelfAttention for b in enc.block], enc.final_layer_norm)
-
-    @property
-    def d_model(self) -> int:
-        return int(self.model.config.d_model)
 
     @property
     def config_layers(self) -> int:
@@ -277,7 +275,7 @@ _CHRONOS_KEYS = ("tokenizer_class", "tokenizer_kwargs", "context_length", "predi
                  "temperature", "top_k", "top_p")
 
 
-class ChronosAdapter(TSFMAdapter):
+class ChronosAdapter(T5EncoderStack, TSFMAdapter):
     """Chronos (T5 over mean-scaled value bins; module docstring). The only
     family with a softmax head: :meth:`head` and :meth:`head_inputs`."""
 
@@ -354,15 +352,6 @@ class ChronosAdapter(TSFMAdapter):
     @property
     def cc(self):
         return self.pipeline.model.config
-
-    @property
-    def stack(self) -> Stack:
-        enc = self.model.encoder
-        return Stack("encoder", list(enc.block), [b.layer[0].SelfAttention for b in enc.block], enc.final_layer_norm)
-
-    @property
-    def d_model(self) -> int:
-        return int(self.model.config.d_model)
 
     @property
     def config_layers(self) -> int:
@@ -499,16 +488,10 @@ class Chronos2Adapter(TSFMAdapter):
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> Chronos2Adapter:
-        offline()
-        folder = Path(path)
-        _expect_family(folder, cls.family)
-        require_safetensors(folder, cls.family)
         from chronos import Chronos2Pipeline
         from chronos.chronos2 import Chronos2Model
 
-        model = load_checked(Chronos2Model, folder, cls.family, dtype)
-        pipe = Chronos2Pipeline(model=model.to(device).eval())
-        return cls(pipe, path=folder, weights_hash=hash_folder_weights(folder), device=device)
+        return _load_pipeline(cls, path, Chronos2Model, Chronos2Pipeline, device, dtype)
 
     @classmethod
     def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, context_length: int = 64,

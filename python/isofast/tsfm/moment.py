@@ -83,7 +83,14 @@ import numpy as np
 from isofast.errors import CheckpointError, InputError
 from isofast.serializers.base import OTHER
 from isofast.serializers.tsfm import TokenSerializer, TokenTable
-from isofast.tsfm.base import Stack, TSFMAdapter, TSFMForecast, as_torch_dtype, hash_folder_weights, offline
+from isofast.tsfm.base import (
+    T5EncoderStack,
+    TSFMAdapter,
+    TSFMForecast,
+    as_torch_dtype,
+    hash_folder_weights,
+    offline,
+)
 from isofast.tsfm.chronos import _check_horizon, _check_levels
 from isofast.tsfm.spec import read_config
 
@@ -167,7 +174,7 @@ def _check_config(folder: Path, cfg: dict) -> None:
         raise CheckpointError(f"{folder}/config.json: d_model {d} differs from t5_config.d_model {t5['d_model']}")
 
 
-class MomentAdapter(TSFMAdapter):
+class MomentAdapter(T5EncoderStack, TSFMAdapter):
     """MOMENT (module docstring)."""
 
     family = "moment"
@@ -239,15 +246,6 @@ class MomentAdapter(TSFMAdapter):
         return folder
 
     # ---- structure
-    @property
-    def stack(self) -> Stack:
-        enc = self.model.encoder
-        return Stack("encoder", list(enc.block), [b.layer[0].SelfAttention for b in enc.block], enc.final_layer_norm)
-
-    @property
-    def d_model(self) -> int:
-        return int(self.model.config.d_model)
-
     @property
     def config_layers(self) -> int:
         return int(self.model.config.t5_config["num_layers"])
