@@ -330,18 +330,7 @@ def _run_head_tsfm(args, spec: str) -> int:
                            n_threads=args.threads)
     name = f"{ad.family}:{ad.path}"
     source = f"{args.data}: {C.shape[0]} first-step decoder states (one per window of {args.context} values)"
-    d = rep.to_dict()
-    d["source"] = source
-    d["model"] = name
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(d, indent=1), encoding="utf-8")
-    if args.json:
-        print(json.dumps(d, indent=1))
-    else:
-        print(f"softmax head of {name} ({W.shape[0]} value bins); contexts: {source}")
-        print(rep.table())
-    return 0
+    return _emit_head(args, rep, name, source, f"softmax head of {name} ({W.shape[0]} value bins)")
 
 
 def _refuse_tsfm_capture(folder: str) -> None:
@@ -390,16 +379,21 @@ def run_head(args) -> int:
     W, b = lm_head_weights(lm)
     rep = head_diagnostics(W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy,
                            n_threads=args.threads)
+    return _emit_head(args, rep, lm.name, source, f"LM head of {lm.name}")
+
+
+def _emit_head(args, rep, model: str, source: str, title: str) -> int:
+    """The head report as JSON (``--out``, ``--json``) or a table."""
     d = rep.to_dict()
     d["source"] = source
-    d["model"] = lm.name
+    d["model"] = model
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(d, indent=1), encoding="utf-8")
     if args.json:
         print(json.dumps(d, indent=1))
     else:
-        print(f"LM head of {lm.name}; contexts: {source}")
+        print(f"{title}; contexts: {source}")
         print(rep.table())
     return 0
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,99 @@ def load_checked(model_cls, folder: Path, family: str, dtype: str = "float32", *
     return model.eval()
 
 
+# ---------------------------------------------------------------- shared checks
+def check_levels(levels) -> np.ndarray:
+    q = np.asarray(list(levels), np.float64)
+    if q.ndim != 1 or q.size == 0 or not np.all((q > 0) & (q < 1)):
+        raise InputError(f"quantile_levels must be numbers strictly between 0 and 1, got {list(levels)!r}")
+    return q
+
+
+def check_horizon(horizon) -> int:
+    from isofast._input import check_int
+
+    return check_int(horizon, "horizon", minimum=1)
+
+
+def check_seed(seed) -> int:
+    from isofast._input import check_int
+
+    return check_int(seed, "seed", minimum=0)
+
+
+@contextmanager
+def seeded(seed: int, device):
+    """``torch.manual_seed(seed)`` in a forked random state: the packages'
+    sampling uses torch's global generator (they take no generator
+    argument); the caller's global state is restored on exit."""
+    import torch
+
+    devs = []
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        devs = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devs):
+        torch.manual_seed(seed)
+        yield
+
+
+def by_length(ctx: list) -> dict[int, list[int]]:
+    """Indices of the contexts grouped by length (batches need equal lengths)."""
+    out: dict[int, list[int]] = {}
+    for i, c in enumerate(ctx):
+        out.setdefault(c.size, []).append(i)
+    return out
+
+
+def expect_family(folder: Path, want: str) -> dict:
+    """The folder's config, refused with what was found when it is not ``want``."""
+    from isofast.tsfm.spec import detect_from_config, read_config
+
+    cfg = read_config(folder)
+    got = detect_from_config(cfg)
+    if got != want:
+        found = got or f"model_type={cfg.get('model_type')!r}, architectures={cfg.get('architectures')!r}"
+        raise CheckpointError(f"{folder}: expected a {want} checkpoint, found {found}")
+    return cfg
+
+
+def interp_quantiles(q_model: np.ndarray, model_levels, levels: np.ndarray):
+    """``q_model`` (..., Qm) at increasing ``model_levels`` → (Q, ...) at
+    ``levels``: linear between neighbouring model levels, clamped to the
+    outermost outside them. Also returns the interpolated and clamped levels."""
+    ml = np.asarray(list(model_levels), np.float64)
+    out, interp, clamped = [], [], []
+    for lv in levels:
+        hit = np.flatnonzero(np.isclose(ml, lv, rtol=0, atol=1e-9))
+        if hit.size:
+            out.append(q_model[..., int(hit[0])])
+            continue
+        if lv < ml[0] or lv > ml[-1]:
+            clamped.append(float(lv))
+            out.append(q_model[..., 0 if lv < ml[0] else -1])
+            continue
+        j = int(np.searchsorted(ml, lv))
+        w = (lv - ml[j - 1]) / (ml[j] - ml[j - 1])
+        interp.append(float(lv))
+        out.append((1.0 - w) * q_model[..., j - 1] + w * q_model[..., j])
+    return np.stack(out), interp, clamped
+
+
+def load_transformers(cls, path, model_cls, architecture: str, device: str, dtype: str):
+    """A transformers built-in family's folder (TimesFM 1.0/2.0, PatchTST):
+    the family checked, the head class checked against ``architectures``,
+    safetensors only, weights that fit the config."""
+    offline()
+    folder = Path(path)
+    cfg = expect_family(folder, cls.family)
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    if archs and architecture not in archs:
+        raise CheckpointError(f"{folder}: isofast reads {architecture} checkpoints (the forecasting head); "
+                              f"this folder holds {archs}")
+    require_safetensors(folder, cls.family)
+    return folder, load_checked(model_cls, folder, cls.family, dtype).to(device).eval()
+
+
 class TSFMAdapter:
     """Base class of the family adapters (module docstring)."""
 
@@ -422,9 +516,7 @@ class TSFMAdapter:
         kinds: list[str] = []
         order: list[tuple] = []  # (window, chunk, index in chunk, token table): restores window order
         chunks: list[tuple[list[int], dict]] = []
-        by_len: dict[int, list[int]] = {}
-        for i, c in enumerate(ctx):
-            by_len.setdefault(c.size, []).append(i)
+        by_len = by_length(ctx)
         with torch.inference_mode(), LayerTap(self.stack, want, self.d_model, self.family, rows=self._rows) as tap:
             for length, idx in by_len.items():
                 table = ser.tokens(length)

@@ -102,79 +102,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from isofast.errors import CheckpointError, InputError
+from isofast.errors import CheckpointError
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
     Stack,
     T5EncoderStack,
     TSFMAdapter,
     TSFMForecast,
-    as_torch_dtype,
+    by_length,
+    check_horizon,
+    check_levels,
+    check_seed,
+    expect_family,
     hash_folder_weights,
     load_checked,
     offline,
     require_safetensors,
+    seeded,
 )
-from isofast.tsfm.spec import read_config
 
 
-def _check_levels(levels) -> np.ndarray:
-    q = np.asarray(list(levels), np.float64)
-    if q.ndim != 1 or q.size == 0 or not np.all((q > 0) & (q < 1)):
-        raise InputError(f"quantile_levels must be numbers strictly between 0 and 1, got {list(levels)!r}")
-    return q
+class _PipelineAdapter(TSFMAdapter):
+    """An adapter around a chronos pipeline: ``model`` is the network the
+    pipeline runs (its ``_model_attr``), ``pipeline`` forecasts."""
 
+    _model_attr = "model"
 
-def _check_horizon(horizon) -> int:
-    from isofast._input import check_int
-
-    return check_int(horizon, "horizon", minimum=1)
-
-
-def _check_seed(seed) -> int:
-    from isofast._input import check_int
-
-    return check_int(seed, "seed", minimum=0)
-
-
-@contextmanager
-def _seeded(seed: int, device):
-    """``torch.manual_seed(seed)`` in a forked random state: the packages'
-    sampling uses torch's global generator (they take no generator
-    argument); the caller's global state is restored on exit."""
-    import torch
-
-    devs = []
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        devs = [dev.index if dev.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devs):
-        torch.manual_seed(seed)
-        yield
-
-
-def _by_length(ctx: list) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for i, c in enumerate(ctx):
-        out.setdefault(c.size, []).append(i)
-    return out
-
-
-def _expect_family(folder: Path, want: str) -> dict:
-    """The folder's config, refused with what was found when it is not ``want``."""
-    from isofast.tsfm.spec import detect_from_config
-
-    cfg = read_config(folder)
-    got = detect_from_config(cfg)
-    if got != want:
-        found = got or f"model_type={cfg.get('model_type')!r}, architectures={cfg.get('architectures')!r}"
-        raise CheckpointError(f"{folder}: expected a {want} checkpoint, found {found}")
-    return cfg
+    def __init__(self, pipeline, **kw):
+        super().__init__(getattr(pipeline, self._model_attr), **kw)
+        self.pipeline = pipeline
 
 
 def _load_pipeline(cls, path, model_cls, pipeline_cls, device: str, dtype: str):
@@ -182,21 +142,17 @@ def _load_pipeline(cls, path, model_cls, pipeline_cls, device: str, dtype: str):
     that fit the config, wrapped in the package's pipeline."""
     offline()
     folder = Path(path)
-    _expect_family(folder, cls.family)
+    expect_family(folder, cls.family)
     require_safetensors(folder, cls.family)
     model = load_checked(model_cls, folder, cls.family, dtype)
     pipe = pipeline_cls(model=model.to(device).eval())
     return cls(pipe, path=folder, weights_hash=hash_folder_weights(folder), device=device)
 
 
-class ChronosBoltAdapter(T5EncoderStack, TSFMAdapter):
+class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
     """Chronos-Bolt (module docstring)."""
 
     family = "chronos-bolt"
-
-    def __init__(self, pipeline, **kw):
-        super().__init__(pipeline.model, **kw)
-        self.pipeline = pipeline
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> ChronosBoltAdapter:
@@ -255,8 +211,8 @@ class ChronosBoltAdapter(T5EncoderStack, TSFMAdapter):
         model's ``prediction_length`` are unrolled by the package."""
         import torch
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -275,22 +231,20 @@ _CHRONOS_KEYS = ("tokenizer_class", "tokenizer_kwargs", "context_length", "predi
                  "temperature", "top_k", "top_p")
 
 
-class ChronosAdapter(T5EncoderStack, TSFMAdapter):
+class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
     """Chronos (T5 over mean-scaled value bins; module docstring). The only
     family with a softmax head: :meth:`head` and :meth:`head_inputs`."""
 
     family = "chronos"
     has_head = True
 
-    def __init__(self, pipeline, **kw):
-        super().__init__(pipeline.inner_model, **kw)
-        self.pipeline = pipeline
+    _model_attr = "inner_model"  # the T5ForConditionalGeneration inside ChronosModel
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> ChronosAdapter:
         offline()
         folder = Path(path)
-        cfg = _expect_family(folder, cls.family)
+        cfg = expect_family(folder, cls.family)
         raw = cfg.get("chronos_config")
         if not isinstance(raw, dict):
             raise CheckpointError(f"{folder}/config.json has no chronos_config object: not a Chronos checkpoint")
@@ -392,13 +346,13 @@ class ChronosAdapter(T5EncoderStack, TSFMAdapter):
 
         from isofast._input import check_int
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         n = check_int(n_samples, "n_samples", minimum=1)
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
-        with _seeded(seed, self.model.device), torch.inference_mode():
+        with seeded(seed, self.model.device), torch.inference_mode():
             s = self.pipeline.predict([torch.as_tensor(c, dtype=torch.float32) for c in ctx], prediction_length=H,
                                       num_samples=n)
         samples = s.float().numpy().astype(np.float64)  # (S, n, H)
@@ -450,7 +404,7 @@ class ChronosAdapter(T5EncoderStack, TSFMAdapter):
         h = head.register_forward_pre_hook(hook)
         try:
             with torch.inference_mode():
-                for _length, idx in _by_length(ctx).items():
+                for _length, idx in by_length(ctx).items():
                     for s0 in range(0, len(idx), batch_size):
                         group = idx[s0 : s0 + batch_size]
                         ids, mask, _ = self._tokens(np.stack([ctx[i] for i in group]))
@@ -475,16 +429,12 @@ class ChronosAdapter(T5EncoderStack, TSFMAdapter):
 
 
 # ------------------------------------------------------------------ Chronos-2
-class Chronos2Adapter(TSFMAdapter):
+class Chronos2Adapter(_PipelineAdapter):
     """Chronos-2 (module docstring)."""
 
     family = "chronos-2"
     #: future (output-patch) tokens the prefill appends: 1, as Chronos2Pipeline.embed
     prefill_output_patches = 1
-
-    def __init__(self, pipeline, **kw):
-        super().__init__(pipeline.model, **kw)
-        self.pipeline = pipeline
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> Chronos2Adapter:
@@ -563,8 +513,8 @@ class Chronos2Adapter(TSFMAdapter):
         by the package; the point forecast is its median (0.5) quantile."""
         import torch
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         with torch.inference_mode():

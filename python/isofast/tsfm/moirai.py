@@ -100,8 +100,20 @@ import numpy as np
 
 from isofast.errors import CheckpointError, InputError
 from isofast.serializers.tsfm import TokenSerializer
-from isofast.tsfm.base import Stack, TSFMAdapter, TSFMForecast, as_torch_dtype, hash_folder_weights, offline
-from isofast.tsfm.chronos import _by_length, _check_horizon, _check_levels, _check_seed, _seeded
+from isofast.tsfm.base import (
+    interp_quantiles,
+    Stack,
+    TSFMAdapter,
+    TSFMForecast,
+    as_torch_dtype,
+    by_length,
+    check_horizon,
+    check_levels,
+    check_seed,
+    hash_folder_weights,
+    offline,
+    seeded,
+)
 from isofast.tsfm.spec import read_config
 
 _DISTR_PREFIX = "uni2ts.distribution."
@@ -384,10 +396,10 @@ class MoiraiAdapter(_MoiraiBase):
 
         from isofast._input import check_int
 
-        H = _check_horizon(horizon)
+        H = check_horizon(horizon)
         n = check_int(n_samples, "n_samples", minimum=1)
-        seed = _check_seed(seed)
-        levels = _check_levels(quantile_levels)
+        seed = check_seed(seed)
+        levels = check_levels(quantile_levels)
         ps = self.patch_size if patch_size is None else patch_size
         if ps != "auto":
             ps = check_int(ps, "patch_size", minimum=1)
@@ -397,8 +409,8 @@ class MoiraiAdapter(_MoiraiBase):
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         out: list = [None] * len(ctx)
-        with torch.inference_mode(), _seeded(seed, self._device):
-            for length, idx in _by_length(ctx).items():
+        with torch.inference_mode(), seeded(seed, self._device):
+            for length, idx in by_length(ctx).items():
                 if ps == "auto":
                     if length <= H:
                         raise InputError(f"patch_size='auto' needs contexts longer than the horizon ({H}); "
@@ -490,24 +502,23 @@ class Moirai2Adapter(_MoiraiBase):
         and ``seed`` are ignored); module docstring."""
         import torch
 
-        from isofast.tsfm.timesfm import _interp_quantiles
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         ctx = self._contexts_cut(series, nan)
         model_levels = [float(v) for v in self.module.quantile_levels]
         t0 = time.perf_counter()
         out: list = [None] * len(ctx)
         with torch.inference_mode():
-            for length, idx in _by_length(ctx).items():
+            for length, idx in by_length(ctx).items():
                 fc = self._forecaster(length, H)
                 q = np.asarray(fc.predict(past_target=[ctx[i].astype(np.float32) for i in idx]), np.float64)
                 q = q.reshape(len(idx), len(model_levels), H)
                 for j, i in enumerate(idx):
                     out[i] = q[j]
         qm = np.moveaxis(np.stack(out), 1, -1)  # (S, H, Qm)
-        qs, interp, clamped = _interp_quantiles(qm, model_levels, levels)
-        med, _, _ = _interp_quantiles(qm, model_levels, np.array([0.5]))
+        qs, interp, clamped = interp_quantiles(qm, model_levels, levels)
+        med, _, _ = interp_quantiles(qm, model_levels, np.array([0.5]))
         return TSFMForecast(
             point=med[0], quantile_levels=levels, quantiles=qs, family=self.family,
             seconds=time.perf_counter() - t0,

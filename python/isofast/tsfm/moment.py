@@ -88,10 +88,11 @@ from isofast.tsfm.base import (
     TSFMAdapter,
     TSFMForecast,
     as_torch_dtype,
+    check_horizon,
+    check_levels,
     hash_folder_weights,
     offline,
 )
-from isofast.tsfm.chronos import _check_horizon, _check_levels
 from isofast.tsfm.spec import read_config
 
 _TASKS = ("reconstruction", "forecasting", "embedding", "classification")
@@ -306,8 +307,8 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         path: every quantile level repeats the point forecast."""
         import torch
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         ctx = self.contexts(series, nan=nan)
         T, P = self.seq_len, self.patch_len
         task = self.task_name

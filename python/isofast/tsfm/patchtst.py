@@ -70,19 +70,20 @@ from pathlib import Path
 
 import numpy as np
 
-from isofast.errors import CheckpointError, InputError
+from isofast.errors import InputError
 from isofast.models import _quiet_transformers
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    load_transformers,
     Stack,
     TSFMAdapter,
     TSFMForecast,
+    check_horizon,
+    check_levels,
+    check_seed,
     hash_folder_weights,
-    load_checked,
-    offline,
-    require_safetensors,
+    seeded,
 )
-from isofast.tsfm.chronos import _check_horizon, _check_levels, _check_seed, _expect_family, _seeded
 
 
 class PatchTSTAdapter(TSFMAdapter):
@@ -101,15 +102,7 @@ class PatchTSTAdapter(TSFMAdapter):
 
         from isofast._input import check_int
 
-        offline()
-        folder = Path(path)
-        cfg = _expect_family(folder, cls.family)
-        archs = [str(a) for a in cfg.get("architectures") or []]
-        if archs and "PatchTSTForPrediction" not in archs:
-            raise CheckpointError(f"{folder}: isofast reads PatchTSTForPrediction checkpoints (the forecasting head); "
-                                  f"this folder holds {archs}")
-        require_safetensors(folder, cls.family)
-        model = load_checked(PatchTSTForPrediction, folder, cls.family, dtype).to(device).eval()
+        folder, model = load_transformers(cls, path, PatchTSTForPrediction, "PatchTSTForPrediction", device, dtype)
         C = int(model.config.num_input_channels)
         channel = check_int(channel, "channel", minimum=0, maximum=C - 1)
         return cls(model, channel=channel, path=folder, weights_hash=hash_folder_weights(folder), device=device)
@@ -230,9 +223,9 @@ class PatchTSTAdapter(TSFMAdapter):
 
         from isofast._input import check_int
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
-        seed = _check_seed(seed)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
+        seed = check_seed(seed)
         Hm = int(self.cfg.prediction_length)
         if H > Hm:
             raise InputError(
@@ -258,7 +251,7 @@ class PatchTSTAdapter(TSFMAdapter):
         old = self.cfg.num_parallel_samples
         self.cfg.num_parallel_samples = n
         try:
-            with _seeded(seed, self.device), torch.inference_mode():
+            with seeded(seed, self.device), torch.inference_mode():
                 seq = self.model.generate(past_values=x).sequences  # (S, n, Hm, C)
         finally:
             self.cfg.num_parallel_samples = old

@@ -150,16 +150,19 @@ from isofast.errors import CheckpointError, InputError, MissingPackageError
 from isofast.models import _quiet_transformers
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    load_transformers,
+    interp_quantiles,
     Stack,
     TSFMAdapter,
     TSFMForecast,
     as_torch_dtype,
+    check_horizon,
+    check_levels,
     hash_folder_weights,
     load_checked,
     offline,
     require_safetensors,
 )
-from isofast.tsfm.chronos import _check_horizon, _check_levels
 from isofast.tsfm.spec import read_config
 
 #: keys ``TimesFM_2p5_200M_torch.save_pretrained`` writes to config.json (the wrapper's init arguments)
@@ -185,28 +188,6 @@ def detect_config(cfg: dict) -> str | None:
 
 
 # ------------------------------------------------------------------ helpers
-def _interp_quantiles(q_model: np.ndarray, model_levels, levels: np.ndarray):
-    """``q_model`` (..., Qm) at increasing ``model_levels`` → (Q, ...) at
-    ``levels``: linear between neighbouring model levels, clamped to the
-    outermost outside them. Also returns the interpolated and clamped levels."""
-    ml = np.asarray(list(model_levels), np.float64)
-    out, interp, clamped = [], [], []
-    for lv in levels:
-        hit = np.flatnonzero(np.isclose(ml, lv, rtol=0, atol=1e-9))
-        if hit.size:
-            out.append(q_model[..., int(hit[0])])
-            continue
-        if lv < ml[0] or lv > ml[-1]:
-            clamped.append(float(lv))
-            out.append(q_model[..., 0 if lv < ml[0] else -1])
-            continue
-        j = int(np.searchsorted(ml, lv))
-        w = (lv - ml[j - 1]) / (ml[j] - ml[j - 1])
-        interp.append(float(lv))
-        out.append((1.0 - w) * q_model[..., j - 1] + w * q_model[..., j])
-    return np.stack(out), interp, clamped
-
-
 def _need_timesfm() -> None:
     import importlib.util
 
@@ -475,7 +456,7 @@ class TimesFM25Adapter(TSFMAdapter):
     @property
     def d_model(self) -> int:
         if self.backend == "timesfm":
-            return int(self.model.md)
+            return int(self.model.config.stacked_transformers.transformer.model_dims)
         return int(self.model.config.hidden_size)
 
     @property
@@ -541,8 +522,8 @@ class TimesFM25Adapter(TSFMAdapter):
                  quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
         """Quantile forecasts (no sampling: ``n_samples`` and ``seed`` are
         ignored); module docstring for the flags and long horizons."""
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         if self.backend == "timesfm":
@@ -550,7 +531,7 @@ class TimesFM25Adapter(TSFMAdapter):
         else:
             full, settings = self._forecast_transformers(ctx, H)
         # full: (S, H, 1 + Q) = mean, then the model's quantile levels
-        qs, interp, clamped = _interp_quantiles(full[..., 1:], self.model_levels, levels)
+        qs, interp, clamped = interp_quantiles(full[..., 1:], self.model_levels, levels)
         med = 1 + self.model_levels.index(0.5) if 0.5 in self.model_levels else int(self.model.config.decode_index)
         settings.update({"horizon": H, "point": "median (decile 0.5)", "model_quantiles": self.model_levels,
                          "interpolated_levels": interp, "clamped_levels": clamped,
@@ -628,18 +609,8 @@ class TimesFMAdapter(TSFMAdapter):
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32", freq: int = 0) -> TimesFMAdapter:
         from transformers import TimesFmModelForPrediction
-
-        from isofast.tsfm.chronos import _expect_family
-
-        offline()
-        folder = Path(path)
-        cfg = _expect_family(folder, cls.family)
-        archs = [str(a) for a in cfg.get("architectures") or []]
-        if archs and "TimesFmModelForPrediction" not in archs:
-            raise CheckpointError(f"{folder}: isofast reads TimesFmModelForPrediction checkpoints; this folder holds "
-                                  f"{archs}")
-        require_safetensors(folder, cls.family)
-        model = load_checked(TimesFmModelForPrediction, folder, cls.family, dtype).to(device).eval()
+        folder, model = load_transformers(cls, path, TimesFmModelForPrediction, "TimesFmModelForPrediction", device,
+                                          dtype)
         p, C = int(model.config.patch_length), int(model.config.context_length)
         if C % p:
             raise CheckpointError(f"{folder}: context_length {C} is not a multiple of patch_length {p}")
@@ -711,8 +682,8 @@ class TimesFMAdapter(TSFMAdapter):
         sampling: ``n_samples`` and ``seed`` are ignored. Point = the mean head."""
         import torch
 
-        H = _check_horizon(horizon)
-        levels = _check_levels(quantile_levels)
+        H = check_horizon(horizon)
+        levels = check_levels(quantile_levels)
         m, cfg = self.model, self.model.config
         f = self.freq if freq is None else _check_freq(freq, cfg.freq_size)
         ctx = self.contexts(series, nan=nan)
@@ -731,7 +702,7 @@ class TimesFMAdapter(TSFMAdapter):
                 cur = [np.concatenate([c, full[i, :, 0]]) for i, c in enumerate(cur)]
         full = np.concatenate(parts, axis=1)[:, :H]
         model_levels = [float(v) for v in cfg.quantiles]
-        qs, interp, clamped = _interp_quantiles(full[..., 1:], model_levels, levels)
+        qs, interp, clamped = interp_quantiles(full[..., 1:], model_levels, levels)
         return TSFMForecast(
             point=full[..., 0], quantile_levels=levels, quantiles=qs, family=self.family,
             seconds=time.perf_counter() - t0,
