@@ -1,6 +1,6 @@
-"""Shared pytest fixtures; each area keeps its own clearly marked section."""
+"""Shared pytest fixtures: tiny models, series and data used by several test files."""
 
-# --- models (capture) ---
+# models (capture)
 import numpy as np
 import pytest
 
@@ -41,10 +41,9 @@ def short_series():
         -2.5 + 0.1 * t[:40] + np.cos(t[:40]),
         np.array([0.0, 0.5, -1.25, 3.0, 2.0, 1.0, 0.0]),
     ]
-# --- end models (capture) ---
 
 
-# --- time-series foundation models (tests/test_tsfm_*.py) ---
+# time-series foundation models (tests/test_tsfm_*.py)
 @pytest.fixture(scope="session")
 def co2():
     """The Mauna Loa CO2 series (statsmodels), gaps interpolated: a real
@@ -54,4 +53,3 @@ def co2():
 
     s = isofast.data.load("co2", nan="interpolate")
     return np.asarray(s.values, np.float64)
-# --- end time-series foundation models ---

@@ -189,7 +189,7 @@ def test_batched_equals_unbatched_smollm2():
 def _lm_model(model="tiny-llama", **options):
     from isofast.study.config import ModelConfig
     from isofast.study.models_lm import LMModel
-    from isofast.study.models_ts import check_options
+    from isofast.study.kinds import check_options
 
     cfg = ModelConfig(name="lm", kind="lm", model=model, options=check_options("lm", options, "lm"))
     return LMModel(cfg, seed=0, cache=None)

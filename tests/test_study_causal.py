@@ -14,7 +14,7 @@ from isofast.study.cache import StudyCache  # noqa: E402
 from isofast.study.causal import fit_transform  # noqa: E402
 from isofast.study.config import IsotropyConfig, ModelConfig  # noqa: E402
 from isofast.study.datasets import DatasetSplit  # noqa: E402
-from isofast.study.models_ts import check_options  # noqa: E402
+from isofast.study.kinds import check_options  # noqa: E402
 
 
 def _rows(n=200, d=12, seed=0):

@@ -12,7 +12,7 @@ of the built-in classes callers already catch, so ``except ValueError`` (or
     │   ├── DataFormatError               a malformed user data file (.path, .line)
     │   ├── UnknownDatasetError(KeyError) a dataset name not in the registry
     │   ├── CheckpointError               a model folder that is not what was named (isofast.tsfm)
-    │   └── ConfigError                   a study configuration that cannot run (isofast.study.config)
+    │   └── ConfigError                   a study configuration that cannot run
     ├── ArgumentTypeError(TypeError)      an argument of the wrong type
     ├── MissingPackageError(ImportError)  an optional package a model family needs
     ├── NumericalError(ArithmeticError)   a computation that cannot be done in float64
@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "ClusterError",
+    "ConfigError",
     "CorruptFileError",
     "DataFormatError",
     "DimensionError",
@@ -80,6 +81,10 @@ class DimensionError(InputError):
 
 class EmptyInputError(InputError):
     """No rows (or fewer than the statistic needs)."""
+
+
+class ConfigError(InputError):
+    """A study configuration that cannot be run (the message names the key)."""
 
 
 class DataFormatError(InputError):

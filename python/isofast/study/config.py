@@ -114,8 +114,9 @@ from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isofast.errors import InputError
+from isofast.errors import ConfigError, InputError
 from isofast.nulls import NULL_STATISTICS
+from isofast.study.kinds import check_options
 
 #: isotropy columns tested by default (all are in the results table).
 STATISTICS: tuple[str, ...] = (
@@ -130,11 +131,6 @@ PERTURBATION_KINDS = ("none", "noise", "shorten")
 CAUSAL_METHODS = ("abtt", "cluster_whiten", "random")
 
 BUNDLED_CONFIGS = ("default", "tiny", "reference")
-
-
-class ConfigError(InputError):
-    """A study configuration that cannot be run (message names the key); an
-    :class:`isofast.errors.InputError`, so a ``ValueError``."""
 
 
 def _canon(obj: Any) -> str:
@@ -469,8 +465,6 @@ def _parse_model(t: dict, i: int) -> ModelConfig:
         raise ConfigError(f"[[models]] #{i + 1}: 'name' and 'kind' are required")
     base = {k: t[k] for k in _MODEL_KEYS if k in t}
     options = {k: v for k, v in t.items() if k not in _MODEL_KEYS}
-    from isofast.study.models_ts import check_options  # kind-specific keys
-
     options = check_options(t["kind"], options, t["name"])
     return ModelConfig(options=options, **base)
 

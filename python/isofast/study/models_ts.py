@@ -58,71 +58,9 @@ import numpy as np
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
 from isofast.study.cache import CACHE_VERSION
 from isofast.study.config import ConfigError, stable_hash
+from isofast.study.kinds import CHRONOS_DEFAULTS, PATCHTST_DEFAULTS
 
 _MARKER = "isofast-study.json"
-
-PATCHTST_DEFAULTS: dict[str, Any] = {
-    "patch_length": 16,
-    "patch_stride": 8,
-    "d_model": 32,
-    "num_layers": 2,
-    "num_heads": 4,
-    "ffn_dim": 128,
-    "dropout": 0.1,
-    "pooling_type": "mean",
-    "lr": 1e-4,
-    "epochs": 10,
-    "batch_size": 32,
-    "max_train_windows": 2048,
-}
-
-CHRONOS_DEFAULTS: dict[str, Any] = {
-    "d_model": 64,
-    "d_ff": 256,
-    "num_layers": 2,
-    "num_heads": 4,
-    "d_kv": 16,
-    "n_tokens": 4096,
-    "context_length": 96,
-    "min_context": 16,
-    "prediction_length": 24,
-    "train_series": 512,
-    "train_steps": 300,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "dropout": 0.0,
-    "tie_word_embeddings": True,
-    "max_kernels": 3,
-    "top_k": 50,
-    "temperature": 1.0,
-}
-
-LM_DEFAULTS: dict[str, Any] = {
-    "serializer": "llmtime",
-    "positions": "all",
-    "batch_size": 4,
-    "dtype": "auto",  # bfloat16 on a CUDA device that supports it, else float32 (models_lm.resolve_device_dtype)
-    "device": "auto",  # CUDA when present, else CPU
-    "forecast": {},
-}
-
-
-def check_options(kind: str, options: dict, name: str) -> dict:
-    """Kind-specific model keys with defaults; unknown keys raise ``ConfigError``."""
-    if kind == "tsfm":
-        from isofast.study.models_tsfm import check_tsfm_options
-
-        return check_tsfm_options(options, name)
-    table = {"patchtst": PATCHTST_DEFAULTS, "chronos-t5": CHRONOS_DEFAULTS, "lm": LM_DEFAULTS}.get(kind)
-    if table is None:
-        raise ConfigError(f"model {name!r}: unknown kind {kind!r}")
-    bad = sorted(set(options) - set(table))
-    if bad:
-        raise ConfigError(f"model {name!r} ({kind}): unknown key(s) {bad}; allowed: {sorted(table)}")
-    out = dict(table)
-    out.update(options)
-    return out
-
 
 def _torch():
     from isofast.models import _torch as t

@@ -35,24 +35,6 @@ import numpy as np
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
 from isofast.study.config import ConfigError
 
-TSFM_DEFAULTS: dict[str, Any] = {
-    "positions": "all",   # "all" tokens of the captured stack, or "values" (tokens that read values)
-    "batch_size": 8,
-    "device": "cpu",      # "cpu", "cuda" or "auto"
-}
-
-
-def check_tsfm_options(options: dict, name: str) -> dict:
-    bad = sorted(set(options) - set(TSFM_DEFAULTS))
-    if bad:
-        raise ConfigError(f"model {name!r} (tsfm): unknown key(s) {bad}; allowed: {sorted(TSFM_DEFAULTS)}")
-    out = dict(TSFM_DEFAULTS)
-    out.update(options)
-    if out["positions"] not in ("all", "values"):
-        raise ConfigError(f"model {name!r} (tsfm): positions must be 'all' or 'values', got {out['positions']!r}")
-    return out
-
-
 class TSFMModel(StudyModel):
     """A TSFM checkpoint through its :class:`~isofast.tsfm.base.TSFMAdapter`."""
 
