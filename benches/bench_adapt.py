@@ -58,8 +58,10 @@ def main() -> None:
         secs = [c["seconds"] for c in res.loss_curve[1:]]
         med = statistics.median(secs)
         results["lora" if lora else "full"] = med
-        print(f"{'LoRA' if lora else 'full'}: median step {med:.2f} s ({1 / med:.3f} steps/s), "
-              f"steps {[round(s, 2) for s in secs]}, trainable {res.trainable_params:,} of {res.total_params:,}")
+        print(
+            f"{'LoRA' if lora else 'full'}: median step {med:.2f} s ({1 / med:.3f} steps/s), "
+            f"steps {[round(s, 2) for s in secs]}, trainable {res.trainable_params:,} of {res.total_params:,}"
+        )
     # tracking: one measurement (u* cached by a first call)
     lm = load_model(a.model, device="cpu")
     tr = IsotropyTracker(split.test_context, tokenizer=lm.tokenizer, every=a.every)
@@ -69,8 +71,10 @@ def main() -> None:
     t0 = time.perf_counter()
     tr.measure(lm.model, 1)
     meas = time.perf_counter() - t0
-    print(f"tracking: first measurement {first:.1f} s (incl. u* unless cached), then {meas:.1f} s "
-          f"({len(tr.layers)} layers {tr.layers}, N = {tr.n_rows})")
+    print(
+        f"tracking: first measurement {first:.1f} s (incl. u* unless cached), then {meas:.1f} s "
+        f"({len(tr.layers)} layers {tr.layers}, N = {tr.n_rows})"
+    )
     for kind, t_step in results.items():
         print(f"  overhead at every={a.every}, {kind}: {meas / (a.every * t_step):.1%} of training time")
     # direct: tracked vs untracked LoRA run at k = steps // 2
@@ -84,10 +88,12 @@ def main() -> None:
     t0 = time.perf_counter()
     res0 = finetune(lm, ts, steps=a.steps, batch_size=a.batch_size, lora=True, seed=0)
     wall_plain = time.perf_counter() - t0
-    print(f"direct, LoRA, {a.steps} steps, every={k} ({tr.n_measurements} measurements): tracked {wall_tracked:.1f} s "
-          f"(training {res.train_seconds:.1f} s + tracking {res.tracking_seconds:.1f} s) vs untracked "
-          f"{wall_plain:.1f} s; tracking / training = {res.tracking_seconds / res.train_seconds:.1%}, "
-          f"{res.tracking_seconds / tr.n_measurements / (k * res0.train_seconds / a.steps):.1%} per interval")
+    print(
+        f"direct, LoRA, {a.steps} steps, every={k} ({tr.n_measurements} measurements): tracked {wall_tracked:.1f} s "
+        f"(training {res.train_seconds:.1f} s + tracking {res.tracking_seconds:.1f} s) vs untracked "
+        f"{wall_plain:.1f} s; tracking / training = {res.tracking_seconds / res.train_seconds:.1%}, "
+        f"{res.tracking_seconds / tr.n_measurements / (k * res0.train_seconds / a.steps):.1%} per interval"
+    )
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     print(f"peak RSS {hwm / 1024:.0f} MiB")
@@ -96,7 +102,10 @@ def main() -> None:
     if a.experiment_log:
         lines = Path(a.experiment_log).read_text().splitlines()
         done = [x for x in lines if " DONE " in x]
-        print("default experiment:", done[-1].strip() if done else f"not finished; last line: {lines[-1] if lines else ''}")
+        print(
+            "default experiment:",
+            done[-1].strip() if done else f"not finished; last line: {lines[-1] if lines else ''}",
+        )
 
 
 if __name__ == "__main__":

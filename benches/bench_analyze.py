@@ -142,9 +142,12 @@ CONTENDERS = {
     "numpy": lambda X, d: numpy_pipeline(X),
     # Divide and conquer at every width: a budget of 4.5·d²·8 + 256 MiB (what
     # that solver holds, see benches/README.md), above the default 3·d²·8 + 256.
-    "isofast_dc": lambda X, d: isofast.analyze(X, memory_budget=int(4.5 * d * d * 8) + (256 << 20)).to_dict(arrays=False),
+    "isofast_dc": lambda X, d: isofast.analyze(X, memory_budget=int(4.5 * d * d * 8) + (256 << 20)).to_dict(
+        arrays=False
+    ),
     "isofast_fast_dc": lambda X, d: isofast.analyze(
-        X, precision="fast", memory_budget=int(4.5 * d * d * 8) + (256 << 20)).to_dict(arrays=False),
+        X, precision="fast", memory_budget=int(4.5 * d * d * 8) + (256 << 20)
+    ).to_dict(arrays=False),
     "isofast_cov": lambda X, d: isofast.Moments(d).update(X).n,
     "isofast_cov_fast": lambda X, d: isofast.Moments(d, precision="fast").update(X).n,
     "numpy_XtX": lambda X, d: float((X.T @ X)[0, 0]),
@@ -179,8 +182,10 @@ def bench(n: int, d: int, contenders: list) -> dict:
     r = {}
     for name in contenders:
         r[name] = run_child(name, path)
-        print(f"  [{n}x{d}] {name}: {r[name]['seconds']:.2f} s, peak +{r[name]['peak_extra_bytes'] / 2**20:.0f} MiB",
-              flush=True)
+        print(
+            f"  [{n}x{d}] {name}: {r[name]['seconds']:.2f} s, peak +{r[name]['peak_extra_bytes'] / 2**20:.0f} MiB",
+            flush=True,
+        )
     rate_after = gemm_rate()
     floor = 5.0 * n * d * d / rate
     budget = 3 * d * d * 8 + (256 << 20)
@@ -222,8 +227,9 @@ def eig_bench(d: int, seed: int = 0) -> dict:
     2·d anisotropic offset rows; and the agreement of the two routes."""
     rng = np.random.default_rng(seed)
     n = 2 * d
-    X = (rng.standard_normal((n, d), dtype=np.float32) * np.geomspace(20, 0.05, d).astype(np.float32)
-         + (rng.normal(size=d) * 5 + 3).astype(np.float32))
+    X = rng.standard_normal((n, d), dtype=np.float32) * np.geomspace(20, 0.05, d).astype(np.float32) + (
+        rng.normal(size=d) * 5 + 3
+    ).astype(np.float32)
     m = isofast._core.Moments(d)
     m.update(X)
     del X
@@ -293,8 +299,10 @@ def main() -> None:
             line = f"[{n}x{d}] floor {r['flop_floor_s']:.2f}s, budget {r['memory_budget_MiB']:.0f} MiB"
             for name in ("isofast", "isofast_fast", "isofast_dc", "isofast_fast_dc"):
                 if f"{name}_s" in r:
-                    line += (f" | {name} {r[f'{name}_s']:.2f}s (x{r.get(f'{name}_speedup_vs_numpy', float('nan')):.2f}"
-                             f" vs numpy, x{r[f'{name}_over_floor']:.2f} floor, +{r[f'peak_extra_MiB_{name}']:.0f} MiB)")
+                    line += (
+                        f" | {name} {r[f'{name}_s']:.2f}s (x{r.get(f'{name}_speedup_vs_numpy', float('nan')):.2f}"
+                        f" vs numpy, x{r[f'{name}_over_floor']:.2f} floor, +{r[f'peak_extra_MiB_{name}']:.0f} MiB)"
+                    )
             print(line, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -106,17 +106,16 @@ class Bench:
         layers, positions = _CAPTURE[config]
         out = os.path.join(self.tmp, f"run{self.k}")
         self.k += 1
-        capture(lm, self.series, out=out, layers=layers, positions=positions,
-                batch_size=self.batch_size, progress=False)
+        capture(
+            lm, self.series, out=out, layers=layers, positions=positions, batch_size=self.batch_size, progress=False
+        )
         self.last_out = out
 
     def cleanup(self) -> None:
         """Count and delete the last capture folder (outside the timings)."""
         out = getattr(self, "last_out", None)
         if out:
-            self.last_written = sum(
-                os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out) for f in fs
-            )
+            self.last_written = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out) for f in fs)
             shutil.rmtree(out, ignore_errors=True)
             self.last_out = None
 
@@ -138,9 +137,15 @@ def one(config: str, a) -> dict:
     b.cleanup()
     wall, cpu = b.timed(config)
     b.close()
-    return {"config": config, "tokens": b.n_tokens, "wall_s": wall, "cpu_s": cpu,
-            "peak_rss_mib": _peak_rss_mib(), "written_bytes": b.last_written,
-            "threads": b.torch.get_num_threads()}
+    return {
+        "config": config,
+        "tokens": b.n_tokens,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_mib": _peak_rss_mib(),
+        "written_bytes": b.last_written,
+        "threads": b.torch.get_num_threads(),
+    }
 
 
 def main(argv=None) -> int:
@@ -158,15 +163,24 @@ def main(argv=None) -> int:
     # The one-time conversion runs in a child so that this process stays small:
     # Linux keeps ru_maxrss across fork+exec, so the RSS children below would
     # otherwise report this process's peak instead of their own.
-    subprocess.run([sys.executable, "-c", "from isofast.models import ensure_smollm2; "
-                    "ensure_smollm2()"], check=True)
+    subprocess.run([sys.executable, "-c", "from isofast.models import ensure_smollm2; ensure_smollm2()"], check=True)
 
     # 1. peak RSS, one subprocess per config, spawned before this process loads the model
     rss = {}
     if not a.no_rss:
         for cfg in CONFIGS:
-            cmd = [sys.executable, __file__, "--one", cfg, "--windows", str(a.windows),
-                   "--context", str(a.context), "--batch-size", str(a.batch_size)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                cfg,
+                "--windows",
+                str(a.windows),
+                "--context",
+                str(a.context),
+                "--batch-size",
+                str(a.batch_size),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rss[cfg] = json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
 
@@ -179,7 +193,7 @@ def main(argv=None) -> int:
     cpu = {c: [] for c in CONFIGS}
     written = {}
     for r in range(a.rounds):
-        order = CONFIGS[r % len(CONFIGS):] + CONFIGS[: r % len(CONFIGS)]
+        order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
         for cfg in order:
             w, c = b.timed(cfg)
             wall[cfg].append(w)
@@ -190,13 +204,18 @@ def main(argv=None) -> int:
     b.close()
 
     med = statistics.median
-    print(f"SmolLM2-135M float32 on CPU ({threads} torch threads): {a.windows} windows × "
-          f"{a.context} values = {n_tok} tokens, batch {a.batch_size}, {a.rounds} paired rounds")
-    print(f"{'config':<20}{'tok/s wall':>11}{'tok/CPU-s':>11}"
-          f"{'wall vs full':>13}{'wall vs body':>13}{'CPU vs full':>12}{'CPU vs body':>12}"
-          f"{'peak RSS MiB':>13}{'written MB':>11}")
+    print(
+        f"SmolLM2-135M float32 on CPU ({threads} torch threads): {a.windows} windows × "
+        f"{a.context} values = {n_tok} tokens, batch {a.batch_size}, {a.rounds} paired rounds"
+    )
+    print(
+        f"{'config':<20}{'tok/s wall':>11}{'tok/CPU-s':>11}"
+        f"{'wall vs full':>13}{'wall vs body':>13}{'CPU vs full':>12}{'CPU vs body':>12}"
+        f"{'peak RSS MiB':>13}{'written MB':>11}"
+    )
     results = {}
     for cfg in CONFIGS:
+
         def ratio(d, ref):
             # median of per-round throughput ratios = ref time / cfg time
             return med([t_ref / t for t, t_ref in zip(d[cfg], d[ref])])
@@ -214,10 +233,12 @@ def main(argv=None) -> int:
             "cpu_s": [round(x, 2) for x in cpu[cfg]],
         }
         results[cfg] = res
-        print(f"{cfg:<20}{res['tokens_per_s']:>11.0f}{res['tokens_per_cpu_s']:>11.0f}"
-              f"{res['wall_vs_full']:>13.2f}{res['wall_vs_body']:>13.2f}"
-              f"{res['cpu_vs_full']:>12.2f}{res['cpu_vs_body']:>12.2f}"
-              f"{(res['peak_rss_mib'] or float('nan')):>13.0f}{res['written_mb']:>11.1f}")
+        print(
+            f"{cfg:<20}{res['tokens_per_s']:>11.0f}{res['tokens_per_cpu_s']:>11.0f}"
+            f"{res['wall_vs_full']:>13.2f}{res['wall_vs_body']:>13.2f}"
+            f"{res['cpu_vs_full']:>12.2f}{res['cpu_vs_body']:>12.2f}"
+            f"{(res['peak_rss_mib'] or float('nan')):>13.0f}{res['written_mb']:>11.1f}"
+        )
     print(json.dumps({"tokens": n_tok, "threads": threads, "rounds": a.rounds, "results": results}))
     return 0
 

@@ -129,8 +129,18 @@ def real_hidden_states(n: int = 2000, layer: int = 15) -> np.ndarray:
     folder = os.path.join(DATA, f"smollm2_sunspots_monthly_layer{layer}")
     if not os.path.exists(os.path.join(folder, "manifest.json")):
         values = np.asarray(load("sunspots_monthly").values, dtype=np.float64)
-        capture("smollm2", [values[-600:]], layers=[layer], positions="all", out=folder,
-                sites=("residual",), dtype="float32", context=600, window_mode="first", progress=False)
+        capture(
+            "smollm2",
+            [values[-600:]],
+            layers=[layer],
+            positions="all",
+            out=folder,
+            sites=("residual",),
+            dtype="float32",
+            context=600,
+            window_mode="first",
+            progress=False,
+        )
     X = open_capture(folder).layer(layer, site="residual").to_numpy()
     if len(X) < n:
         raise SystemExit(f"the capture holds {len(X)} rows, fewer than {n}")
@@ -160,15 +170,19 @@ def part_reference(threads, n_seeds, real=False):
         what = "2,000 x 768 float32 synthetic"
     reference_recipe(X[:200], n_threads=threads)  # warm-up: thread pool, code pages
     print(f"== reference mode: {what}, k = 2..16, threshold 0.1 ==")
-    print(f"{'threads':<8}{'method':<46}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}"
-          f"{'inter-cluster cos':>19}{'peak mem':>11}")
-    for nt in ([threads, 1] if threads != 1 else [1]):
+    print(
+        f"{'threads':<8}{'method':<46}{'seconds':>9}{'speed-up':>10}{'best k':>8}{'silhouette':>12}"
+        f"{'inter-cluster cos':>19}{'peak mem':>11}"
+    )
+    for nt in [threads, 1] if threads != 1 else [1]:
         label = "all" if nt is None else str(nt)
         with _limits(nt) if nt is not None else _limits(os.cpu_count()):
             with PeakMemory() as pm:
                 t_sk, (sk_k, sk_sil, sk_cos) = median_time(lambda: sklearn_recipe(X), SK_REPEATS)
-        print(f"{label:<8}{'scikit-learn recipe (KMeans rs=42, dense cos)':<46}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}"
-              f"{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}")
+        print(
+            f"{label:<8}{'scikit-learn recipe (KMeans rs=42, dense cos)':<46}{t_sk:>9.3f}{'1.0x':>10}{sk_k:>8}"
+            f"{sk_sil:>12.4f}{sk_cos:>19.6f}{fmt_mib(pm.extra_anon):>11}"
+        )
         variants = [
             ("isofast reference_recipe (recipe outputs)", dict(spectra=False)),
             ("isofast reference_recipe + cluster spectra", dict(spectra=True)),
@@ -176,20 +190,27 @@ def part_reference(threads, n_seeds, real=False):
         ]
         for name, kw in variants:
             with PeakMemory() as pm:
-                t, r = median_time(lambda: cluster_isotropy(X, sample_size=2000, seed=0, n_threads=nt, **kw),
-                                   ISO_REPEATS)
-            print(f"{'':<8}{name:<46}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}"
-                  f"{r.inter_cluster_cosine:>19.6f}{fmt_mib(pm.extra_anon):>11}")
+                t, r = median_time(
+                    lambda: cluster_isotropy(X, sample_size=2000, seed=0, n_threads=nt, **kw), ISO_REPEATS
+                )
+            print(
+                f"{'':<8}{name:<46}{t:>9.3f}{t_sk / t:>9.1f}x{r.best_k:>8}{r.silhouette:>12.4f}"
+                f"{r.inter_cluster_cosine:>19.6f}{fmt_mib(pm.extra_anon):>11}"
+            )
     if n_seeds:
         # With one k-means++ run per k (the recipe), the chosen k depends on the
         # seed, for scikit-learn's random_state as for isofast's seed.
         ks = [reference_recipe(X, seed=s, spectra=False, n_threads=threads).best_k for s in range(2 * n_seeds)]
-        ks3 = [cluster_isotropy(X, sample_size=2000, n_init=3, seed=s, spectra=False, n_threads=threads).best_k
-               for s in range(n_seeds)]
+        ks3 = [
+            cluster_isotropy(X, sample_size=2000, n_init=3, seed=s, spectra=False, n_threads=threads).best_k
+            for s in range(n_seeds)
+        ]
         with _limits(1):
             sk = [sklearn_best_k(X, rs) for rs in [42] + list(range(n_seeds - 1))]
-        print(f"best k by seed: isofast n_init=1 seeds 0..{2 * n_seeds - 1}: {ks}; isofast n_init=3 seeds "
-              f"0..{n_seeds - 1}: {ks3}; scikit-learn random_state 42,0..{n_seeds - 2}: {sk}")
+        print(
+            f"best k by seed: isofast n_init=1 seeds 0..{2 * n_seeds - 1}: {ks}; isofast n_init=3 seeds "
+            f"0..{n_seeds - 1}: {ks3}; scikit-learn random_state 42,0..{n_seeds - 2}: {sk}"
+        )
 
 
 def sklearn_best_k(X, rs):
@@ -223,11 +244,15 @@ def part_full(threads, n_rows):
             r = cluster_isotropy(X, n_threads=threads, spectra=spectra)
             t = time.perf_counter() - t0
         what = "+ per-cluster spectra" if spectra else "recipe outputs (spectra=False)"
-        print(f"isofast cluster_isotropy(full), {what}: {t:.1f} s, best k {r.best_k}, "
-              f"silhouette {r.silhouette:.4f}, inter-cluster cosine {r.inter_cluster_cosine:.6f}")
-        print(f"  fit rows {r.n_fit:,}, silhouette rows {r.n_silhouette:,}, labelled rows {len(r.labels):,}; "
-              f"peak anonymous memory above entry {fmt_mib(pm.extra_anon)} "
-              f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})")
+        print(
+            f"isofast cluster_isotropy(full), {what}: {t:.1f} s, best k {r.best_k}, "
+            f"silhouette {r.silhouette:.4f}, inter-cluster cosine {r.inter_cluster_cosine:.6f}"
+        )
+        print(
+            f"  fit rows {r.n_fit:,}, silhouette rows {r.n_silhouette:,}, labelled rows {len(r.labels):,}; "
+            f"peak anonymous memory above entry {fmt_mib(pm.extra_anon)} "
+            f"(peak RSS incl. mapped input pages {fmt_mib(pm.peak_rss)})"
+        )
         print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()))
         out.append((t, pm.extra_anon))
     print("  cluster sizes:", [c["size"] for c in r.clusters])
@@ -241,8 +266,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seeds", type=int, default=5, help="seed-stability runs of the reference part (0: skip)")
     a = ap.parse_args(argv)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}; numpy {np.__version__}"
+    )
     if a.only in (None, "reference"):
         part_reference(a.threads, a.seeds)
     if a.only in (None, "reference", "real"):

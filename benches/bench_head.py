@@ -136,8 +136,10 @@ def main(argv=None) -> int:
     C = rng.standard_normal((args.n, D), dtype=np.float32)
     N = args.n
     flops = 2.0 * N * V * D
-    print(f"log Z for N={N:,} contexts × V={V:,} × d={D} float32 ({flops / 1e12:.2f} TFLOP); "
-          f"W: {w_desc}; {os.cpu_count()} cores")
+    print(
+        f"log Z for N={N:,} contexts × V={V:,} × d={D} float32 ({flops / 1e12:.2f} TFLOP); "
+        f"W: {w_desc}; {os.cpu_count()} cores"
+    )
 
     rate = gemm_rate()
     floor = flops / rate
@@ -152,11 +154,19 @@ def main(argv=None) -> int:
     )
     t_np, m_np, lz_np = run(f"numpy (blocks of {args.chunk})", lambda: numpy_chunked(W, C, args.chunk), args.reps)
     res = {
-        "n": N, "vocab": V, "dim": D, "weights": w_desc, "cores": os.cpu_count(),
-        "gemm_rate_gflops": rate / 1e9, "floor_s": floor,
-        "isofast_s": t_iso, "isofast_peak_mib": m_iso / 2**20,
-        "isofast_topk_subset_s": t_iso_k, "isofast_topk_subset_peak_mib": m_iso_k / 2**20,
-        "numpy_s": t_np, "numpy_peak_mib": m_np / 2**20,
+        "n": N,
+        "vocab": V,
+        "dim": D,
+        "weights": w_desc,
+        "cores": os.cpu_count(),
+        "gemm_rate_gflops": rate / 1e9,
+        "floor_s": floor,
+        "isofast_s": t_iso,
+        "isofast_peak_mib": m_iso / 2**20,
+        "isofast_topk_subset_s": t_iso_k,
+        "isofast_topk_subset_peak_mib": m_iso_k / 2**20,
+        "numpy_s": t_np,
+        "numpy_peak_mib": m_np / 2**20,
     }
     if not args.no_torch:
         import torch
@@ -183,10 +193,14 @@ def main(argv=None) -> int:
     print(f"  isofast / FLOP floor   {t_iso / floor:6.2f}x   (target ≤ 1.3x)")
     print(f"  isofast GEMM rate      {flops / t_iso / 1e9:6.1f} GFLOP/s (numpy 4096³: {rate / 1e9:.1f})")
     print(f"  top-5 + subset cost    {t_iso_k / t_iso:6.2f}x of plain log Z")
-    print(f"accuracy vs float64 (64 rows): isofast {res['max_abs_err_isofast_vs_f64']:.2e}, "
-          f"numpy {res['max_abs_err_numpy_vs_f64']:.2e}")
-    print(f"peak memory above inputs: isofast {m_iso / 2**20:.0f} MiB (target ≤ 256), "
-          f"numpy {m_np / 2**20:.0f} MiB; process max RSS {res['max_rss_mib']:.0f} MiB")
+    print(
+        f"accuracy vs float64 (64 rows): isofast {res['max_abs_err_isofast_vs_f64']:.2e}, "
+        f"numpy {res['max_abs_err_numpy_vs_f64']:.2e}"
+    )
+    print(
+        f"peak memory above inputs: isofast {m_iso / 2**20:.0f} MiB (target ≤ 256), "
+        f"numpy {m_np / 2**20:.0f} MiB; process max RSS {res['max_rss_mib']:.0f} MiB"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0

@@ -70,13 +70,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="series per kernel (default 1000)")
     ap.add_argument("--length", type=int, default=1024)
-    ap.add_argument("--per-series", type=int, default=5,
-                    help="series per kernel timed for sklearn's per-series path (extrapolated)")
+    ap.add_argument(
+        "--per-series", type=int, default=5, help="series per kernel timed for sklearn's per-series path (extrapolated)"
+    )
     ap.add_argument("--no-batched", action="store_true", help="skip sklearn's batched path")
     ap.add_argument("--quick", action="store_true", help="100 series per kernel")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="limit BLAS/LAPACK threads for the whole run (threadpoolctl); "
-                         "1 is fairest to sklearn's SVD on a busy machine")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS/LAPACK threads for the whole run (threadpoolctl); "
+        "1 is fairest to sklearn's SVD on a busy machine",
+    )
     args = ap.parse_args()
     if args.blas_threads is not None:
         from threadpoolctl import threadpool_limits
@@ -93,17 +98,21 @@ def run(args) -> None:
     from isofast.data import PRESETS, synthetic_set
     from isofast.data.kernelsynth import clear_cache, preset
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, BLAS threads limit: {args.blas_threads or 'default'}, "
-          f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}, BLAS threads limit: {args.blas_threads or 'default'}, "
+        f"load average at start: {os.getloadavg()[0]:.2f}"
+    )
     print(f"set: {len(PRESETS)} kernels x {n} series x {L} points\n")
 
     clear_cache()
     data, t_cold, peak_cold = _measure(lambda: synthetic_set(PRESETS, n, L, seed=0))
     _, t_warm, peak_warm = _measure(lambda: synthetic_set(PRESETS, n, L, seed=1))
     total = sum(v.nbytes for v in data.values())
-    print(f"isofast  synthetic_set, cold cache : {t_cold:8.2f} s  peak {peak_cold / 2**20:7.1f} MiB "
-          f"(output itself {total / 2**20:.1f} MiB)")
+    print(
+        f"isofast  synthetic_set, cold cache : {t_cold:8.2f} s  peak {peak_cold / 2**20:7.1f} MiB "
+        f"(output itself {total / 2**20:.1f} MiB)"
+    )
     print(f"isofast  synthetic_set, warm cache : {t_warm:8.2f} s  peak {peak_warm / 2**20:7.1f} MiB")
 
     from sklearn.gaussian_process import GaussianProcessRegressor
@@ -115,16 +124,18 @@ def run(args) -> None:
         out = {}
         for j, name in enumerate(PRESETS):
             gpr = GaussianProcessRegressor(kernel=_sk_kernel(preset(name, L)))
-            out[name] = np.stack([gpr.sample_y(x, 1, random_state=1000 * j + i)[:, 0]
-                                  for i in range(m)])
+            out[name] = np.stack([gpr.sample_y(x, 1, random_state=1000 * j + i)[:, 0] for i in range(m)])
         return out
 
     _, t_ps, peak_ps = _measure(per_series)
     t_ps_full = t_ps * n / m
-    print(f"sklearn  sample_y per series       : {t_ps:8.2f} s for {m}/kernel -> "
-          f"{t_ps_full:8.1f} s extrapolated to {n}/kernel  peak {peak_ps / 2**20:7.1f} MiB")
+    print(
+        f"sklearn  sample_y per series       : {t_ps:8.2f} s for {m}/kernel -> "
+        f"{t_ps_full:8.1f} s extrapolated to {n}/kernel  peak {peak_ps / 2**20:7.1f} MiB"
+    )
 
     if not args.no_batched:
+
         def batched():
             out = {}
             for j, name in enumerate(PRESETS):
@@ -140,11 +151,12 @@ def run(args) -> None:
             a, b = data[name].var(axis=0).mean(), sk[name].var(axis=0).mean()
             print(f"  {name:22s} {a:9.4f} {b:9.4f}")
     print()
-    print(f"speed-up vs sklearn per series (extrapolated): {t_ps_full / t_cold:8.1f}x (cold), "
-          f"{t_ps_full / t_warm:.1f}x (warm)")
+    print(
+        f"speed-up vs sklearn per series (extrapolated): {t_ps_full / t_cold:8.1f}x (cold), "
+        f"{t_ps_full / t_warm:.1f}x (warm)"
+    )
     if not args.no_batched:
-        print(f"speed-up vs sklearn batched                 : {t_b / t_cold:8.1f}x (cold), "
-              f"{t_b / t_warm:.1f}x (warm)")
+        print(f"speed-up vs sklearn batched                 : {t_b / t_cold:8.1f}x (cold), {t_b / t_warm:.1f}x (warm)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process max RSS: {rss:.0f} MiB; load average at end: {os.getloadavg()[0]:.2f}")
 

@@ -107,7 +107,14 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-SUMMARY = ("n", "isoscore", "avg_cosine", "avg_cosine_centered", "log_partition_isotropy", "log_partition_isotropy_centered")
+SUMMARY = (
+    "n",
+    "isoscore",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "log_partition_isotropy",
+    "log_partition_isotropy_centered",
+)
 
 
 def summary(rep) -> dict:
@@ -154,9 +161,16 @@ def child_dask(path: str, rows: int, d: int, chunk: int, reps: int = 3) -> dict:
     import isofast.dask as idask
 
     out = {}
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40) as cl, Client(cl) as c:
+    with (
+        LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40) as cl,
+        Client(cl) as c,
+    ):
         blocks = [
-            da.from_delayed(dask.delayed(load_rows)(path, a, min(a + chunk, rows), d), shape=(min(a + chunk, rows) - a, d), dtype=np.float32)
+            da.from_delayed(
+                dask.delayed(load_rows)(path, a, min(a + chunk, rows), d),
+                shape=(min(a + chunk, rows) - a, d),
+                dtype=np.float32,
+            )
             for a in range(0, rows, chunk)
         ]
         x = da.concatenate(blocks).persist()
@@ -268,7 +282,14 @@ def main() -> None:
                 flush=True,
             )
         if not (args.skip_ooc or args.skip_full):
-            ooc = run_child(args, "ooc", path=str(path), rows=None, threads=args.threads, drop_cache=True if args.drop_cache else None)
+            ooc = run_child(
+                args,
+                "ooc",
+                path=str(path),
+                rows=None,
+                threads=args.threads,
+                drop_cache=True if args.drop_cache else None,
+            )
             results["ooc"] = ooc
             after = results["inmem_after"] = inmem("after")
             ref = 0.5 * (base["rows_per_s"] + after["rows_per_s"])

@@ -31,8 +31,10 @@ def main() -> None:
     for n in range(1, 61):
         isofast.avg_cosine(X, n_threads=n)
     time.sleep(0.5)
-    print(f"OS threads: {t0} before, {threads()} after a sweep over n_threads 1..60 "
-          f"(an unbounded cache of pools holds 1 + ... + 60 = 1830)")
+    print(
+        f"OS threads: {t0} before, {threads()} after a sweep over n_threads 1..60 "
+        f"(an unbounded cache of pools holds 1 + ... + 60 = 1830)"
+    )
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "shard.npy"
@@ -52,9 +54,11 @@ def main() -> None:
         store.verify_file(p, digest)
         store.verify_file(p, digest)  # cached: free
         t_ver = time.perf_counter() - t
-        print(f"{a.mb} MiB shard (page cache warm): CRC-32 {t_crc:.3f} s ({a.mb / t_crc:.0f} MiB/s), "
-              f"verify twice {t_ver:.3f} s, avg_cosine pass over the file {t_read:.3f} s, "
-              f"ratio verify/pass {t_ver / t_read:.2f}")
+        print(
+            f"{a.mb} MiB shard (page cache warm): CRC-32 {t_crc:.3f} s ({a.mb / t_crc:.0f} MiB/s), "
+            f"verify twice {t_ver:.3f} s, avg_cosine pass over the file {t_read:.3f} s, "
+            f"ratio verify/pass {t_ver / t_read:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,17 +70,35 @@ def smollm2_shaped(seed: int = 0):
     import transformers as tf
     from isofast.models import LoadedModel, char_tokenizer, hash_state_dict
 
-    cfg = tf.LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                         num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192,
-                         rope_theta=100000.0, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
-                         bos_token_id=3)
+    cfg = tf.LlamaConfig(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=3,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = tf.LlamaForCausalLM(cfg)
     model.eval()
-    return LoadedModel(model=model, tokenizer=char_tokenizer(), name="smollm2-shaped-random",
-                       weights_hash=hash_state_dict(model), kind="causal-lm", architecture="llama", path=None,
-                       max_length=8192, extra={"seed": seed})
+    return LoadedModel(
+        model=model,
+        tokenizer=char_tokenizer(),
+        name="smollm2-shaped-random",
+        weights_hash=hash_state_dict(model),
+        kind="causal-lm",
+        architecture="llama",
+        path=None,
+        max_length=8192,
+        extra={"seed": seed},
+    )
 
 
 def load(name: str, device: str, dtype: str):
@@ -139,8 +157,9 @@ def study_forecast(F, lm, ctx, H, n, seed, max_batch=None):
     import torch
 
     sess = F._Session(lm, "llmtime")
-    run = F._Run(sess, ctx, H, n=n, temperature=1.0, top_p=None, seed=seed, target=None, first_digit=False,
-                 max_batch=max_batch)
+    run = F._Run(
+        sess, ctx, H, n=n, temperature=1.0, top_p=None, seed=seed, target=None, first_digit=False, max_batch=max_batch
+    )
     with torch.inference_mode():
         for s in range(len(ctx)):
             run.window(s, *run.prefill(s))
@@ -207,8 +226,12 @@ def bare_loop(torch, lm, prompts, groups, rows, n, dev):
                 lens = lens + 1
                 dec_tokens += b
             t_dec += clock.now() - t
-    return {"prefill_s": t_pre, "decode_s": t_dec, "prefill_tokens": int(sum(len(p) for p in prompts)),
-            "decode_tokens": int(dec_tokens)}
+    return {
+        "prefill_s": t_pre,
+        "decode_s": t_dec,
+        "prefill_tokens": int(sum(len(p) for p in prompts)),
+        "decode_tokens": int(dec_tokens),
+    }
 
 
 def main(argv=None) -> dict:
@@ -243,14 +266,22 @@ def main(argv=None) -> dict:
     dev = next(lm.model.parameters()).device
     ctx = contexts(p["windows"], p["context"], p["horizon"])
     H, n = p["horizon"], p["samples"]
-    info = {"preset": a.preset, **p, "device": str(dev), "dtype": dtype, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
+    info = {
+        "preset": a.preset,
+        **p,
+        "device": str(dev),
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+    }
     print(json.dumps(info), flush=True)
     # warm-up (first-call allocations, kernels, the capture writer's imports)
     tmp = tempfile.mkdtemp(prefix="bench-cell-")
-    forecast_and_capture(lm, [c[:32] for c in ctx[:2]], 2, out=os.path.join(tmp, "warm"), n_samples=2, seed=0,
-                         device=device, dtype=dtype)
+    forecast_and_capture(
+        lm, [c[:32] for c in ctx[:2]], 2, out=os.path.join(tmp, "warm"), n_samples=2, seed=0, device=device, dtype=dtype
+    )
     # the decoding batches the bare loop replays (deterministic for the seed)
     fc, dec, plen, prompts = study_forecast(F, lm, ctx, H, n, 0)
     counter = iter(range(10**6))
@@ -262,12 +293,31 @@ def main(argv=None) -> dict:
         return study_forecast(F, lm, ctx, H, n, 0)[0]
 
     def run_joint():
-        return forecast_and_capture(lm, ctx, H, out=os.path.join(tmp, f"joint{next(counter)}"), layers="all",
-                                    sites=("residual",), dtype=dtype, device=device, n_samples=n, seed=0)
+        return forecast_and_capture(
+            lm,
+            ctx,
+            H,
+            out=os.path.join(tmp, f"joint{next(counter)}"),
+            layers="all",
+            sites=("residual",),
+            dtype=dtype,
+            device=device,
+            n_samples=n,
+            seed=0,
+        )
 
     def run_two():
-        capture(lm, ctx, out=os.path.join(tmp, f"two{next(counter)}"), layers="all", sites=("residual",),
-                dtype=dtype, device=device, batch_size=4, progress=False)
+        capture(
+            lm,
+            ctx,
+            out=os.path.join(tmp, f"two{next(counter)}"),
+            layers="all",
+            sites=("residual",),
+            dtype=dtype,
+            device=device,
+            batch_size=4,
+            progress=False,
+        )
         return F.forecast(lm, ctx, H, n_samples=n, seed=0)
 
     def run_unbatched():
@@ -282,13 +332,15 @@ def main(argv=None) -> dict:
     rounds = []
     extra: dict = {}
     for r in range(a.rounds):
-        order = names[r % len(names):] + names[: r % len(names)]  # rotated: no mode always first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotated: no mode always first
         got = {}
         for k in order:
             out, s, mem = measured(torch, dev, modes[k], k)
             got[k] = {"s": s, "cpu_s": CPU_SECONDS[k], "peak_bytes": mem}
-            print(f"  round {r + 1} {k}: {s:.2f} s wall, {CPU_SECONDS[k]:.2f} s CPU, peak {mem / 2**20:.0f} MiB",
-                  flush=True)
+            print(
+                f"  round {r + 1} {k}: {s:.2f} s wall, {CPU_SECONDS[k]:.2f} s CPU, peak {mem / 2**20:.0f} MiB",
+                flush=True,
+            )
             if k == "bare":
                 extra["bare"] = out
             elif k == "joint":
@@ -301,8 +353,14 @@ def main(argv=None) -> dict:
     def med(f):
         return float(np.median([f(g) for g in rounds]))
 
-    res = {"info": info, "rounds": rounds, "groups": dec.groups, "forward_passes": dec.steps,
-           "prompt_tokens": {"mean": float(np.mean(plen)), "max": int(np.max(plen))}, **extra}
+    res = {
+        "info": info,
+        "rounds": rounds,
+        "groups": dec.groups,
+        "forward_passes": dec.steps,
+        "prompt_tokens": {"mean": float(np.mean(plen)), "max": int(np.max(plen))},
+        **extra,
+    }
     ratios = {}
     for clock in ("s", "cpu_s"):
         tag = "" if clock == "s" else "_cpu"
@@ -321,17 +379,25 @@ def main(argv=None) -> dict:
     res["median_cpu_s"] = {k: med(lambda g, k=k: g[k]["cpu_s"]) for k in names}
     res["peak_bytes"] = {k: max(g[k]["peak_bytes"] for g in rounds) for k in names}
     mib = 1 << 20
-    print(f"prompt tokens per window: mean {np.mean(plen):.0f}, max {np.max(plen)}; decoding groups {dec.groups}; "
-          f"{dec.steps} batched forward passes; {a.rounds} round(s), medians:")
+    print(
+        f"prompt tokens per window: mean {np.mean(plen):.0f}, max {np.max(plen)}; decoding groups {dec.groups}; "
+        f"{dec.steps} batched forward passes; {a.rounds} round(s), medians:"
+    )
     for k in names:
-        print(f"{k:>10}: {res['median_s'][k]:8.2f} s wall {res['median_cpu_s'][k]:8.2f} s CPU   "
-              f"peak {res['peak_bytes'][k] / mib:8.0f} MiB")
-    print(f"bare (last round): prefill {b['prefill_s']:.2f} s ({ratios['prefill_tokens_per_s']:.0f} tok/s), "
-          f"decode {b['decode_s']:.2f} s ({ratios['decode_tokens_per_s']:.0f} tok/s)")
+        print(
+            f"{k:>10}: {res['median_s'][k]:8.2f} s wall {res['median_cpu_s'][k]:8.2f} s CPU   "
+            f"peak {res['peak_bytes'][k] / mib:8.0f} MiB"
+        )
+    print(
+        f"bare (last round): prefill {b['prefill_s']:.2f} s ({ratios['prefill_tokens_per_s']:.0f} tok/s), "
+        f"decode {b['decode_s']:.2f} s ({ratios['decode_tokens_per_s']:.0f} tok/s)"
+    )
     for k, v in ratios.items():
         print(f"{k:>28}: {v:.3f}")
-    print(f"joint prefill: {extra.get('joint_prefill')}; same paths as forecast: "
-          f"{extra.get('joint_same_paths_as_forecast')}; unbatched same paths: {extra.get('unbatched_same_paths')}")
+    print(
+        f"joint prefill: {extra.get('joint_prefill')}; same paths as forecast: "
+        f"{extra.get('joint_same_paths_as_forecast')}; unbatched same paths: {extra.get('unbatched_same_paths')}"
+    )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -55,12 +55,27 @@ def child(args) -> None:
 
     d = grid(args.grid)
     t0 = time.perf_counter()
-    res = run_study(d, out=args.out, progress=False, report=False, log=lambda m: None,
-                    workers=args.workers if args.workers else None)
+    res = run_study(
+        d,
+        out=args.out,
+        progress=False,
+        report=False,
+        log=lambda m: None,
+        workers=args.workers if args.workers else None,
+    )
     wall = time.perf_counter() - t0
     cells = [c for c in res.cells if not c.error]
-    print(json.dumps({"wall": wall, "n_cells": len(res.cells), "n_failed": len(res.cells) - len(cells),
-                      "cell_seconds": sum(c.seconds for c in cells), "counters": res.counters}))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "n_cells": len(res.cells),
+                "n_failed": len(res.cells) - len(cells),
+                "cell_seconds": sum(c.seconds for c in cells),
+                "counters": res.counters,
+            }
+        )
+    )
 
 
 def tree_rss(pid: int) -> int:
@@ -112,8 +127,9 @@ def noop_latency(n: int = 200) -> tuple[float, float]:
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
     client = Client(cluster)
     client.wait_for_workers(2)
     start = time.perf_counter() - t0
@@ -139,8 +155,9 @@ def projection(cell_seconds: float, n_cells: int, overhead: float, per_machine: 
     for m in machines:
         slots = m * per_machine
         waves = math.ceil(n_cells / slots)
-        rows.append({"machines": m, "workers": slots, "waves": waves,
-                     "hours": waves * (cell_seconds + overhead) / 3600})
+        rows.append(
+            {"machines": m, "workers": slots, "waves": waves, "hours": waves * (cell_seconds + overhead) / 3600}
+        )
     return rows
 
 
@@ -150,10 +167,16 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--cell-seconds", type=float, default=None,
-                    help="seconds of one reference cell (benches/bench_study_cell.py) for the projection")
+    ap.add_argument(
+        "--cell-seconds",
+        type=float,
+        default=None,
+        help="seconds of one reference cell (benches/bench_study_cell.py) for the projection",
+    )
     ap.add_argument("--cells", type=int, default=216, help="cells of the reference study (18 × 4 × 3 = 216)")
-    ap.add_argument("--no-measure", action="store_true", help="only the projection (needs --cell-seconds and --overhead)")
+    ap.add_argument(
+        "--no-measure", action="store_true", help="only the projection (needs --cell-seconds and --overhead)"
+    )
     ap.add_argument("--overhead", type=float, default=0.0, help="overhead per cell for --no-measure")
     ap.add_argument("--per-machine", type=int, default=2, help="cell workers per machine in the projection")
     args = ap.parse_args()
@@ -169,21 +192,31 @@ def main() -> None:
         par = run(2, args.grid)
         n = seq["n_cells"]
         for name, r, w in (("sequential", seq, 1), ("LocalCluster(2)", par, 2)):
-            print(f"{name:>16}: {r['wall']:7.1f} s wall, {n / r['wall'] * 3600:8.0f} cells/h, "
-                  f"Σ cell {r['cell_seconds']:6.1f} s, failed {r['n_failed']}, peak RSS {r['peak_rss'] / 2**30:.2f} GiB")
+            print(
+                f"{name:>16}: {r['wall']:7.1f} s wall, {n / r['wall'] * 3600:8.0f} cells/h, "
+                f"Σ cell {r['cell_seconds']:6.1f} s, failed {r['n_failed']}, peak RSS {r['peak_rss'] / 2**30:.2f} GiB"
+            )
         o_seq = (seq["wall"] - seq["cell_seconds"]) / n
         o_par = (par["wall"] * 2 - par["cell_seconds"]) / n
         overhead = max(o_par - o_seq, 0.0)
         print(f"speed-up 2 workers / 1 process: {seq['wall'] / par['wall']:.2f}×")
-        print(f"outside-cell time per cell: in process {o_seq:.2f} s, on the cluster {o_par:.2f} s "
-              f"(worker-seconds); scheduling overhead per cell ≈ {overhead:.2f} s")
-        print(f"in-cell time, cluster / in process: {par['cell_seconds'] / max(seq['cell_seconds'], 1e-9):.2f}× "
-              "(> 1: the two workers contend for the cores)")
+        print(
+            f"outside-cell time per cell: in process {o_seq:.2f} s, on the cluster {o_par:.2f} s "
+            f"(worker-seconds); scheduling overhead per cell ≈ {overhead:.2f} s"
+        )
+        print(
+            f"in-cell time, cluster / in process: {par['cell_seconds'] / max(seq['cell_seconds'], 1e-9):.2f}× "
+            "(> 1: the two workers contend for the cores)"
+        )
     if args.cell_seconds is not None:
-        print(f"projection of the reference study ({args.cells} cells of {args.cell_seconds:.0f} s, "
-              f"{args.per_machine} workers per machine, {overhead:.2f} s overhead per cell):")
+        print(
+            f"projection of the reference study ({args.cells} cells of {args.cell_seconds:.0f} s, "
+            f"{args.per_machine} workers per machine, {overhead:.2f} s overhead per cell):"
+        )
         for r in projection(args.cell_seconds, args.cells, overhead, args.per_machine, [1, 8, 64]):
-            print(f"  {r['machines']:>3} machines ({r['workers']:>3} workers): {r['waves']:>3} waves → {r['hours']:.2f} h")
+            print(
+                f"  {r['machines']:>3} machines ({r['workers']:>3} workers): {r['waves']:>3} waves → {r['hours']:.2f} h"
+            )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ SIZES: dict[str, tuple[dict, int]] = {
     # chronos-t5-small: d_model 512, 6 + 6 layers, context 512
     "chronos": ({"d_model": 512, "num_layers": 6, "num_decoder_layers": 6, "context_length": 512}, 512),
     # chronos-bolt-small: d_model 512, 6 layers, 8 heads, d_ff 2048, patches of 16, context 2048
-    "chronos-bolt": ({"d_model": 512, "num_layers": 6, "num_heads": 8, "d_ff": 2048, "context_length": 2048,
-                      "patch": 16}, 512),
+    "chronos-bolt": (
+        {"d_model": 512, "num_layers": 6, "num_heads": 8, "d_ff": 2048, "context_length": 2048, "patch": 16},
+        512,
+    ),
     # chronos-2: d_model 768, 12 layers, patches of 16, context 8192 (read at 512)
     "chronos-2": ({"d_model": 768, "num_layers": 12, "context_length": 8192, "patch": 16}, 512),
     # timesfm-2.5-200m: d_model 1280, 20 layers, 16 heads, patches of 32
@@ -48,8 +50,10 @@ SIZES: dict[str, tuple[dict, int]] = {
     # timesfm-2.0-500m: d_model 1280, 50 layers; 1.0-200m: 20 layers (the smaller one here), context 512
     "timesfm": ({"d_model": 1280, "num_layers": 20, "num_heads": 16, "patch": 32, "context_length": 512}, 512),
     # a PatchTST at the paper's ETT size: d_model 128, 3 layers, patches of 16 stride 8, context 512
-    "patchtst": ({"d_model": 128, "num_layers": 3, "num_heads": 16, "context_length": 512, "patch": 16,
-                  "stride": 8}, 512),
+    "patchtst": (
+        {"d_model": 128, "num_layers": 3, "num_heads": 16, "context_length": 512, "patch": 16, "stride": 8},
+        512,
+    ),
     # moirai-1.1-R-small / moirai-2.0-R-small: d_model 384, 6 layers
     "moirai": ({"d_model": 384, "num_layers": 6, "patch": 16}, 512),
     "moirai-2": ({"d_model": 384, "num_layers": 6, "patch": 16}, 512),
@@ -91,6 +95,7 @@ def child(family: str, repeat: int, threads: int, batch: int) -> dict:
         n_params = sum(p.numel() for p in m.model.parameters())
         kept = m.serializer.kept(ctx_len)
         arr = np.stack([c[-kept:] for c in ctxs]).astype(np.float32)
+
         def prefill():
             with torch.inference_mode():
                 m._prefill(arr)
@@ -114,10 +119,20 @@ def child(family: str, repeat: int, threads: int, batch: int) -> dict:
         bare, cap = statistics.median(bares), statistics.median(caps)
         fc = _median_time(lambda: m.forecast(ctxs, 64), max(1, repeat // 2))
     return {
-        "family": family, "parameters": n_params, "d_model": m.d_model, "layers": m.n_layers,
-        "context": ctx_len, "tokens": m.serializer.n_tokens(ctx_len), "batch": batch, "threads": threads,
-        "build_s": build, "bare_prefill_s": bare, "capture_s": cap, "bare_forecast_s": fc,
-        "overhead_vs_prefill": statistics.median(ratios) - 1.0, "pair_ratios": ratios,
+        "family": family,
+        "parameters": n_params,
+        "d_model": m.d_model,
+        "layers": m.n_layers,
+        "context": ctx_len,
+        "tokens": m.serializer.n_tokens(ctx_len),
+        "batch": batch,
+        "threads": threads,
+        "build_s": build,
+        "bare_prefill_s": bare,
+        "capture_s": cap,
+        "bare_forecast_s": fc,
+        "overhead_vs_prefill": statistics.median(ratios) - 1.0,
+        "pair_ratios": ratios,
         "capture_over_forecast": cap / fc,
         "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -147,8 +162,22 @@ def main() -> None:
             print(f"{fam}: skipped ({', '.join(missing)} not installed)", flush=True)
             continue
         load0 = os.getloadavg()[0]
-        r = subprocess.run([sys.executable, __file__, "--child", fam, "--repeat", str(a.repeat), "--threads",
-                            str(a.threads), "--batch", str(a.batch)], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                fam,
+                "--repeat",
+                str(a.repeat),
+                "--threads",
+                str(a.threads),
+                "--batch",
+                str(a.batch),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             print(f"{fam}: failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
             continue
@@ -158,10 +187,13 @@ def main() -> None:
         if "error" in res:
             print(f"{fam}: {res['error']}", flush=True)
             continue
-        print(f"{fam:13s} {res['parameters'] / 1e6:6.1f}M params, ctx {res['context']} ({res['tokens']} tokens) × "
-              f"{res['batch']}: prefill {res['bare_prefill_s'] * 1e3:8.1f} ms, capture {res['capture_s'] * 1e3:8.1f} ms "
-              f"(overhead {100 * res['overhead_vs_prefill']:+5.1f}%), forecast {res['bare_forecast_s'] * 1e3:8.1f} ms, "
-              f"peak {res['peak_rss_MiB']:.0f} MiB, load {load0:.1f}→{res['load_after']:.1f}", flush=True)
+        print(
+            f"{fam:13s} {res['parameters'] / 1e6:6.1f}M params, ctx {res['context']} ({res['tokens']} tokens) × "
+            f"{res['batch']}: prefill {res['bare_prefill_s'] * 1e3:8.1f} ms, capture {res['capture_s'] * 1e3:8.1f} ms "
+            f"(overhead {100 * res['overhead_vs_prefill']:+5.1f}%), forecast {res['bare_forecast_s'] * 1e3:8.1f} ms, "
+            f"peak {res['peak_rss_MiB']:.0f} MiB, load {load0:.1f}→{res['load_after']:.1f}",
+            flush=True,
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
 

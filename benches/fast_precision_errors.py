@@ -26,8 +26,18 @@ import reference as ref  # noqa: E402
 import isofast  # noqa: E402
 from isofast import _core  # noqa: E402
 
-SCALARS = ("total_variance", "participation_ratio", "isoscore", "stable_rank", "pc1_share", "effective_rank",
-           "avg_cosine", "avg_cosine_centered", "log_partition_isotropy", "log_partition_isotropy_centered")
+SCALARS = (
+    "total_variance",
+    "participation_ratio",
+    "isoscore",
+    "stable_rank",
+    "pc1_share",
+    "effective_rank",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "log_partition_isotropy",
+    "log_partition_isotropy_centered",
+)
 
 
 def cases(n: int, d: int, seed: int = 0) -> dict:
@@ -76,9 +86,11 @@ def main() -> None:
         for prec in ("exact", "fast"):
             rep = isofast.analyze(X, precision=prec)
             T = want["total_variance"]
-            e = {"eigenvalues_max_abs_over_sum": float(np.max(np.abs(rep.eigenvalues - want["eigenvalues"])) / T),
-                 "evr_max_abs": float(np.max(np.abs(rep.explained_variance_ratio - want["explained_variance_ratio"]))),
-                 "effective_dim": (int(rep.effective_dim), int(want["effective_dim"]))}
+            e = {
+                "eigenvalues_max_abs_over_sum": float(np.max(np.abs(rep.eigenvalues - want["eigenvalues"])) / T),
+                "evr_max_abs": float(np.max(np.abs(rep.explained_variance_ratio - want["explained_variance_ratio"]))),
+                "effective_dim": (int(rep.effective_dim), int(want["effective_dim"])),
+            }
             for k in SCALARS:
                 e[k] = rel(getattr(rep, k), want[k])
             row[prec] = e

@@ -22,7 +22,11 @@ def cli(*args, timeout: float = 120, preexec=None) -> subprocess.CompletedProces
     """``python -m isofast ARGS`` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-m", "isofast", *map(str, args)],
-        capture_output=True, text=True, env=env(), timeout=timeout, preexec_fn=preexec,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=timeout,
+        preexec_fn=preexec,
     )
 
 

@@ -13,8 +13,15 @@ DENORMAL = 5e-324
 
 
 @st.composite
-def adversarial_arrays(draw, min_rows: int = 0, max_rows: int = 9, min_cols: int = 0, max_cols: int = 5,
-                       extremes: bool = True, float32: bool = True):
+def adversarial_arrays(
+    draw,
+    min_rows: int = 0,
+    max_rows: int = 9,
+    min_cols: int = 0,
+    max_cols: int = 5,
+    extremes: bool = True,
+    float32: bool = True,
+):
     """An (N, d) float array and the exact float64 values it holds.
 
     Returns ``(X, X64)``: ``X`` is the array handed to isofast (any layout,

@@ -156,8 +156,9 @@ def test_value_token_mask(split):
     wt = encode_window(tok, split.train_context[0], split.train_target[0], loss_on="target")
     tail = "".join(s for s, m in zip(text, wt.loss_mask) if m)
     ser = isofast.serializers.get_serializer("llmtime")
-    enc = ser.encode(np.concatenate([split.train_context[0], split.train_target[0]]),
-                     scaler=ser.fit(split.train_context[0]))
+    enc = ser.encode(
+        np.concatenate([split.train_context[0], split.train_target[0]]), scaler=ser.fit(split.train_context[0])
+    )
     # the scored tail is the separator closing the context plus the target's text
     assert enc.text.endswith(tail) and tail.startswith(",")
     assert tail.count(",") == 4 + 1
@@ -172,7 +173,7 @@ def test_training_windows_do_not_reach_test_targets():
     first_target = L - 24 - 4 - 2 * 4 + 24  # index of the first test target value
     # the last training target ends before it: compare with the raw series
     last = s.train_target[-1]
-    end = [i for i in range(L - 3) if np.array_equal(x[i:i + 4], last)]
+    end = [i for i in range(L - 3) if np.array_equal(x[i : i + 4], last)]
     assert end and max(end) + 4 <= first_target
 
 
@@ -201,8 +202,16 @@ def test_training_reduces_the_loss_and_tracking_writes_rows(split, tmp_path):
     assert list(df.columns) == ["step", "layer", "statistic", "value"]
     assert sorted(df["step"].unique()) == [0, 5, 10, 12]
     assert sorted(df["layer"].unique()) == [0, 2]
-    want = {"isoscore", "avg_cosine", "effective_rank", "inter_cluster_cosine", "n_massive",
-            "massive_variance_share", "n_rows", "isoscore_null"}
+    want = {
+        "isoscore",
+        "avg_cosine",
+        "effective_rank",
+        "inter_cluster_cosine",
+        "n_massive",
+        "massive_variance_share",
+        "n_rows",
+        "isoscore_null",
+    }
     got0 = set(df[df.layer == 0]["statistic"])
     assert want <= got0
     head = set(df[df.layer == 2]["statistic"]) - got0
@@ -244,8 +253,7 @@ def test_regularised_training_moves_the_statistic(split):
     for w in (0.0, 5.0, -5.0):
         lm = _lm()
         tr = IsotropyTracker(split.test_context, tokenizer=lm.tokenizer, every=100, layers=[1], head=False)
-        finetune(lm, ts, steps=10, batch_size=4, lr=3e-3, seed=0, tracker=tr,
-                 regularizer=Regularizer("isoscore", w, 1))
+        finetune(lm, ts, steps=10, batch_size=4, lr=3e-3, seed=0, tracker=tr, regularizer=Regularizer("isoscore", w, 1))
         vals[w] = tr.value("isoscore", 1, 10)
     assert vals[5.0] > vals[0.0] > vals[-5.0], vals
 
@@ -292,9 +300,18 @@ def test_trainer_callback(split):
         return ts.collate([it["idx"] for it in items])
 
     cb = IsotropyCallback(split.test_context, tokenizer=lm.tokenizer, every=2, layers=[0, 2])
-    args = TrainingArguments(output_dir="/tmp/isofast-adapt-trainer-test", max_steps=4, per_device_train_batch_size=2,
-                             learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True, logging_steps=100,
-                             disable_tqdm=True, remove_unused_columns=False)
+    args = TrainingArguments(
+        output_dir="/tmp/isofast-adapt-trainer-test",
+        max_steps=4,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=100,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
     lm.model.train()
     Trainer(model=lm.model, args=args, train_dataset=DS(), data_collator=collate, callbacks=[cb]).train()
     df = cb.tracker.table()
@@ -315,7 +332,8 @@ def test_bad_input(split, tmp_path):
     vocab = {c: i for i, c in enumerate(list("0123456789,-. ") + ["12", "34", "<unk>"])}
     merging = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[("1", "2"), ("3", "4")], unk_token="<unk>")),
-        unk_token="<unk>")
+        unk_token="<unk>",
+    )
     with pytest.raises(ValueError, match="one token per digit"):
         check_tokenizer(merging)
     with pytest.raises(ValueError, match="one token per digit"):
@@ -342,8 +360,24 @@ def _cli(*argv):
 
 def test_cli_end_to_end_and_refusals(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["adapt", "--model", "tiny-llama", "--data", "RBF_0.1", "--context", "32", "--n-test", "4",
-            "--track-every", "3", "--lr", "3e-3", "--threads", "1", "--quiet"]
+    base = [
+        "adapt",
+        "--model",
+        "tiny-llama",
+        "--data",
+        "RBF_0.1",
+        "--context",
+        "32",
+        "--n-test",
+        "4",
+        "--track-every",
+        "3",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     assert _cli(*base, "--steps", "6", "--out", str(out)) == 0
     s = json.loads((out / "summary.json").read_text())
     assert np.isfinite(s["nmse_before"]) and np.isfinite(s["nmse_after"])
@@ -366,8 +400,22 @@ def test_cli_end_to_end_and_refusals(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert _cli(*base, "--steps", "0", "--out", str(tmp_path / "z")) == 2
     assert "steps" in capsys.readouterr().err
-    assert _cli(*base, "--steps", "2", "--regularize", "isoscore", "--weight", "1", "--layer", "5",
-                "--out", str(tmp_path / "z")) == 2
+    assert (
+        _cli(
+            *base,
+            "--steps",
+            "2",
+            "--regularize",
+            "isoscore",
+            "--weight",
+            "1",
+            "--layer",
+            "5",
+            "--out",
+            str(tmp_path / "z"),
+        )
+        == 2
+    )
     assert "out of range" in capsys.readouterr().err
     assert _cli(*base[:2], "tiny-t5", *base[3:], "--steps", "2", "--out", str(tmp_path / "z")) == 2
     assert "causal-LM head" in capsys.readouterr().err

@@ -16,16 +16,42 @@ from isofast.study.config import ConfigError
 
 
 def _tiny_table():
-    ds = [{"name": k, "source": "kernelsynth", "context": 32, "horizon": 4, "n_test": 4, "length": 48,
-           "n_train_series": 3} for k in ("RBF_0.1", "DotProduct_1", "RationalQuadratic_1", "WhiteKernel_0.1",
-                                          "Seasonality_0.25H", "DotProduct_0")]
+    ds = [
+        {
+            "name": k,
+            "source": "kernelsynth",
+            "context": 32,
+            "horizon": 4,
+            "n_test": 4,
+            "length": 48,
+            "n_train_series": 3,
+        }
+        for k in (
+            "RBF_0.1",
+            "DotProduct_1",
+            "RationalQuadratic_1",
+            "WhiteKernel_0.1",
+            "Seasonality_0.25H",
+            "DotProduct_0",
+        )
+    ]
     ds.append({"name": "airpassengers", "source": "registry", "context": 32, "horizon": 4, "n_test": 4})
-    return {"model": "tiny-llama", "lora": False, "steps": 4, "batch_size": 2, "lr": 3e-3, "seeds": [0],
-            "n_samples": 2, "layers": [0, 1, 2], "selection_fraction": 0.43, "n_boot": 200, "n_perm": 200,
-            "statistics": ["isoscore", "avg_cosine_centered", "head_log_z_std"],
-            "regularizers": [{"kind": "isoscore", "layer": 1, "weight": 2.0},
-                             {"kind": "logz", "layer": 2, "weight": -1.0}],
-            "datasets": ds}
+    return {
+        "model": "tiny-llama",
+        "lora": False,
+        "steps": 4,
+        "batch_size": 2,
+        "lr": 3e-3,
+        "seeds": [0],
+        "n_samples": 2,
+        "layers": [0, 1, 2],
+        "selection_fraction": 0.43,
+        "n_boot": 200,
+        "n_perm": 200,
+        "statistics": ["isoscore", "avg_cosine_centered", "head_log_z_std"],
+        "regularizers": [{"kind": "isoscore", "layer": 1, "weight": 2.0}, {"kind": "logz", "layer": 2, "weight": -1.0}],
+        "datasets": ds,
+    }
 
 
 def test_parse_and_refusals():
@@ -86,8 +112,10 @@ def test_experiment_runs_caches_and_reports(tmp_path):
         # tested on the 4 held-out datasets only: 4! = 24 exact permutations
         assert t["n_groups"] == 4 and t["exact"] and 1 / 24 - 1e-12 <= t["p_value"] <= 1
         assert t["layer"] in (0, 1, 2) and np.isfinite(t["q_value"])
-    assert "head_log_z_std" not in {t["statistic"] for t in qa["tests"]} or \
-        next(t for t in qa["tests"] if t["statistic"] == "head_log_z_std")["layer"] == 2
+    assert (
+        "head_log_z_std" not in {t["statistic"] for t in qa["tests"]}
+        or next(t for t in qa["tests"] if t["statistic"] == "head_log_z_std")["layer"] == 2
+    )
     arms = res.questions["c"]["arms"]
     assert [a["n_groups"] for a in arms] == [7, 7]
     # the IsoScore* arm (w = +2 on layer 1) raised layer 1's IsoScore against the paired run

@@ -24,9 +24,24 @@ def test_smollm2_adapt_end_to_end(tmp_path):
     from isofast.models import load_model
 
     out = tmp_path / "run"
-    s = adapt("smollm2", "airpassengers", out=out, steps=2, lora=True, batch_size=1, track_every=2,
-              track_layers=[15, 30], context=64, horizon=4, n_test=3, probe_windows=3, n_samples=1,
-              threads=2, device="cpu", log=lambda _: None)
+    s = adapt(
+        "smollm2",
+        "airpassengers",
+        out=out,
+        steps=2,
+        lora=True,
+        batch_size=1,
+        track_every=2,
+        track_layers=[15, 30],
+        context=64,
+        horizon=4,
+        n_test=3,
+        probe_windows=3,
+        n_samples=1,
+        threads=2,
+        device="cpu",
+        log=lambda _: None,
+    )
     assert np.isfinite(s["nmse_before"]) and np.isfinite(s["nmse_after"])
     assert s["nmse_before"] != s["nmse_after"] or s["nll_before"] != s["nll_after"]  # the weights changed
     assert s["finetune"]["trainable_params"] < 0.05 * s["finetune"]["total_params"]

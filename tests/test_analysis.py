@@ -82,9 +82,7 @@ def test_massive_activations_partition_is_finite_and_exact():
     for v in (rep.log_partition_isotropy, rep.log_partition_isotropy_centered):
         assert np.isfinite(v)
     assert rep.log_partition_isotropy == pytest.approx(ref.log_partition_isotropy(X), rel=1e-9)
-    assert rep.log_partition_isotropy_centered == pytest.approx(
-        ref.log_partition_isotropy(X, center=True), rel=1e-9
-    )
+    assert rep.log_partition_isotropy_centered == pytest.approx(ref.log_partition_isotropy(X, center=True), rel=1e-9)
     assert rep.partition_isotropy == 0.0  # underflows: that is why the log is reported
 
 
@@ -218,10 +216,23 @@ def test_report_serialises():
     back = json.loads(rep.to_json())
     assert back["n"] == 100 and len(back["eigenvalues"]) == 5
     assert set(d) >= {
-        "n", "dim", "mean", "eigenvalues", "explained_variance_ratio", "effective_dim",
-        "participation_ratio", "isoscore", "stable_rank", "pc1_share", "effective_rank",
-        "avg_cosine", "avg_cosine_centered", "partition_isotropy", "log_partition_isotropy",
-        "partition_isotropy_centered", "log_partition_isotropy_centered",
+        "n",
+        "dim",
+        "mean",
+        "eigenvalues",
+        "explained_variance_ratio",
+        "effective_dim",
+        "participation_ratio",
+        "isoscore",
+        "stable_rank",
+        "pc1_share",
+        "effective_rank",
+        "avg_cosine",
+        "avg_cosine_centered",
+        "partition_isotropy",
+        "log_partition_isotropy",
+        "partition_isotropy_centered",
+        "log_partition_isotropy_centered",
     }
     assert "isoscore" in rep.table()
 

@@ -76,7 +76,9 @@ def test_eps_out_of_range_named(eps):
         isofast.analyze(X, eps=eps)
 
 
-@pytest.mark.parametrize("bad, exc", [(-1, InputError), (0, InputError), (2.5, ArgumentTypeError), (True, ArgumentTypeError)])
+@pytest.mark.parametrize(
+    "bad, exc", [(-1, InputError), (0, InputError), (2.5, ArgumentTypeError), (True, ArgumentTypeError)]
+)
 def test_moments_dim_named(bad, exc):
     with pytest.raises(exc, match="dim"):
         isofast.Moments(bad)

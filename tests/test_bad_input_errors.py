@@ -78,18 +78,25 @@ CASES = {
     "npz not a zip": ("x.npz", _npz_garbage, CorruptFileError),
     "npz bad crc": ("x.npz", _npz_crc, CorruptFileError),
     "safetensors float shape": (
-        "x.safetensors", _safetensors({"t": {"dtype": "F32", "shape": [2.7, 2], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "x.safetensors",
+        _safetensors({"t": {"dtype": "F32", "shape": [2.7, 2], "data_offsets": [0, 16]}}, b"\0" * 16),
         CorruptFileError,
     ),
     "safetensors bool shape": (
-        "x.safetensors", _safetensors({"t": {"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "x.safetensors",
+        _safetensors({"t": {"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}}, b"\0" * 16),
         CorruptFileError,
     ),
     "safetensors negative shape": (
-        "x.safetensors", _safetensors({"t": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "x.safetensors",
+        _safetensors({"t": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}, b"\0" * 16),
         CorruptFileError,
     ),
-    "safetensors cut json": ("x.safetensors", lambda p: p.write_bytes((100).to_bytes(8, "little") + b'{"t": {' + b" " * 93), CorruptFileError),
+    "safetensors cut json": (
+        "x.safetensors",
+        lambda p: p.write_bytes((100).to_bytes(8, "little") + b'{"t": {' + b" " * 93),
+        CorruptFileError,
+    ),
 }
 
 
@@ -187,9 +194,21 @@ def test_nan_in_a_row_selection_is_numbered_in_the_file(tmp_path, quiet):
     assert "column 2" in err
 
 
-@pytest.mark.parametrize("entry", ["analyze", "isoscore", "avg_cosine", "effective_dim", "partition_isotropy",
-                                   "row_norms", "massive_rows", "log_partition", "Moments.update",
-                                   "head_diagnostics"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "analyze",
+        "isoscore",
+        "avg_cosine",
+        "effective_dim",
+        "partition_isotropy",
+        "row_norms",
+        "massive_rows",
+        "log_partition",
+        "Moments.update",
+        "head_diagnostics",
+    ],
+)
 def test_nan_in_a_row_selection_is_numbered_in_the_file_by_the_python_api(tmp_path, entry):
     X = np.ones((300, 4)) + np.random.default_rng(1).normal(size=(300, 4))
     X[150, 2] = np.nan
@@ -243,8 +262,21 @@ def test_capture_device_cuda_without_gpu_is_one_line(tmp_path):
         pytest.skip("this machine has a GPU")
     data = tmp_path / "s.csv"
     data.write_text("value\n" + "\n".join(str(i) for i in range(12)) + "\n")
-    r = cli("capture", "--model", "tiny-gpt2", "--data", data, "--column", "value", "--out", tmp_path / "c",
-            "--device", "cuda", "--quiet", timeout=300)
+    r = cli(
+        "capture",
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        data,
+        "--column",
+        "value",
+        "--out",
+        tmp_path / "c",
+        "--device",
+        "cuda",
+        "--quiet",
+        timeout=300,
+    )
     assert_one_line_error(r, 2, "cuda", "no CUDA GPU")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         from isofast.capture import capture

@@ -32,10 +32,20 @@ def _write_capture(root, shards=2, rows=(5, 7), layers=(0, 1), seed=0):
     """A capture folder written by CaptureWriter, as capture() writes it."""
     rng = np.random.default_rng(seed)
     m = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION, "complete": True,
-        "model": {"name": "fake", "num_layers": max(layers)}, "dtype": "float32",
-        "storage_dtype": "float32", "sites": ["residual"], "layers": {"residual": list(layers)},
-        "dim": D, "n_windows": shards, "windows_done": 0, "rows": 0, "shapes": {}, "shards": [],
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "complete": True,
+        "model": {"name": "fake", "num_layers": max(layers)},
+        "dtype": "float32",
+        "storage_dtype": "float32",
+        "sites": ["residual"],
+        "layers": {"residual": list(layers)},
+        "dim": D,
+        "n_windows": shards,
+        "windows_done": 0,
+        "rows": 0,
+        "shapes": {},
+        "shards": [],
         "token_table_format": "parquet" if store.have_pyarrow() else "csv",
     }
     w = store.CaptureWriter.prepare(root, m)
@@ -45,9 +55,15 @@ def _write_capture(root, shards=2, rows=(5, 7), layers=(0, 1), seed=0):
         arrays = {("residual", L): rng.normal(size=(n, D)).astype(np.float32) for L in layers}
         for key, a in arrays.items():
             data.setdefault(key, []).append(a)
-        tokens = {"row": np.arange(n), "series_id": np.zeros(n, int), "window_id": np.full(n, k),
-                  "position": np.arange(n), "token_id": np.arange(n), "token_text": np.array(["x"] * n, object),
-                  "role": np.array(["digit"] * n, object)}
+        tokens = {
+            "row": np.arange(n),
+            "series_id": np.zeros(n, int),
+            "window_id": np.full(n, k),
+            "position": np.arange(n),
+            "token_id": np.arange(n),
+            "token_text": np.array(["x"] * n, object),
+            "role": np.array(["digit"] * n, object),
+        }
         windows = {c: np.array([k]) for c in store.WINDOW_COLUMNS}
         w.write_shard(k, arrays, tokens, windows, window_range=(k, k + 1))
     return {k: np.concatenate(v) for k, v in data.items()}
@@ -107,8 +123,9 @@ def _damage(root, kind, pick, rng):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["flip", "truncate", "delete", "swap"]), pick=st.integers(0, 100),
-       seed=st.integers(0, 2**31))
+@given(
+    kind=st.sampled_from(["flip", "truncate", "delete", "swap"]), pick=st.integers(0, 100), seed=st.integers(0, 2**31)
+)
 def test_damaged_capture_is_detected_naming_the_file(tmp_path_factory, kind, pick, seed):
     root = tmp_path_factory.mktemp("cap") / "c"
     data = _write_capture(root)

@@ -63,8 +63,15 @@ def test_zero_columns_is_a_dimension_error_everywhere(name, layout):
         torch = pytest.importorskip("torch")
         X = torch.zeros(10, 0)
     elif layout == "list_of_chunks":
-        if name in ("self_similarity", "kmeans", "silhouette", "cluster_isotropy", "all_but_the_top",
-                    "log_partition_head", "massive_rows"):
+        if name in (
+            "self_similarity",
+            "kmeans",
+            "silhouette",
+            "cluster_isotropy",
+            "all_but_the_top",
+            "log_partition_head",
+            "massive_rows",
+        ):
             pytest.skip("takes one array")
         X = [np.zeros((4, 0)), np.zeros((6, 0))]
     with pytest.raises(DimensionError, match="0 columns"):

@@ -102,9 +102,15 @@ def test_ets_matches_direct_statsmodels_fit(air):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t, dmp, s in bl.ETS_CANDIDATES:
-            r = ETSModel((x - mu) / sd, error="add", trend=t, damped_trend=dmp, seasonal=s,
-                         seasonal_periods=12 if s else None,
-                         initialization_method="heuristic").fit(disp=False, maxiter=200)
+            r = ETSModel(
+                (x - mu) / sd,
+                error="add",
+                trend=t,
+                damped_trend=dmp,
+                seasonal=s,
+                seasonal_periods=12 if s else None,
+                initialization_method="heuristic",
+            ).fit(disp=False, maxiter=200)
             if best is None or r.aicc < best[0].aicc:
                 best = (r, t, s)
     assert (best[1], best[2]) == (trend, seasonal)  # the AICc choice
@@ -186,8 +192,8 @@ def test_ets_non_convergence_is_silent(monkeypatch, air, capsys):
 
 
 def test_outputs_flow_into_evaluate(air):
-    ctx = np.stack([air[s:s + 48] for s in (0, 12, 24)])
-    y = np.stack([air[s + 48:s + 54] for s in (0, 12, 24)])
+    ctx = np.stack([air[s : s + 48] for s in (0, 12, 24)])
+    y = np.stack([air[s + 48 : s + 54] for s in (0, 12, 24)])
     sn = seasonal_naive(ctx, 6, season=12)
     e = ets(ctx, 6, season=12, n_samples=40)
     m_sn = evaluate(y, sn.point, samples=sn.samples, context=ctx, season=12)

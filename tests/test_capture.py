@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +27,13 @@ def _manual(lm, ids, layers, att_layers):
     hooks = []
     for L in att_layers:
         mod = named[ATTENTION_MODULES[lm.architecture].format(i=L - 1)]
-        hooks.append(
-            mod.register_forward_hook(lambda m, i, o, L=L: got.__setitem__(L, o[0]))
-        )
+        hooks.append(mod.register_forward_hook(lambda m, i, o, L=L: got.__setitem__(L, o[0])))
     x = torch.tensor([ids])
     with torch.inference_mode():
         if lm.kind == "encoder-decoder":
-            out = lm.model(input_ids=x, decoder_input_ids=torch.zeros((1, 1), dtype=torch.long),
-                           output_hidden_states=True)
+            out = lm.model(
+                input_ids=x, decoder_input_ids=torch.zeros((1, 1), dtype=torch.long), output_hidden_states=True
+            )
             hs = out.encoder_hidden_states
         else:
             hs = lm.model(input_ids=x, output_hidden_states=True).hidden_states
@@ -85,18 +82,16 @@ def test_padding_never_leaks(arch, tiny_models, short_series, tmp_path):
     assert not (ta["token_id"] == pad).any()
     for site in a.sites:
         for L in a.layers_of(site):
-            np.testing.assert_allclose(
-                a.layer(L, site).to_numpy(), b.layer(L, site).to_numpy(), rtol=1e-4, atol=1e-5
-            )
+            np.testing.assert_allclose(a.layer(L, site).to_numpy(), b.layer(L, site).to_numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_positions_and_roles(tiny_models, short_series, tmp_path):
     lm = tiny_models("llama")
     full = capture(lm, short_series, out=tmp_path / "all", layers=[1], progress=False).open()
-    dig = capture(lm, short_series, out=tmp_path / "dig", layers=[1], positions="digits",
-                  progress=False).open()
-    last = capture(lm, short_series, out=tmp_path / "last", layers=[-1], positions="last",
-                   sites=["residual"], progress=False).open()
+    dig = capture(lm, short_series, out=tmp_path / "dig", layers=[1], positions="digits", progress=False).open()
+    last = capture(
+        lm, short_series, out=tmp_path / "last", layers=[-1], positions="last", sites=["residual"], progress=False
+    ).open()
     tf, td = full.tokens(), dig.tokens()
     assert set(td["role"]) == {"digit"}
     assert all(t.isdigit() for t in td["token_text"])
@@ -107,8 +102,15 @@ def test_positions_and_roles(tiny_models, short_series, tmp_path):
     assert len(tl) == 3 and list(tl["token_text"]) == [",", ",", ","]
     assert last.layers == [lm.num_layers]
     # roles, on the gpt layout with a sign
-    sgn = capture(lm, [[-1.0, 2.0, -3.5]], serializer=LLMTimeSerializer.preset("gpt", basic=True),
-                  out=tmp_path / "sign", layers=[0], sites=["residual"], progress=False).open()
+    sgn = capture(
+        lm,
+        [[-1.0, 2.0, -3.5]],
+        serializer=LLMTimeSerializer.preset("gpt", basic=True),
+        out=tmp_path / "sign",
+        layers=[0],
+        sites=["residual"],
+        progress=False,
+    ).open()
     assert {"digit", "separator", "sign"} <= set(sgn.tokens()["role"])
 
 
@@ -187,8 +189,9 @@ def test_resume_guards_and_overwrite(tiny_models, short_series, tmp_path):
 def test_csv_token_table_without_pyarrow(tiny_models, short_series, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "have_pyarrow", lambda: False)
     lm = tiny_models("gpt2")
-    r = capture(lm, [short_series[2], [1.0, -2.0]], serializer="llmtime:gpt", out=tmp_path / "c",
-                layers=[1], progress=False)
+    r = capture(
+        lm, [short_series[2], [1.0, -2.0]], serializer="llmtime:gpt", out=tmp_path / "c", layers=[1], progress=False
+    )
     cap = open_capture(r.path)
     assert cap.manifest["token_table_format"] == "csv"
     assert list((tmp_path / "c" / "tokens").glob("*.csv"))
@@ -205,9 +208,7 @@ def test_chronos_ids_on_t5(tiny_models, short_series, tmp_path):
     t = cap.tokens()
     assert len(t) == sum(len(x) + 1 for x in short_series)  # values + EOS
     ser = ChronosSerializer()
-    np.testing.assert_array_equal(
-        t["token_id"][t["window_id"] == 0], ser.encode(short_series[0]).ids
-    )
+    np.testing.assert_array_equal(t["token_id"][t["window_id"] == 0], ser.encode(short_series[0]).ids)
     assert cap.windows()["scale"][0] == pytest.approx(np.mean(np.abs(short_series[0])))
 
 
@@ -234,8 +235,7 @@ def test_layer_selection(tiny_models, short_series, tmp_path):
     with pytest.raises(ValueError, match="out of range"):
         capture(lm, short_series, layers=[7], out=tmp_path / "d", progress=False)
     with pytest.raises(ValueError, match="no attention layer"):
-        capture(lm, short_series, layers=[0], sites=["attention"], out=tmp_path / "f",
-                progress=False)
+        capture(lm, short_series, layers=[0], sites=["attention"], out=tmp_path / "f", progress=False)
     with pytest.raises(ValueError, match="sites"):
         capture(lm, short_series, sites=["mlp"], out=tmp_path / "e", progress=False)
 
@@ -280,7 +280,7 @@ def test_context_longer_than_model(tiny_models, tmp_path):
     assert w["n_values"][1] == 10
     # as many values as fit: one more would not
     ser = LLMTimeSerializer.preset("llama")
-    more = ser.encode(long[-(w["n_values"][0] + 1):]).text
+    more = ser.encode(long[-(w["n_values"][0] + 1) :]).text
     assert len(lm.tokenizer(more)["input_ids"]) > 256
 
 
@@ -302,6 +302,7 @@ def test_disk_full_leaves_no_claimed_partial_shard(tiny_models, short_series, tm
         if Path(path).name == "00001.npy":
             seen["n"] += 1
             if seen["n"] == 2:
+
                 def half_then_full(f):
                     f.write(b"\x93NUMPY partial")
                     raise OSError(errno.ENOSPC, "No space left on device")
@@ -330,7 +331,7 @@ def test_disk_full_leaves_no_claimed_partial_shard(tiny_models, short_series, tm
     assert not [p for p in (tmp_path / "c").rglob("*.tmp")]
     # and it resumes to the same result as a clean run
     r = capture(lm, short_series, out=tmp_path / "c", **kw)
-    ref = capture(lm, short_series, out=tmp_path / "ref", **kw)
+    capture(lm, short_series, out=tmp_path / "ref", **kw)
     assert _snapshot(tmp_path / "c") == _snapshot(tmp_path / "ref") and r.complete
 
 
@@ -367,8 +368,15 @@ def test_progress_line_without_tqdm(tiny_models, short_series, tmp_path, monkeyp
 
 def test_positions_as_roles(tiny_models, tmp_path):
     lm = tiny_models("gpt2")
-    r = capture(lm, [[-1.0, 2.0, -3.0]], serializer=LLMTimeSerializer.preset("llama", basic=True),
-                positions=["digit", "sign"], out=tmp_path / "a", layers=[1], progress=False)
+    r = capture(
+        lm,
+        [[-1.0, 2.0, -3.0]],
+        serializer=LLMTimeSerializer.preset("llama", basic=True),
+        positions=["digit", "sign"],
+        out=tmp_path / "a",
+        layers=[1],
+        progress=False,
+    )
     t = r.open().tokens()
     assert set(t["role"]) == {"digit", "sign"} and (t["token_text"] == "-").sum() == 2
     with pytest.raises(ValueError, match="unknown token roles"):
@@ -386,8 +394,9 @@ def test_windows_input(tiny_models, tmp_path):
     assert list(win["series_id"]) == list(w.series_id) and list(win["start"]) == list(w.start)
     assert (win["n_values"] == 12).all()
     # context= cuts the same windows through make_windows
-    r2 = capture(lm, [x], context=12, window_mode="random", n_windows=3, seed=1,
-                 out=tmp_path / "b", layers=[1], progress=False)
+    r2 = capture(
+        lm, [x], context=12, window_mode="random", n_windows=3, seed=1, out=tmp_path / "b", layers=[1], progress=False
+    )
     assert len(r2.open().windows()) == 3
 
 

@@ -24,14 +24,31 @@ def _run(argv):
 def test_cli_csv_column_context(tmp_path, capsys):
     csv = tmp_path / "data.csv"
     t = np.arange(60)
-    lines = ["date,value,other"] + [
-        f"2020-01-{1 + i % 28:02d},{10 + np.sin(i / 4):.4f},{i * 0.5}" for i in t
-    ]
+    lines = ["date,value,other"] + [f"2020-01-{1 + i % 28:02d},{10 + np.sin(i / 4):.4f},{i * 0.5}" for i in t]
     csv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "cap"
-    rc = _run(["capture", "--model", "tiny-llama", "--data", str(csv), "--column", "value",
-               "--time-column", "date", "--layers", "1,-1", "--out", str(out),
-               "--positions", "digits", "--context", "24", "--quiet"])
+    rc = _run(
+        [
+            "capture",
+            "--model",
+            "tiny-llama",
+            "--data",
+            str(csv),
+            "--column",
+            "value",
+            "--time-column",
+            "date",
+            "--layers",
+            "1,-1",
+            "--out",
+            str(out),
+            "--positions",
+            "digits",
+            "--context",
+            "24",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "captured" in capsys.readouterr().out
     cap = open_capture(out)
@@ -40,9 +57,29 @@ def test_cli_csv_column_context(tmp_path, capsys):
     assert len(w) == 1 and w["start"][0] == 36 and w["n_values"][0] == 24
     assert set(cap.tokens()["role"]) == {"digit"}
     # running again resumes a complete capture: nothing recomputed
-    rc = _run(["capture", "--model", "tiny-llama", "--data", str(csv), "--column", "value",
-               "--time-column", "date", "--layers", "1,-1", "--out", str(out),
-               "--positions", "digits", "--context", "24", "--quiet", "--json"])
+    rc = _run(
+        [
+            "capture",
+            "--model",
+            "tiny-llama",
+            "--data",
+            str(csv),
+            "--column",
+            "value",
+            "--time-column",
+            "date",
+            "--layers",
+            "1,-1",
+            "--out",
+            str(out),
+            "--positions",
+            "digits",
+            "--context",
+            "24",
+            "--quiet",
+            "--json",
+        ]
+    )
     assert rc == 0 and json.loads(capsys.readouterr().out)["tokens_processed"] == 0
 
 
@@ -51,16 +88,49 @@ def test_cli_npy_rows_and_sliding(tmp_path, capsys):
     npy = tmp_path / "x.npy"
     np.save(npy, arr)
     out = tmp_path / "cap"
-    rc = _run(["capture", "--model", "tiny-gpt2", "--data", str(npy), "--layers", "all",
-               "--sites", "residual", "--context", "16", "--window-mode", "sliding",
-               "--out", str(out), "--quiet", "--dtype", "bfloat16"])
+    rc = _run(
+        [
+            "capture",
+            "--model",
+            "tiny-gpt2",
+            "--data",
+            str(npy),
+            "--layers",
+            "all",
+            "--sites",
+            "residual",
+            "--context",
+            "16",
+            "--window-mode",
+            "sliding",
+            "--out",
+            str(out),
+            "--quiet",
+            "--dtype",
+            "bfloat16",
+        ]
+    )
     assert rc == 0
     cap = open_capture(out)
     assert cap.sites == ["residual"] and cap.isofast_dtype == "bfloat16"
     w = cap.windows()
     assert len(w) == 3 * 2 and list(w["start"][:2]) == [0, 16]  # stride = context
-    rc = _run(["capture", "--model", "tiny-gpt2", "--data", str(npy), "--column", "1",
-               "--out", str(tmp_path / "one"), "--quiet", "--layers", "2"])
+    rc = _run(
+        [
+            "capture",
+            "--model",
+            "tiny-gpt2",
+            "--data",
+            str(npy),
+            "--column",
+            "1",
+            "--out",
+            str(tmp_path / "one"),
+            "--quiet",
+            "--layers",
+            "2",
+        ]
+    )
     assert rc == 0 and len(open_capture(tmp_path / "one").windows()) == 1
 
 
@@ -71,5 +141,4 @@ def test_cli_errors(tmp_path):
         _run(["capture", "--data", "x.csv", "--out", "o", "--layers", "first"])
     np.save(tmp_path / "x.npy", np.arange(10.0))
     with pytest.raises(ValueError, match="unknown model"):
-        _run(["capture", "--model", "nope", "--data", str(tmp_path / "x.npy"),
-              "--out", str(tmp_path / "o"), "--quiet"])
+        _run(["capture", "--model", "nope", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o"), "--quiet"])

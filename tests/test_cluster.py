@@ -246,9 +246,7 @@ def test_reference_mode_samples_2000_rows():
 
 def test_full_mode_fits_on_a_sample_and_labels_every_row():
     X, y = make_blobs(n_samples=30000, n_features=6, centers=5, cluster_std=0.8, random_state=3)
-    r = cluster_isotropy(
-        X.astype(np.float32), k_range=range(2, 8), fit_sample_size=4000, silhouette_sample_size=3000
-    )
+    r = cluster_isotropy(X.astype(np.float32), k_range=range(2, 8), fit_sample_size=4000, silhouette_sample_size=3000)
     assert r.mode == "full" and r.clustered_rows is None
     assert (r.n_fit, r.n_silhouette, r.silhouette_exact) == (4000, 3000, False)
     assert len(r.labels) == 30000 and r.best_k == 5

@@ -113,7 +113,9 @@ def test_from_source_bfloat16_safetensors(client, X, tmp_path):
 
 
 def test_second_pass_partial_pickles_and_merges():
-    a = idask.SecondPassPartial(2, np.array([0.0, 1.0]), np.array([2.0, -np.inf]), np.zeros(0), np.zeros(0), np.ones(3), 2, 0)
+    a = idask.SecondPassPartial(
+        2, np.array([0.0, 1.0]), np.array([2.0, -np.inf]), np.zeros(0), np.zeros(0), np.ones(3), 2, 0
+    )
     b = pickle.loads(pickle.dumps(a))
     c = a.merge(b)
     assert c.n == 4 and c.n_nonzero == 4
@@ -160,11 +162,14 @@ def test_killed_worker_result_unchanged(client, X):
         time.sleep(0.3)
         busy = {w: keys for w, keys in client.processing().items() if keys}
         done = client.run_on_scheduler(
-            lambda dask_scheduler: sum(1 for k, ts in dask_scheduler.tasks.items() if "isofast" in str(k) and ts.state == "memory")
+            lambda dask_scheduler: sum(
+                1 for k, ts in dask_scheduler.tasks.items() if "isofast" in str(k) and ts.state == "memory"
+            )
         )
         if busy and done >= 2:
             victim = sorted(busy)[0]
     assert victim is not None, "the computation never got going"
+
     async def die():  # run(wait=False) needs a coroutine function
         os._exit(1)
 
@@ -188,7 +193,11 @@ def blobs():
     d = 10
     e = np.eye(d)
     X = np.concatenate(
-        [rng.standard_normal((900, d)) + 9 * e[0], 0.5 * rng.standard_normal((700, d)) - 7 * e[1], 2 * rng.standard_normal((600, d))]
+        [
+            rng.standard_normal((900, d)) + 9 * e[0],
+            0.5 * rng.standard_normal((700, d)) - 7 * e[1],
+            2 * rng.standard_normal((600, d)),
+        ]
     )
     return X[rng.permutation(len(X))] + 40.0
 
@@ -236,7 +245,9 @@ def test_cluster_isotropy_small_cluster_and_cosine_only(blobs):
     # in-memory kernel uses as is; isofast.dask drops it (log Z = ln n_c
     # exactly there), hence the looser partition tolerance.
     _same_clusters(rep.clusters, cl.cluster_statistics(X, rep.labels), rel_partition=1e-7)
-    cos = idask.cluster_isotropy(x, k_range=range(2, 6), fit_sample_size=None, seed=1, spectra=False, labels=False, scheduler="sync")
+    cos = idask.cluster_isotropy(
+        x, k_range=range(2, 6), fit_sample_size=None, seed=1, spectra=False, labels=False, scheduler="sync"
+    )
     assert cos.labels.size == 0 and all(np.isnan(c["isoscore"]) for c in cos.clusters)
     for a, b in zip(cos.clusters, rep.clusters):
         assert a["avg_cosine_centered"] == pytest.approx(b["avg_cosine_centered"], rel=1e-12, abs=1e-15)

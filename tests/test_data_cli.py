@@ -72,7 +72,7 @@ def test_plot_without_matplotlib(monkeypatch, tmp_path, capsys):
     rc = main(["data", "show", "co2", "--plot", str(tmp_path / "x.png")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "matplotlib" in err and 'isofast[plot]' in err
+    assert "matplotlib" in err and "isofast[plot]" in err
     assert not (tmp_path / "x.png").exists()
 
 

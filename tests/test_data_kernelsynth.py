@@ -62,9 +62,9 @@ def test_compositions_are_elementwise_and_match_sklearn():
     sk = pytest.importorskip("sklearn.gaussian_process.kernels")
     x = np.linspace(0, 1, 50)
     k = (RBF(0.1) + WhiteKernel(0.5)) * ExpSineSquared(1.0, 0.2) + DotProduct(1.0) * 2.0
-    ref = (sk.RBF(0.1) + sk.WhiteKernel(0.5)) * sk.ExpSineSquared(1.0, 0.2) + sk.DotProduct(
-        1.0
-    ) * sk.ConstantKernel(2.0)
+    ref = (sk.RBF(0.1) + sk.WhiteKernel(0.5)) * sk.ExpSineSquared(1.0, 0.2) + sk.DotProduct(1.0) * sk.ConstantKernel(
+        2.0
+    )
     np.testing.assert_allclose(k(x), ref(x[:, None]), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(kernel_matrix(k, 50), ref(x[:, None]), rtol=1e-10, atol=1e-13)
     assert not k.low_rank and (DotProduct(1.0) * ConstantKernel(3.0)).low_rank

@@ -46,9 +46,7 @@ def test_known_values_and_calendars():
     assert np.all(np.diff(co2.timestamps) == np.timedelta64(7, "D"))
     assert co2.values[0] == pytest.approx(316.1)
     el = load("elnino")
-    assert el.timestamps[0] == np.datetime64("1950-01-01") and el.timestamps[-1] == np.datetime64(
-        "2010-12-01"
-    )
+    assert el.timestamps[0] == np.datetime64("1950-01-01") and el.timestamps[-1] == np.datetime64("2010-12-01")
     mac = load("macrodata")
     assert mac.timestamps[2] == np.datetime64("1959-07-01")  # 1959Q3
     _need("pmdarima")
@@ -120,8 +118,20 @@ def test_missing_optional_package_says_how_to_install(monkeypatch, name, blocked
 def test_registry_listing():
     names = [e.name for e in list_datasets()]
     assert names == list(REGISTRY)
-    for must in ("co2", "sunspots", "elnino", "macrodata", "airpassengers", "taylor", "wineind",
-                 "ausbeer", "sunspots_monthly", "woolyrnq", "heartrate", "seattle_temps"):
+    for must in (
+        "co2",
+        "sunspots",
+        "elnino",
+        "macrodata",
+        "airpassengers",
+        "taylor",
+        "wineind",
+        "ausbeer",
+        "sunspots_monthly",
+        "woolyrnq",
+        "heartrate",
+        "seattle_temps",
+    ):
         assert must in names
     assert {e.name for e in list_datasets(domain="energy")} == {"taylor"}
     assert all(e.source == "pmdarima" for e in list_datasets(source="pmdarima"))

@@ -102,8 +102,7 @@ def test_windows_are_exact_slices(lengths, C, H, mode, stride, seed):
         with pytest.raises(ValueError):
             make_windows(xs, C, H, mode=mode, stride=stride, n=4, seed=seed, skip_short=True)
         return
-    w = make_windows(xs, C, H, mode=mode, stride=stride, n=4 if mode == "random" else None,
-                     seed=seed, skip_short=True)
+    w = make_windows(xs, C, H, mode=mode, stride=stride, n=4 if mode == "random" else None, seed=seed, skip_short=True)
     assert w.context.shape == (len(w), C) and w.target.shape == (len(w), H)
     for i in range(len(w)):
         s, t = xs[w.series_id[i]], w.start[i]

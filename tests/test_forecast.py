@@ -197,9 +197,31 @@ def test_forecast_cli_writes_forecasts_and_metrics(tmp_path, capsys, series):
     with open(f, "w") as fh:
         fh.write("t,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate(series)))
     out = tmp_path / "run"
-    rc = main(["forecast", "--model", "tiny-llama", "--data", str(f), "--column", "value",
-               "--context", "20", "--horizon", "3", "--samples", "2", "--window-mode", "sliding",
-               "--n-windows", "2", "--threads", "1", "--out", str(out)])
+    rc = main(
+        [
+            "forecast",
+            "--model",
+            "tiny-llama",
+            "--data",
+            str(f),
+            "--column",
+            "value",
+            "--context",
+            "20",
+            "--horizon",
+            "3",
+            "--samples",
+            "2",
+            "--window-mode",
+            "sliding",
+            "--n-windows",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert "NMSE" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "forecasts.csv")))
@@ -209,5 +231,4 @@ def test_forecast_cli_writes_forecasts_and_metrics(tmp_path, capsys, series):
     m = json.loads((out / "metrics.json").read_text())
     assert m["metrics"]["n_series"] == 2 and m["metrics"]["nmse"] is not None
     assert m["nll_per_value"] is not None
-    assert main(["forecast", "--model", "tiny-llama", "--data", "no-such-dataset",
-                 "--out", str(out)]) == 2
+    assert main(["forecast", "--model", "tiny-llama", "--data", "no-such-dataset", "--out", str(out)]) == 2

@@ -56,8 +56,20 @@ def _run(lm, ctx, H, n, *, max_batch, temperature=1.0, top_p=None, seed=3, kv_bu
     """forecast() internals with a logit trace: s → [(step, path, logits)]."""
     sess = F._Session(lm, "llmtime")
     trace: dict = {}
-    run = F._Run(sess, ctx, H, n=n, temperature=temperature, top_p=top_p, seed=seed, target=None,
-                 first_digit=False, max_batch=max_batch, kv_budget=kv_budget, trace=trace)
+    run = F._Run(
+        sess,
+        ctx,
+        H,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        target=None,
+        first_digit=False,
+        max_batch=max_batch,
+        kv_budget=kv_budget,
+        trace=trace,
+    )
     with torch.inference_mode():
         for s in range(len(ctx)):
             run.window(s, *run.prefill(s))
@@ -128,8 +140,19 @@ def test_batched_equals_unbatched_gpt2_spaced_layout():
     def run(mb):
         sess = F._Session(lm, "llmtime:gpt")
         trace: dict = {}
-        r = F._Run(sess, ctx, 3, n=3, temperature=1.0, top_p=None, seed=2, target=None, first_digit=False,
-                   max_batch=mb, trace=trace)
+        r = F._Run(
+            sess,
+            ctx,
+            3,
+            n=3,
+            temperature=1.0,
+            top_p=None,
+            seed=2,
+            target=None,
+            first_digit=False,
+            max_batch=mb,
+            trace=trace,
+        )
         with torch.inference_mode():
             for s in range(len(ctx)):
                 r.window(s, *r.prefill(s))

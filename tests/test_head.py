@@ -298,8 +298,24 @@ def test_head_cli_without_last_layer_and_direct_mode(tmp_path, capsys):
     f = tmp_path / "s.npy"
     np.save(f, 5 + np.cos(np.arange(80) / 4))
     report = tmp_path / "head.json"
-    assert main(["head", "--model", "tiny-llama", "--data", str(f), "--context", "20",
-                 "--n-windows", "2", "--out", str(report)]) == 0
+    assert (
+        main(
+            [
+                "head",
+                "--model",
+                "tiny-llama",
+                "--data",
+                str(f),
+                "--context",
+                "20",
+                "--n-windows",
+                "2",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert "log Z std" in capsys.readouterr().out
     d = json.loads(report.read_text())
     assert d["n_contexts"] > 40 and d["isotropy"]["n"] == d["n_contexts"]

@@ -150,8 +150,7 @@ def _layer(tmp_path, dtype):
         write_npy(f, p)
         files.append(f)
     assert parts[0].dtype == storage_dtype(dtype)
-    return CaptureLayer(root=tmp_path, site="residual", layer=1, files=files,
-                        rows=[3, 4], dim=5, isofast_dtype=dtype)
+    return CaptureLayer(root=tmp_path, site="residual", layer=1, files=files, rows=[3, 4], dim=5, isofast_dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -230,11 +229,13 @@ def test_doctor_is_fast_and_offline():
     import os
     import time
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", no_proxy="*", http_proxy="http://127.0.0.1:9",
-               https_proxy="http://127.0.0.1:9")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9"
+    )
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "isofast", "doctor"], capture_output=True, text=True,
-                       env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "isofast", "doctor"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     assert time.perf_counter() - t0 < 60  # seconds (torch's import dominates)
 

@@ -17,9 +17,17 @@ def test_import_needs_numpy_only():
 
 def test_public_names_of_the_design_contract():
     for name in (
-        "analyze", "isoscore", "avg_cosine", "partition_isotropy", "effective_dim",
-        "all_but_the_top", "self_similarity", "Moments", "cluster_isotropy",
-        "log_partition_head", "IsotropyReport",
+        "analyze",
+        "isoscore",
+        "avg_cosine",
+        "partition_isotropy",
+        "effective_dim",
+        "all_but_the_top",
+        "self_similarity",
+        "Moments",
+        "cluster_isotropy",
+        "log_partition_head",
+        "IsotropyReport",
     ):
         assert callable(getattr(isofast, name)), name
     assert "cluster_isotropy" in dir(isofast)

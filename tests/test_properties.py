@@ -39,9 +39,10 @@ def test_rotation_invariance(data):
     a, b = isofast.analyze(X), isofast.analyze(X @ Q)
     for k in SPECTRAL:
         assert close(getattr(a, k), getattr(b, k), rel=1e-7), k
-    assert a.effective_dim == b.effective_dim or abs(
-        np.cumsum(a.explained_variance_ratio)[a.effective_dim - 1] - 0.8
-    ) < 1e-9
+    assert (
+        a.effective_dim == b.effective_dim
+        or abs(np.cumsum(a.explained_variance_ratio)[a.effective_dim - 1] - 0.8) < 1e-9
+    )
     assert close(a.avg_cosine_centered, b.avg_cosine_centered, rel=1e-7, abs_=1e-9)
     assert close(a.avg_cosine, b.avg_cosine, rel=1e-7, abs_=1e-9)
     # Partition isotropy is defined through eigenvectors, which rotate with X.
@@ -72,7 +73,12 @@ def test_row_order_chunking_and_threads(data, draw):
     other = isofast.analyze(chunks, n_threads=draw.draw(st.integers(1, 4)))
     np.testing.assert_allclose(other.eigenvalues, base.eigenvalues, rtol=1e-12, atol=1e-12 * base.eigenvalues[0])
     np.testing.assert_allclose(other.mean, base.mean, rtol=1e-12, atol=1e-12 * np.abs(base.mean).max())
-    for k in SPECTRAL + ("avg_cosine", "avg_cosine_centered", "log_partition_isotropy", "log_partition_isotropy_centered"):
+    for k in SPECTRAL + (
+        "avg_cosine",
+        "avg_cosine_centered",
+        "log_partition_isotropy",
+        "log_partition_isotropy_centered",
+    ):
         assert close(getattr(other, k), getattr(base, k), rel=1e-10, abs_=1e-12), k
 
 
@@ -90,7 +96,9 @@ def test_merge_order_and_associativity(data, draw):
     whole = isofast.Moments(d).update(X)
     for m in (a, b, c):
         assert m.n == n
-        np.testing.assert_allclose(m.covariance(), whole.covariance(), rtol=1e-12, atol=1e-12 * np.abs(whole.covariance()).max())
+        np.testing.assert_allclose(
+            m.covariance(), whole.covariance(), rtol=1e-12, atol=1e-12 * np.abs(whole.covariance()).max()
+        )
         np.testing.assert_allclose(m.mean, whole.mean, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(whole.mean).max()))
         assert close(m.report().isoscore, whole.report().isoscore, rel=1e-10)
     # Pickle round trip keeps the state exactly.
@@ -105,7 +113,12 @@ def test_thread_count_exactness_on_larger_input():
     reps = [isofast.analyze(X, n_threads=t) for t in (1, 2, 3)]
     for r in reps[1:]:
         np.testing.assert_allclose(r.eigenvalues, reps[0].eigenvalues, rtol=1e-12, atol=1e-12 * reps[0].eigenvalues[0])
-        for k in SPECTRAL + ("avg_cosine", "avg_cosine_centered", "log_partition_isotropy", "log_partition_isotropy_centered"):
+        for k in SPECTRAL + (
+            "avg_cosine",
+            "avg_cosine_centered",
+            "log_partition_isotropy",
+            "log_partition_isotropy_centered",
+        ):
             assert close(getattr(r, k), getattr(reps[0], k), rel=1e-12, abs_=1e-13), k
 
 
@@ -117,5 +130,10 @@ def test_one_row_chunks_change_nothing(dtype):
     X = (rng.normal(size=(300, 40)) * np.geomspace(5, 0.2, 40) + 3).astype(dtype)
     a = isofast.analyze(X)
     b = isofast.analyze([X[:1], X[1:2], X[2:150], X[150:151], X[151:]])
-    for k in SPECTRAL + ("avg_cosine", "avg_cosine_centered", "log_partition_isotropy", "log_partition_isotropy_centered"):
+    for k in SPECTRAL + (
+        "avg_cosine",
+        "avg_cosine_centered",
+        "log_partition_isotropy",
+        "log_partition_isotropy_centered",
+    ):
         assert close(getattr(b, k), getattr(a, k), rel=1e-12, abs_=1e-13), k

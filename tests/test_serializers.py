@@ -79,8 +79,11 @@ def test_llmtime_roundtrip_values(preset, x):
 
 @pytest.mark.parametrize("preset", PRESETS)
 @settings(max_examples=150, deadline=None)
-@given(ints=hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(-10**9, 10**9)),
-       offset=st.floats(-100, 100), scale=st.floats(0.01, 100))
+@given(
+    ints=hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(-(10**9), 10**9)),
+    offset=st.floats(-100, 100),
+    scale=st.floats(0.01, 100),
+)
 def test_llmtime_roundtrip_strings(preset, ints, offset, scale):
     """encode(decode(s)) == s for every string the encoder can produce."""
     ser = LLMTimeSerializer.preset(preset, max_val=1e12)

@@ -398,7 +398,9 @@ def test_parquet_list_column_folder_and_nulls(tmp_path, X, base):
     folder = tmp_path / "parts"
     folder.mkdir()
     for i, (a, b) in enumerate([(0, 700), (700, 1500)]):
-        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, (b - a + 1) * 24, 24, dtype=np.int32)), pa.array(X[a:b].ravel()))
+        lists = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (b - a + 1) * 24, 24, dtype=np.int32)), pa.array(X[a:b].ravel())
+        )
         pq.write_table(pa.table({"v": lists}), folder / f"{i}.parquet", row_group_size=300)
     same(isofast.analyze(open_source(folder, tile_bytes=TILE)), base)
 

@@ -75,16 +75,46 @@ def _models(tmp_path):
     from isofast.study.models_ts import ChronosT5Model, PatchTSTModel
 
     cache = StudyCache(tmp_path)
-    pt = PatchTSTModel(ModelConfig("p", "patchtst", options=check_options(
-        "patchtst", {"patch_length": 8, "patch_stride": 4, "d_model": 16, "ffn_dim": 16, "epochs": 1}, "p")),
-        seed=0, cache=cache)
-    t5 = ChronosT5Model(ModelConfig("c", "chronos-t5", options=check_options(
-        "chronos-t5", {"d_model": 16, "d_ff": 16, "d_kv": 4, "n_tokens": 128, "context_length": 24,
-                       "prediction_length": 4, "train_series": 8, "train_steps": 2, "batch_size": 4}, "c")),
-        seed=0, cache=cache)
+    pt = PatchTSTModel(
+        ModelConfig(
+            "p",
+            "patchtst",
+            options=check_options(
+                "patchtst", {"patch_length": 8, "patch_stride": 4, "d_model": 16, "ffn_dim": 16, "epochs": 1}, "p"
+            ),
+        ),
+        seed=0,
+        cache=cache,
+    )
+    t5 = ChronosT5Model(
+        ModelConfig(
+            "c",
+            "chronos-t5",
+            options=check_options(
+                "chronos-t5",
+                {
+                    "d_model": 16,
+                    "d_ff": 16,
+                    "d_kv": 4,
+                    "n_tokens": 128,
+                    "context_length": 24,
+                    "prediction_length": 4,
+                    "train_series": 8,
+                    "train_steps": 2,
+                    "batch_size": 4,
+                },
+                "c",
+            ),
+        ),
+        seed=0,
+        cache=cache,
+    )
     # batch_size 1: no padded positions, so the hook's rows are the captured rows in order
-    lm = LMModel(ModelConfig("l", "lm", model="tiny-llama", options=check_options("lm", {"batch_size": 1}, "l")),
-                 seed=0, cache=cache)
+    lm = LMModel(
+        ModelConfig("l", "lm", model="tiny-llama", options=check_options("lm", {"batch_size": 1}, "l")),
+        seed=0,
+        cache=cache,
+    )
     return pt, t5, lm
 
 

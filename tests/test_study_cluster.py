@@ -48,7 +48,7 @@ def _grid() -> dict:
 def _toml(path: Path) -> Path:
     """The same grid as a TOML file, for the CLI."""
     text = bundled_config_path("tiny").read_text()
-    text = text[: text.index("[[causal.tests]]")] + "[causal]\nenabled = false\n\n" + text[text.index("[report]"):]
+    text = text[: text.index("[[causal.tests]]")] + "[causal]\nenabled = false\n\n" + text[text.index("[report]") :]
     path.write_text(text)
     return path
 
@@ -61,8 +61,9 @@ def sequential(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -95,8 +96,9 @@ def test_a_worker_killed_during_a_cell_does_not_change_the_table(sequential, tmp
     """SIGKILL the worker process that is running a cell, until the scheduler
     has seen a worker die under a cell task (TaskState.suspicious), then check
     the table."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
     c = distributed.Client(cluster)
     box: dict = {}
 
@@ -126,8 +128,9 @@ def test_a_worker_killed_during_a_cell_does_not_change_the_table(sequential, tmp
                     pass
                 time.sleep(0.5)
             time.sleep(0.05)
-        suspicious = sum(ts.suspicious for k, ts in list(cluster.scheduler.tasks.items())
-                         if k.startswith("isofast-cell-"))
+        suspicious = sum(
+            ts.suspicious for k, ts in list(cluster.scheduler.tasks.items()) if k.startswith("isofast-cell-")
+        )
         t.join(300)
     finally:
         c.close()
@@ -143,8 +146,11 @@ def test_an_interrupted_run_resumes_with_only_the_unfinished_cells(sequential, t
     cfg = _toml(tmp_path / "grid.toml")
     out = tmp_path / "run"
     cells = out / "cache" / "cells"
-    proc = subprocess.Popen([sys.executable, "-m", "isofast", "study", str(cfg), "--out", str(out),
-                             "--no-report", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "isofast", "study", str(cfg), "--out", str(out), "--no-report", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
@@ -239,9 +245,23 @@ def test_an_unreachable_scheduler_is_named_within_seconds():
 
 
 def test_cli_unreachable_scheduler_is_one_line(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "isofast", "study", str(_toml(tmp_path / "g.toml")), "--out",
-                        str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", "--no-progress"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isofast",
+            "study",
+            str(_toml(tmp_path / "g.toml")),
+            "--out",
+            str(tmp_path / "o"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode in (1, 2)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines and "tcp://127.0.0.1:9" in lines[-1] and "Traceback" not in p.stderr
@@ -272,8 +292,9 @@ def test_scheduler_and_workers_are_exclusive(tmp_path):
 def _mount_namespace_works() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    p = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt && umount /mnt"],
-                       capture_output=True, timeout=30)
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt && umount /mnt"], capture_output=True, timeout=30
+    )
     return p.returncode == 0
 
 
@@ -285,10 +306,13 @@ def test_a_cache_folder_the_workers_cannot_see_is_refused_at_start(tmp_path):
     (shared / "cache").mkdir(parents=True)
     cluster = distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=50)
     c = distributed.Client(cluster)
-    script = (f"mount -t tmpfs none {shared} && exec {sys.executable} -m distributed.cli.dask_worker "
-              f"{cluster.scheduler_address} --nworkers 1 --nthreads 1 --no-dashboard")
-    worker = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    script = (
+        f"mount -t tmpfs none {shared} && exec {sys.executable} -m distributed.cli.dask_worker "
+        f"{cluster.scheduler_address} --nworkers 1 --nthreads 1 --no-dashboard"
+    )
+    worker = subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         c.wait_for_workers(1, timeout=60)
         with pytest.raises(ClusterError, match="not visible from 1 of 1 Dask workers"):

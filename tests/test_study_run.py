@@ -48,8 +48,18 @@ def test_tiny_study_end_to_end(tiny_run):
     assert (measured.groupby(["model", "layer"])["n_rows"].nunique() == 1).all()
     assert (measured["n_rows"] >= measured["dim"]).all()
     assert (measured["n_available"] >= measured["n_rows"]).all()
-    for col in ("n_massive", "n_small_clusters", "skip_reason", "skill_mase", "skill_crps", "isoscore_null",
-                "isoscore_vs_null", "log_partition_isotropy_null", "nmse_snaive", "nmse_ets"):
+    for col in (
+        "n_massive",
+        "n_small_clusters",
+        "skip_reason",
+        "skill_mase",
+        "skill_crps",
+        "isoscore_null",
+        "isoscore_vs_null",
+        "log_partition_isotropy_null",
+        "nmse_snaive",
+        "nmse_ets",
+    ):
         assert col in df.columns, col
     assert np.isfinite(measured["isoscore_null"]).all() and (measured["isoscore_null"] > 0).all()
     np.testing.assert_allclose(measured["isoscore_vs_null"], measured["isoscore"] / measured["isoscore_null"])
@@ -133,8 +143,9 @@ def test_cli_uses_the_same_cache(tiny_run, tmp_path, capsys):
     from isofast.cli import main
 
     out, _ = tiny_run
-    rc = main(["study", "tiny", "--out", str(tmp_path / "cli"), "--cache", str(out / "cache"),
-               "--no-report", "--no-progress"])
+    rc = main(
+        ["study", "tiny", "--out", str(tmp_path / "cli"), "--cache", str(out / "cache"), "--no-report", "--no-progress"]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert all(c["computed"] == 0 for c in summary["counters"].values())
@@ -229,7 +240,9 @@ def test_report_opens_with_the_verdict_that_heldout_csv_backs(tiny_run):
         assert len(row) == 1 and row["p_value"].iloc[0] == pytest.approx(b["p_value"])
         assert row["q_value"].iloc[0] == pytest.approx(b["q_value"]) and row["layer"].iloc[0] == b["layer"]
         # the smallest q of the model's held-out rows is the one the verdict names
-        assert b["q_value"] == pytest.approx(held[(held["model"] == m) & (held["method"] == "spearman")]["q_value"].min())
+        assert b["q_value"] == pytest.approx(
+            held[(held["model"] == m) & (held["method"] == "spearman")]["q_value"].min()
+        )
     assert res.verdict_sentence and res.verdict_sentence in html.replace("&#x27;", "'")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"]["sentence"] == res.verdict_sentence
@@ -261,9 +274,21 @@ def test_report_renders_in_headless_chromium_without_broken_or_empty_images(tiny
     if exe is None:
         pytest.skip("no headless Chromium on this machine (.ci/run installs Debian's chromium)")
     shot = tmp_path / "report.png"
-    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={shot}", "--window-size=1300,1600", (out / "report.html").as_uri()],
-                   check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1300,1600",
+            (out / "report.html").as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     assert shot.stat().st_size > 10_000
     assert _png_std(shot.read_bytes()) > 0.05  # text and figures, not a blank page
 
@@ -280,21 +305,30 @@ def test_cli_names_the_cause_of_failed_cells_and_refuses_a_grid_with_no_runnable
     # one runnable model and one missing folder: the grid runs, the terminal names the cause
     grid = tmp_path / "g.toml"
     head = text[: text.index("[[datasets]]")]
-    ds = text[text.index("[[datasets]]"): text.index("[[datasets]]", text.index("[[datasets]]") + 1)]
-    pt = text[text.index('[[models]]\nname = "patchtst"'): text.index('[[models]]\nname = "chronos-t5"')]
+    ds = text[text.index("[[datasets]]") : text.index("[[datasets]]", text.index("[[datasets]]") + 1)]
+    pt = text[text.index('[[models]]\nname = "patchtst"') : text.index('[[models]]\nname = "chronos-t5"')]
     missing = tmp_path / "no-such-model"
-    grid.write_text(head + ds + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n' + pt
-                    + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
-                    + "[causal]\nenabled = false\n\n[report]\nenabled = false\n")
+    grid.write_text(
+        head
+        + ds
+        + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n'
+        + pt
+        + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
+        + "[causal]\nenabled = false\n\n[report]\nenabled = false\n"
+    )
     rc = main(["study", str(grid), "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 0
     assert "model 'missing-lm' cannot run" in err and str(missing) in err
     assert any(line.startswith("failed: missing-lm / RBF_1 / clean:") for line in err.splitlines())
     # only the missing model: refused before anything runs, one line, exit 2
-    grid.write_text(head + ds + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n'
-                    + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
-                    + "[causal]\nenabled = false\n")
+    grid.write_text(
+        head
+        + ds
+        + '[[perturbations]]\nname = "clean"\nkind = "none"\n\n'
+        + f'[[models]]\nname = "missing-lm"\nkind = "lm"\npath = "{missing}"\n\n'
+        + "[causal]\nenabled = false\n"
+    )
     rc = main(["study", str(grid), "--out", str(tmp_path / "p"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no model of the study can run" in err[0] and "missing-lm" in err[0]
@@ -308,13 +342,41 @@ def test_adaptation_table_runs_the_experiment_and_the_report_shows_it_after_the_
     data["datasets"] = data["datasets"][:3]
     data["models"] = [m for m in data["models"] if m["name"] == "patchtst"]
     data["causal"] = {"enabled": False}
-    ds = [{"name": k, "source": "kernelsynth", "context": 32, "horizon": 4, "n_test": 3, "length": 48,
-           "n_train_series": 3} for k in ("RBF_0.1", "DotProduct_1", "WhiteKernel_0.1", "Seasonality_0.25H",
-                                          "DotProduct_0", "RationalQuadratic_1")]
-    data["adaptation"] = {"model": "tiny-llama", "lora": False, "steps": 2, "batch_size": 2, "lr": 3e-3,
-                          "seeds": [0], "n_samples": 2, "layers": [0, 1], "selection_fraction": 0.5,
-                          "n_boot": 100, "n_perm": 100, "statistics": ["isoscore"],
-                          "regularizers": [{"kind": "logz", "layer": 1, "weight": 1.0}], "datasets": ds}
+    ds = [
+        {
+            "name": k,
+            "source": "kernelsynth",
+            "context": 32,
+            "horizon": 4,
+            "n_test": 3,
+            "length": 48,
+            "n_train_series": 3,
+        }
+        for k in (
+            "RBF_0.1",
+            "DotProduct_1",
+            "WhiteKernel_0.1",
+            "Seasonality_0.25H",
+            "DotProduct_0",
+            "RationalQuadratic_1",
+        )
+    ]
+    data["adaptation"] = {
+        "model": "tiny-llama",
+        "lora": False,
+        "steps": 2,
+        "batch_size": 2,
+        "lr": 3e-3,
+        "seeds": [0],
+        "n_samples": 2,
+        "layers": [0, 1],
+        "selection_fraction": 0.5,
+        "n_boot": 100,
+        "n_perm": 100,
+        "statistics": ["isoscore"],
+        "regularizers": [{"kind": "logz", "layer": 1, "weight": 1.0}],
+        "datasets": ds,
+    }
     res = run_study(data, out=tmp_path / "out", report=True, **QUIET)
     assert res.adaptation is not None
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

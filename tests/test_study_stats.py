@@ -45,8 +45,11 @@ def test_exact_permutation_p_equals_scipy():
     mine = S.permutation_test(x, y, method="spearman", n_permutations=1000, seed=0)
     # one sample: scipy permutes x against the fixed y (the n! pairings)
     ref = scipy_stats.permutation_test(
-        (x,), lambda a: scipy_stats.spearmanr(a, y).statistic, permutation_type="pairings",
-        n_resamples=np.inf, alternative="two-sided",
+        (x,),
+        lambda a: scipy_stats.spearmanr(a, y).statistic,
+        permutation_type="pairings",
+        n_resamples=np.inf,
+        alternative="two-sided",
     )
     assert mine.exact
     # Spearman's permutation distribution is symmetric, so |T| ≥ |t| equals scipy's 2·min(one-sided)
@@ -57,8 +60,12 @@ def test_random_permutation_p_close_to_scipy():
     x, y = _data(30, seed=4)
     mine = S.permutation_test(x, y, method="kendall", n_permutations=4000, seed=1)
     ref = scipy_stats.permutation_test(
-        (x,), lambda a: scipy_stats.kendalltau(a, y).statistic, permutation_type="pairings",
-        n_resamples=4000, alternative="two-sided", random_state=2,
+        (x,),
+        lambda a: scipy_stats.kendalltau(a, y).statistic,
+        permutation_type="pairings",
+        n_resamples=4000,
+        alternative="two-sided",
+        random_state=2,
     )
     assert not mine.exact
     assert mine.p_value >= 1 / 4001  # the +1 correction: never 0
@@ -76,8 +83,13 @@ def test_bootstrap_ci_close_to_scipy(ci_method, scipy_method):
     x, y = _data(40, seed=5)
     mine = S.bootstrap_ci(x, y, method="spearman", n_resamples=5000, ci_method=ci_method, seed=0)
     ref = scipy_stats.bootstrap(
-        (x, y), lambda a, b: scipy_stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
-        n_resamples=5000, method=scipy_method, random_state=0,
+        (x, y),
+        lambda a, b: scipy_stats.spearmanr(a, b).statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=5000,
+        method=scipy_method,
+        random_state=0,
     ).confidence_interval
     assert mine.low == pytest.approx(ref.low, abs=0.04)
     assert mine.high == pytest.approx(ref.high, abs=0.04)

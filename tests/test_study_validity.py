@@ -62,23 +62,30 @@ def test_a_two_row_cluster_never_contributes():
     blob = rng.standard_normal((200, 8)) * 0.3
     pair = np.array([[10.0] * 8, [10.5] * 8])  # a far-away 2-row cluster: its centred cosine is exactly −1
     X = np.vstack([blob, pair]).astype(np.float32)
-    li = layer_suite(X, IsotropyConfig(k_min=2, k_max=2, sample_size=None), 0, n_rows=202,
-                     windows=np.zeros(202, np.int64))
+    li = layer_suite(
+        X, IsotropyConfig(k_min=2, k_max=2, sample_size=None), 0, n_rows=202, windows=np.zeros(202, np.int64)
+    )
     s = li["stats"]
     assert s["best_k"] == 2 and s["n_small_clusters"] == 1
     ref = isofast.avg_cosine(blob, center=True)
     assert math.isclose(s["inter_cluster_cosine"], ref, rel_tol=1e-6, abs_tol=1e-9)
     # the reference recipe without floors takes the −1 in, and says so
-    ref_li = layer_suite(X, IsotropyConfig(k_min=2, k_max=2, sample_size=None, floors=False), 0, n_rows=202,
-                         windows=np.zeros(202, np.int64))
+    ref_li = layer_suite(
+        X,
+        IsotropyConfig(k_min=2, k_max=2, sample_size=None, floors=False),
+        0,
+        n_rows=202,
+        windows=np.zeros(202, np.int64),
+    )
     assert math.isclose(ref_li["stats"]["inter_cluster_cosine"], (ref - 1.0) / 2, rel_tol=1e-6)
     assert any("without floors" in n for n in ref_li["notes"])
 
 
 @pytest.mark.parametrize("n,d", [(128, 64), (600, 48), (400, 200)])
 def test_an_isotropic_gaussian_scores_about_its_null(n, d):
-    li = layer_suite(_gauss(n, d, seed=n + d), IsotropyConfig(k_max=3, sample_size=None), 0, n_rows=n,
-                     windows=np.zeros(n, np.int64))
+    li = layer_suite(
+        _gauss(n, d, seed=n + d), IsotropyConfig(k_max=3, sample_size=None), 0, n_rows=n, windows=np.zeros(n, np.int64)
+    )
     s = li["stats"]
     nul = isofast.null_statistics(n, d, scale=math.sqrt(s["total_variance"] / d))
     for k in ("isoscore", "participation_ratio", "effective_rank", "pc1_share"):
@@ -102,9 +109,20 @@ def _windows_table(seed=0, n_ds=8, n_win=6, layers=(0, 1)):
                 for L in layers:
                     # layer 1 tracks the error within each dataset, layer 0 is noise
                     x = (np.log(y) if L == 1 else 0.0) + rng.standard_normal() * (0.3 if L == 1 else 1.0) + 5 * g
-                    rows.append({"model": "m", "dataset": f"ds{g}", "perturbation": p, "window": w, "layer": L,
-                                 "layer_name": f"L{L}", "depth": L / 1.0, "nmse": y, "win_avg_cosine": x,
-                                 "skip_reason": ""})
+                    rows.append(
+                        {
+                            "model": "m",
+                            "dataset": f"ds{g}",
+                            "perturbation": p,
+                            "window": w,
+                            "layer": L,
+                            "layer_name": f"L{L}",
+                            "depth": L / 1.0,
+                            "nmse": y,
+                            "win_avg_cosine": x,
+                            "skip_reason": "",
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -131,23 +149,55 @@ def test_the_per_context_analysis_equals_scipy_on_a_known_table():
 
 
 def _fake_result(held, trust=None, causal=None):
-    cfg = SimpleNamespace(stats=StatsConfig(), isotropy=IsotropyConfig(), models=[SimpleNamespace(name="a"),
-                                                                                 SimpleNamespace(name="b")])
-    table = pd.DataFrame([{"model": "a", "n_massive": 3.0, "n_small_clusters": 1.0, "skip_reason": ""},
-                          {"model": "b", "n_massive": 0.0, "n_small_clusters": 0.0, "skip_reason": "too few rows"}])
-    return SimpleNamespace(config=cfg, heldout=held, trust=trust if trust is not None else pd.DataFrame(),
-                           causal=causal if causal is not None else pd.DataFrame(), table=table, cells=[])
+    cfg = SimpleNamespace(
+        stats=StatsConfig(), isotropy=IsotropyConfig(), models=[SimpleNamespace(name="a"), SimpleNamespace(name="b")]
+    )
+    table = pd.DataFrame(
+        [
+            {"model": "a", "n_massive": 3.0, "n_small_clusters": 1.0, "skip_reason": ""},
+            {"model": "b", "n_massive": 0.0, "n_small_clusters": 0.0, "skip_reason": "too few rows"},
+        ]
+    )
+    return SimpleNamespace(
+        config=cfg,
+        heldout=held,
+        trust=trust if trust is not None else pd.DataFrame(),
+        causal=causal if causal is not None else pd.DataFrame(),
+        table=table,
+        cells=[],
+    )
 
 
 def _held_row(model, stat, est, p, q):
-    return {"table": "heldout", "scope": f"model:{model}", "model": model, "layer": 3, "layer_name": "residual.3",
-            "statistic": stat, "target": "nmse", "method": "spearman", "n": 18, "n_groups": 6, "estimate": est,
-            "ci_low": est - 0.2, "ci_high": est + 0.2, "p_value": p, "q_value": q, "significant": q <= 0.05}
+    return {
+        "table": "heldout",
+        "scope": f"model:{model}",
+        "model": model,
+        "layer": 3,
+        "layer_name": "residual.3",
+        "statistic": stat,
+        "target": "nmse",
+        "method": "spearman",
+        "n": 18,
+        "n_groups": 6,
+        "estimate": est,
+        "ci_low": est - 0.2,
+        "ci_high": est + 0.2,
+        "p_value": p,
+        "q_value": q,
+        "significant": q <= 0.05,
+    }
 
 
 def test_the_verdict_agrees_with_the_heldout_table():
-    held = pd.DataFrame([_held_row("a", "isoscore", -0.7, 0.002, 0.01), _held_row("a", "pc1_share", 0.3, 0.2, 0.4),
-                         _held_row("b", "isoscore", 0.2, 0.3, 0.6), _held_row("b", "best_k", 0.4, 0.06, 0.36)])
+    held = pd.DataFrame(
+        [
+            _held_row("a", "isoscore", -0.7, 0.002, 0.01),
+            _held_row("a", "pc1_share", 0.3, 0.2, 0.4),
+            _held_row("b", "isoscore", 0.2, 0.3, 0.6),
+            _held_row("b", "best_k", 0.4, 0.06, 0.36),
+        ]
+    )
     v = build_verdict(_fake_result(held))
     a, b = v["models"]["a"], v["models"]["b"]
     assert a["cell"]["statistic"] == "isoscore" and a["cell"]["significant"]

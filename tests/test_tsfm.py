@@ -17,18 +17,21 @@ from isofast.tsfm import spec as tspec
 
 
 # --- specs and detection (no torch) ---
-@pytest.mark.parametrize("cfg, fam", [
-    ({"chronos_pipeline_class": "ChronosPipeline", "chronos_config": {}}, "chronos"),
-    ({"chronos_pipeline_class": "ChronosBoltPipeline"}, "chronos-bolt"),
-    ({"chronos_pipeline_class": "Chronos2Pipeline"}, "chronos-2"),
-    ({"architectures": ["T5ForConditionalGeneration"], "chronos_config": {"n_tokens": 4096}}, "chronos"),
-    ({"architectures": ["ChronosBoltModelForForecasting"], "chronos_config": {}}, "chronos-bolt"),
-    ({"model_type": "timesfm2_5"}, "timesfm-2.5"),   # transformers' model_type
-    ({"architectures": ["TimesFm2_5ModelForPrediction"]}, "timesfm-2.5"),
-    ({"model_type": "timesfm"}, "timesfm"),
-    ({"model_type": "patchtst"}, "patchtst"),
-    ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, None),
-])
+@pytest.mark.parametrize(
+    "cfg, fam",
+    [
+        ({"chronos_pipeline_class": "ChronosPipeline", "chronos_config": {}}, "chronos"),
+        ({"chronos_pipeline_class": "ChronosBoltPipeline"}, "chronos-bolt"),
+        ({"chronos_pipeline_class": "Chronos2Pipeline"}, "chronos-2"),
+        ({"architectures": ["T5ForConditionalGeneration"], "chronos_config": {"n_tokens": 4096}}, "chronos"),
+        ({"architectures": ["ChronosBoltModelForForecasting"], "chronos_config": {}}, "chronos-bolt"),
+        ({"model_type": "timesfm2_5"}, "timesfm-2.5"),  # transformers' model_type
+        ({"architectures": ["TimesFm2_5ModelForPrediction"]}, "timesfm-2.5"),
+        ({"model_type": "timesfm"}, "timesfm"),
+        ({"model_type": "patchtst"}, "patchtst"),
+        ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, None),
+    ],
+)
 def test_detect_from_config(cfg, fam):
     assert tspec.detect_from_config(cfg) == fam
 
@@ -126,8 +129,15 @@ def bolt(tmp_path_factory, one_torch_thread):
 
 def test_capture_writes_a_checksummed_resumable_folder(bolt, tmp_path):
     y = 50 + 10 * np.sin(np.arange(300) / 5)
-    r = isofast.capture(f"chronos-bolt:{bolt}", {"y": y}, context=64, window_mode="sliding", out=tmp_path / "c",
-                        progress=False, shard_bytes=1)
+    r = isofast.capture(
+        f"chronos-bolt:{bolt}",
+        {"y": y},
+        context=64,
+        window_mode="sliding",
+        out=tmp_path / "c",
+        progress=False,
+        shard_bytes=1,
+    )
     cap = isofast.open_capture(tmp_path / "c")
     assert cap.complete and r.n_windows == 4 and cap.layers_of("residual") == [0, 1, 2]
     assert cap.layers_of("attention") == [1, 2]
@@ -137,17 +147,31 @@ def test_capture_writes_a_checksummed_resumable_folder(bolt, tmp_path):
     assert list(tok["first_step"][:2]) == [0, 8] and tok["token_text"][8] == "reg"
     # the rows equal the adapter's own embedding of the same windows
     m = isofast.load_tsfm(str(bolt))
-    emb = m.embed([y[i * 64:(i + 1) * 64] for i in range(4)], layers=[2])
+    emb = m.embed([y[i * 64 : (i + 1) * 64] for i in range(4)], layers=[2])
     np.testing.assert_array_equal(X, emb.arrays[("residual", 2)])
     # a re-run reuses the complete folder; analyze reads it
-    again = isofast.capture(f"chronos-bolt:{bolt}", {"y": y}, context=64, window_mode="sliding",
-                            out=tmp_path / "c", progress=False, shard_bytes=1)
+    again = isofast.capture(
+        f"chronos-bolt:{bolt}",
+        {"y": y},
+        context=64,
+        window_mode="sliding",
+        out=tmp_path / "c",
+        progress=False,
+        shard_bytes=1,
+    )
     assert again.tokens_processed == 0
     rep = isofast.analyze(cap.layer(1))
     assert rep.n == 36
     # positions="digits" keeps the patch rows only
-    d = isofast.capture(f"chronos-bolt:{bolt}", {"y": y}, context=64, window_mode="sliding", positions="digits",
-                        out=tmp_path / "d", progress=False)
+    d = isofast.capture(
+        f"chronos-bolt:{bolt}",
+        {"y": y},
+        context=64,
+        window_mode="sliding",
+        positions="digits",
+        out=tmp_path / "d",
+        progress=False,
+    )
     assert d.n_rows == 4 * 8
 
 
@@ -160,12 +184,43 @@ def test_cli_capture_with_a_family_spec(bolt, tmp_path):
     data = tmp_path / "s.csv"
     data.write_text("y\n" + "\n".join(str(50 + np.sin(i / 3)) for i in range(200)))
     out = tmp_path / "cap"
-    r = subprocess.run([sys.executable, "-m", "isofast", "capture", "--model", f"chronos-bolt:{bolt}", "--data",
-                        str(data), "--context", "64", "--out", str(out), "--quiet"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isofast",
+            "capture",
+            "--model",
+            f"chronos-bolt:{bolt}",
+            "--data",
+            str(data),
+            "--context",
+            "64",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "captured 9 rows" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "isofast", "capture", "--model", f"chronos-2:{bolt}", "--data",
-                          str(data), "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isofast",
+            "capture",
+            "--model",
+            f"chronos-2:{bolt}",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1 and "expected a chronos-2 checkpoint, found chronos-bolt" in bad.stderr
 
@@ -204,15 +259,53 @@ def test_study_config_refuses_tsfm_without_a_model():
 
 def test_cli_forecast_with_a_family_spec(bolt, tmp_path):
     out = tmp_path / "fc"
-    r = subprocess.run([sys.executable, "-m", "isofast", "forecast", "--model", f"chronos-bolt:{bolt}", "--data", "co2",
-                        "--context", "64", "--horizon", "8", "--n-windows", "3", "--window-mode", "sliding",
-                        "--samples", "9", "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isofast",
+            "forecast",
+            "--model",
+            f"chronos-bolt:{bolt}",
+            "--data",
+            "co2",
+            "--context",
+            "64",
+            "--horizon",
+            "8",
+            "--n-windows",
+            "3",
+            "--window-mode",
+            "sliding",
+            "--samples",
+            "9",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     z = np.load(out / "forecasts.npz")  # no pickled objects in it
     assert z["samples"].shape == (3, 9, 8) and np.isfinite(z["samples"]).all()
     assert np.all(np.diff(z["samples"], axis=1) >= 0)  # the 9 quantile levels, in order
     m = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(m["metrics"]["nmse"]) and m["settings"]["family"] == "chronos-bolt"
-    bad = subprocess.run([sys.executable, "-m", "isofast", "forecast", "--model", f"chronos-bolt:{bolt}", "--data",
-                          "co2", "--first-digit", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isofast",
+            "forecast",
+            "--model",
+            f"chronos-bolt:{bolt}",
+            "--data",
+            "co2",
+            "--first-digit",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "language models only" in bad.stderr

@@ -34,8 +34,7 @@ def test_bolt_capture_counts_shapes_and_alignment(bolt_dir, co2):
     m = isofast.load_tsfm(f"chronos-bolt:{bolt_dir}")
     ctx = [co2[:100], co2[100:170], co2[200:264]]
     emb = m.embed(ctx, layers="all", sites=("residual", "attention"))
-    assert sorted(emb.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(emb.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     # 64-value limit → 8 patches of 8 + [REG] per context
     n_rows = 3 * 9
     assert all(a.shape == (n_rows, 32) for a in emb.arrays.values())
@@ -52,17 +51,31 @@ def test_bolt_rows_equal_hand_written_hooks(bolt_dir, co2):
     got = m.embed([x], layers="all", sites=("residual", "attention"))
     inner = m.model
     store = {}
-    hs = [inner.encoder.block[i].register_forward_hook(
-        lambda mod, a, o, i=i: store.__setitem__(("residual", i + 1), o[0][0].detach().numpy()))
-        for i in range(len(inner.encoder.block) - 1)]
-    hs.append(inner.encoder.final_layer_norm.register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())))
-    hs += [inner.encoder.block[i].layer[0].SelfAttention.register_forward_hook(
-        lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o[0][0].detach().numpy()))
-        for i in range(2)]
-    hs.append(inner.encoder.register_forward_pre_hook(
-        lambda mod, a, kw: store.__setitem__(("residual", 0), kw["inputs_embeds"][0].detach().numpy()),
-        with_kwargs=True))
+    hs = [
+        inner.encoder.block[i].register_forward_hook(
+            lambda mod, a, o, i=i: store.__setitem__(("residual", i + 1), o[0][0].detach().numpy())
+        )
+        for i in range(len(inner.encoder.block) - 1)
+    ]
+    hs.append(
+        inner.encoder.final_layer_norm.register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())
+        )
+    )
+    hs += [
+        inner.encoder.block[i]
+        .layer[0]
+        .SelfAttention.register_forward_hook(
+            lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o[0][0].detach().numpy())
+        )
+        for i in range(2)
+    ]
+    hs.append(
+        inner.encoder.register_forward_pre_hook(
+            lambda mod, a, kw: store.__setitem__(("residual", 0), kw["inputs_embeds"][0].detach().numpy()),
+            with_kwargs=True,
+        )
+    )
     with torch.no_grad():
         inner.encode(torch.tensor(x, dtype=torch.float32)[None])
     for h in hs:
@@ -166,8 +179,15 @@ def test_chronos_serializer_ids_equal_the_package_tokenizer(t5, co2):
     ser = ChronosSerializer(n_tokens=4096, context_length=None)
     tok = t5.pipeline.tokenizer
     n_diff = n_all = 0
-    for x in (co2[:64], co2[500:530], co2[1000:1064] - 350.0, np.sin(np.arange(64) / 3.0), np.zeros(10),
-              np.r_[np.full(20, 1e-3), np.full(20, -40.0)], np.r_[np.zeros(63), 1000.0]):
+    for x in (
+        co2[:64],
+        co2[500:530],
+        co2[1000:1064] - 350.0,
+        np.sin(np.arange(64) / 3.0),
+        np.zeros(10),
+        np.r_[np.full(20, 1e-3), np.full(20, -40.0)],
+        np.r_[np.zeros(63), 1000.0],
+    ):
         x32 = np.asarray(x, np.float32).astype(np.float64)  # the package computes in float32
         want = tok.context_input_transform(torch.tensor(x32, dtype=torch.float32)[None])[0][0].numpy()
         got = ser.encode(x32).ids
@@ -180,21 +200,34 @@ def test_chronos_serializer_ids_equal_the_package_tokenizer(t5, co2):
 def test_chronos_capture_counts_and_rows_equal_hand_written_hooks(t5, co2):
     x = co2[:64]
     got = t5.embed([x], layers="all", sites=("residual", "attention"))
-    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     assert all(a.shape == (65, 32) for a in got.arrays.values())
     inner = t5.model
     enc = inner.encoder
     store = {}
-    hs = [enc.embed_tokens.register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 0), o[0].detach().numpy()))]
-    hs.append(enc.block[0].register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 1), o[0][0].detach().numpy())))
-    hs.append(enc.final_layer_norm.register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())))
-    hs += [enc.block[i].layer[0].SelfAttention.register_forward_hook(
-        lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o[0][0].detach().numpy()))
-        for i in range(2)]
+    hs = [
+        enc.embed_tokens.register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 0), o[0].detach().numpy())
+        )
+    ]
+    hs.append(
+        enc.block[0].register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 1), o[0][0].detach().numpy())
+        )
+    )
+    hs.append(
+        enc.final_layer_norm.register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())
+        )
+    )
+    hs += [
+        enc.block[i]
+        .layer[0]
+        .SelfAttention.register_forward_hook(
+            lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o[0][0].detach().numpy())
+        )
+        for i in range(2)
+    ]
     ids, mask, _ = t5.pipeline.tokenizer.context_input_transform(torch.tensor(x, dtype=torch.float32)[None])
     with torch.no_grad():
         inner.encoder(input_ids=ids, attention_mask=mask)
@@ -222,8 +255,12 @@ def test_chronos_forecast_samples_seeded(t5, co2):
     assert not np.array_equal(fc.samples, other.samples)
     # the same numbers as the package's predict_quantiles under the same global seed
     torch.manual_seed(3)
-    q, _ = t5.pipeline.predict_quantiles([torch.tensor(c, dtype=torch.float32) for c in ctx], prediction_length=12,
-                                         quantile_levels=[0.1, 0.5, 0.9], num_samples=6)
+    q, _ = t5.pipeline.predict_quantiles(
+        [torch.tensor(c, dtype=torch.float32) for c in ctx],
+        prediction_length=12,
+        quantile_levels=[0.1, 0.5, 0.9],
+        num_samples=6,
+    )
     np.testing.assert_allclose(fc.quantiles, np.moveaxis(q.numpy(), -1, 0), rtol=1e-5)
     # the values are bin centres × the context's mean |x|
     centres = t5.pipeline.tokenizer.centers.numpy().astype(np.float64)
@@ -247,19 +284,35 @@ def test_chronos_head_reproduces_first_step_logits(t5, co2):
     for i, c in enumerate(ctx):
         ids, mask, _ = t5.pipeline.tokenizer.context_input_transform(torch.tensor(c, dtype=torch.float32)[None])
         with torch.no_grad():
-            out = inner.generate(input_ids=ids, attention_mask=mask, generation_config=GenerationConfig(
-                max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True,
-                eos_token_id=1, pad_token_id=0))
+            out = inner.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=GenerationConfig(
+                    max_new_tokens=1,
+                    do_sample=False,
+                    output_logits=True,
+                    return_dict_in_generate=True,
+                    eos_token_id=1,
+                    pad_token_id=0,
+                ),
+            )
         first = out.logits[0][0].double().numpy()
         np.testing.assert_allclose(W.astype(np.float64) @ C[i].astype(np.float64), first, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(lg[i], first, rtol=1e-6, atol=1e-6)
         # what the hook reads is the decoder's final-norm output × d_model ** -0.5 (T5's tied rescale)
         with torch.no_grad():
             enc = inner.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            dec = inner.decoder(input_ids=torch.zeros((1, 1), dtype=torch.long), encoder_hidden_states=enc,
-                                encoder_attention_mask=mask).last_hidden_state[0, 0].numpy()
+            dec = (
+                inner.decoder(
+                    input_ids=torch.zeros((1, 1), dtype=torch.long),
+                    encoder_hidden_states=enc,
+                    encoder_attention_mask=mask,
+                )
+                .last_hidden_state[0, 0]
+                .numpy()
+            )
         assert inner.config.scale_decoder_outputs is True
-        np.testing.assert_allclose(C[i], dec * 32 ** -0.5, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(C[i], dec * 32**-0.5, rtol=1e-6, atol=1e-7)
     rep = head_diagnostics(W, C, isotropy=False, head_isotropy=False)
     lse = np.log(np.exp(lg.astype(np.float64) - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
     np.testing.assert_allclose(rep.log_z, lse, rtol=1e-5)
@@ -276,9 +329,14 @@ def test_chronos_untied_config_has_no_rescale_and_still_reproduces_logits(tmp_pa
     ids, mask, _ = m.pipeline.tokenizer.context_input_transform(torch.tensor(co2[:64], dtype=torch.float32)[None])
     with torch.no_grad():
         enc = inner.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        dec = inner.decoder(input_ids=torch.zeros((1, 1), dtype=torch.long), encoder_hidden_states=enc,
-                            encoder_attention_mask=mask).last_hidden_state[0, 0].numpy()
-    scale = 32 ** -0.5 if inner.config.scale_decoder_outputs else 1.0
+        dec = (
+            inner.decoder(
+                input_ids=torch.zeros((1, 1), dtype=torch.long), encoder_hidden_states=enc, encoder_attention_mask=mask
+            )
+            .last_hidden_state[0, 0]
+            .numpy()
+        )
+    scale = 32**-0.5 if inner.config.scale_decoder_outputs else 1.0
     np.testing.assert_allclose(C[0], dec * scale, rtol=1e-6, atol=1e-7)
     # the config file said tie_word_embeddings = False: T5 v1.1, no rescale
     assert inner.config.scale_decoder_outputs is False
@@ -319,7 +377,9 @@ def test_chronos_missing_package_names_install_route(t5_dir, monkeypatch):
     from isofast.errors import MissingPackageError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "chronos" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "chronos" else real(name, *a, **k)
+    )
     for fam in ("chronos", "chronos-2"):
         with pytest.raises(MissingPackageError, match="chronos-forecasting"):
             isofast.load_tsfm(f"{fam}:{t5_dir}")
@@ -350,8 +410,24 @@ def test_head_cli_on_chronos_spec_and_bare_folder(t5, t5_dir, series_file, capsy
     assert d["log_z_std"] == pytest.approx(ref.log_z_std, rel=1e-9)
     assert d["model"] == f"chronos:{t5_dir}"
     out = tmp_path / "h.json"
-    assert main(["head", "--model", str(t5_dir), "--data", str(series_file), "--context", "48", "--n-windows", "5",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "head",
+                "--model",
+                str(t5_dir),
+                "--data",
+                str(series_file),
+                "--context",
+                "48",
+                "--n-windows",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "softmax head of chronos:" in text and "log Z std" in text
     assert json.loads(out.read_text())["log_z_std"] == pytest.approx(ref.log_z_std, rel=1e-9)
@@ -431,16 +507,30 @@ def test_chronos2_rows_equal_hand_written_hooks(c2, co2):
     inner = c2.model
     enc = inner.encoder
     store = {}
-    hs = [enc.register_forward_pre_hook(
-        lambda mod, a, kw: store.__setitem__(("residual", 0), kw["inputs_embeds"][0].detach().numpy()),
-        with_kwargs=True)]
-    hs.append(enc.block[0].register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 1), o.hidden_states[0].detach().numpy())))
-    hs.append(enc.final_layer_norm.register_forward_hook(
-        lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())))
-    hs += [enc.block[i].layer[0].self_attention.register_forward_hook(
-        lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o.hidden_states[0].detach().numpy()))
-        for i in range(2)]
+    hs = [
+        enc.register_forward_pre_hook(
+            lambda mod, a, kw: store.__setitem__(("residual", 0), kw["inputs_embeds"][0].detach().numpy()),
+            with_kwargs=True,
+        )
+    ]
+    hs.append(
+        enc.block[0].register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 1), o.hidden_states[0].detach().numpy())
+        )
+    )
+    hs.append(
+        enc.final_layer_norm.register_forward_hook(
+            lambda mod, a, o: store.__setitem__(("residual", 2), o[0].detach().numpy())
+        )
+    )
+    hs += [
+        enc.block[i]
+        .layer[0]
+        .self_attention.register_forward_hook(
+            lambda mod, a, o, i=i: store.__setitem__(("attention", i + 1), o.hidden_states[0].detach().numpy())
+        )
+        for i in range(2)
+    ]
     with torch.no_grad():
         inner.encode(context=torch.tensor(x, dtype=torch.float32)[None], num_output_patches=1)
     for h in hs:

@@ -31,8 +31,7 @@ def m1_dir(tmp_path_factory, one_torch_thread):
 @pytest.fixture(scope="module")
 def m2_dir(tmp_path_factory, one_torch_thread):
     d = tmp_path_factory.mktemp("moirai2")
-    tsfm.build_random("moirai-2", d, seed=0, d_model=64, num_layers=2, patch=8, max_seq_len=32,
-                      num_predict_token=2)
+    tsfm.build_random("moirai-2", d, seed=0, d_model=64, num_layers=2, patch=8, max_seq_len=32, num_predict_token=2)
     return d
 
 
@@ -51,16 +50,28 @@ def _hooks(module, store):
     L = layers[L-1] output, last = encoder.norm, attention = self_attn."""
     enc = module.encoder
     n = len(enc.layers)
-    hs = [enc.layers[0].register_forward_pre_hook(
-        lambda mod, a: store.setdefault(("residual", 0), []).append(a[0].detach().clone()))]
+    hs = [
+        enc.layers[0].register_forward_pre_hook(
+            lambda mod, a: store.setdefault(("residual", 0), []).append(a[0].detach().clone())
+        )
+    ]
     for i in range(n - 1):
-        hs.append(enc.layers[i].register_forward_hook(
-            lambda mod, a, o, i=i: store.setdefault(("residual", i + 1), []).append(o.detach().clone())))
-    hs.append(enc.norm.register_forward_hook(
-        lambda mod, a, o: store.setdefault(("residual", n), []).append(o.detach().clone())))
+        hs.append(
+            enc.layers[i].register_forward_hook(
+                lambda mod, a, o, i=i: store.setdefault(("residual", i + 1), []).append(o.detach().clone())
+            )
+        )
+    hs.append(
+        enc.norm.register_forward_hook(
+            lambda mod, a, o: store.setdefault(("residual", n), []).append(o.detach().clone())
+        )
+    )
     for i in range(n):
-        hs.append(enc.layers[i].self_attn.register_forward_hook(
-            lambda mod, a, o, i=i: store.setdefault(("attention", i + 1), []).append(o.detach().clone())))
+        hs.append(
+            enc.layers[i].self_attn.register_forward_hook(
+                lambda mod, a, o, i=i: store.setdefault(("attention", i + 1), []).append(o.detach().clone())
+            )
+        )
     return hs
 
 
@@ -75,7 +86,11 @@ def test_config_files_and_detection(m1_dir, m2_dir):
     assert c1["patch_sizes"] == [8, 16]
     assert c1["distr_output"]["_target_"] == "uni2ts.distribution.mixture.MixtureOutput"
     assert [c["_target_"].rsplit(".", 1)[1] for c in c1["distr_output"]["components"]] == [
-        "StudentTOutput", "NormalFixedScaleOutput", "NegativeBinomialOutput", "LogNormalOutput"]
+        "StudentTOutput",
+        "NormalFixedScaleOutput",
+        "NegativeBinomialOutput",
+        "LogNormalOutput",
+    ]
     assert "d_ff" not in c1 and "patch_size" not in c1
     assert c2["patch_size"] == 8 and c2["num_predict_token"] == 2 and "distr_output" not in c2 and "d_ff" in c2
     assert len(c2["quantile_levels"]) == 9
@@ -146,18 +161,28 @@ def test_moirai_rows_equal_hand_written_hooks(m1, co2):
 
     x = co2[:61]
     got = m1.embed([x], layers="all", sites=("residual", "attention"))
-    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     assert all(a.shape == (8 + 1, 64) for a in got.arrays.values())
     store = {}
     hs = _hooks(m1.model, store)
-    fc = MoiraiForecast(module=m1.model, prediction_length=8, context_length=61, patch_size=8, num_samples=3,
-                        target_dim=1, feat_dynamic_real_dim=0, past_feat_dynamic_real_dim=0)
+    fc = MoiraiForecast(
+        module=m1.model,
+        prediction_length=8,
+        context_length=61,
+        patch_size=8,
+        num_samples=3,
+        target_dim=1,
+        feat_dynamic_real_dim=0,
+        past_feat_dynamic_real_dim=0,
+    )
     t = torch.tensor(x, dtype=torch.float32)[None, :, None]
     try:
         with torch.no_grad():
-            s = fc(past_target=t, past_observed_target=torch.ones_like(t, dtype=torch.bool),
-                   past_is_pad=torch.zeros(1, 61, dtype=torch.bool))
+            s = fc(
+                past_target=t,
+                past_observed_target=torch.ones_like(t, dtype=torch.bool),
+                past_is_pad=torch.zeros(1, 61, dtype=torch.bool),
+            )
     finally:
         for h in hs:
             h.remove()
@@ -183,8 +208,14 @@ def test_moirai2_rows_equal_hand_written_hooks(m2, co2):
     assert all(a.shape == (8 + 1, 64) for a in got.arrays.values()) and len(got.arrays) == 5
     store = {}
     hs = _hooks(m2.model, store)
-    fc = Moirai2Forecast(module=m2.model, prediction_length=8, context_length=61, target_dim=1,
-                         feat_dynamic_real_dim=0, past_feat_dynamic_real_dim=0)
+    fc = Moirai2Forecast(
+        module=m2.model,
+        prediction_length=8,
+        context_length=61,
+        target_dim=1,
+        feat_dynamic_real_dim=0,
+        past_feat_dynamic_real_dim=0,
+    )
     try:
         q = fc.predict(past_target=[x.astype(np.float32)])
     finally:
@@ -253,12 +284,23 @@ def test_moirai_forecast_samples_seeded(m1, co2):
 
     one = m1.forecast([co2[300:364]], 12, n_samples=6, seed=3)
     t = torch.tensor(co2[300:364], dtype=torch.float32)[None, :, None]
-    pkg = MoiraiForecast(module=m1.model, prediction_length=12, context_length=64, patch_size=8, num_samples=6,
-                         target_dim=1, feat_dynamic_real_dim=0, past_feat_dynamic_real_dim=0)
+    pkg = MoiraiForecast(
+        module=m1.model,
+        prediction_length=12,
+        context_length=64,
+        patch_size=8,
+        num_samples=6,
+        target_dim=1,
+        feat_dynamic_real_dim=0,
+        past_feat_dynamic_real_dim=0,
+    )
     torch.manual_seed(3)
     with torch.no_grad():
-        s = pkg(past_target=t, past_observed_target=torch.ones_like(t, dtype=torch.bool),
-                past_is_pad=torch.zeros(1, 64, dtype=torch.bool))
+        s = pkg(
+            past_target=t,
+            past_observed_target=torch.ones_like(t, dtype=torch.bool),
+            past_is_pad=torch.zeros(1, 64, dtype=torch.bool),
+        )
     np.testing.assert_allclose(one.samples[0], s[0].numpy(), rtol=1e-5)
     auto = m1.forecast([co2[:200]], 12, n_samples=4, patch_size="auto")
     assert auto.samples.shape == (1, 4, 12) and np.isfinite(auto.samples).all()
@@ -277,8 +319,14 @@ def test_moirai2_forecast_quantiles(m2, co2):
     # the package's predict on the same context: the model's 9 levels, 0.1 and 0.9 at index 0 and 8
     from uni2ts.model.moirai2 import Moirai2Forecast
 
-    pkg = Moirai2Forecast(module=m2.model, prediction_length=12, context_length=64, target_dim=1,
-                          feat_dynamic_real_dim=0, past_feat_dynamic_real_dim=0)
+    pkg = Moirai2Forecast(
+        module=m2.model,
+        prediction_length=12,
+        context_length=64,
+        target_dim=1,
+        feat_dynamic_real_dim=0,
+        past_feat_dynamic_real_dim=0,
+    )
     want = np.asarray(pkg.predict(past_target=[co2[300:364].astype(np.float32)]))[0]
     np.testing.assert_allclose(fc.quantiles[0, 1], want[0], rtol=1e-5)
     np.testing.assert_allclose(fc.quantiles[3, 1], want[8], rtol=1e-5)
@@ -330,13 +378,16 @@ def test_layer_count_disagreeing_with_config(fam, m1_dir, m2_dir, tmp_path):
         isofast.load_tsfm(f"{fam}:{d}")
 
 
-@pytest.mark.parametrize("target,extra", [
-    ("os.system", {}),
-    ("builtins.eval", {}),
-    ("uni2ts.distribution.mixture.Mixture", {}),      # in the package, but not a DistributionOutput
-    ("uni2ts.distribution.mixture.MixtureOutput", {"_args_": ["x"]}),
-    ("uni2ts.distribution.mixture.MixtureOutput", {"_partial_": True}),
-])
+@pytest.mark.parametrize(
+    "target,extra",
+    [
+        ("os.system", {}),
+        ("builtins.eval", {}),
+        ("uni2ts.distribution.mixture.Mixture", {}),  # in the package, but not a DistributionOutput
+        ("uni2ts.distribution.mixture.MixtureOutput", {"_args_": ["x"]}),
+        ("uni2ts.distribution.mixture.MixtureOutput", {"_partial_": True}),
+    ],
+)
 def test_distr_output_targets_are_restricted(m1_dir, tmp_path, target, extra, monkeypatch):
     import uni2ts.model.moirai.module as umod
 
@@ -372,8 +423,9 @@ def test_missing_package_names_install_route(m1_dir, m2_dir, monkeypatch):
     from isofast.errors import MissingPackageError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "uni2ts" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "uni2ts" else real(name, *a, **k)
+    )
     for spec in (f"moirai:{m1_dir}", f"moirai-2:{m2_dir}", str(m1_dir)):
         with pytest.raises(MissingPackageError, match="install_tsfm_nodeps|--no-deps uni2ts"):
             isofast.load_tsfm(spec)

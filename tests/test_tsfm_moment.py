@@ -92,24 +92,39 @@ def test_rows_equal_hand_written_hooks_on_the_packages_embed(mdir, mm, co2):
 
     x = co2[:300]
     got = mm.embed([x], layers="all", sites=("residual", "attention"))
-    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     # an independent pipeline with the package's own "embedding" task, run through its forward()
     pkg = MOMENTPipeline.from_pretrained(str(mdir), model_kwargs={"task_name": "embedding"})
     pkg.init()
     pkg.eval()
     enc = pkg.encoder
     store = {}
-    hs = [enc.block[0].register_forward_pre_hook(
-        lambda mod, a, kw: store.setdefault(("residual", 0), []).append(
-            (a[0] if a else kw["hidden_states"])[0].detach().clone()), with_kwargs=True)]
-    hs.append(enc.block[0].register_forward_hook(
-        lambda mod, a, o: store.setdefault(("residual", 1), []).append(o[0][0].detach().clone())))
-    hs.append(enc.final_layer_norm.register_forward_hook(
-        lambda mod, a, o: store.setdefault(("residual", 2), []).append(o[0].detach().clone())))
-    hs += [enc.block[i].layer[0].SelfAttention.register_forward_hook(
-        lambda mod, a, o, i=i: store.setdefault(("attention", i + 1), []).append(o[0][0].detach().clone()))
-        for i in range(2)]
+    hs = [
+        enc.block[0].register_forward_pre_hook(
+            lambda mod, a, kw: store.setdefault(("residual", 0), []).append(
+                (a[0] if a else kw["hidden_states"])[0].detach().clone()
+            ),
+            with_kwargs=True,
+        )
+    ]
+    hs.append(
+        enc.block[0].register_forward_hook(
+            lambda mod, a, o: store.setdefault(("residual", 1), []).append(o[0][0].detach().clone())
+        )
+    )
+    hs.append(
+        enc.final_layer_norm.register_forward_hook(
+            lambda mod, a, o: store.setdefault(("residual", 2), []).append(o[0].detach().clone())
+        )
+    )
+    hs += [
+        enc.block[i]
+        .layer[0]
+        .SelfAttention.register_forward_hook(
+            lambda mod, a, o, i=i: store.setdefault(("attention", i + 1), []).append(o[0][0].detach().clone())
+        )
+        for i in range(2)
+    ]
     xe = torch.zeros(1, 1, 512)
     xe[0, 0, -300:] = torch.tensor(x, dtype=torch.float32)
     mask = torch.zeros(1, 512)
@@ -205,8 +220,9 @@ def test_missing_package_names_install_route(mdir, monkeypatch):
     from isofast.errors import MissingPackageError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "momentfm" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "momentfm" else real(name, *a, **k)
+    )
     for spec in (f"moment:{mdir}", str(mdir)):
         with pytest.raises(MissingPackageError, match="momentfm"):
             isofast.load_tsfm(spec)

@@ -39,12 +39,18 @@ def _hooks(model, channel=0, C=1):
     def put(key, t):
         store.setdefault(key, []).append(t.detach().clone())
 
-    hs = [layers[0].register_forward_pre_hook(lambda m, a, kw: put(("residual", 0), kw["hidden_state"][:, channel]),
-                                              with_kwargs=True)]
+    hs = [
+        layers[0].register_forward_pre_hook(
+            lambda m, a, kw: put(("residual", 0), kw["hidden_state"][:, channel]), with_kwargs=True
+        )
+    ]
     for i, b in enumerate(layers):
         hs.append(b.register_forward_hook(lambda m, a, o, i=i: put(("residual", i + 1), o[0][:, channel])))
-        hs.append(b.self_attn.register_forward_hook(
-            lambda m, a, o, i=i: put(("attention", i + 1), o[0].reshape(-1, C, *o[0].shape[1:])[:, channel])))
+        hs.append(
+            b.self_attn.register_forward_hook(
+                lambda m, a, o, i=i: put(("attention", i + 1), o[0].reshape(-1, C, *o[0].shape[1:])[:, channel])
+            )
+        )
     return store, hs
 
 
@@ -67,7 +73,8 @@ def test_patchtst_token_layout_matches_patchify(pt, co2):
     assert (ser.pad, ser.drop, ser.patch_len, ser.stride, ser.max_context) == ("none", "oldest", 8, 6, 60)
     seen = []
     h = pt.model.model.encoder.layers[0].register_forward_pre_hook(
-        lambda m, a, kw: seen.append(tuple(kw["hidden_state"].shape)), with_kwargs=True)
+        lambda m, a, kw: seen.append(tuple(kw["hidden_state"].shape)), with_kwargs=True
+    )
     try:
         for L in (60, 61, 100, 333):
             emb = pt.embed([co2[:L]], layers="all", sites=ALL)
@@ -89,8 +96,7 @@ def test_patchtst_short_contexts_are_refused(pt, co2):
 def test_patchtst_rows_equal_hand_written_hooks_and_package_outputs(pt, co2):
     x = co2[200:260]
     got = pt.embed([x], layers="all", sites=ALL)
-    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     store, hs = _hooks(pt.model)
     xt = torch.tensor(x, dtype=torch.float32)[None, :, None]
     try:
@@ -126,8 +132,16 @@ def test_patchtst_layer0_is_the_documented_numbers_to_inputs(pt, co2):
 def test_patchtst_cls_token_multichannel_and_channel_attention(tmp_path, co2, one_torch_thread):
     from isofast.tsfm.patchtst import PatchTSTAdapter
 
-    d = tsfm.build_random("patchtst", tmp_path / "cls", seed=1, context_length=64, patch=8, use_cls_token=True,
-                          num_input_channels=3, norm_type="layernorm")
+    d = tsfm.build_random(
+        "patchtst",
+        tmp_path / "cls",
+        seed=1,
+        context_length=64,
+        patch=8,
+        use_cls_token=True,
+        num_input_channels=3,
+        norm_type="layernorm",
+    )
     m = PatchTSTAdapter.load(d, channel=1)
     assert m.serializer.prefix == ("cls",) and m.serializer.n_tokens(64) == 9
     x = co2[:64]
@@ -149,8 +163,15 @@ def test_patchtst_cls_token_multichannel_and_channel_attention(tmp_path, co2, on
     with pytest.raises(InputError, match="channel"):
         PatchTSTAdapter.load(d, channel=3)
     # channel attention calls self_attn twice per block: no attention site
-    d2 = tsfm.build_random("patchtst", tmp_path / "chattn", seed=1, context_length=64, patch=8,
-                           num_input_channels=2, channel_attention=True)
+    d2 = tsfm.build_random(
+        "patchtst",
+        tmp_path / "chattn",
+        seed=1,
+        context_length=64,
+        patch=8,
+        num_input_channels=2,
+        channel_attention=True,
+    )
     m2 = isofast.load_tsfm(f"patchtst:{d2}")
     assert m2.embed([x], layers=[1]).arrays[("residual", 1)].shape == (8, 32)
     with pytest.raises(InputError, match="no self-attention"):
@@ -173,8 +194,9 @@ def test_patchtst_point_forecast_real_series(pt, co2):
 
 
 def test_patchtst_distribution_head_samples_seeded(tmp_path, co2, one_torch_thread):
-    d = tsfm.build_random("patchtst", tmp_path / "nll", seed=0, context_length=64, patch=8, loss="nll",
-                          distribution_output="student_t")
+    d = tsfm.build_random(
+        "patchtst", tmp_path / "nll", seed=0, context_length=64, patch=8, loss="nll", distribution_output="student_t"
+    )
     m = isofast.load_tsfm(str(d))
     assert m.describe()["head"] == "distribution (student_t)"
     ctx = [co2[:200], co2[300:364]]
@@ -201,8 +223,9 @@ def test_patchtst_bad_folders_and_missing_package(pt_dir, tmp_path, monkeypatch,
     with pytest.raises(CheckpointError, match="expected a timesfm checkpoint, found patchtst"):
         isofast.load_tsfm(f"timesfm:{pt_dir}")
     pre = tmp_path / "pretrain"
-    PatchTSTForPretraining(PatchTSTConfig(context_length=32, patch_length=8, patch_stride=8, d_model=16,
-                                          num_hidden_layers=1, ffn_dim=32)).save_pretrained(str(pre))
+    PatchTSTForPretraining(
+        PatchTSTConfig(context_length=32, patch_length=8, patch_stride=8, d_model=16, num_hidden_layers=1, ffn_dim=32)
+    ).save_pretrained(str(pre))
     with pytest.raises(CheckpointError, match="PatchTSTForPretraining"):
         isofast.load_tsfm(str(pre))
     d = tmp_path / "pickled"
@@ -218,7 +241,8 @@ def test_patchtst_bad_folders_and_missing_package(pt_dir, tmp_path, monkeypatch,
     with pytest.raises(CheckpointError, match="do not match"):
         isofast.load_tsfm(f"patchtst:{d}")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k)
+    )
     with pytest.raises(MissingPackageError, match=r"isofast\[torch\]"):
         isofast.load_tsfm(f"patchtst:{pt_dir}")

@@ -187,8 +187,7 @@ def _pkg_manual_prefill(mod, x):
 def test_t25_package_rows_equal_hand_written_hooks(pkg, co2):
     x = co2[10:77]  # 67 values: 9 patches, the first with 5 padding positions
     got = pkg.embed([x], layers="all", sites=ALL)
-    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1),
-                                  ("residual", 2)]
+    assert sorted(got.arrays) == [("attention", 1), ("attention", 2), ("residual", 0), ("residual", 1), ("residual", 2)]
     mod = pkg.model
     store, hs = _hooks(list(mod.stacked_xf), [b.attn for b in mod.stacked_xf], block_out=lambda o: o[0])
     try:
@@ -212,8 +211,15 @@ def test_t25_package_prefill_is_the_forecasts_first_pass(pkg, co2):
     from timesfm import configs
 
     try:
-        pkg.wrapper.compile(configs.ForecastConfig(max_context=64, max_horizon=48, normalize_inputs=True,
-                                                   force_flip_invariance=True, infer_is_positive=True))
+        pkg.wrapper.compile(
+            configs.ForecastConfig(
+                max_context=64,
+                max_horizon=48,
+                normalize_inputs=True,
+                force_flip_invariance=True,
+                infer_is_positive=True,
+            )
+        )
         pkg.wrapper.forecast(horizon=40, inputs=[x.copy()])
     finally:
         _remove(hs)
@@ -286,8 +292,9 @@ def test_t25_missing_package_names_install_route(pkg_dir, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "timesfm" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "timesfm" else real(name, *a, **k)
+    )
     with pytest.raises(MissingPackageError, match=r"pip install 'isofast\[tsfm\]' \(or: pip install timesfm\)"):
         isofast.load_tsfm(f"timesfm-2.5:{pkg_dir}")
 
@@ -388,8 +395,9 @@ def test_t25_transformers_forecast_real_series_and_long_horizon(hf25, co2):
     np.testing.assert_array_equal(fc.point, fc.quantiles[1])
     one = hf25.forecast(ctx, 16)
     with torch.no_grad():
-        out = hf25.model(past_values=[torch.tensor(c[-128:], dtype=torch.float32) for c in ctx],
-                         truncate_negative=False)
+        out = hf25.model(
+            past_values=[torch.tensor(c[-128:], dtype=torch.float32) for c in ctx], truncate_negative=False
+        )
     np.testing.assert_allclose(one.point, np.maximum(out.mean_predictions.numpy(), 0), rtol=1e-6)  # co2 > 0
     np.testing.assert_allclose(fc.point[:, :16], one.point, rtol=1e-6)
 
@@ -447,9 +455,11 @@ def test_t1_rows_equal_hand_written_hooks(t1, co2):
     store, hs = _hooks(layers, [b.self_attn for b in layers])
     try:
         with torch.no_grad():
-            dec(past_values=torch.cat([torch.zeros(5), torch.tensor(x, dtype=torch.float32)])[None],
+            dec(
+                past_values=torch.cat([torch.zeros(5), torch.tensor(x, dtype=torch.float32)])[None],
                 past_values_padding=torch.cat([torch.ones(5), torch.zeros(43)])[None],
-                freq=torch.zeros((1, 1), dtype=torch.int32))
+                freq=torch.zeros((1, 1), dtype=torch.int32),
+            )
     finally:
         _remove(hs)
     assert len(store) == 5 and all(len(v) == 1 for v in store.values())
@@ -505,7 +515,8 @@ def test_t1_bad_folders_and_missing_package(t1_dir, tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="safetensors"):
         isofast.load_tsfm(f"timesfm:{d}")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k)
+    )
     with pytest.raises(MissingPackageError, match=r"isofast\[torch\]"):
         isofast.load_tsfm(f"timesfm:{t1_dir}")

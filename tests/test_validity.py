@@ -22,9 +22,19 @@ from isofast.nulls import (
 from isofast.sources import EXAMPLE_LAYERS, load_example
 
 SCALARS = (
-    "effective_dim", "participation_ratio", "isoscore", "stable_rank", "pc1_share", "effective_rank",
-    "total_variance", "avg_cosine", "avg_cosine_centered", "partition_isotropy", "log_partition_isotropy",
-    "partition_isotropy_centered", "log_partition_isotropy_centered",
+    "effective_dim",
+    "participation_ratio",
+    "isoscore",
+    "stable_rank",
+    "pc1_share",
+    "effective_rank",
+    "total_variance",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "partition_isotropy",
+    "log_partition_isotropy",
+    "partition_isotropy_centered",
+    "log_partition_isotropy_centered",
 )
 
 
@@ -71,8 +81,9 @@ def test_row_norms_extreme_magnitudes_match_rescaled_reference(scale):
     np.testing.assert_allclose(got / scale, ref_norms(X), rtol=1e-13)
     # A centre at the same magnitude.
     c = np.full(64, 0.5) * scale
-    np.testing.assert_allclose(isofast.row_norms(X * scale, center=c) / scale, ref_norms(X, np.full(64, 0.5)),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        isofast.row_norms(X * scale, center=c) / scale, ref_norms(X, np.full(64, 0.5)), rtol=1e-13
+    )
 
 
 def test_row_norms_huge_offset_centred_is_exact():
@@ -105,8 +116,14 @@ def test_row_norms_bad_input():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 60), st.integers(1, 12), st.integers(0, 2**31), st.integers(-60, 60),
-       st.integers(1, 4), st.integers(1, 3))
+@given(
+    st.integers(1, 60),
+    st.integers(1, 12),
+    st.integers(0, 2**31),
+    st.integers(-60, 60),
+    st.integers(1, 4),
+    st.integers(1, 3),
+)
 def test_row_norms_properties(n, d, seed, log2s, threads, parts):
     X = np.random.default_rng(seed).standard_normal((n, d))
     base = isofast.row_norms(X, n_threads=1)
@@ -240,8 +257,12 @@ def test_analyze_exclude_equals_analysis_without_the_rows(tmp_path):
     p = tmp_path / "x.npy"
     np.save(p, X.astype(np.float32))
     want32 = isofast.analyze(np.load(p)[~mask])
-    for inp, ref in ((X, want), ([X[:400], X[400:]], want), (lambda: iter([X[:100], X[100:]]), want),
-                     (np.load(p, mmap_mode="r"), want32)):
+    for inp, ref in (
+        (X, want),
+        ([X[:400], X[400:]], want),
+        (lambda: iter([X[:100], X[100:]]), want),
+        (np.load(p, mmap_mode="r"), want32),
+    ):
         got = isofast.analyze(inp, massive="exclude")
         assert got.massive_excluded and got.n_massive == 2 and got.n == 898
         for k in SCALARS:
@@ -269,9 +290,19 @@ def test_analyze_bad_massive_arguments():
 def test_invalid_and_floors_when_n_below_d():
     X = gauss(258, 576, 10)
     rep = isofast.analyze(X)
-    spectral = {"isoscore", "participation_ratio", "effective_dim", "effective_rank", "stable_rank", "pc1_share",
-                "explained_variance_ratio", "partition_isotropy", "log_partition_isotropy",
-                "partition_isotropy_centered", "log_partition_isotropy_centered"}
+    spectral = {
+        "isoscore",
+        "participation_ratio",
+        "effective_dim",
+        "effective_rank",
+        "stable_rank",
+        "pc1_share",
+        "explained_variance_ratio",
+        "partition_isotropy",
+        "log_partition_isotropy",
+        "partition_isotropy_centered",
+        "log_partition_isotropy_centered",
+    }
     assert set(rep.invalid) == spectral
     assert all("N = 258 rows < d = 576 dimensions" in r and "rank-deficient" in r for r in rep.invalid.values())
     assert np.isfinite(rep.isoscore)  # reported, but flagged
@@ -377,7 +408,13 @@ def test_cluster_massive_exclude_equals_data_without_the_row():
 def test_null_tables_and_relation():
     assert set(NULL_RELATION) == set(NULL_STATISTICS) and len(NULL_STATISTICS) == 10
     assert {s for s, r in NULL_RELATION.items() if r == "ratio"} == {
-        "isoscore", "participation_ratio", "effective_dim", "effective_rank", "stable_rank", "pc1_share"}
+        "isoscore",
+        "participation_ratio",
+        "effective_dim",
+        "effective_rank",
+        "stable_rank",
+        "pc1_share",
+    }
     assert relative_to_null("isoscore", 0.5, 0.25) == 2.0
     assert relative_to_null("avg_cosine", 0.5, 0.25) == 0.25
     assert math.isnan(relative_to_null("isoscore", 0.5, 0.0))
@@ -390,11 +427,19 @@ def test_null_tables_and_relation():
 
 
 def test_null_statistics_bad_input():
-    for kw, name in ((dict(n=1, d=8), "n"), (dict(n=10, d=0), "d"), (dict(n=10.5, d=8), "n"),
-                     (dict(n=10, d="8"), "d"), (dict(n=10, d=8, scale=0), "scale"),
-                     (dict(n=10, d=8, scale=-1), "scale"), (dict(n=10, d=8, scale=np.inf), "scale"),
-                     (dict(n=10, d=8, scale=np.nan), "scale"), (dict(n=10, d=8, reps=0), "reps"),
-                     (dict(n=10, d=8, seed=-1), "seed"), (dict(n=True, d=8), "n")):
+    for kw, name in (
+        (dict(n=1, d=8), "n"),
+        (dict(n=10, d=0), "d"),
+        (dict(n=10.5, d=8), "n"),
+        (dict(n=10, d="8"), "d"),
+        (dict(n=10, d=8, scale=0), "scale"),
+        (dict(n=10, d=8, scale=-1), "scale"),
+        (dict(n=10, d=8, scale=np.inf), "scale"),
+        (dict(n=10, d=8, scale=np.nan), "scale"),
+        (dict(n=10, d=8, reps=0), "reps"),
+        (dict(n=10, d=8, seed=-1), "seed"),
+        (dict(n=True, d=8), "n"),
+    ):
         with pytest.raises(ValueError, match=name):
             null_statistics(**kw)
 

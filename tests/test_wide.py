@@ -202,8 +202,13 @@ def test_fast_bitwise_across_thread_counts_and_exact_within_1e12():
     chunked = isofast.analyze([X[:7001], X[7001:13000], X[13000:]], n_threads=2)
     for r in (ex[1], chunked):
         assert np.max(np.abs(r.eigenvalues - ex[0].eigenvalues)) <= 1e-12 * ex[0].eigenvalues[0]
-        for k in ("isoscore", "avg_cosine", "avg_cosine_centered", "log_partition_isotropy",
-                  "log_partition_isotropy_centered"):
+        for k in (
+            "isoscore",
+            "avg_cosine",
+            "avg_cosine_centered",
+            "log_partition_isotropy",
+            "log_partition_isotropy_centered",
+        ):
             a, b = getattr(r, k), getattr(ex[0], k)
             assert abs(a - b) <= 1e-12 * max(1.0, abs(b)), k
     # fast, chunked: other tiles, same bound.
@@ -222,7 +227,9 @@ def test_fast_moments_state_pickles_with_its_precision_and_merges():
     np.testing.assert_array_equal(back.comoment(), m.comoment())
     back.update(X[300:])
     whole = isofast.Moments(12).update(X)
-    np.testing.assert_allclose(back.covariance(), whole.covariance(), rtol=0, atol=_gamma(12) * np.trace(whole.covariance()))
+    np.testing.assert_allclose(
+        back.covariance(), whole.covariance(), rtol=0, atol=_gamma(12) * np.trace(whole.covariance())
+    )
     raw = _core.Moments(12, "fast")
     assert pickle.loads(pickle.dumps(raw)).precision == "fast"
 
@@ -246,8 +253,15 @@ def test_released_state_refuses_clearly():
     ev, _sp = m.second_pass(True, release=True)
     assert m.released and m.n == 200 and m.mean.shape == (8,)
     np.testing.assert_allclose(ev, ref.cov_eigs(X), rtol=1e-12, atol=1e-12 * ev[0])
-    for call in (m.covariance, m.comoment, m.eigenvalues, m.directions, lambda: m.update(X),
-                 lambda: m.second_pass(True), lambda: pickle.dumps(m)):
+    for call in (
+        m.covariance,
+        m.comoment,
+        m.eigenvalues,
+        m.directions,
+        lambda: m.update(X),
+        lambda: m.second_pass(True),
+        lambda: pickle.dumps(m),
+    ):
         with pytest.raises(ValueError, match="released"):
             call()
     other = _state(X)

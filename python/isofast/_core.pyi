@@ -4,7 +4,7 @@ float/integer dtype); ``elem="bfloat16"`` marks uint16 bfloat16 bit patterns.
 Every function releases the GIL and runs on ``n_threads`` threads (default:
 all cores). Bad values raise ValueError; unsupported dtypes TypeError."""
 
-from typing import Optional, Tuple, final
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,7 @@ class Moments:
     @property
     def released(self) -> bool:
         """True once second_pass(release=True) freed the co-moment."""
-    def update(self, x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> None: ...
+    def update(self, x: np.ndarray, elem: str | None = None, n_threads: int | None = None) -> None: ...
     def merge(self, other: Moments) -> None: ...
     def copy(self) -> Moments: ...
     @property
@@ -62,17 +62,17 @@ class Moments:
     def n_zero_norm(self) -> int: ...
     @property
     def avg_cosine(self) -> float: ...
-    def eigenvalues(self, n_threads: Optional[int] = None) -> _F64:
+    def eigenvalues(self, n_threads: int | None = None) -> _F64:
         """Covariance eigenvalues, descending (no eigenvectors: cheaper)."""
     def second_pass(
         self,
         f64_gemm: bool,
         raw: bool = True,
         centered: bool = True,
-        n_threads: Optional[int] = None,
+        n_threads: int | None = None,
         release: bool = False,
-        memory_budget: Optional[int] = None,
-    ) -> Tuple[_F64, SecondPass]:
+        memory_budget: int | None = None,
+    ) -> tuple[_F64, SecondPass]:
         """(covariance eigenvalues desc, a SecondPass over ±eigenvectors of XᵀX
         (raw, by the rank-one update of the covariance's eigenpairs) and of
         the covariance (centred)), built without copying the d×d eigenvector
@@ -80,15 +80,15 @@ class Moments:
         (covariance/comoment/update/merge/pickle then raise ValueError).
         memory_budget (bytes, default 3·d²·8 + 256 MiB) picks the
         eigensolver's route: divide and conquer if it fits, else QR."""
-    def cov_directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]:
+    def cov_directions(self, n_threads: int | None = None) -> tuple[_F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns)."""
-    def directions(self, n_threads: Optional[int] = None) -> Tuple[_F64, _F64, _F64, _F64]:
+    def directions(self, n_threads: int | None = None) -> tuple[_F64, _F64, _F64, _F64]:
         """(covariance eigenvalues desc, their eigenvectors as columns,
         XᵀX eigenvalues desc, their eigenvectors as columns); XᵀX's by the
         rank-one update of the covariance's (one decomposition)."""
     def __getstate__(self) -> bytes: ...
     def __setstate__(self, state: bytes) -> None: ...
-    def __getnewargs__(self) -> Tuple[int, str]: ...
+    def __getnewargs__(self) -> tuple[int, str]: ...
 
 @final
 class SecondPass:
@@ -96,7 +96,7 @@ class SecondPass:
     unit-vector sum, streamed; mergeable."""
 
     def __new__(cls, mean: _F64, dirs_raw: _F64, dirs_centered: _F64, f64_gemm: bool) -> SecondPass: ...
-    def update(self, x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> None: ...
+    def update(self, x: np.ndarray, elem: str | None = None, n_threads: int | None = None) -> None: ...
     def merge(self, other: SecondPass) -> None: ...
     @property
     def n(self) -> int: ...
@@ -105,33 +105,34 @@ class SecondPass:
         avg_cosine_centered, n_zero_norm_centered, and the mergeable parts of the
         centred cosine: unit_sum_centered (array) and n_nonzero_centered."""
 
-def sym_eigen(a: _F64, n_threads: Optional[int] = None) -> Tuple[_F64, _F64]: ...
+def sym_eigen(a: _F64, n_threads: int | None = None) -> tuple[_F64, _F64]: ...
 def spectral_scores(values: _F64, eps: float = 0.8) -> dict: ...
 def self_similarity(
     x: np.ndarray,
     groups: npt.NDArray[np.int64],
-    elem: Optional[str] = None,
-    center: Optional[_F64] = None,
-    n_threads: Optional[int] = None,
+    elem: str | None = None,
+    center: _F64 | None = None,
+    n_threads: int | None = None,
 ) -> dict: ...
 def all_but_the_top(
-    x: np.ndarray, mean: _F64, top: _F64, out: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None
+    x: np.ndarray, mean: _F64, top: _F64, out: np.ndarray, elem: str | None = None, n_threads: int | None = None
 ) -> None: ...
-def log_partition(x: np.ndarray, contexts: _F64, elem: Optional[str] = None, n_threads: Optional[int] = None) -> _F64: ...
+def log_partition(x: np.ndarray, contexts: _F64, elem: str | None = None, n_threads: int | None = None) -> _F64: ...
 def unit_sum(
-    x: np.ndarray, elem: Optional[str] = None, center: Optional[_F64] = None, n_threads: Optional[int] = None
-) -> Tuple[_F64, int, int]: ...
-def column_mean(x: np.ndarray, elem: Optional[str] = None, n_threads: Optional[int] = None) -> _F64: ...
+    x: np.ndarray, elem: str | None = None, center: _F64 | None = None, n_threads: int | None = None
+) -> tuple[_F64, int, int]: ...
+def column_mean(x: np.ndarray, elem: str | None = None, n_threads: int | None = None) -> _F64: ...
 def row_norms(
     x: np.ndarray,
-    elem: Optional[str] = None,
-    center: Optional[_F64] = None,
+    elem: str | None = None,
+    center: _F64 | None = None,
     row_offset: int = 0,
-    n_threads: Optional[int] = None,
+    n_threads: int | None = None,
 ) -> _F64:
     """‖x_i‖ (or ‖x_i − center‖) per row, overflow/underflow-safe (max-abs
     scaling when Σx² leaves [2⁻⁹⁰⁰, max]); ``row_offset`` numbers rows in
     NaN/Inf errors."""
+
 def available_threads() -> int: ...
 def fast_tile_rows(d: int) -> int:
     """Rows per tile of precision="fast" at width d (the b of its error bound)."""
@@ -141,12 +142,12 @@ def fast_tile_rows(d: int) -> int:
 def kmeans(
     x: np.ndarray,
     k: int,
-    elem: Optional[str] = None,
+    elem: str | None = None,
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
-    n_threads: Optional[int] = None,
+    n_threads: int | None = None,
 ) -> dict:
     """k-means++ (greedy) seeding and Hamerly-pruned Lloyd iterations; returns
     ``centers``, ``labels``, ``inertia``, ``n_iter``, ``converged``, ``n_relocated``."""
@@ -155,35 +156,35 @@ def silhouette_score(
     x: np.ndarray,
     labels: npt.NDArray[np.int64],
     k: int,
-    elem: Optional[str] = None,
-    sample_size: Optional[int] = None,
+    elem: str | None = None,
+    sample_size: int | None = None,
     seed: int = 0,
-    n_threads: Optional[int] = None,
+    n_threads: int | None = None,
 ) -> float: ...
 def cluster_statistics(
     x: np.ndarray,
     labels: npt.NDArray[np.int64],
     k: int,
-    elem: Optional[str] = None,
+    elem: str | None = None,
     spectra: bool = True,
-    n_threads: Optional[int] = None,
+    n_threads: int | None = None,
 ) -> list: ...
 def cluster_isotropy(
     x: np.ndarray,
     k_range: list,
-    elem: Optional[str] = None,
+    elem: str | None = None,
     threshold: float = 0.1,
-    sample_size: Optional[int] = None,
+    sample_size: int | None = None,
     silhouette_sample_size: int = 20000,
-    fit_sample_size: Optional[int] = ...,  # 20000
+    fit_sample_size: int | None = ...,  # 20000
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
     spectra: bool = True,
     min_cluster_size: int = 0,
-    rows: Optional[npt.NDArray[np.int64]] = None,
-    n_threads: Optional[int] = None,
+    rows: npt.NDArray[np.int64] | None = None,
+    n_threads: int | None = None,
 ) -> dict:
     """The clustered-isotropy recipe. ``min_cluster_size``: clusters with fewer
     rows get NaN statistics and leave the means (0–2: no floor); ``rows``:
@@ -195,12 +196,12 @@ def cluster_isotropy(
 def log_partition_head(
     w: np.ndarray,
     c: np.ndarray,
-    bias: Optional[_F64] = None,
+    bias: _F64 | None = None,
     topk: int = 0,
-    subset: Optional[npt.NDArray[np.int64]] = None,
-    w_elem: Optional[str] = None,
-    c_elem: Optional[str] = None,
-    n_threads: Optional[int] = None,
+    subset: npt.NDArray[np.int64] | None = None,
+    w_elem: str | None = None,
+    c_elem: str | None = None,
+    n_threads: int | None = None,
 ) -> dict:
     """``log_z`` (N,) = logsumexp_w(⟨v_w, c_n⟩ + b_w), fused GEMM tiles and
     streaming log-sum-exp; optional ``topk_*`` (N×k) and ``subset_log_mass``."""

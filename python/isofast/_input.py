@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from isofast.errors import (
     NonFiniteError,
 )
 
-Chunk = Tuple[np.ndarray, Optional[str]]
+Chunk = tuple[np.ndarray, str | None]
 
 _FLOAT_KINDS = {"f"}
 _INT_KINDS = {"i", "u"}
@@ -80,7 +81,7 @@ def _unmasked(x: np.ma.MaskedArray) -> np.ndarray:
     return np.ma.getdata(x)
 
 
-def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
+def as_matrix(x: Any, dtype: str | None = None) -> Chunk:
     """One 2-D input as ``(ndarray, elem)`` for ``_core`` functions.
 
     ``elem`` is ``"bfloat16"`` when the array holds bfloat16 bit patterns, else
@@ -91,7 +92,7 @@ def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
     are read only when nothing is masked; pandas DataFrames of numeric
     columns are read as (rows × columns).
     """
-    elem: Optional[str] = None
+    elem: str | None = None
     if isinstance(x, np.ma.MaskedArray):
         x = _unmasked(x)
     elif _is_pandas(x):
@@ -132,15 +133,13 @@ def as_matrix(x: Any, dtype: Optional[str] = None) -> Chunk:
     if elem is None:
         if kind not in _FLOAT_KINDS and kind not in _INT_KINDS:
             raise ArgumentTypeError(
-                f"unsupported dtype {arr.dtype}: isofast reads float (16/32/64-bit, bfloat16) "
-                "and integer arrays"
+                f"unsupported dtype {arr.dtype}: isofast reads float (16/32/64-bit, bfloat16) and integer arrays"
             )
         if kind == "f" and arr.dtype.itemsize > 8:
             raise ArgumentTypeError(f"unsupported dtype {arr.dtype}: use float64 or narrower")
     if arr.ndim != 2:
         raise DimensionError(
-            f"expected a 2-D array of row vectors (N×d), got shape {arr.shape}; "
-            "reshape with x.reshape(-1, d)"
+            f"expected a 2-D array of row vectors (N×d), got shape {arr.shape}; reshape with x.reshape(-1, d)"
         )
     if arr.shape[1] == 0:
         raise DimensionError(f"input has shape {arr.shape}: 0 columns (every statistic needs d ≥ 1)")
@@ -161,7 +160,7 @@ class Source:
         return self._factory()
 
 
-def _checked(it: Iterable[Any], dtype: Optional[str]) -> Iterator[Chunk]:
+def _checked(it: Iterable[Any], dtype: str | None) -> Iterator[Chunk]:
     dim = None
     for i, c in enumerate(it):
         arr, elem = as_matrix(c, dtype)
@@ -172,7 +171,7 @@ def _checked(it: Iterable[Any], dtype: Optional[str]) -> Iterator[Chunk]:
         yield arr, elem
 
 
-def as_source(x: Any, dtype: Optional[str] = None) -> Source:
+def as_source(x: Any, dtype: str | None = None) -> Source:
     """Wrap any accepted input as a :class:`Source`."""
     if isinstance(x, Source):
         return x
@@ -223,7 +222,8 @@ def in_file_rows(exc: NonFiniteError, x: Any) -> NonFiniteError:
     out = NonFiniteError(
         f"NaN or Inf at row {row} of the file {_where(x)} (row {exc.row} of the selection rows={start}:"
         f"{getattr(x, '_stop', '')}), column {exc.col}",
-        row, exc.col,
+        row,
+        exc.col,
     )
     out.in_file = True
     return out
@@ -237,7 +237,7 @@ def _where(x: Any) -> str:
     return d or "the file"
 
 
-def file_rows(fn: Optional[Callable] = None, *, arg: int = 0, name: Optional[str] = None) -> Callable:
+def file_rows(fn: Callable | None = None, *, arg: int = 0, name: str | None = None) -> Callable:
     """Decorator for the public statistics: a NaN/Inf found in a selected
     file source is reported with its file row (:func:`in_file_rows`). One
     mechanism for every entry point, instead of renumbering at each caller.
@@ -249,8 +249,11 @@ def file_rows(fn: Optional[Callable] = None, *, arg: int = 0, name: Optional[str
             try:
                 return f(*args, **kwargs)
             except NonFiniteError as exc:
-                x = kwargs.get(name) if name is not None and name in kwargs else (
-                    args[arg] if len(args) > arg else None)
+                x = (
+                    kwargs.get(name)
+                    if name is not None and name in kwargs
+                    else (args[arg] if len(args) > arg else None)
+                )
                 new = in_file_rows(exc, x)
                 if new is exc:
                     raise
@@ -261,8 +264,9 @@ def file_rows(fn: Optional[Callable] = None, *, arg: int = 0, name: Optional[str
     return deco(fn) if fn is not None else deco
 
 
-def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
-              allow_none: bool = False) -> Optional[int]:
+def check_int(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     """``value`` as an int, validated once at the API boundary.
 
     Refuses bools, floats (``2.7`` is not silently 2, nor ``2.0`` a count)
@@ -284,8 +288,9 @@ def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: 
     return v
 
 
-def check_float(value: Any, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
-                strict_min: bool = False) -> float:
+def check_float(
+    value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None, strict_min: bool = False
+) -> float:
     """``value`` as a finite float (NaN and ±Inf refused), optionally within
     ``[minimum, maximum]`` (``(minimum, …`` with ``strict_min``)."""
     if isinstance(value, (bool, np.bool_)):

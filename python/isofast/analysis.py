@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from isofast.errors import DimensionError, EmptyInputError, UndefinedStatisticWa
 from isofast.report import IsotropyReport, jsonable
 
 
-def _needs_f64(arr: np.ndarray, elem: Optional[str]) -> bool:
+def _needs_f64(arr: np.ndarray, elem: str | None) -> bool:
     """float64 and integer inputs get float64 projections; narrower floats
     (float32/16, bfloat16) get float32 GEMMs, matching their own precision."""
     return elem is None and (arr.dtype == np.float64 or arr.dtype.kind in "iu")
@@ -47,7 +47,7 @@ def check_precision(precision: Any) -> str:
     return precision
 
 
-def _first_pass(X: Any, n_threads: Optional[int], dtype: Optional[str], precision: str = "exact"):
+def _first_pass(X: Any, n_threads: int | None, dtype: str | None, precision: str = "exact"):
     src = as_source(X, dtype)
     state = None
     f64 = False
@@ -134,7 +134,7 @@ def _notes(n: int, d: int, n_zero: int) -> list:
 
 
 def report_from_moments(
-    state, eps: float = 0.8, n_threads: Optional[int] = None, eigenvalues: Optional[np.ndarray] = None
+    state, eps: float = 0.8, n_threads: int | None = None, eigenvalues: np.ndarray | None = None
 ) -> IsotropyReport:
     """One-pass report (spectral scores and raw average cosine) of a state.
 
@@ -173,13 +173,13 @@ def analyze(
     center: bool = True,
     partition: bool = True,
     eps: float = 0.8,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
-    massive: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
+    massive: str | None = None,
     massive_ratio: float = 100.0,
     floors: bool = False,
     precision: str = "exact",
-    memory_budget: Optional[int] = None,
+    memory_budget: int | None = None,
 ) -> IsotropyReport:
     """All global isotropy statistics of the rows of ``X`` (design.md §3).
 
@@ -245,7 +245,8 @@ def analyze(
         raise TypeError(f"floors must be True or False, got {floors!r}")
     check_precision(precision)
     if memory_budget is not None and (
-        isinstance(memory_budget, (bool, np.bool_)) or not isinstance(memory_budget, (int, np.integer))
+        isinstance(memory_budget, (bool, np.bool_))
+        or not isinstance(memory_budget, (int, np.integer))
         or memory_budget <= 0
     ):
         raise ValueError(f"memory_budget must be a positive number of bytes or None, got {memory_budget!r}")
@@ -290,9 +291,16 @@ def analyze(
     return rep
 
 
-def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optional[int],
-             dtype: Optional[str], precision: str = "exact",
-             memory_budget: Optional[int] = None) -> IsotropyReport:
+def _analyze(
+    X: Any,
+    center: bool,
+    partition: bool,
+    eps: float,
+    n_threads: int | None,
+    dtype: str | None,
+    precision: str = "exact",
+    memory_budget: int | None = None,
+) -> IsotropyReport:
     src, state, f64 = _first_pass(X, n_threads, dtype, precision)
     if not (center or partition) or not src.reiterable:
         rep = report_from_moments(state, eps, n_threads)
@@ -307,8 +315,14 @@ def _analyze(X: Any, center: bool, partition: bool, eps: float, n_threads: Optio
     _check_rows(state)
     # release=True: the state's d×d co-moment becomes the solver's input and
     # is freed with it (the report needs only n, mean and the cosine sums).
-    ev_c, sp = state.second_pass(f64, raw=partition, centered=partition and center, n_threads=n_threads,
-                                 release=True, memory_budget=None if memory_budget is None else int(memory_budget))
+    ev_c, sp = state.second_pass(
+        f64,
+        raw=partition,
+        centered=partition and center,
+        n_threads=n_threads,
+        release=True,
+        memory_budget=None if memory_budget is None else int(memory_budget),
+    )
     rep = report_from_moments(state, eps, n_threads, eigenvalues=ev_c)
     for arr, elem in src.chunks():
         sp.update(arr, elem, n_threads)
@@ -327,8 +341,9 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
         if rep.n_zero_norm_centered:
             rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
         if math.isnan(rep.avg_cosine_centered):
-            rep.notes.append("avg_cosine_centered is NaN (undefined): fewer than 2 rows differ from the mean "
-                             "beyond float64 rounding")
+            rep.notes.append(
+                "avg_cosine_centered is NaN (undefined): fewer than 2 rows differ from the mean beyond float64 rounding"
+            )
     if partition:
         rep.log_partition_isotropy = r["log_partition_isotropy"]
         rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
@@ -338,8 +353,7 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
 
 
 @file_rows
-def row_norms(X: Any, *, center: Any = None, n_threads: Optional[int] = None,
-              dtype: Optional[str] = None) -> np.ndarray:
+def row_norms(X: Any, *, center: Any = None, n_threads: int | None = None, dtype: str | None = None) -> np.ndarray:
     """Euclidean norm of every row, ‖x_i‖ — or ‖x_i − center‖ when ``center``
     is a length-d vector — as a float64 array (N,).
 
@@ -375,7 +389,7 @@ def row_norms(X: Any, *, center: Any = None, n_threads: Optional[int] = None,
 
 
 @file_rows
-def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+def isoscore(X: Any, *, n_threads: int | None = None, dtype: str | None = None) -> float:
     """IsoScore (Rudman et al. 2022) = (PR − 1)/(d − 1), PR = (Σλ)²/Σλ².
 
     Strongly biased at small N; report N beside it.
@@ -385,14 +399,14 @@ def isoscore(X: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = 
 
 
 @file_rows
-def effective_dim(X: Any, eps: float = 0.8, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> int:
+def effective_dim(X: Any, eps: float = 0.8, *, n_threads: int | None = None, dtype: str | None = None) -> int:
     """Smallest k with Σ_{i≤k} λ_i/Σλ ≥ eps (Cai et al. 2021, d(ε))."""
     _, state, _ = _first_pass(X, n_threads, dtype)
     return int(report_from_moments(state, eps, n_threads).effective_dim)
 
 
 @file_rows
-def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+def avg_cosine(X: Any, center: bool = False, *, n_threads: int | None = None, dtype: str | None = None) -> float:
     """Mean cos(x_i, x_j) over ordered pairs i≠j of non-zero-norm rows.
 
     Exact through the unit-sum identity (‖Σ x̂_i‖² − N′)/(N′(N′−1)) in O(N·d)
@@ -428,16 +442,22 @@ def avg_cosine(X: Any, center: bool = False, *, n_threads: Optional[int] = None,
         raise EmptyInputError("empty input: no rows to analyse")
     if nz < 2:
         # Undefined, not zero: say why (a NaN alone would look like a bug).
-        why = (f"{rows - nz} of {rows} rows equal the mean (within rounding)" if center
-               else f"{rows - nz} of {rows} rows have zero norm")
-        warnings.warn(f"avg_cosine is undefined (NaN): fewer than 2 usable rows; {why}",
-                      UndefinedStatisticWarning, stacklevel=2)
+        why = (
+            f"{rows - nz} of {rows} rows equal the mean (within rounding)"
+            if center
+            else f"{rows - nz} of {rows} rows have zero norm"
+        )
+        warnings.warn(
+            f"avg_cosine is undefined (NaN): fewer than 2 usable rows; {why}", UndefinedStatisticWarning, stacklevel=2
+        )
         return float("nan")
     return float((s @ s - nz) / (nz * (nz - 1.0)))
 
 
 @file_rows
-def partition_isotropy(X: Any, center: bool = False, *, log: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> float:
+def partition_isotropy(
+    X: Any, center: bool = False, *, log: bool = False, n_threads: int | None = None, dtype: str | None = None
+) -> float:
     """I(V) = min_c Z(c)/max_c Z(c), Z(c) = Σ_i exp(⟨x_i, c⟩) (Mu & Viswanath 2018).
 
     c ranges over ±w_k, the unit eigenvectors of XᵀX (``center=False``), or
@@ -451,7 +471,7 @@ def partition_isotropy(X: Any, center: bool = False, *, log: bool = False, n_thr
 
 
 @file_rows
-def log_partition(X: Any, c: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None):
+def log_partition(X: Any, c: Any, *, n_threads: int | None = None, dtype: str | None = None):
     """log Z(c) = log Σ_i exp(⟨x_i, c⟩) (Arora et al. 2016), streaming
     log-sum-exp (never exp of raw logits). ``c`` is one vector (d,) → float, or
     rows of vectors (m, d) → array of m values."""
@@ -475,7 +495,9 @@ def log_partition(X: Any, c: Any, *, n_threads: Optional[int] = None, dtype: Opt
 
 
 @file_rows
-def all_but_the_top(X: Any, n_components: int, *, out_dtype: Any = None, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> np.ndarray:
+def all_but_the_top(
+    X: Any, n_components: int, *, out_dtype: Any = None, n_threads: int | None = None, dtype: str | None = None
+) -> np.ndarray:
     """x ↦ (x − μ) − Σ_{k≤D} (u_kᵀ(x − μ)) u_k (Mu & Viswanath 2018).
 
     Returns a new N×d array (float64 for float64/integer input, else float32
@@ -532,7 +554,9 @@ class SelfSimilarity:
 
 
 @file_rows
-def self_similarity(X: Any, groups: Any, *, center: bool = False, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> SelfSimilarity:
+def self_similarity(
+    X: Any, groups: Any, *, center: bool = False, n_threads: int | None = None, dtype: str | None = None
+) -> SelfSimilarity:
     """Self-similarity: avg_cosine within each group label (e.g. token id or
     series id), averaged over groups with ≥ 2 rows (Ethayarajh 2019).
     ``center=True`` subtracts the global mean first."""

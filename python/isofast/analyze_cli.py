@@ -9,7 +9,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Iterator, Optional, TextIO
+from typing import Any, TextIO
+from collections.abc import Iterator
 
 from isofast.analysis import analyze
 from isofast.readahead import TILE_BYTES
@@ -46,7 +47,9 @@ class Progress:
     the wrapped one's ``isofast_dtype``.
     """
 
-    def __init__(self, source: Any, *, passes: int = 2, stream: Optional[TextIO] = None, every: Optional[float] = None, label: str = ""):
+    def __init__(
+        self, source: Any, *, passes: int = 2, stream: TextIO | None = None, every: float | None = None, label: str = ""
+    ):
         self.source = source
         self.passes = int(passes)
         self.stream = stream if stream is not None else sys.stderr
@@ -59,7 +62,7 @@ class Progress:
         self.rows = 0
         self.bytes = 0
         self.pass_no = 0
-        self._t0: Optional[float] = None
+        self._t0: float | None = None
         self._last = 0.0
 
     @property
@@ -100,7 +103,7 @@ class Progress:
                 self._last = now
                 self._write(self.line(now), final=False)
 
-    def line(self, now: Optional[float] = None) -> str:
+    def line(self, now: float | None = None) -> str:
         el = max((now or time.perf_counter()) - (self._t0 or 0.0), 1e-9)
         rate, mbs = self.rows / el, self.bytes / el / 1e6
         parts = [f"isofast analyze{(' ' + self.label) if self.label else ''}: pass {self.pass_no}/{self.passes}"]
@@ -147,7 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--example", action="store_true", help="analyse the bundled SmolLM2 example (3 layers)")
     p.add_argument("--layer", type=int, help="layer of a capture folder, or index into a 3-D (layers × rows × d) array")
     p.add_argument("--site", default="residual", help="capture site: residual or attention")
-    p.add_argument("--key", help="member of an .npz, tensor of a .safetensors, array of a zarr group, or parquet column")
+    p.add_argument(
+        "--key", help="member of an .npz, tensor of a .safetensors, array of a zarr group, or parquet column"
+    )
     p.add_argument("--rows", help="row range A:B (0-based, B exclusive; either side may be empty)")
     p.add_argument("--tile-mb", type=float, default=TILE_BYTES / 2**20, help="MiB per row tile read ahead (default 32)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -185,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
         if not (args.tile_mb > 0) or args.tile_mb * 2**20 > 2**62:  # NaN fails the first test
             raise ValueError(f"--tile-mb must be a positive number of MiB, got {args.tile_mb}")
         x = open_source(
-            args.path, layer=args.layer, site=args.site, key=args.key, rows=rows, dtype=args.dtype,
+            args.path,
+            layer=args.layer,
+            site=args.site,
+            key=args.key,
+            rows=rows,
+            dtype=args.dtype,
             tile_bytes=int(args.tile_mb * 2**20),
         )
         targets = [(str(args.path), x)]

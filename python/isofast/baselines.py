@@ -160,8 +160,15 @@ def seasonal_naive(contexts: Any, horizon: int, *, season: int = 1) -> BaselineF
             f"{len(short)} context(s) shorter than the season {season} forecast naively (m = 1): "
             f"windows {short[:10]}{' …' if len(short) > 10 else ''}"
         )
-    return BaselineForecast("seasonal_naive", point[:, None, :].copy(), point, season, notes, len(short),
-                            ["naive" if i in set(short) else f"snaive(m={season})" for i in range(len(rows))])
+    return BaselineForecast(
+        "seasonal_naive",
+        point[:, None, :].copy(),
+        point,
+        season,
+        notes,
+        len(short),
+        ["naive" if i in set(short) else f"snaive(m={season})" for i in range(len(rows))],
+    )
 
 
 # --------------------------------------------------------------------- ETS
@@ -209,8 +216,7 @@ def _quiet_fit(z, trend, damped, seasonal, season):
                 res = _fit_ets(z, trend, damped, seasonal, season)
             except Exception as e:  # noqa: BLE001 - any failure of one candidate is a skip
                 return None, f"{type(e).__name__}: {e}"
-    conv = [w for w in caught if "Convergence" in type(w.message).__name__
-            or "converge" in str(w.message).lower()]
+    conv = [w for w in caught if "Convergence" in type(w.message).__name__ or "converge" in str(w.message).lower()]
     if conv:
         return None, f"not converged: {str(conv[0].message)[:80]}"
     aicc = float(getattr(res, "aicc", np.nan))
@@ -344,10 +350,14 @@ def _ets_paths(res, horizon: int, n_samples: int, seed: int, window: int):
         with np.errstate(all="ignore"):
             try:
                 pt = np.asarray(res.forecast(horizon), np.float64).reshape(horizon)
-                sm = np.asarray(
-                    res.simulate(horizon, anchor="end", repetitions=n_samples, random_errors=eps),
-                    np.float64,
-                ).reshape(horizon, n_samples).T
+                sm = (
+                    np.asarray(
+                        res.simulate(horizon, anchor="end", repetitions=n_samples, random_errors=eps),
+                        np.float64,
+                    )
+                    .reshape(horizon, n_samples)
+                    .T
+                )
             except Exception:  # noqa: BLE001
                 return None
     if not (np.isfinite(pt).all() and np.isfinite(sm).all()):
@@ -373,7 +383,9 @@ def skill(model_error: float, baseline_error: float) -> float:
     return m / b
 
 
-def geometric_mean_skill(ratios: Sequence[float] | np.ndarray, clip: tuple[float, float] | None = (0.01, 100.0)) -> float:
+def geometric_mean_skill(
+    ratios: Sequence[float] | np.ndarray, clip: tuple[float, float] | None = (0.01, 100.0)
+) -> float:
     """exp(mean(log clip(r, lo, hi))) over the finite ratios (NaN when none).
 
     ``clip=(0.01, 100.0)`` as fev (Shchur et al. 2025); ``clip=None`` leaves

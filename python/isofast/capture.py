@@ -79,7 +79,8 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -208,8 +209,14 @@ def _has_array_interface(x) -> bool:
 
 
 def _windows(
-    series, *, context: int | None, window_mode: str, stride: int | None, n: int | None,
-    seed: int, nan: str,
+    series,
+    *,
+    context: int | None,
+    window_mode: str,
+    stride: int | None,
+    n: int | None,
+    seed: int,
+    nan: str,
 ) -> tuple[list[_Window], list[str] | None]:
     if _is_windows(series):
         ctx = np.asarray(series.context, dtype=np.float64)
@@ -221,9 +228,7 @@ def _windows(
             out.append(_Window(int(sid[i]), int(st[i]), v))
         return out, getattr(series, "names", None)
     items, names = _series_list(series)
-    cleaned = [
-        as_series(s, nan=nan, name=f"series {names[i] if names else i}") for i, s in enumerate(items)
-    ]
+    cleaned = [as_series(s, nan=nan, name=f"series {names[i] if names else i}") for i, s in enumerate(items)]
     if context is None:
         return [_Window(i, 0, v) for i, v in enumerate(cleaned)], names
     if context < 1:
@@ -297,15 +302,12 @@ class _Encoder:
                     "use serializer='chronos' (token ids) or 'patch'"
                 )
             if need_roles and not getattr(self.tok, "is_fast", False):
-                raise ValueError(
-                    "positions other than 'all'/'last' need a fast tokenizer (offset mapping)"
-                )
+                raise ValueError("positions other than 'all'/'last' need a fast tokenizer (offset mapping)")
         if isinstance(ser, ChronosSerializer):
             vocab = getattr(lm.model.config, "vocab_size", None)
             if vocab is not None and vocab < ser.n_tokens:
                 raise ValueError(
-                    f"model {lm.name!r} has a vocabulary of {vocab} ids, fewer than the "
-                    f"{ser.n_tokens} Chronos ids"
+                    f"model {lm.name!r} has a vocabulary of {vocab} ids, fewer than the {ser.n_tokens} Chronos ids"
                 )
 
     def _encode(self, values: np.ndarray):
@@ -321,9 +323,7 @@ class _Encoder:
                 texts = [enc.text[s:e] if e > s else t for (s, e), t in zip(offs, toks)]
             else:
                 if not self.warned_slow:
-                    warnings.warn(
-                        "slow tokenizer without offsets: token roles are 'other'", UserWarning
-                    )
+                    warnings.warn("slow tokenizer without offsets: token roles are 'other'", UserWarning)
                     self.warned_slow = True
                 ids = list(self.tok(enc.text)["input_ids"])
                 roles = np.full(len(ids), OTHER, np.uint8)
@@ -358,15 +358,22 @@ class _Encoder:
                 else:
                     hi = mid - 1
             if best is None:
-                raise ValueError(
-                    f"window {window_id}: even one value needs more than {self.limit} tokens"
-                )
+                raise ValueError(f"window {window_id}: even one value needs more than {self.limit} tokens")
             n_keep, out = best
             self.n_truncated += 1
         ids, patches, roles, texts, scale, offset = out
         return _Item(
-            window_id, w.series_id, w.start + (w.values.size - n_keep), ids, patches, roles,
-            texts, int(n_keep), int(w.values.size), float(scale), float(offset),
+            window_id,
+            w.series_id,
+            w.start + (w.values.size - n_keep),
+            ids,
+            patches,
+            roles,
+            texts,
+            int(n_keep),
+            int(w.values.size),
+            float(scale),
+            float(offset),
         )
 
 
@@ -388,8 +395,7 @@ def _check_positions(positions):
     if isinstance(positions, str):
         if positions not in ("all", "digits", "last"):
             raise ValueError(
-                f"positions must be 'all', 'digits', 'last' or a collection of roles {ROLES}, "
-                f"got {positions!r}"
+                f"positions must be 'all', 'digits', 'last' or a collection of roles {ROLES}, got {positions!r}"
             )
         return positions
     roles = sorted(set(positions))
@@ -444,9 +450,9 @@ def _attention_modules(lm: _models.LoadedModel, layers: list[int]) -> dict[int, 
             continue
         for suf in _ATTENTION_SUFFIXES:
             hits = [
-                m for name, m in named.items()
-                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i)))
-                and ".decoder." not in f".{name}"
+                m
+                for name, m in named.items()
+                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i))) and ".decoder." not in f".{name}"
             ]
             if len(hits) == 1:
                 found[L] = hits[0]
@@ -573,8 +579,16 @@ class _ShardBuffer:
             t["token_id"].append(ids.astype(np.int64))
             t["token_text"].append([it.texts[p] for p in pos])
             t["role"].append([ROLES[r] for r in it.roles[pos]])
-            values = (it.window_id, it.series_id, it.start, it.n_values, it.n_values_input,
-                      it.n_tokens, it.scale, it.offset)
+            values = (
+                it.window_id,
+                it.series_id,
+                it.start,
+                it.n_values,
+                it.n_values_input,
+                it.n_tokens,
+                it.scale,
+                it.offset,
+            )
             for c, v in zip(_store.WINDOW_COLUMNS, values):
                 self.windows[c].append(v)
 
@@ -582,19 +596,19 @@ class _ShardBuffer:
         if self.nbytes < self.shard_bytes and not last:
             return
         # row blocks go to the writer as they are: stacked while written, never copied
-        arrays = {
-            key: (v if v else [np.empty((0, self.dim), self.sdtype)])
-            for key, v in self.arrays.items()
-        }
+        arrays = {key: (v if v else [np.empty((0, self.dim), self.sdtype)]) for key, v in self.arrays.items()}
         tokens = {
-            c: (list(itertools.chain.from_iterable(v)) if c in ("token_text", "role")
-                else np.concatenate(v))
+            c: (list(itertools.chain.from_iterable(v)) if c in ("token_text", "role") else np.concatenate(v))
             for c, v in self.tokens.items()
         }
         windows = {c: np.asarray(v) for c, v in self.windows.items()}
         self.wait()  # re-raises the previous shard's write error, if any
         self.pending = self.pool.submit(
-            self.writer.write_shard, self.k, arrays, tokens, windows,
+            self.writer.write_shard,
+            self.k,
+            arrays,
+            tokens,
+            windows,
             window_range=(self.first_window, end_window),
         )
         self.k += 1
@@ -688,14 +702,32 @@ def capture(
         # A time-series foundation model reads numbers through its own
         # package's scaling/patching: isofast.tsfm.capture, same folder format.
         if serializer not in ("llmtime", None):
-            raise InputError(f"serializer={serializer!r} does not apply to a time-series foundation model: "
-                             "it reads the numbers through its own package's preprocessing")
+            raise InputError(
+                f"serializer={serializer!r} does not apply to a time-series foundation model: "
+                "it reads the numbers through its own package's preprocessing"
+            )
         from isofast.tsfm.capture import capture_tsfm
 
-        return capture_tsfm(model, series, layers=layers, positions=positions, out=out, device=device, dtype=dtype,
-                            batch_size=batch_size, sites=sites, resume=resume, context=context,
-                            window_mode=window_mode, stride=stride, n_windows=n_windows, seed=seed, nan=nan,
-                            shard_bytes=shard_bytes, progress=progress)
+        return capture_tsfm(
+            model,
+            series,
+            layers=layers,
+            positions=positions,
+            out=out,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            sites=sites,
+            resume=resume,
+            context=context,
+            window_mode=window_mode,
+            stride=stride,
+            n_windows=n_windows,
+            seed=seed,
+            nan=nan,
+            shard_bytes=shard_bytes,
+            progress=progress,
+        )
     torch = _models._torch()
     t_start = time.perf_counter()
     caught: list[str] = []
@@ -723,8 +755,13 @@ def capture(
 
     # ---- windows and encodings (cheap; all up front for the fingerprint and the total)
     wins, names = _windows(
-        series, context=context, window_mode=window_mode, stride=stride, n=n_windows,
-        seed=seed, nan=nan,
+        series,
+        context=context,
+        window_mode=window_mode,
+        stride=stride,
+        n=n_windows,
+        seed=seed,
+        nan=nan,
     )
     if not wins:
         raise ValueError("no context windows to capture (are the series shorter than the context?)")
@@ -755,7 +792,8 @@ def capture(
         "shard_bytes": int(shard_bytes),
         "windows": len(items),
         "input_fingerprint": _fingerprint(items),
-        "patch_embed": None if not isinstance(ser, PatchSerializer)
+        "patch_embed": None
+        if not isinstance(ser, PatchSerializer)
         else ("seeded-linear" if patch_embed is None else _models.hash_state_dict(patch_embed)),
         "seed": int(seed),
     }
@@ -763,7 +801,8 @@ def capture(
     if previous is not None and resume:
         if previous.get("resume_key") != resume_key:
             diff = sorted(
-                k for k in set(resume_key) | set(previous.get("resume_key", {}))
+                k
+                for k in set(resume_key) | set(previous.get("resume_key", {}))
                 if previous.get("resume_key", {}).get(k) != resume_key.get(k)
             )
             raise ValueError(
@@ -821,6 +860,7 @@ def capture(
     hooks = []
     if att_layers:
         for L, mod in _attention_modules(lm, att_layers).items():
+
             def hook(_m, _inp, output, L=L):
                 grabbed[L] = output[0] if isinstance(output, (tuple, list)) else output
 
@@ -847,8 +887,11 @@ def capture(
     remaining = items[start_window:]
     bar = _Progress(int(sum(it.n_tokens for it in remaining)), progress, f"capture {lm.name}")
     shards = _ShardBuffer(
-        writer, [(s, L) for s in sites for L in layer_map[s]], lm.hidden_size,
-        _store.storage_dtype(dname), shard_bytes,
+        writer,
+        [(s, L) for s in sites for L in layer_map[s]],
+        lm.hidden_size,
+        _store.storage_dtype(dname),
+        shard_bytes,
     )
     processed = 0
     t_loop = time.perf_counter()
@@ -883,6 +926,7 @@ def capture(
                 # sel is False on every padded position: padding is never captured
                 kept = sel_np.sum(axis=1)
                 if sel_np.all():  # nothing to drop: one (B·T, d) view, no gather
+
                     def blocks(h):
                         return [to_np(h.reshape(-1, h.shape[-1]))]
                 elif (sel_np == (np.arange(T)[None, :] < kept[:, None])).all():
@@ -895,6 +939,7 @@ def capture(
 
                     def blocks(h):
                         return [to_np(h[sel])]
+
                 for L in res_layers:
                     shards.add(("residual", L), blocks(hs[L]))
                 for L in att_layers:
@@ -942,7 +987,9 @@ def _check_device(device) -> None:
         if not torch.cuda.is_available():
             raise InputError(f"device {device!r}: no CUDA GPU is visible on this machine; available: {', '.join(have)}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(have)}")
+            raise InputError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(have)}"
+            )
     elif dev.type == "mps" and "mps" not in have:
         raise InputError(f"device {device!r}: MPS is not available on this machine; available: {', '.join(have)}")
     elif dev.type not in ("cpu", "cuda", "mps"):

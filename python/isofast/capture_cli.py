@@ -36,9 +36,7 @@ def _layers(text: str):
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--layers takes 'all' or comma-separated integers, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated integers, got {text!r}") from None
 
 
 def _sites(text: str) -> list[str]:
@@ -52,30 +50,41 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default="smollm2",
-                   help="bundled name (smollm2, minilm, tiny-gpt2, tiny-llama, tiny-t5), "
-                   "a local Hugging Face folder / .gguf file, or a time-series foundation model as FAMILY:PATH "
-                   "(chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, moirai, moirai-2, moment; "
-                   "docs/models.md) (default: smollm2)")
+    p.add_argument(
+        "--model",
+        default="smollm2",
+        help="bundled name (smollm2, minilm, tiny-gpt2, tiny-llama, tiny-t5), "
+        "a local Hugging Face folder / .gguf file, or a time-series foundation model as FAMILY:PATH "
+        "(chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, moirai, moirai-2, moment; "
+        "docs/models.md) (default: smollm2)",
+    )
     p.add_argument("--data", required=True, help="a .csv/.tsv/.parquet or .npy file of series")
-    p.add_argument("--column", default=None,
-                   help="CSV/parquet column to use (default: all); for 2-D .npy the row index")
-    p.add_argument("--time-column", default=None,
-                   help="CSV/parquet column of timestamps (not a series)")
+    p.add_argument(
+        "--column", default=None, help="CSV/parquet column to use (default: all); for 2-D .npy the row index"
+    )
+    p.add_argument("--time-column", default=None, help="CSV/parquet column of timestamps (not a series)")
     p.add_argument("--out", required=True, help="capture folder to write (resumable)")
-    p.add_argument("--layers", type=_layers, default="all",
-                   help="'all' or comma-separated layer indices (0 = embeddings, -1 = last)")
-    p.add_argument("--positions", default="all",
-                   help="all | digits | last, or comma-separated roles (digit,sign,separator,other)")
-    p.add_argument("--sites", type=_sites, default=["residual", "attention"],
-                   help="comma-separated: residual,attention (default both)")
-    p.add_argument("--serializer", default="llmtime",
-                   help="llmtime (= llmtime:llama) | llmtime:gpt | chronos | patch")
-    p.add_argument("--context", type=int, default=None,
-                   help="context length in values; windows cut with isofast.data.windows")
+    p.add_argument(
+        "--layers",
+        type=_layers,
+        default="all",
+        help="'all' or comma-separated layer indices (0 = embeddings, -1 = last)",
+    )
+    p.add_argument(
+        "--positions", default="all", help="all | digits | last, or comma-separated roles (digit,sign,separator,other)"
+    )
+    p.add_argument(
+        "--sites",
+        type=_sites,
+        default=["residual", "attention"],
+        help="comma-separated: residual,attention (default both)",
+    )
+    p.add_argument("--serializer", default="llmtime", help="llmtime (= llmtime:llama) | llmtime:gpt | chronos | patch")
+    p.add_argument(
+        "--context", type=int, default=None, help="context length in values; windows cut with isofast.data.windows"
+    )
     p.add_argument("--window-mode", default="last", choices=["first", "last", "sliding", "random"])
-    p.add_argument("--stride", type=int, default=None,
-                   help="stride of sliding windows (default: the context length)")
+    p.add_argument("--stride", type=int, default=None, help="stride of sliding windows (default: the context length)")
     p.add_argument("--n-windows", type=int, default=None, help="number of windows to keep/draw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
@@ -83,8 +92,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
     p.add_argument("--nan", default="interpolate", choices=["interpolate", "error"])
     p.add_argument("--truncate", default="left", choices=["left", "error"])
-    p.add_argument("--no-resume", action="store_true",
-                   help="discard an earlier capture in --out instead of resuming it")
+    p.add_argument(
+        "--no-resume", action="store_true", help="discard an earlier capture in --out instead of resuming it"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -155,8 +165,10 @@ def run(args) -> int:
             f"of {result.model} ({layers}; {result.dtype}) into {result.path}"
         )
         if result.tokens_processed:
-            print(f"{result.tokens_processed} tokens in {result.seconds:.2f} s "
-                  f"({result.tokens_per_s:,.0f} tokens/s on {result.device})")
+            print(
+                f"{result.tokens_processed} tokens in {result.seconds:.2f} s "
+                f"({result.tokens_per_s:,.0f} tokens/s on {result.device})"
+            )
         else:
             print("already complete; nothing recomputed")
     return 0

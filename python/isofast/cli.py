@@ -12,7 +12,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # (module, required extra or None). A module whose optional dependencies are
 # missing still registers its parser; it raises a clear error when run.
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Isotropy analysis of model embeddings fed numeric data.",
     )
     parser.add_argument("--version", action="version", version=f"isofast {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _SUBCOMMANDS:

@@ -70,7 +70,8 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Optional, Union
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -93,7 +94,7 @@ __all__ = [
 REFERENCE = dict(sample_size=2000, k_range=range(2, 17), threshold=0.1)
 
 
-def _n_init(n_init: Union[int, str]) -> int:
+def _n_init(n_init: int | str) -> int:
     if isinstance(n_init, str):
         if n_init != "auto":
             raise ValueError(f"n_init must be a positive integer or 'auto', got {n_init!r}")
@@ -101,7 +102,7 @@ def _n_init(n_init: Union[int, str]) -> int:
     return check_int(n_init, "n_init", minimum=1)
 
 
-def _count(name: str, v: Optional[int], allow_none: bool = True) -> Optional[int]:
+def _count(name: str, v: int | None, allow_none: bool = True) -> int | None:
     if v is None:
         if allow_none:
             return None
@@ -116,8 +117,7 @@ def _k_list(k_range: Iterable[int]) -> list:
         raise ValueError(f"k_range must be an iterable of integers, got {k_range!r}") from None
     if not ks:
         raise ValueError(
-            "k_range is empty: give at least one number of clusters k ≥ 2 "
-            "(the reference recipe uses range(2, 17))"
+            "k_range is empty: give at least one number of clusters k ≥ 2 (the reference recipe uses range(2, 17))"
         )
     bad = [k for k in ks if k < 2]
     if bad:
@@ -128,7 +128,7 @@ def _k_list(k_range: Iterable[int]) -> list:
     return sorted(set(ks))
 
 
-def _seed(seed: Optional[int]) -> int:
+def _seed(seed: int | None) -> int:
     if seed is None:
         raise ValueError("seed must be an integer: isofast's clustering is always seeded")
     s = check_int(seed, "seed")
@@ -177,8 +177,8 @@ class ClusterReport:
     n_fit: int
     n_silhouette: int
     silhouette_exact: bool
-    clustered_rows: Optional[np.ndarray] = None
-    centers: Optional[np.ndarray] = None
+    clustered_rows: np.ndarray | None = None
+    centers: np.ndarray | None = None
     n_iter: dict = field(default_factory=dict)
     converged: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
@@ -187,7 +187,7 @@ class ClusterReport:
     min_cluster_size: int = 2
     n_small_clusters: int = 0
     floors: bool = False
-    n_massive: Optional[int] = None
+    n_massive: int | None = None
 
     def to_dict(self, arrays: bool = True) -> dict:
         """JSON-safe dict (NaN → None). ``arrays=False`` drops ``labels``,
@@ -198,7 +198,7 @@ class ClusterReport:
                 d.pop(k)
         return jsonable(d)
 
-    def to_json(self, indent: Optional[int] = 2, arrays: bool = True) -> str:
+    def to_json(self, indent: int | None = 2, arrays: bool = True) -> str:
         return json.dumps(self.to_dict(arrays=arrays), indent=indent)
 
     def table(self) -> str:
@@ -213,18 +213,18 @@ def cluster_isotropy(
     *,
     k_range: Iterable[int] = range(2, 17),
     threshold: float = 0.1,
-    sample_size: Optional[int] = None,
+    sample_size: int | None = None,
     silhouette_sample_size: int = 20000,
-    fit_sample_size: Optional[int] = 20000,
-    n_init: Union[int, str] = "auto",
+    fit_sample_size: int | None = 20000,
+    n_init: int | str = "auto",
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
     spectra: bool = True,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
-    min_cluster_size: Optional[int] = 10,
-    massive: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
+    min_cluster_size: int | None = 10,
+    massive: str | None = None,
     massive_ratio: float = 100.0,
 ) -> ClusterReport:
     """Clustered (local) isotropy of the rows of ``X`` (N×d).
@@ -324,9 +324,17 @@ def _min_cluster_size(v: Any) -> int:
     return int(v)
 
 
-def reference_recipe(X: Any, seed: int = 0, *, spectra: bool = True, n_threads: Optional[int] = None,
-                     dtype: Optional[str] = None, min_cluster_size: Optional[int] = None,
-                     massive: Optional[str] = None, massive_ratio: float = 100.0) -> ClusterReport:
+def reference_recipe(
+    X: Any,
+    seed: int = 0,
+    *,
+    spectra: bool = True,
+    n_threads: int | None = None,
+    dtype: str | None = None,
+    min_cluster_size: int | None = None,
+    massive: str | None = None,
+    massive_ratio: float = 100.0,
+) -> ClusterReport:
     """The reference study's recipe with an explicit seed: a seeded sample of
     2000 rows, k = 2..16, one k-means++ run per k, silhouette threshold 0.1
     (see the module docstring for what is matched and what is not).
@@ -335,9 +343,18 @@ def reference_recipe(X: Any, seed: int = 0, *, spectra: bool = True, n_threads: 
     (``min_cluster_size=None``: every cluster of ≥ 2 rows enters the mean);
     pass ``min_cluster_size`` (e.g. 10) and/or ``massive`` for the validity
     floors of :func:`cluster_isotropy`."""
-    return cluster_isotropy(X, seed=seed, spectra=spectra, n_threads=n_threads, dtype=dtype, n_init="auto",
-                            min_cluster_size=min_cluster_size, massive=massive, massive_ratio=massive_ratio,
-                            **REFERENCE)
+    return cluster_isotropy(
+        X,
+        seed=seed,
+        spectra=spectra,
+        n_threads=n_threads,
+        dtype=dtype,
+        n_init="auto",
+        min_cluster_size=min_cluster_size,
+        massive=massive,
+        massive_ratio=massive_ratio,
+        **REFERENCE,
+    )
 
 
 def _report(r: dict, params: dict) -> ClusterReport:
@@ -427,10 +444,10 @@ def silhouette(
     X: Any,
     labels: Any,
     *,
-    sample_size: Optional[int] = None,
+    sample_size: int | None = None,
     seed: int = 0,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
 ) -> float:
     """Mean silhouette coefficient, Euclidean — ``sklearn.metrics.silhouette_score``.
 
@@ -444,8 +461,15 @@ def silhouette(
     arr, elem = as_matrix(X, dtype)
     uniq, dense = _dense(labels, arr.shape[0])
     return float(
-        _core.silhouette_score(arr, dense, len(uniq), elem=elem, sample_size=_count("sample_size", sample_size),
-                               seed=_seed(seed), n_threads=n_threads)
+        _core.silhouette_score(
+            arr,
+            dense,
+            len(uniq),
+            elem=elem,
+            sample_size=_count("sample_size", sample_size),
+            seed=_seed(seed),
+            n_threads=n_threads,
+        )
     )
 
 
@@ -465,20 +489,28 @@ def kmeans(
     X: Any,
     k: int,
     *,
-    n_init: Union[int, str] = "auto",
+    n_init: int | str = "auto",
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
 ) -> KMeansResult:
     """k-means with scikit-learn's semantics (k-means++ greedy seeding, Lloyd,
     relative ``tol``, ``max_iter``, best of ``n_init``), seeded and exact
     (labels are the argmin of exact distances; inertia computed exactly).
     The rows are held as float64 in memory (n·d·8 bytes)."""
     arr, elem = as_matrix(X, dtype)
-    r = _core.kmeans(arr, check_int(k, "k", minimum=1), elem=elem, n_init=_n_init(n_init), max_iter=_count("max_iter", max_iter, False),
-                     tol=float(tol), seed=_seed(seed), n_threads=n_threads)
+    r = _core.kmeans(
+        arr,
+        check_int(k, "k", minimum=1),
+        elem=elem,
+        n_init=_n_init(n_init),
+        max_iter=_count("max_iter", max_iter, False),
+        tol=float(tol),
+        seed=_seed(seed),
+        n_threads=n_threads,
+    )
     return KMeansResult(
         centers=np.asarray(r["centers"]),
         labels=np.asarray(r["labels"], dtype=np.intp),
@@ -494,8 +526,8 @@ def cluster_statistics(
     labels: Any,
     *,
     spectra: bool = True,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
 ) -> list:
     """Per-cluster statistics of ``X`` for given labels (one per row): a list
     of dicts (``label``, ``size``, ``avg_cosine_centered``,

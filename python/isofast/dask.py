@@ -35,7 +35,8 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,9 +46,17 @@ from isofast.analysis import _check_rows, _needs_f64, fill_second_pass, report_f
 from isofast.moments import Moments
 from isofast.report import IsotropyReport
 
-__all__ = ["analyze", "cluster_isotropy", "fit_sample_rows", "moments", "from_source", "rust_threads", "SecondPassPartial"]
+__all__ = [
+    "analyze",
+    "cluster_isotropy",
+    "fit_sample_rows",
+    "moments",
+    "from_source",
+    "rust_threads",
+    "SecondPassPartial",
+]
 
-ThreadPlan = Union[int, Dict[str, int], None]
+ThreadPlan = int | dict[str, int] | None
 
 
 def _require_dask():
@@ -55,12 +64,14 @@ def _require_dask():
         import dask as _dask
         import dask.array  # noqa: F401  (registers the array collection)
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("isofast.dask needs dask[array] (and distributed for clusters): pip install 'isofast[dask]'") from exc
+        raise ImportError(
+            "isofast.dask needs dask[array] (and distributed for clusters): pip install 'isofast[dask]'"
+        ) from exc
     return _dask
 
 
 # ------------------------------------------------------------------ threads
-def _cgroup_cpu_limit() -> Optional[int]:
+def _cgroup_cpu_limit() -> int | None:
     """CPUs allowed by a cgroup CPU quota (Kubernetes CPU limits), if any.
 
     A quota does not show in the affinity mask: a pod limited to 8 CPUs on a
@@ -130,7 +141,7 @@ def rust_threads(client: Any = None, scheduler: Any = None) -> ThreadPlan:
     if c is not None:
         workers = c.scheduler_info(n_workers=-1)["workers"]
         cores = c.run(_cores)
-        per_host: Dict[str, int] = defaultdict(int)
+        per_host: dict[str, int] = defaultdict(int)
         for w in workers.values():
             per_host[w.get("host", "")] += int(w.get("nthreads", 1))
         return {
@@ -146,7 +157,7 @@ def rust_threads(client: Any = None, scheduler: Any = None) -> ThreadPlan:
     return max(1, _cores() // int(pool))
 
 
-def _task_threads(plan: ThreadPlan) -> Optional[int]:
+def _task_threads(plan: ThreadPlan) -> int | None:
     """Resolve a plan inside a task (looks up the worker running it)."""
     if plan is None or isinstance(plan, int):
         return plan
@@ -163,12 +174,12 @@ def _task_threads(plan: ThreadPlan) -> Optional[int]:
 
 
 # ------------------------------------------------------------------ block tasks
-def _where(index: int, row0: Optional[int]) -> str:
+def _where(index: int, row0: int | None) -> str:
     at = f", which starts at row {row0} of the array" if row0 is not None else ""
     return f" (in Dask block {index}{at})"
 
 
-def _block_moments(block: Any, dtype: Optional[str], plan: ThreadPlan, index: int, row0: Optional[int]) -> Moments:
+def _block_moments(block: Any, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None) -> Moments:
     arr, elem = as_matrix(np.asarray(block), dtype)
     m = Moments(arr.shape[1])
     try:
@@ -212,11 +223,11 @@ class SecondPassPartial:
     log_z_raw_neg: np.ndarray
     log_z_centered_pos: np.ndarray
     log_z_centered_neg: np.ndarray
-    unit_sum: Optional[np.ndarray]
+    unit_sum: np.ndarray | None
     n_nonzero: int
     n_zero: int
 
-    def merge(self, other: "SecondPassPartial") -> "SecondPassPartial":
+    def merge(self, other: SecondPassPartial) -> SecondPassPartial:
         """A new partial for the union of the rows (inputs unchanged)."""
         return SecondPassPartial(
             self.n + other.n,
@@ -253,7 +264,9 @@ class SecondPassPartial:
         }
 
 
-def _block_second(block: Any, spec: SecondPassSpec, dtype: Optional[str], plan: ThreadPlan, index: int, row0: Optional[int]) -> SecondPassPartial:
+def _block_second(
+    block: Any, spec: SecondPassSpec, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
+) -> SecondPassPartial:
     arr, elem = as_matrix(np.asarray(block), dtype)
     nt = _task_threads(plan)
     empty = np.empty(0)
@@ -294,7 +307,7 @@ def _read_rows(path: str, opts: dict, a: int, b: int, bf16: bool) -> np.ndarray:
     return arr
 
 
-def from_source(path: Any, *, block_rows: Optional[int] = None, **open_kwargs: Any):
+def from_source(path: Any, *, block_rows: int | None = None, **open_kwargs: Any):
     """A Dask array whose blocks the *workers* read from a file or folder.
 
     ``path`` is anything :func:`isofast.sources.open_source` opens (``.npy``,
@@ -352,7 +365,9 @@ def _as_dask_array(x: Any):
     import dask.array as da
 
     if not isinstance(x, da.Array):
-        raise TypeError(f"isofast.dask needs a dask.array.Array, got {type(x).__name__} (use isofast.analyze for in-memory data)")
+        raise TypeError(
+            f"isofast.dask needs a dask.array.Array, got {type(x).__name__} (use isofast.analyze for in-memory data)"
+        )
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D Dask array of row vectors (N×d), got {x.ndim} dimensions")
     if not isinstance(x.shape[1], (int, np.integer)) or math.isnan(x.shape[1]):
@@ -363,14 +378,16 @@ def _as_dask_array(x: Any):
     return x
 
 
-def _tree(leaves: List[Any], merge: Callable, split_every: int, name: str):
+def _tree(leaves: list[Any], merge: Callable, split_every: int, name: str):
     """Merge ``leaves`` ``split_every`` at a time until one remains."""
     _dask = _require_dask()
     level = leaves
     depth = 0
     while len(level) > 1:
         level = [
-            _dask.delayed(merge, pure=False)(*level[i : i + split_every], dask_key_name=f"{name}-merge-{depth}-{i // split_every}")
+            _dask.delayed(merge, pure=False)(
+                *level[i : i + split_every], dask_key_name=f"{name}-merge-{depth}-{i // split_every}"
+            )
             for i in range(0, len(level), split_every)
         ]
         depth += 1
@@ -389,18 +406,18 @@ def _compute(obj: Any, client: Any, scheduler: Any):
     return _dask.compute(obj, scheduler=scheduler)[0]
 
 
-def _blocks(x) -> List[Any]:
+def _blocks(x) -> list[Any]:
     return list(x.to_delayed(optimize_graph=True).ravel())
 
 
-def _row_starts(x) -> List[Optional[int]]:
+def _row_starts(x) -> list[int | None]:
     rows = x.chunks[0]
     if any(isinstance(r, float) and math.isnan(r) for r in rows):
         return [None] * len(rows)
     return [int(v) for v in np.concatenate([[0], np.cumsum(rows)[:-1]])]
 
 
-def _plan(n_threads: Optional[int], client: Any, scheduler: Any) -> ThreadPlan:
+def _plan(n_threads: int | None, client: Any, scheduler: Any) -> ThreadPlan:
     return int(n_threads) if n_threads is not None else rust_threads(client, scheduler)
 
 
@@ -417,8 +434,8 @@ def _moments_graph(x, dtype, plan, split_every, name):
 def moments(
     x: Any,
     *,
-    dtype: Optional[str] = None,
-    n_threads: Optional[int] = None,
+    dtype: str | None = None,
+    n_threads: int | None = None,
     client: Any = None,
     scheduler: Any = None,
     split_every: int = 8,
@@ -437,8 +454,8 @@ def analyze(
     center: bool = True,
     partition: bool = True,
     eps: float = 0.8,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
     client: Any = None,
     scheduler: Any = None,
     split_every: int = 8,
@@ -494,7 +511,9 @@ def analyze(
     spec_d = _dask.delayed(spec, pure=True, name=f"{name}-spec")
     starts = _row_starts(x)
     leaves = [
-        _dask.delayed(_block_second, pure=False)(b, spec_d, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
+        _dask.delayed(_block_second, pure=False)(
+            b, spec_d, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}"
+        )
         for i, b in enumerate(_blocks(x))
     ]
     part: SecondPassPartial = _compute(_tree(leaves, _merge_partials, split_every, name), client, scheduler)
@@ -505,7 +524,7 @@ def analyze(
 
 
 # ------------------------------------------------------------------ clustered isotropy
-def fit_sample_rows(n: int, m: Optional[int], seed: int) -> np.ndarray:
+def fit_sample_rows(n: int, m: int | None, seed: int) -> np.ndarray:
     """The rows :func:`cluster_isotropy` fits k-means on: ``m`` of ``n`` rows
     drawn without replacement by ``numpy.random.default_rng(seed)``, sorted
     (all rows when ``m`` is None or ≥ n). Public so a fit can be reproduced."""
@@ -526,7 +545,7 @@ def _assign(t: np.ndarray, centers: np.ndarray, csq: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shifted(block: Any, dtype: Optional[str], shift: np.ndarray) -> np.ndarray:
+def _shifted(block: Any, dtype: str | None, shift: np.ndarray) -> np.ndarray:
     """A block as float64 rows minus ``shift`` (the fit sample's mean): the
     statistics are translation-invariant, and centred rows keep the distance
     arithmetic well conditioned (LLM rows carry norms in the thousands)."""
@@ -550,13 +569,13 @@ class _ClusterSpec:
     shift: np.ndarray
     centers: np.ndarray  # shifted coordinates, k × d
     spectra: bool
-    dtype: Optional[str]
+    dtype: str | None
     f64: bool
     # pass 2 only: per cluster "skip", "cosine", "primal" or "dual", cluster
     # means (shifted) and covariance eigenvectors of primal clusters
-    routes: Optional[List[str]] = None
-    means: Optional[List[np.ndarray]] = None
-    vectors: Optional[List[Optional[np.ndarray]]] = None
+    routes: list[str] | None = None
+    means: list[np.ndarray] | None = None
+    vectors: list[np.ndarray | None] | None = None
 
     @property
     def csq(self) -> np.ndarray:
@@ -571,11 +590,11 @@ class _ClusterPart:
 
     n: int
     total: np.ndarray
-    first: Optional[np.ndarray]
+    first: np.ndarray | None
     varied: bool
-    moments: Optional[Moments]
+    moments: Moments | None
 
-    def merge(self, o: "_ClusterPart") -> "_ClusterPart":
+    def merge(self, o: _ClusterPart) -> _ClusterPart:
         if o.n == 0:
             return self
         if self.n == 0:
@@ -587,7 +606,9 @@ class _ClusterPart:
         return _ClusterPart(self.n + o.n, self.total + o.total, self.first, varied, m)
 
 
-def _cluster_pass1(block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: Optional[int]) -> List[_ClusterPart]:
+def _cluster_pass1(
+    block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: int | None
+) -> list[_ClusterPart]:
     try:
         t = _shifted(block, spec.dtype, spec.shift)
     except ValueError as exc:
@@ -610,7 +631,7 @@ def _cluster_pass1(block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int,
     return parts
 
 
-def _merge_cluster_parts(*lists: List[_ClusterPart]) -> List[_ClusterPart]:
+def _merge_cluster_parts(*lists: list[_ClusterPart]) -> list[_ClusterPart]:
     return [_merge_list(ps) for ps in zip(*lists)]
 
 
@@ -626,16 +647,18 @@ class _ClusterPart2:
     """Pass-2 state of one cluster: centred log Z(±u_k) and unit sum
     (primal/cosine routes), or the rows themselves (dual route, ≤ d rows)."""
 
-    second: Optional[SecondPassPartial]
-    rows: Optional[np.ndarray]
+    second: SecondPassPartial | None
+    rows: np.ndarray | None
 
-    def merge(self, o: "_ClusterPart2") -> "_ClusterPart2":
+    def merge(self, o: _ClusterPart2) -> _ClusterPart2:
         second = self.second.merge(o.second) if self.second is not None else None
         rows = np.concatenate([self.rows, o.rows]) if self.rows is not None else None
         return _ClusterPart2(second, rows)
 
 
-def _cluster_pass2(block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: Optional[int]) -> List[_ClusterPart2]:
+def _cluster_pass2(
+    block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: int | None
+) -> list[_ClusterPart2]:
     t = _shifted(block, spec.dtype, spec.shift)
     lab = _assign(t, spec.centers, spec.csq)
     nt = _task_threads(plan)
@@ -667,7 +690,7 @@ def _cluster_pass2(block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int,
     return out
 
 
-def _merge_cluster_parts2(*lists: List[_ClusterPart2]) -> List[_ClusterPart2]:
+def _merge_cluster_parts2(*lists: list[_ClusterPart2]) -> list[_ClusterPart2]:
     return [_merge_list(ps) for ps in zip(*lists)]
 
 
@@ -677,8 +700,15 @@ def _block_labels(block: Any, spec: _ClusterSpec) -> np.ndarray:
 
 def _nan_cluster(size: int, note: str) -> dict:
     nan = float("nan")
-    return dict(size=int(size), avg_cosine_centered=nan, n_zero_norm=0, partition_isotropy=nan,
-                log_partition_isotropy=nan, isoscore=nan, note=note)
+    return dict(
+        size=int(size),
+        avg_cosine_centered=nan,
+        n_zero_norm=0,
+        partition_isotropy=nan,
+        log_partition_isotropy=nan,
+        isoscore=nan,
+        note=note,
+    )
 
 
 def _isoscore(values: np.ndarray):
@@ -714,8 +744,15 @@ def _dual_cluster(rows: np.ndarray, mean: np.ndarray, d: int) -> dict:
     if rank < d:
         lz = np.append(lz, math.log(nc))
     li = float(lz.min() - lz.max())
-    return dict(size=int(nc), avg_cosine_centered=cos, n_zero_norm=int(n0), partition_isotropy=math.exp(li),
-                log_partition_isotropy=li, isoscore=iso, note=note)
+    return dict(
+        size=int(nc),
+        avg_cosine_centered=cos,
+        n_zero_norm=int(n0),
+        partition_isotropy=math.exp(li),
+        log_partition_isotropy=li,
+        isoscore=iso,
+        note=note,
+    )
 
 
 def cluster_isotropy(
@@ -723,16 +760,16 @@ def cluster_isotropy(
     *,
     k_range: Any = range(2, 17),
     threshold: float = 0.1,
-    fit_sample_size: Optional[int] = 20000,
+    fit_sample_size: int | None = 20000,
     silhouette_sample_size: int = 20000,
-    n_init: Union[int, str] = "auto",
+    n_init: int | str = "auto",
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
     spectra: bool = True,
     labels: bool = True,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
     client: Any = None,
     scheduler: Any = None,
     split_every: int = 8,
@@ -775,9 +812,19 @@ def cluster_isotropy(
     rows = fit_sample_rows(n, fit_sample_size, int(seed))
     sample = _compute(x[rows] if len(rows) < n else x, client, scheduler)
     fit = _cluster.cluster_isotropy(
-        sample, k_range=k_range, threshold=threshold, sample_size=None, silhouette_sample_size=silhouette_sample_size,
-        fit_sample_size=None, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed, spectra=False,
-        n_threads=n_threads, dtype=dtype,
+        sample,
+        k_range=k_range,
+        threshold=threshold,
+        sample_size=None,
+        silhouette_sample_size=silhouette_sample_size,
+        fit_sample_size=None,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        seed=seed,
+        spectra=False,
+        n_threads=n_threads,
+        dtype=dtype,
     )
     bf16 = "bfloat16" if dtype == "bfloat16" else None
     shift = _shifted(sample, dtype, np.zeros(d)).mean(axis=0)
@@ -796,7 +843,7 @@ def cluster_isotropy(
         _dask.delayed(_cluster_pass1, pure=False)(b, spec_d, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
         for i, b in enumerate(blocks)
     ]
-    parts: List[_ClusterPart] = _compute(_tree(leaves, _merge_cluster_parts, split_every, name), client, scheduler)
+    parts: list[_ClusterPart] = _compute(_tree(leaves, _merge_cluster_parts, split_every, name), client, scheduler)
 
     # between the passes: one route per cluster, as the in-memory kernel
     routes, means, vectors, eigvals, undefined = [], [], [], [], {}
@@ -825,8 +872,16 @@ def cluster_isotropy(
                 vectors[c], eigvals[c] = np.ascontiguousarray(vec), lam
 
     # pass 2 (and the labels, computed in the same graph run so each block is read once)
-    spec2 = _ClusterSpec(shift=shift, centers=centers, spectra=bool(spectra), dtype=dtype, f64=f64,
-                         routes=routes, means=means, vectors=vectors)
+    spec2 = _ClusterSpec(
+        shift=shift,
+        centers=centers,
+        spectra=bool(spectra),
+        dtype=dtype,
+        f64=f64,
+        routes=routes,
+        means=means,
+        vectors=vectors,
+    )
     name = _name("cluster2")
     spec2_d = _dask.delayed(spec2, pure=True, name=f"{name}-spec")
     leaves = [
@@ -835,7 +890,10 @@ def cluster_isotropy(
     ]
     root = _tree(leaves, _merge_cluster_parts2, split_every, name)
     if labels:
-        lab_parts = [_dask.delayed(_block_labels, pure=False)(b, spec2_d, dask_key_name=f"{name}-labels-{i}") for i, b in enumerate(blocks)]
+        lab_parts = [
+            _dask.delayed(_block_labels, pure=False)(b, spec2_d, dask_key_name=f"{name}-labels-{i}")
+            for i, b in enumerate(blocks)
+        ]
         parts2, lab_list = _compute((root, lab_parts), client, scheduler)
         all_labels = np.concatenate(lab_list).astype(np.intp) if lab_list else np.empty(0, np.intp)
     else:
@@ -850,8 +908,15 @@ def cluster_isotropy(
             st = _dual_cluster(p2.rows, means[c], d)
         else:
             r = p2.second.results()
-            st = dict(size=int(p.n), avg_cosine_centered=r["avg_cosine_centered"], n_zero_norm=int(p2.second.n_zero),
-                      partition_isotropy=float("nan"), log_partition_isotropy=float("nan"), isoscore=float("nan"), note=None)
+            st = dict(
+                size=int(p.n),
+                avg_cosine_centered=r["avg_cosine_centered"],
+                n_zero_norm=int(p2.second.n_zero),
+                partition_isotropy=float("nan"),
+                log_partition_isotropy=float("nan"),
+                isoscore=float("nan"),
+                note=None,
+            )
             if route == "primal":
                 li = r["log_partition_isotropy_centered"]
                 iso, note = _isoscore(eigvals[c])

@@ -20,8 +20,10 @@ DEFAULT_OUT = "isofast-demo"
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the bundled default study (the main job) into ./isofast-demo",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "demo",
+        help="run the bundled default study (the main job) into ./isofast-demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,11 +46,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from isofast.study import run_study
     except ImportError as exc:
-        raise ImportError(
-            f'the demo needs the study\'s optional packages ({exc}): pip install "isofast[all]"'
-        ) from exc
-    print(f"isofast demo: running the bundled default study into {out}/ "
-          "(a few minutes the first time; a re-run reuses the cache)", file=sys.stderr)
+        raise ImportError(f'the demo needs the study\'s optional packages ({exc}): pip install "isofast[all]"') from exc
+    print(
+        f"isofast demo: running the bundled default study into {out}/ "
+        "(a few minutes the first time; a re-run reuses the cache)",
+        file=sys.stderr,
+    )
     res = run_study("default", out=str(out), progress=not args.no_progress)
     cells = getattr(res, "cells", None)
     if cells is not None:

@@ -26,10 +26,24 @@ NOT_INSTALLED = "not installed"
 
 #: distribution names whose versions are reported
 PACKAGES = (
-    "isofast", "numpy", "torch", "transformers", "dask", "accelerate", "gguf",
-    "safetensors", "scipy", "pandas", "matplotlib", "ml_dtypes", "threadpoolctl",
+    "isofast",
+    "numpy",
+    "torch",
+    "transformers",
+    "dask",
+    "accelerate",
+    "gguf",
+    "safetensors",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "ml_dtypes",
+    "threadpoolctl",
     # time-series foundation models
-    "chronos-forecasting", "timesfm", "uni2ts", "momentfm",
+    "chronos-forecasting",
+    "timesfm",
+    "uni2ts",
+    "momentfm",
 )
 
 #: extra -> modules it makes importable (pyproject.toml [project.optional-dependencies])
@@ -159,7 +173,7 @@ def simd_info() -> dict[str, Any]:
         "cpu_level": level,
         "source": "/proc/cpuinfo" if flags else "platform",
         "note": "CPU capability; the kernels do not report the SIMD path they use "
-                "(faer and LLVM choose it at build/run time)",
+        "(faer and LLVM choose it at build/run time)",
     }
 
 
@@ -178,8 +192,7 @@ def threads_info() -> dict[str, Any]:
         if ok:
             import torch
 
-            out["torch"] = {"intra_op": torch.get_num_threads(),
-                            "inter_op": torch.get_num_interop_threads()}
+            out["torch"] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
         else:
             out["torch"] = f"not importable ({why})"
     else:
@@ -192,9 +205,13 @@ def threads_info() -> dict[str, Any]:
             import numpy  # noqa: F401  (load its BLAS so threadpoolctl sees it)
 
             out["blas"] = [
-                {"api": p.get("internal_api"), "library": os.path.basename(p.get("filepath", "")),
-                 "version": p.get("version"), "threads": p.get("num_threads"),
-                 "user_api": p.get("user_api")}
+                {
+                    "api": p.get("internal_api"),
+                    "library": os.path.basename(p.get("filepath", "")),
+                    "version": p.get("version"),
+                    "threads": p.get("num_threads"),
+                    "user_api": p.get("user_api"),
+                }
                 for p in threadpool_info()
             ]
         except Exception as exc:  # noqa: BLE001
@@ -207,8 +224,11 @@ def threads_info() -> dict[str, Any]:
 def cuda_info() -> dict[str, Any]:
     ok, why = _importable("torch")
     if not ok:
-        return {"available": False, "reason": "torch not installed" if _version("torch") == NOT_INSTALLED
-                else f"torch not importable ({why})", "devices": []}
+        return {
+            "available": False,
+            "reason": "torch not installed" if _version("torch") == NOT_INSTALLED else f"torch not importable ({why})",
+            "devices": [],
+        }
     import torch
 
     try:
@@ -220,13 +240,17 @@ def cuda_info() -> dict[str, Any]:
         for i in range(torch.cuda.device_count()):
             try:
                 p = torch.cuda.get_device_properties(i)
-                devices.append({"index": i, "name": p.name,
-                                "memory_bytes": int(p.total_memory),
-                                "capability": f"{p.major}.{p.minor}"})
+                devices.append(
+                    {
+                        "index": i,
+                        "name": p.name,
+                        "memory_bytes": int(p.total_memory),
+                        "capability": f"{p.major}.{p.minor}",
+                    }
+                )
             except Exception as exc:  # noqa: BLE001
                 devices.append({"index": i, "error": f"{type(exc).__name__}: {exc}"})
-    return {"available": avail, "torch_cuda": getattr(torch.version, "cuda", None),
-            "devices": devices}
+    return {"available": avail, "torch_cuda": getattr(torch.version, "cuda", None), "devices": devices}
 
 
 def collect() -> dict[str, Any]:
@@ -259,7 +283,7 @@ def format_text(r: dict[str, Any]) -> str:
     lines = [f"python        {r['python']} ({r['executable']})", f"platform      {r['platform']}", "", "packages"]
     for k, v in r["packages"].items():
         lines.append(f"  {k:<20} {v}")
-    lines += ["", "extras (pip install \"isofast[EXTRA]\"; packages found on sys.path)"]
+    lines += ["", 'extras (pip install "isofast[EXTRA]"; packages found on sys.path)']
     for k, v in r["extras"].items():
         state = "importable" if v["importable"] else "missing: " + ", ".join(v["missing"])
         lines.append(f"  {k:<20} {state}")
@@ -268,8 +292,11 @@ def format_text(r: dict[str, Any]) -> str:
     lines += ["", f"models (cache root {m['cache_root']})"]
     lines.append(
         f"  smollm2              wheel {s['version']}; "
-        + (f"converted at {s['cache']} ({_human(s['cache_bytes'])})" if s["converted"]
-           else f"not converted yet (first load writes {s['cache']})")
+        + (
+            f"converted at {s['cache']} ({_human(s['cache_bytes'])})"
+            if s["converted"]
+            else f"not converted yet (first load writes {s['cache']})"
+        )
     )
     lines.append(
         f"  minilm               wheel {b['version']}"
@@ -278,26 +305,39 @@ def format_text(r: dict[str, Any]) -> str:
     t = r["threads"]
     lines += ["", "threads", f"  cpus                 {t['cpu_count']}", f"  rayon (kernels)      {t['rayon']}"]
     torch_t = t["torch"]
-    lines.append("  torch                " + (f"{torch_t['intra_op']} intra-op, {torch_t['inter_op']} inter-op"
-                                            if isinstance(torch_t, dict) else str(torch_t)))
+    lines.append(
+        "  torch                "
+        + (
+            f"{torch_t['intra_op']} intra-op, {torch_t['inter_op']} inter-op"
+            if isinstance(torch_t, dict)
+            else str(torch_t)
+        )
+    )
     if isinstance(t["blas"], list):
         for p in t["blas"] or [{"api": "none found"}]:
-            lines.append(f"  {(p.get('user_api') or 'blas'):<20} {p.get('api')} {p.get('version') or ''} "
-                         f"{p.get('library') or ''}: {p.get('threads')} threads".replace("  :", ":"))
+            lines.append(
+                f"  {(p.get('user_api') or 'blas'):<20} {p.get('api')} {p.get('version') or ''} "
+                f"{p.get('library') or ''}: {p.get('threads')} threads".replace("  :", ":")
+            )
     else:
         lines.append(f"  blas                 {t['blas']}")
     for var in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS"):
         if t.get(var):
             lines.append(f"  {var:<20} {t[var]}")
     si = r["simd"]
-    lines += ["", f"simd          {si['cpu_level']} ({si['machine']}, from {si['source']}; "
-                  "CPU capability, the kernels do not report their path)"]
+    lines += [
+        "",
+        f"simd          {si['cpu_level']} ({si['machine']}, from {si['source']}; "
+        "CPU capability, the kernels do not report their path)",
+    ]
     c = r["cuda"]
     if c["available"]:
         lines.append(f"cuda          {len(c['devices'])} device(s), torch CUDA {c.get('torch_cuda')}")
         for d in c["devices"]:
-            lines.append(f"  [{d['index']}] {d.get('name', d.get('error'))} "
-                         + (f"{_human(d['memory_bytes'])}, sm {d['capability']}" if "name" in d else ""))
+            lines.append(
+                f"  [{d['index']}] {d.get('name', d.get('error'))} "
+                + (f"{_human(d['memory_bytes'])}, sm {d['capability']}" if "name" in d else "")
+            )
     else:
         lines.append(f"cuda          none ({c.get('reason') or 'torch sees no CUDA device'})")
     return "\n".join(lines)
@@ -305,8 +345,10 @@ def format_text(r: dict[str, Any]) -> str:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "doctor", help="print the environment (versions, extras, models, threads, CUDA) for bug reports",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "doctor",
+        help="print the environment (versions, extras, models, threads, CUDA) for bug reports",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_run)

@@ -403,9 +403,7 @@ class _Session:
         self.torch = torch
         self.lm = _load(model)
         if getattr(self.lm, "kind", "causal-lm") != "causal-lm":
-            raise ValueError(
-                f"LM-head forecasting needs a causal language model, {self.lm.name!r} is {self.lm.kind}"
-            )
+            raise ValueError(f"LM-head forecasting needs a causal language model, {self.lm.name!r} is {self.lm.kind}")
         self.m = self.lm.model
         self.m.eval()
         self.tok = self.lm.tokenizer
@@ -536,7 +534,7 @@ def _score(sess: _Session, enc, text: str, prompt_ids: list, last_logits, cache,
         # The boundary merged: tokenize the continuation on its own.
         cont = sess.tok(cont_text, add_special_tokens=False)["input_ids"]
     else:
-        cont = full[len(prompt_ids):]
+        cont = full[len(prompt_ids) :]
     masks = _Masks(sess.voc, None)
     states = AFTER_VALUE
     total = 0.0
@@ -881,8 +879,22 @@ class _Run:
     window; :func:`isofast.prefill.forecast_and_capture` feeds it the KV
     caches of the capture's own forward passes."""
 
-    def __init__(self, sess, series, horizon, *, n, temperature, top_p, seed, target, first_digit,
-                 max_batch=None, kv_budget=None, trace=None):
+    def __init__(
+        self,
+        sess,
+        series,
+        horizon,
+        *,
+        n,
+        temperature,
+        top_p,
+        seed,
+        target,
+        first_digit,
+        max_batch=None,
+        kv_budget=None,
+        trace=None,
+    ):
         self.sess, self.series, self.horizon = sess, series, int(horizon)
         self.n, self.seed, self.target = int(n), int(seed), target
         S = len(series)
@@ -890,8 +902,9 @@ class _Run:
         self.tok_nll = np.full(S, np.nan) if target is not None else None
         self.firsts = [None] * S if first_digit else None
         self.scalers = [None] * S
-        self.dec = _Decoder(sess, horizon, self.n, temperature, top_p, max_batch=max_batch,
-                            kv_budget=kv_budget, trace=trace)
+        self.dec = _Decoder(
+            sess, horizon, self.n, temperature, top_p, max_batch=max_batch, kv_budget=kv_budget, trace=trace
+        )
         self.prompts: dict = {}
         self.t0 = time.perf_counter()
 
@@ -1046,8 +1059,19 @@ def forecast(
     target = _prepare_target(context, target, series, horizon)
     n = 1 if temperature == 0 else int(n_samples)
     sess = _Session(model, serializer, max_digits)
-    run = _Run(sess, series, horizon, n=n, temperature=temperature, top_p=top_p, seed=seed, target=target,
-               first_digit=first_digit, max_batch=max_batch, kv_budget=kv_budget)
+    run = _Run(
+        sess,
+        series,
+        horizon,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        target=target,
+        first_digit=first_digit,
+        max_batch=max_batch,
+        kv_budget=kv_budget,
+    )
     with torch.inference_mode(), _torch_threads(torch, n_threads):
         for s in range(len(series)):
             run.window(s, *run.prefill(s))
@@ -1098,6 +1122,6 @@ def next_value_first_digit(
 
 
 # ``isofast.forecast(...)`` calls the function; the module stays reachable.
-from isofast._callable import make_module_callable as _make_callable
+from isofast._callable import make_module_callable as _make_callable  # noqa: E402
 
 _make_callable(__name__, forecast)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +50,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------- inputs
-def _matrix(x: Any, name: str, dtype: Optional[str] = None, *, allow_1d: bool = False):
+def _matrix(x: Any, name: str, dtype: str | None = None, *, allow_1d: bool = False):
     """``(array, elem)`` via :func:`isofast._input.as_matrix`; ``dtype`` (only
     ``"bfloat16"``) applies to 16-bit integer arrays holding bit patterns."""
     if allow_1d and getattr(x, "ndim", None) == 1:
@@ -58,9 +58,7 @@ def _matrix(x: Any, name: str, dtype: Optional[str] = None, *, allow_1d: bool = 
     elif allow_1d and isinstance(x, (list, tuple)) and np.ndim(x) == 1:
         x = np.asarray(x).reshape(1, -1)
     dt = getattr(x, "dtype", None)
-    if dtype is not None and not (
-        isinstance(dt, np.dtype) and dt.kind in "ui" and dt.itemsize == 2
-    ):
+    if dtype is not None and not (isinstance(dt, np.dtype) and dt.kind in "ui" and dt.itemsize == 2):
         dtype = None
     try:
         return as_matrix(x, dtype)
@@ -68,7 +66,7 @@ def _matrix(x: Any, name: str, dtype: Optional[str] = None, *, allow_1d: bool = 
         raise renamed(exc, f"{name}: {exc}") from None
 
 
-def _vector(b: Any, name: str = "b") -> Optional[np.ndarray]:
+def _vector(b: Any, name: str = "b") -> np.ndarray | None:
     if b is None:
         return None
     if type(b).__module__.split(".")[0] == "torch":
@@ -79,7 +77,7 @@ def _vector(b: Any, name: str = "b") -> Optional[np.ndarray]:
     return np.ascontiguousarray(arr)
 
 
-def _subset_ids(subset: Any, vocab: int) -> Optional[np.ndarray]:
+def _subset_ids(subset: Any, vocab: int) -> np.ndarray | None:
     if subset is None:
         return None
     s = np.asarray(subset)
@@ -92,7 +90,7 @@ def _subset_ids(subset: Any, vocab: int) -> Optional[np.ndarray]:
     return np.ascontiguousarray(s.reshape(-1).astype(np.int64))
 
 
-def _rows_f64(arr: np.ndarray, elem: Optional[str], start: int, stop: int) -> np.ndarray:
+def _rows_f64(arr: np.ndarray, elem: str | None, start: int, stop: int) -> np.ndarray:
     """Rows start..stop as float64 (bfloat16 bit patterns decoded)."""
     blk = np.asarray(arr[start:stop])
     if elem == "bfloat16":
@@ -113,13 +111,13 @@ class HeadLogits:
     """
 
     log_z: np.ndarray
-    topk_indices: Optional[np.ndarray] = None
-    topk_logits: Optional[np.ndarray] = None
-    topk_probs: Optional[np.ndarray] = None
-    subset_log_mass: Optional[np.ndarray] = None
+    topk_indices: np.ndarray | None = None
+    topk_logits: np.ndarray | None = None
+    topk_probs: np.ndarray | None = None
+    subset_log_mass: np.ndarray | None = None
 
     @property
-    def subset_mass(self) -> Optional[np.ndarray]:
+    def subset_mass(self) -> np.ndarray | None:
         """p(S|c) = exp(subset_log_mass)."""
         return None if self.subset_log_mass is None else np.exp(self.subset_log_mass)
 
@@ -131,8 +129,8 @@ def log_partition_head(
     *,
     topk: int = 0,
     subset: Any = None,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
 ):
     """log Z(c_n) = logsumexp_w(⟨v_w, c_n⟩ + b_w) for every context row c_n.
 
@@ -207,7 +205,7 @@ class ShiftDirection:
         return self.u / n if n > 0 else self.u
 
 
-def shift_direction(W: Any, *, chunk_rows: int = 4096, dtype: Optional[str] = None) -> ShiftDirection:
+def shift_direction(W: Any, *, chunk_rows: int = 4096, dtype: str | None = None) -> ShiftDirection:
     """Least-squares shift direction u* = argmin ‖W u − 1‖ of an output matrix.
 
     Method: a streaming (tall-skinny) QR of the augmented matrix [W, 1] in
@@ -334,8 +332,8 @@ class HeadReport:
     log_z: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     shift_cosine: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     shift_direction: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
-    isotropy: Optional[dict] = None
-    head_isotropy: Optional[dict] = None
+    isotropy: dict | None = None
+    head_isotropy: dict | None = None
     notes: list = field(default_factory=list)
 
     _ARRAYS = ("log_z", "shift_cosine", "shift_direction")
@@ -348,7 +346,7 @@ class HeadReport:
                 d.pop(k)
         return _jsonable(d)
 
-    def to_json(self, indent: Optional[int] = 2, arrays: bool = False) -> str:
+    def to_json(self, indent: int | None = 2, arrays: bool = False) -> str:
         return json.dumps(self.to_dict(arrays=arrays), indent=indent)
 
     def table(self) -> str:
@@ -394,12 +392,14 @@ class HeadReport:
         return self.table()
 
 
-def _context_chunks(C: Any, dtype: Optional[str]):
+def _context_chunks(C: Any, dtype: str | None):
     """The contexts as a re-iterable list of ``(array, elem)`` chunks: one
     for an array/tensor (1-D = one context), one per shard for a capture layer
     or any chunk source :func:`isofast._input.as_source` reads."""
-    if isinstance(C, np.ndarray) or type(C).__module__.split(".")[0] == "torch" or (
-        isinstance(C, (list, tuple)) and C and np.isscalar(C[0])
+    if (
+        isinstance(C, np.ndarray)
+        or type(C).__module__.split(".")[0] == "torch"
+        or (isinstance(C, (list, tuple)) and C and np.isscalar(C[0]))
     ):
         return [_matrix(C, "C", dtype, allow_1d=True)]
     from isofast._input import as_source
@@ -418,7 +418,7 @@ class _ReChunks:
         return iter(self.src.chunks())
 
 
-def _analyze_dict(X: Any, n_threads: Optional[int], dtype: Optional[str]) -> Optional[dict]:
+def _analyze_dict(X: Any, n_threads: int | None, dtype: str | None) -> dict | None:
     try:
         from isofast.analysis import analyze
     except ImportError:  # pragma: no cover - analysis ships with isofast
@@ -439,10 +439,10 @@ def head_diagnostics(
     *,
     isotropy: bool = True,
     head_isotropy: bool = True,
-    n_threads: Optional[int] = None,
-    dtype: Optional[str] = None,
+    n_threads: int | None = None,
+    dtype: str | None = None,
     chunk_rows: int = 4096,
-    shift: Optional[ShiftDirection] = None,
+    shift: ShiftDirection | None = None,
 ) -> HeadReport:
     """Shift-invariance diagnostics of contexts ``C`` (N×d) under the head
     ``W`` (V×d, bias ``b``); see :class:`HeadReport` for every field.
@@ -474,9 +474,7 @@ def head_diagnostics(
     mom = _core.Moments(d)
     for c, ce in chunks:
         if c.shape[1] != d:
-            raise ValueError(
-                f"dimension mismatch: contexts C have {c.shape[1]} columns, the head W has {d}"
-            )
+            raise ValueError(f"dimension mismatch: contexts C have {c.shape[1]} columns, the head W has {d}")
         log_zs.append(_core.log_partition_head(w, c, bias, 0, None, we, ce, n_threads)["log_z"])
         for s0 in range(0, c.shape[0], chunk_rows):
             blk = _rows_f64(c, ce, s0, min(c.shape[0], s0 + chunk_rows))
@@ -552,7 +550,7 @@ def head_diagnostics(
 
 
 # ------------------------------------------------- models: head and inputs
-def lm_head_weights(model: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def lm_head_weights(model: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(W, b) of a Hugging Face causal LM's output layer as float32 numpy
     arrays (b is None for bias-free heads such as Llama/SmolLM2 and GPT-2).
     Accepts a model or an :class:`isofast.models.LoadedModel`."""

@@ -57,10 +57,13 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    f.add_argument("--model", default="smollm2",
-                   help="bundled name (smollm2, tiny-llama, …), a local Hugging Face folder, or a time-series "
-                   "foundation model FAMILY:PATH (chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, "
-                   "moirai, moirai-2, moment; docs/models.md)")
+    f.add_argument(
+        "--model",
+        default="smollm2",
+        help="bundled name (smollm2, tiny-llama, …), a local Hugging Face folder, or a time-series "
+        "foundation model FAMILY:PATH (chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, "
+        "moirai, moirai-2, moment; docs/models.md)",
+    )
     f.add_argument("--data", required=True, help="a .csv/.tsv/.parquet/.npy file or a dataset name")
     f.add_argument("--column", default=None, help="file column (or .npy row) to use")
     f.add_argument("--time-column", default=None, help="CSV/parquet column of timestamps")
@@ -74,11 +77,15 @@ def register(subparsers) -> None:
     f.add_argument("--window-mode", default="last", choices=["first", "last", "sliding", "random"])
     f.add_argument("--stride", type=int, default=None, help="stride of sliding windows")
     f.add_argument("--n-windows", type=int, default=None, help="windows to keep/draw")
-    f.add_argument("--season", type=int, default=None,
-                   help="MASE seasonal period (default: from the dataset frequency, else 1)")
+    f.add_argument(
+        "--season", type=int, default=None, help="MASE seasonal period (default: from the dataset frequency, else 1)"
+    )
     f.add_argument("--crps", default="standard", choices=["standard", "fair"], help="CRPS estimator")
-    f.add_argument("--first-digit", action="store_true",
-                   help="also store the model's distribution over the next value's first digit")
+    f.add_argument(
+        "--first-digit",
+        action="store_true",
+        help="also store the model's distribution over the next value's first digit",
+    )
     f.add_argument("--threads", type=int, default=None, help="torch threads while decoding")
     f.add_argument("--device", default=None, help="cpu, cuda, mps (default: auto)")
     f.add_argument("--out", required=True, help="output folder")
@@ -94,16 +101,23 @@ def register(subparsers) -> None:
     src = h.add_mutually_exclusive_group(required=True)
     src.add_argument("--capture", help="a capture folder holding the last residual layer")
     src.add_argument("--data", help="a data file or dataset name (with --model)")
-    h.add_argument("--model", default=None,
-                   help="the model whose head to use (default for --capture: the capture's model; "
-                   "for --data: smollm2); chronos:DIR or a Chronos-T5 folder for Chronos' value-bin head")
+    h.add_argument(
+        "--model",
+        default=None,
+        help="the model whose head to use (default for --capture: the capture's model; "
+        "for --data: smollm2); chronos:DIR or a Chronos-T5 folder for Chronos' value-bin head",
+    )
     h.add_argument("--column", default=None)
     h.add_argument("--time-column", default=None)
     h.add_argument("--context", type=int, default=96)
     h.add_argument("--window-mode", default="sliding", choices=["first", "last", "sliding", "random"])
     h.add_argument("--n-windows", type=int, default=8, help="windows read with --data (default 8)")
-    h.add_argument("--positions", default="all", choices=["all", "last"],
-                   help="with --data: every token's hidden state, or the last of each window")
+    h.add_argument(
+        "--positions",
+        default="all",
+        choices=["all", "last"],
+        help="with --data: every token's hidden state, or the last of each window",
+    )
     h.add_argument("--serializer", default="llmtime")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--no-isotropy", action="store_true", help="skip isofast.analyze of C and W")
@@ -135,8 +149,9 @@ def _windows(series: dict, context: int, horizon: int, mode: str, stride, n, see
     from isofast.data import make_windows
 
     names = list(series)
-    w = make_windows([series[k] for k in names], context, horizon, mode=mode, stride=stride,
-                     n=n, seed=seed, skip_short=True)
+    w = make_windows(
+        [series[k] for k in names], context, horizon, mode=mode, stride=stride, n=n, seed=seed, skip_short=True
+    )
     skipped = len(names) - len(set(w.series_id.tolist()))
     if skipped:
         print(f"isofast: {skipped} series shorter than context + horizon skipped", file=sys.stderr)
@@ -150,38 +165,53 @@ def run_forecast(args) -> int:
     from isofast.models import load_model
 
     series, season = _read(args.data, args.column, args.time_column)
-    w, names = _windows(series, args.context, args.horizon, args.window_mode, args.stride,
-                        args.n_windows, args.seed)
+    w, names = _windows(series, args.context, args.horizon, args.window_mode, args.stride, args.n_windows, args.seed)
     if _is_tsfm(args.model):
         res, model_name = _tsfm_forecast(args, w)
     else:
         lm = load_model(args.model, device=args.device)
         model_name = lm.name
         res = forecast(
-            lm, w, args.horizon, n_samples=args.samples, temperature=args.temperature,
-            top_p=args.top_p, seed=args.seed, serializer=args.serializer,
-            first_digit=args.first_digit, n_threads=args.threads,
+            lm,
+            w,
+            args.horizon,
+            n_samples=args.samples,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            serializer=args.serializer,
+            first_digit=args.first_digit,
+            n_threads=args.threads,
         )
     season = args.season or season or 1
     if args.context <= season:
         season = 1
-    met = evaluate(w.target, res.median, samples=res.samples, context=w.context, season=season,
-                   crps_estimator=args.crps)
+    met = evaluate(
+        w.target, res.median, samples=res.samples, context=w.context, season=season, crps_estimator=args.crps
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     q = res.quantile_levels
     with open(out / "forecasts.csv", "w", newline="", encoding="utf-8") as fh:
         wr = csv.writer(fh)
-        wr.writerow(["series", "window", "start", "step", "truth", "median", "mean"]
-                    + [f"q{lv:g}" for lv in q])
+        wr.writerow(["series", "window", "start", "step", "truth", "median", "mean"] + [f"q{lv:g}" for lv in q])
         for i in range(len(w)):
             for t in range(args.horizon):
-                wr.writerow([names[w.series_id[i]], i, int(w.start[i]), t + 1, w.target[i, t],
-                             res.median[i, t], res.mean[i, t]] + [res.quantiles[j, i, t] for j in range(q.size)])
+                wr.writerow(
+                    [names[w.series_id[i]], i, int(w.start[i]), t + 1, w.target[i, t], res.median[i, t], res.mean[i, t]]
+                    + [res.quantiles[j, i, t] for j in range(q.size)]
+                )
     np.savez(
-        out / "forecasts.npz", samples=res.samples, median=res.median, mean=res.mean,
-        quantiles=res.quantiles, quantile_levels=q, context=w.context, target=w.target,
-        series_id=w.series_id, start=w.start,
+        out / "forecasts.npz",
+        samples=res.samples,
+        median=res.median,
+        mean=res.mean,
+        quantiles=res.quantiles,
+        quantile_levels=q,
+        context=w.context,
+        target=w.target,
+        series_id=w.series_id,
+        start=w.start,
         **({"nll": res.nll} if res.nll is not None else {}),  # no object arrays: loads without allow_pickle
     )
     nll = res.nll[np.isfinite(res.nll)] if res.nll is not None else np.empty(0)
@@ -205,14 +235,19 @@ def run_forecast(args) -> int:
     if args.json:
         print(json.dumps(_jsonable(summary), indent=1))
     else:
+
         def fmt(v):
             return "n/a" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
-        print(f"{len(w)} window(s) × {args.horizon} steps, {res.samples.shape[1]} sample(s) each, "
-              f"{res.seconds:.1f} s ({model_name})")
-        print(f"NMSE {fmt(met.nmse)}  MSE {fmt(met.mse)}  MAE {fmt(met.mae)}  "
-              f"MASE(m={season}) {fmt(met.mase)}  CRPS {fmt(met.crps)}  "
-              f"NLL/value {fmt(summary['nll_per_value'])}")
+        print(
+            f"{len(w)} window(s) × {args.horizon} steps, {res.samples.shape[1]} sample(s) each, "
+            f"{res.seconds:.1f} s ({model_name})"
+        )
+        print(
+            f"NMSE {fmt(met.nmse)}  MSE {fmt(met.mse)}  MAE {fmt(met.mae)}  "
+            f"MASE(m={season}) {fmt(met.mase)}  CRPS {fmt(met.crps)}  "
+            f"NLL/value {fmt(summary['nll_per_value'])}"
+        )
         print(f"wrote {out / 'forecasts.csv'}, {out / 'forecasts.npz'}, {out / 'metrics.json'}")
     return 0
 
@@ -229,8 +264,10 @@ def _tsfm_forecast(args, w):
     from isofast.tsfm import load_tsfm
 
     if args.first_digit or args.serializer != "llmtime" or args.temperature != 1.0 or args.top_p is not None:
-        raise InputError("--first-digit, --serializer, --temperature and --top-p apply to language models only; "
-                         "a time-series foundation model forecasts through its own package")
+        raise InputError(
+            "--first-digit, --serializer, --temperature and --top-p apply to language models only; "
+            "a time-series foundation model forecasts through its own package"
+        )
     ad = load_tsfm(args.model, device=args.device)
     n = max(1, int(args.samples))
     shown = np.array([0.1, 0.5, 0.9])
@@ -245,11 +282,22 @@ def _tsfm_forecast(args, w):
     else:
         samples = np.moveaxis(q[np.searchsorted(levels, grid)], 0, 1)
     res = SimpleNamespace(
-        samples=samples, median=np.asarray(fc.point, np.float64), mean=samples.mean(axis=1),
-        quantile_levels=shown, quantiles=q[np.searchsorted(levels, shown)], nll=None, allowed_mass=None,
-        first_digit=None, seconds=fc.seconds,
-        settings={"family": ad.family, **fc.settings, "sample_paths": "family's samples" if fc.samples is not None
-                  else ("point forecast only" if samples.shape[1] == 1 else f"{n} quantile levels (k-1/2)/{n}")},
+        samples=samples,
+        median=np.asarray(fc.point, np.float64),
+        mean=samples.mean(axis=1),
+        quantile_levels=shown,
+        quantiles=q[np.searchsorted(levels, shown)],
+        nll=None,
+        allowed_mass=None,
+        first_digit=None,
+        seconds=fc.seconds,
+        settings={
+            "family": ad.family,
+            **fc.settings,
+            "sample_paths": "family's samples"
+            if fc.samples is not None
+            else ("point forecast only" if samples.shape[1] == 1 else f"{n} quantile levels (k-1/2)/{n}"),
+        },
     )
     return res, f"{ad.family}:{ad.path}"
 
@@ -326,8 +374,9 @@ def _run_head_tsfm(args, spec: str) -> int:
     ad = _tsfm_with_head(spec, args.device)
     C = _tsfm_contexts(args, ad)
     W, b = ad.head()
-    rep = head_diagnostics(W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy,
-                           n_threads=args.threads)
+    rep = head_diagnostics(
+        W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy, n_threads=args.threads
+    )
     name = f"{ad.family}:{ad.path}"
     source = f"{args.data}: {C.shape[0]} first-step decoder states (one per window of {args.context} values)"
     return _emit_head(args, rep, name, source, f"softmax head of {name} ({W.shape[0]} value bins)")
@@ -360,7 +409,8 @@ def run_head(args) -> int:
         if _is_tsfm(args.model):
             raise InputError(
                 f"--capture reads a language-model capture; for the time-series model {args.model} use "
-                "--model with --data instead")
+                "--model with --data instead"
+            )
     elif _is_tsfm(args.model):
         return _run_head_tsfm(args, args.model)
     if args.capture is not None:
@@ -377,8 +427,9 @@ def run_head(args) -> int:
         C = _direct_contexts(args, lm)
         source = f"{args.data}: {C.shape[0]} hidden states ({args.positions} positions)"
     W, b = lm_head_weights(lm)
-    rep = head_diagnostics(W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy,
-                           n_threads=args.threads)
+    rep = head_diagnostics(
+        W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy, n_threads=args.threads
+    )
     return _emit_head(args, rep, lm.name, source, f"LM head of {lm.name}")
 
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class MassiveRows:
         )
 
 
-def _two_pass_source(X: Any, dtype: Optional[str], what: str) -> Source:
+def _two_pass_source(X: Any, dtype: str | None, what: str) -> Source:
     src = as_source(X, dtype)
     if not src.reiterable:
         raise TypeError(
@@ -105,8 +106,9 @@ def _two_pass_source(X: Any, dtype: Optional[str], what: str) -> Source:
 
 
 @file_rows
-def massive_rows(X: Any, *, ratio: float = 100.0, n_threads: Optional[int] = None,
-                 dtype: Optional[str] = None) -> MassiveRows:
+def massive_rows(
+    X: Any, *, ratio: float = 100.0, n_threads: int | None = None, dtype: str | None = None
+) -> MassiveRows:
     """Rows whose norm exceeds ``ratio`` × the median row norm (Sun et al. 2024).
 
     ``X``: anything :func:`isofast.analyze` reads that can be read twice
@@ -117,7 +119,7 @@ def massive_rows(X: Any, *, ratio: float = 100.0, n_threads: Optional[int] = Non
     ratio = check_ratio(ratio)
     src = _two_pass_source(X, dtype, "massive_rows")
     norms = []
-    mean: Optional[np.ndarray] = None
+    mean: np.ndarray | None = None
     n = 0
     for arr, elem in src.chunks():
         if arr.shape[1] == 0:
@@ -177,7 +179,7 @@ def massive_rows(X: Any, *, ratio: float = 100.0, n_threads: Optional[int] = Non
     )
 
 
-def excluding_rows(X: Any, mask: np.ndarray, dtype: Optional[str] = None) -> Source:
+def excluding_rows(X: Any, mask: np.ndarray, dtype: str | None = None) -> Source:
     """A re-iterable :class:`Source` of the rows of ``X`` where ``mask`` is
     False, as row tiles of ~16 MiB: tiles without masked rows are zero-copy
     views; a tile with masked rows is copied without them (memory bounded by

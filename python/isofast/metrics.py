@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -171,9 +171,9 @@ class ForecastMetrics:
     nmse: float
     mse: float
     mae: float
-    mase: Optional[float] = None
-    crps: Optional[float] = None
-    crps_normalized: Optional[float] = None
+    mase: float | None = None
+    crps: float | None = None
+    crps_normalized: float | None = None
     season: int = 1
     crps_estimator: str = "standard"
     n_mase_undefined: int = 0
@@ -185,7 +185,7 @@ class ForecastMetrics:
             d.pop("per_series")
         return _jsonable(d)
 
-    def to_json(self, indent: Optional[int] = 2) -> str:
+    def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
 
@@ -228,7 +228,9 @@ def evaluate(
     if n_points == 0:
         raise ValueError("no observed target value to score")
     per: dict = {
-        "nmse": np.array([np.nansum((p - y) ** 2) / np.nansum(y**2) if np.nansum(y**2) > 0 else np.nan for y, p in zip(ys, ps)]),
+        "nmse": np.array(
+            [np.nansum((p - y) ** 2) / np.nansum(y**2) if np.nansum(y**2) > 0 else np.nan for y, p in zip(ys, ps)]
+        ),
         "mse": np.array([np.nanmean((p - y) ** 2) if o.any() else np.nan for y, p, o in zip(ys, ps, obs)]),
         "mae": np.array([np.nanmean(np.abs(p - y)) if o.any() else np.nan for y, p, o in zip(ys, ps, obs)]),
     }

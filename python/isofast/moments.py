@@ -4,7 +4,7 @@ pickle them, and report the one-pass statistics."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -35,23 +35,23 @@ class Moments:
         return str(self._state.precision)
 
     @file_rows(arg=1, name="chunk")
-    def update(self, chunk: Any, *, n_threads: Optional[int] = None, dtype: Optional[str] = None) -> "Moments":
+    def update(self, chunk: Any, *, n_threads: int | None = None, dtype: str | None = None) -> Moments:
         for arr, elem in as_source(chunk, dtype).chunks():
             self._state.update(arr, elem, n_threads)
         return self
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         if not isinstance(other, Moments):
             raise TypeError(f"can only merge Moments, got {type(other).__name__}")
         self._state.merge(other._state)
         return self
 
-    def copy(self) -> "Moments":
+    def copy(self) -> Moments:
         m = Moments.__new__(Moments)
         m._state = self._state.copy()
         return m
 
-    def __add__(self, other: "Moments") -> "Moments":
+    def __add__(self, other: Moments) -> Moments:
         return self.copy().merge(other)
 
     @property
@@ -70,7 +70,7 @@ class Moments:
         """C = M/(n−1) (needs n ≥ 2)."""
         return self._state.covariance()
 
-    def principal_axes(self, *, n_threads: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    def principal_axes(self, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(covariance eigenvalues descending, their unit eigenvectors as columns):
         the principal axes of the rows seen so far (float64, faer's symmetric solver)."""
         if self._state.n < 2:
@@ -80,7 +80,7 @@ class Moments:
     def comoment(self) -> np.ndarray:
         return self._state.comoment()
 
-    def report(self, eps: float = 0.8, *, n_threads: Optional[int] = None) -> IsotropyReport:
+    def report(self, eps: float = 0.8, *, n_threads: int | None = None) -> IsotropyReport:
         """Spectral scores and the raw average cosine; the two-pass fields are
         ``None`` (use :func:`isofast.analyze` for those)."""
         rep = report_from_moments(self._state, eps, n_threads)

@@ -41,7 +41,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def _draws(n: int, d: int, reps: int, seed: int):
 
 
 @lru_cache(maxsize=64)
-def _scale_free(n: int, d: int, reps: int, seed: int) -> Tuple[Tuple[Tuple[str, float, float], ...], Tuple]:
+def _scale_free(n: int, d: int, reps: int, seed: int) -> tuple[tuple[tuple[str, float, float], ...], tuple]:
     """Scale-free statistics (mean, std over draws) and, per draw, what the
     scaled log partition needs: (mean μ, raw directions W, centred directions
     U) of the draw (read-only arrays)."""
@@ -163,7 +163,7 @@ def _log_iso(logz: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=256)
-def _scaled(n: int, d: int, reps: int, seed: int, scale: float) -> Tuple[Tuple[str, float, float], ...]:
+def _scaled(n: int, d: int, reps: int, seed: int, scale: float) -> tuple[tuple[str, float, float], ...]:
     _, dirs = _scale_free(n, d, reps, seed)
     raw, cen = [], []
     for G, (mu, W, U) in zip(_draws(n, d, reps, seed), dirs):
@@ -181,7 +181,7 @@ def _scaled(n: int, d: int, reps: int, seed: int, scale: float) -> Tuple[Tuple[s
     return tuple(out)
 
 
-def null_statistics(n: int, d: int, *, scale: float = 1.0, reps: Optional[int] = None, seed: int = 0) -> NullStatistics:
+def null_statistics(n: int, d: int, *, scale: float = 1.0, reps: int | None = None, seed: int = 0) -> NullStatistics:
     """The value of each statistic of :data:`NULL_STATISTICS` for an isotropic
     Gaussian N(0, scale²·I_d) with ``n`` rows, as computed by
     :func:`isofast.analyze` (same estimator, same finite-N bias).
@@ -213,7 +213,7 @@ def null_statistics(n: int, d: int, *, scale: float = 1.0, reps: Optional[int] =
     return res
 
 
-def relative_to_null(stat: str, value: Any, null: Union[float, NullStatistics]) -> float:
+def relative_to_null(stat: str, value: Any, null: float | NullStatistics) -> float:
     """``value / null`` for scale statistics, ``value − null`` for cosines and
     log partition isotropies (:data:`NULL_RELATION`). ``null`` is a number or
     a :class:`NullStatistics` (its ``mean[stat]``). NaN when undefined: a

@@ -56,8 +56,13 @@ class PrefillStats:
     reasons: dict = field(default_factory=dict)  # why windows were separate → count
 
     def to_dict(self) -> dict:
-        return {"joint": self.joint, "separate": self.separate, "capture_seconds": self.capture_seconds,
-                "seconds": self.seconds, "reasons": dict(self.reasons)}
+        return {
+            "joint": self.joint,
+            "separate": self.separate,
+            "capture_seconds": self.capture_seconds,
+            "seconds": self.seconds,
+            "reasons": dict(self.reasons),
+        }
 
 
 def _softcap(lm) -> bool:
@@ -112,8 +117,19 @@ def forecast_and_capture(
     lm.model.eval()
     n = 1 if temperature == 0 else int(n_samples)
     sess = F._Session(lm, serializer, max_digits)
-    run = F._Run(sess, series, horizon, n=n, temperature=temperature, top_p=top_p, seed=seed, target=None,
-                 first_digit=False, max_batch=max_batch, kv_budget=kv_budget)
+    run = F._Run(
+        sess,
+        series,
+        horizon,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        target=None,
+        first_digit=False,
+        max_batch=max_batch,
+        kv_budget=kv_budget,
+    )
     stats = PrefillStats()
     head = lm.model.get_output_embeddings()
     body = lm.model.base_model if getattr(lm.model, "base_model", None) is not None else lm.model
@@ -164,8 +180,19 @@ def forecast_and_capture(
         with torch.inference_mode(), F._torch_threads(torch, n_threads):
             t1 = time.perf_counter()
             cap = capture(
-                lm, series, serializer=serializer, layers=layers, positions=positions, out=out, device=device,
-                dtype=dtype, batch_size=1, sites=tuple(sites), resume=resume, progress=False, on_batch=on_batch,
+                lm,
+                series,
+                serializer=serializer,
+                layers=layers,
+                positions=positions,
+                out=out,
+                device=device,
+                dtype=dtype,
+                batch_size=1,
+                sites=tuple(sites),
+                resume=resume,
+                progress=False,
+                on_batch=on_batch,
             )
             stats.capture_seconds = time.perf_counter() - t1
             grabbed.clear()

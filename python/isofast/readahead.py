@@ -25,7 +25,8 @@ import queue
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, TypeVar
+from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -65,11 +66,19 @@ def open_regular(path) -> int:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = (
-                "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "a device" if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a folder"
+                if stat.S_ISDIR(mode)
+                else "a socket"
+                if stat.S_ISSOCK(mode)
+                else "a device"
+                if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))
                 else "not a regular file"
             )
-            raise NotRegularFileError(path, 0, f"is {kind}, not a regular file: refused (reading it could block or never end)")
+            raise NotRegularFileError(
+                path, 0, f"is {kind}, not a regular file: refused (reading it could block or never end)"
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
     except BaseException:
@@ -115,7 +124,9 @@ def read_exact(fd: int, buf: memoryview, offset: int, path) -> None:
             raise type(exc)(exc.errno, f"{path}: read failed at byte offset {offset + got}: {exc.strerror}") from exc
         if n == 0:
             raise TruncatedFileError(
-                path, offset + got, f"file ends early: {total - got} of {total} bytes missing from the tile at byte {offset}"
+                path,
+                offset + got,
+                f"file ends early: {total - got} of {total} bytes missing from the tile at byte {offset}",
             )
         got += n
 
@@ -138,7 +149,7 @@ def advise_sequential(fd: int) -> None:
             pass
 
 
-def available_memory() -> Optional[int]:
+def available_memory() -> int | None:
     """MemAvailable in bytes (Linux), else ``None``."""
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -150,7 +161,7 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def should_drop_cache(total_bytes: int, drop_cache: Optional[bool]) -> bool:
+def should_drop_cache(total_bytes: int, drop_cache: bool | None) -> bool:
     """Resolve ``drop_cache=None`` (auto): drop finished pages when the data
     would not fit in half of the available memory, i.e. when a second pass
     could not find it cached anyway."""
@@ -174,7 +185,7 @@ class BufferPool:
 
     def __init__(self, capacity: int = DEPTH + 2):
         self.capacity = int(capacity)
-        self._bufs: List[np.ndarray] = []
+        self._bufs: list[np.ndarray] = []
         self._lock = threading.Lock()
         # Reference count of a buffer that only the pool holds, measured the
         # same way `_is_free` measures (list slot + call argument).
@@ -182,7 +193,7 @@ class BufferPool:
         self._free_refs = self._refs(probe, 0)
 
     @staticmethod
-    def _refs(bufs: List[np.ndarray], i: int) -> int:
+    def _refs(bufs: list[np.ndarray], i: int) -> int:
         return sys.getrefcount(bufs[i])
 
     def get(self, nbytes: int) -> np.ndarray:
@@ -218,7 +229,7 @@ def prefetch(produce: Callable[[], Iterable[T]], depth: int = DEPTH, name: str =
     if depth <= 0:
         yield from produce()
         return
-    q: "queue.Queue" = queue.Queue(maxsize=int(depth))
+    q: queue.Queue = queue.Queue(maxsize=int(depth))
     stop = threading.Event()
 
     def put(msg) -> bool:
@@ -279,7 +290,7 @@ class FileArray:
     dtype: np.dtype
     fortran: bool = False
     start: int = 0
-    stop: Optional[int] = None
+    stop: int | None = None
 
     @property
     def rows(self) -> int:
@@ -301,8 +312,8 @@ class _Files:
     folder of thousands of shards never exhausts descriptors)."""
 
     def __init__(self) -> None:
-        self.path: Optional[str] = None
-        self._fd: Optional[int] = None
+        self.path: str | None = None
+        self._fd: int | None = None
 
     def fd(self, path: str) -> int:
         if path != self.path:
@@ -345,7 +356,9 @@ def _fortran_tiles(fa: FileArray, files: _Files, tile_rows: int, pool: BufferPoo
         a += nb
 
 
-def _row_tiles(arrays: Sequence[FileArray], files: _Files, tile_rows: int, pool: BufferPool, drop: bool) -> Iterator[np.ndarray]:
+def _row_tiles(
+    arrays: Sequence[FileArray], files: _Files, tile_rows: int, pool: BufferPool, drop: bool
+) -> Iterator[np.ndarray]:
     """Tiles of row-major arrays read as one concatenation: a tile may span
     shard boundaries, so tiles are full-sized whatever the shard sizes (and
     the kernels see the same tiling as for one file)."""
@@ -404,7 +417,7 @@ def file_tiles(
     *,
     tile_bytes: int = TILE_BYTES,
     depth: int = DEPTH,
-    drop_cache: Optional[bool] = None,
+    drop_cache: bool | None = None,
 ) -> Iterator[np.ndarray]:
     """Row tiles of several file arrays in order (shards), read ahead.
 
@@ -420,7 +433,7 @@ def file_tiles(
         pool = BufferPool(depth + 2)
         files = _Files()
         try:
-            run: List[FileArray] = []  # consecutive row-major arrays, tiled together
+            run: list[FileArray] = []  # consecutive row-major arrays, tiled together
             for fa in arrays + [None]:
                 if fa is not None and not fa.fortran:
                     run.append(fa)

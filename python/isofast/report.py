@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -60,15 +60,15 @@ class IsotropyReport:
     total_variance: float
     avg_cosine: float
     n_zero_norm: int
-    avg_cosine_centered: Optional[float] = None
-    n_zero_norm_centered: Optional[int] = None
-    partition_isotropy: Optional[float] = None
-    log_partition_isotropy: Optional[float] = None
-    partition_isotropy_centered: Optional[float] = None
-    log_partition_isotropy_centered: Optional[float] = None
+    avg_cosine_centered: float | None = None
+    n_zero_norm_centered: int | None = None
+    partition_isotropy: float | None = None
+    log_partition_isotropy: float | None = None
+    partition_isotropy_centered: float | None = None
+    log_partition_isotropy_centered: float | None = None
     notes: list = field(default_factory=list)
-    n_massive: Optional[int] = None
-    massive_variance_share: Optional[float] = None
+    n_massive: int | None = None
+    massive_variance_share: float | None = None
     massive_excluded: bool = False
     invalid: dict = field(default_factory=dict)
 
@@ -80,11 +80,12 @@ class IsotropyReport:
                 d.pop(k)
         return jsonable(d)
 
-    def to_json(self, indent: Optional[int] = 2, arrays: bool = True) -> str:
+    def to_json(self, indent: int | None = 2, arrays: bool = True) -> str:
         return json.dumps(self.to_dict(arrays=arrays), indent=indent)
 
     def table(self) -> str:
         """A readable two-column table of the scalar statistics."""
+
         def val(name: str, text: str) -> str:
             reason = self.invalid.get(name)
             return f"invalid: {reason}" if reason else text
@@ -132,7 +133,7 @@ def _pct(v: float) -> str:
     return "nan" if not math.isfinite(v) else f"{100 * v:.2f}%"
 
 
-def _f(v: Optional[float]) -> str:
+def _f(v: float | None) -> str:
     if v is None:
         return "—"
     if not math.isfinite(v):

@@ -32,7 +32,8 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def load_example(layer: int = 15) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ helpers
-def _row_range(rows: Optional[slice], n: int) -> Tuple[int, int]:
+def _row_range(rows: slice | None, n: int) -> tuple[int, int]:
     """``rows`` (a slice with step 1, or None) as absolute [start, stop)."""
     if rows is None:
         return 0, n
@@ -103,7 +104,7 @@ def _row_range(rows: Optional[slice], n: int) -> Tuple[int, int]:
     return start, max(start, stop)
 
 
-def _storage_name(dtype: np.dtype, isofast_dtype: Optional[str]) -> str:
+def _storage_name(dtype: np.dtype, isofast_dtype: str | None) -> str:
     return isofast_dtype if isofast_dtype else dtype.newbyteorder("=").name
 
 
@@ -135,7 +136,7 @@ class TiledSource:
         self.depth = int(depth)
 
     @property
-    def shape(self) -> Tuple[int, int]:
+    def shape(self) -> tuple[int, int]:
         return (self._stop - self._start, self.dim)
 
     @property
@@ -147,7 +148,7 @@ class TiledSource:
         # never more rows than the selection holds (memory is bounded by the data)
         return max(1, min(tile_rows_for(self.dim, self.dtype.itemsize, self.tile_bytes), self.shape[0]))
 
-    def select(self, rows: Optional[slice]) -> "TiledSource":
+    def select(self, rows: slice | None) -> TiledSource:
         """A copy restricted to ``rows`` (relative to the current selection)."""
         a, b = _row_range(rows, self.shape[0])
         out = copy.copy(self)
@@ -186,7 +187,9 @@ class TiledSource:
 
     def __repr__(self) -> str:
         sel = "" if (self._start, self._stop) == (0, self._n_total) else f", rows={self._start}:{self._stop}"
-        return f"{type(self).__name__}({self._describe()}, shape={self.shape}, isofast_dtype={self.isofast_dtype!r}{sel})"
+        return (
+            f"{type(self).__name__}({self._describe()}, shape={self.shape}, isofast_dtype={self.isofast_dtype!r}{sel})"
+        )
 
 
 # ------------------------------------------------------------------ uncompressed files
@@ -202,11 +205,11 @@ class FileArraySource(TiledSource):
         self,
         arrays: Sequence[FileArray],
         *,
-        isofast_dtype: Optional[str] = None,
+        isofast_dtype: str | None = None,
         description: str = "",
         tile_bytes: int = TILE_BYTES,
         depth: int = DEPTH,
-        drop_cache: Optional[bool] = None,
+        drop_cache: bool | None = None,
     ):
         arrays = list(arrays)
         if not arrays:
@@ -220,15 +223,17 @@ class FileArraySource(TiledSource):
         self.drop_cache = drop_cache
 
     @property
-    def paths(self) -> List[str]:
+    def paths(self) -> list[str]:
         return [a.path for a in self.arrays]
 
-    def _selected(self) -> List[FileArray]:
+    def _selected(self) -> list[FileArray]:
         out, base = [], 0
         for fa in self.arrays:
             lo, hi = max(self._start - base, 0), min(self._stop - base, fa.rows)
             if lo < hi:
-                out.append(FileArray(fa.path, fa.offset, fa.n_rows, fa.dim, fa.dtype, fa.fortran, fa.start + lo, fa.start + hi))
+                out.append(
+                    FileArray(fa.path, fa.offset, fa.n_rows, fa.dim, fa.dtype, fa.fortran, fa.start + lo, fa.start + hi)
+                )
             base += fa.rows
         return out
 
@@ -240,14 +245,21 @@ class FileArraySource(TiledSource):
         if len(sel) != 1:
             return self.to_numpy()
         fa = sel[0]
-        mm = np.memmap(fa.path, dtype=fa.dtype, mode="r", offset=fa.offset, shape=(fa.n_rows, fa.dim), order="F" if fa.fortran else "C")
+        mm = np.memmap(
+            fa.path,
+            dtype=fa.dtype,
+            mode="r",
+            offset=fa.offset,
+            shape=(fa.n_rows, fa.dim),
+            order="F" if fa.fortran else "C",
+        )
         return mm[fa.start : fa.stop]
 
     def _describe(self) -> str:
         return self.description
 
 
-def _npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype, int, int]:
+def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int, int]:
     """(shape, fortran, dtype, data offset, file size) of a .npy file."""
     fmt = np.lib.format
     with open_regular_file(path, "rb") as f:
@@ -274,7 +286,7 @@ def _npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype, int, int]:
     return _checked_shape(path, shape, ".npy header", 8), bool(fortran), np.dtype(dtype), offset, size
 
 
-def _checked_shape(path, shape, what: str, offset: int) -> Tuple[int, ...]:
+def _checked_shape(path, shape, what: str, offset: int) -> tuple[int, ...]:
     """A stored shape as a tuple of ints, refusing what no file can hold:
     non-integers, booleans, negative sizes (a header saying -5 rows) and
     sizes whose product overflows int64 (a header promising 2⁶³ elements)."""
@@ -285,7 +297,9 @@ def _checked_shape(path, shape, what: str, offset: int) -> Tuple[int, ...]:
     out = []
     for s in items:
         if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-            raise CorruptFileError(path, offset, f"{what}: shape {tuple(items)!r} holds {s!r}, not a non-negative integer")
+            raise CorruptFileError(
+                path, offset, f"{what}: shape {tuple(items)!r} holds {s!r}, not a non-negative integer"
+            )
         if int(s) < 0:
             raise CorruptFileError(path, offset, f"{what}: shape {tuple(items)} holds a negative size")
         out.append(int(s))
@@ -298,7 +312,7 @@ def _checked_shape(path, shape, what: str, offset: int) -> Tuple[int, ...]:
 
 
 def _file_array(
-    path: Path, shape, fortran: bool, dtype: np.dtype, offset: int, size: int, layer: Optional[int], what: str
+    path: Path, shape, fortran: bool, dtype: np.dtype, offset: int, size: int, layer: int | None, what: str
 ) -> FileArray:
     """Validate a stored array (2-D, or 3-D with a layer) against the file size."""
     _check_numeric(dtype, str(path))
@@ -338,12 +352,12 @@ def _file_array(
     return FileArray(str(path), offset, shape[0], shape[1], dtype, fortran=fortran and shape[0] > 1 and shape[1] > 1)
 
 
-def _npy_array(path: Path, layer: Optional[int] = None) -> FileArray:
+def _npy_array(path: Path, layer: int | None = None) -> FileArray:
     shape, fortran, dtype, offset, size = _npy_header(path)
     return _file_array(path, shape, fortran, dtype, offset, size, layer, "the array")
 
 
-def open_npy(path: Any, *, layer: Optional[int] = None, dtype: Optional[str] = None, **opts) -> FileArraySource:
+def open_npy(path: Any, *, layer: int | None = None, dtype: str | None = None, **opts) -> FileArraySource:
     """A ``.npy`` file as a tiled source (never memory-mapped or loaded whole).
 
     ``dtype="bfloat16"`` marks uint16 content as bfloat16 bit patterns.
@@ -354,7 +368,7 @@ def open_npy(path: Any, *, layer: Optional[int] = None, dtype: Optional[str] = N
     return FileArraySource([fa], isofast_dtype=_bf16(dtype, fa.dtype, p), description=str(p), **opts)
 
 
-def _bf16(dtype: Optional[str], stored: np.dtype, where) -> Optional[str]:
+def _bf16(dtype: str | None, stored: np.dtype, where) -> str | None:
     if dtype is None:
         return None
     if dtype != "bfloat16":
@@ -364,7 +378,9 @@ def _bf16(dtype: Optional[str], stored: np.dtype, where) -> Optional[str]:
     return "bfloat16"
 
 
-def _check_shards(arrays: Sequence[FileArray], names: Sequence[Any], expect: Optional[Tuple[int, np.dtype]] = None) -> None:
+def _check_shards(
+    arrays: Sequence[FileArray], names: Sequence[Any], expect: tuple[int, np.dtype] | None = None
+) -> None:
     """Every shard must have the d and dtype of the first (or of ``expect``)."""
     d0, t0 = expect if expect is not None else (arrays[0].dim, arrays[0].dtype.newbyteorder("="))
     ref = "the manifest" if expect is not None else f"the first shard {names[0]}"
@@ -375,7 +391,7 @@ def _check_shards(arrays: Sequence[FileArray], names: Sequence[Any], expect: Opt
             raise ValueError(f"shard {name} has dtype {fa.dtype}, {ref} has {t0}")
 
 
-def open_npy_folder(path: Any, *, layer: Optional[int] = None, dtype: Optional[str] = None, **opts) -> FileArraySource:
+def open_npy_folder(path: Any, *, layer: int | None = None, dtype: str | None = None, **opts) -> FileArraySource:
     """A plain folder of ``*.npy`` shards, concatenated in file-name order."""
     p = Path(path)
     # Every *.npy entry is a shard: one that is not a regular file (a FIFO,
@@ -390,7 +406,7 @@ def open_npy_folder(path: Any, *, layer: Optional[int] = None, dtype: Optional[s
     )
 
 
-def open_capture_layer(path: Any, layer: Optional[int], site: str = "residual", **opts) -> FileArraySource:
+def open_capture_layer(path: Any, layer: int | None, site: str = "residual", **opts) -> FileArraySource:
     """One (layer, site) of an isofast capture folder as a tiled source.
 
     Only shards the manifest lists as complete are read; a shard whose d or
@@ -426,14 +442,23 @@ def open_capture_layer(path: Any, layer: Optional[int], site: str = "residual", 
 
 # ------------------------------------------------------------------ safetensors
 _ST_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
-    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1",
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
 }
 _ST_MAX_HEADER = 100 << 20  # the format's own limit
 
 
-def safetensors_header(path: Any) -> Tuple[dict, int, int]:
+def safetensors_header(path: Any) -> tuple[dict, int, int]:
     """(tensor table, data start offset, file size) of a safetensors file:
     8-byte little-endian header length, then that many bytes of JSON."""
     p = Path(path)
@@ -458,7 +483,7 @@ def safetensors_header(path: Any) -> Tuple[dict, int, int]:
     return table, 8 + n, size
 
 
-def open_safetensors(path: Any, *, key: Optional[str] = None, layer: Optional[int] = None, **opts) -> FileArraySource:
+def open_safetensors(path: Any, *, key: str | None = None, layer: int | None = None, **opts) -> FileArraySource:
     """One tensor of a ``.safetensors`` file, read natively from its byte range.
 
     ``key`` names the tensor (needed when the file holds several). BF16
@@ -508,7 +533,16 @@ class ZarrSource(TiledSource):
     (shards when sharded) on a background thread; decompression releases the
     GIL."""
 
-    def __init__(self, array: Any, *, layer: Optional[int] = None, description: str = "", dtype: Optional[str] = None, tile_bytes: int = TILE_BYTES, depth: int = DEPTH):
+    def __init__(
+        self,
+        array: Any,
+        *,
+        layer: int | None = None,
+        description: str = "",
+        dtype: str | None = None,
+        tile_bytes: int = TILE_BYTES,
+        depth: int = DEPTH,
+    ):
         shape = tuple(int(s) for s in array.shape)
         if len(shape) == 3:
             if layer is None:
@@ -544,7 +578,8 @@ class ZarrSource(TiledSource):
             return
         if have < total:
             raise CorruptFileError(
-                description, 0,
+                description,
+                0,
                 f"zarr array has {total - have} of {total} chunks missing (they would read as fill values); "
                 "if they really are all fill values, rewrite the store with write_empty_chunks=True",
             )
@@ -568,7 +603,9 @@ class ZarrSource(TiledSource):
         return self.description
 
 
-def open_zarr(path: Any, *, key: Optional[str] = None, layer: Optional[int] = None, dtype: Optional[str] = None, **opts) -> ZarrSource:
+def open_zarr(
+    path: Any, *, key: str | None = None, layer: int | None = None, dtype: str | None = None, **opts
+) -> ZarrSource:
     """A zarr array (a group needs ``key=`` unless it holds one array)."""
     import zarr
 
@@ -600,7 +637,15 @@ class ParquetSource(TiledSource):
     naming the row.
     """
 
-    def __init__(self, files: Sequence[Any], *, column: Optional[str] = None, dtype: Optional[str] = None, tile_bytes: int = TILE_BYTES, depth: int = DEPTH):
+    def __init__(
+        self,
+        files: Sequence[Any],
+        *,
+        column: str | None = None,
+        dtype: str | None = None,
+        tile_bytes: int = TILE_BYTES,
+        depth: int = DEPTH,
+    ):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -647,7 +692,9 @@ class ParquetSource(TiledSource):
         if not lists:
             lists = [n for n, t in zip(schema.names, schema.types) if pa.types.is_list(t) or pa.types.is_large_list(t)]
         if len(lists) != 1:
-            raise ValueError(f"{f}: cannot tell the embedding column among {schema.names}: choose one with column= (--key)")
+            raise ValueError(
+                f"{f}: cannot tell the embedding column among {schema.names}: choose one with column= (--key)"
+            )
         return lists[0]
 
     @staticmethod
@@ -667,7 +714,9 @@ class ParquetSource(TiledSource):
             lens = np.diff(np.asarray(arr.offsets))
             if np.any(lens != self.dim):
                 bad = row0 + int(np.flatnonzero(lens != self.dim)[0])
-                raise ValueError(f"{f}: row {bad} of column {self.column!r} has {lens[bad - row0]} values, expected {self.dim}")
+                raise ValueError(
+                    f"{f}: row {bad} of column {self.column!r} has {lens[bad - row0]} values, expected {self.dim}"
+                )
         flat = arr.flatten()  # respects the slice offset, unlike .values
         if flat.null_count:
             bad = row0 + int(np.flatnonzero(np.asarray(flat.is_null()))[0]) // self.dim
@@ -688,7 +737,9 @@ class ParquetSource(TiledSource):
             row = int(starts[sel[0]])
             try:
                 pf = pq.ParquetFile(f)
-                batches = iter(pf.iter_batches(batch_size=self.tile_rows, row_groups=sel, columns=[self.column], use_threads=True))
+                batches = iter(
+                    pf.iter_batches(batch_size=self.tile_rows, row_groups=sel, columns=[self.column], use_threads=True)
+                )
             except Exception as exc:
                 raise CorruptFileError(f, 0, f"not a readable parquet file ({type(exc).__name__}: {exc})") from exc
             while True:
@@ -697,7 +748,9 @@ class ParquetSource(TiledSource):
                 except StopIteration:
                     break
                 except Exception as exc:
-                    raise CorruptFileError(f, 0, f"rows from {row} cannot be decoded ({type(exc).__name__}: {exc})") from exc
+                    raise CorruptFileError(
+                        f, 0, f"rows from {row} cannot be decoded ({type(exc).__name__}: {exc})"
+                    ) from exc
                 n = batch.num_rows
                 lo, hi = max(self._start - row, 0), min(self._stop - row, n)
                 if lo < hi:
@@ -716,7 +769,7 @@ class ParquetSource(TiledSource):
         return f"{self.files[0]}{f' +{len(self.files) - 1}' if len(self.files) > 1 else ''}[{self.column}]"
 
 
-def open_parquet(path: Any, *, column: Optional[str] = None, dtype: Optional[str] = None, **opts) -> ParquetSource:
+def open_parquet(path: Any, *, column: str | None = None, dtype: str | None = None, **opts) -> ParquetSource:
     """A parquet file or a folder of parquet files (name order)."""
     p = Path(path)
     files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".parquet", ".pq")) if p.is_dir() else [p]
@@ -733,14 +786,14 @@ def _is_zarr(p: Path) -> bool:
 def open_source(
     path: Any,
     *,
-    layer: Optional[int] = None,
+    layer: int | None = None,
     site: str = "residual",
-    key: Optional[str] = None,
-    rows: Optional[slice] = None,
-    dtype: Optional[str] = None,
+    key: str | None = None,
+    rows: slice | None = None,
+    dtype: str | None = None,
     tile_bytes: int = TILE_BYTES,
     depth: int = DEPTH,
-    drop_cache: Optional[bool] = None,
+    drop_cache: bool | None = None,
 ) -> Any:
     """Open ``path`` as something :func:`isofast.analyze` reads in tiles.
 
@@ -784,7 +837,7 @@ def open_source(
     )
 
 
-def _npz_member(p: Path, key: Optional[str], layer: Optional[int], rows: Optional[slice]) -> np.ndarray:
+def _npz_member(p: Path, key: str | None, layer: int | None, rows: slice | None) -> np.ndarray:
     """An .npz member, loaded into memory (zip members are not tiled)."""
     check_regular(p)
     try:

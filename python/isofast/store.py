@@ -54,7 +54,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -70,8 +71,14 @@ TOKEN_COLUMNS = ("row", "series_id", "window_id", "position", "token_id", "token
 # −1 for tokens that read none ([REG], EOS, padding-only patches).
 OPTIONAL_TOKEN_COLUMNS = ("first_step", "last_step")
 WINDOW_COLUMNS = (
-    "window_id", "series_id", "start", "n_values", "n_values_input", "n_tokens",
-    "scale", "offset",
+    "window_id",
+    "series_id",
+    "start",
+    "n_values",
+    "n_values_input",
+    "n_tokens",
+    "scale",
+    "offset",
 )
 _STORAGE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
 
@@ -141,7 +148,8 @@ def verify_file(path, expected, what: str = "file") -> None:
     got = checksum_of(p)
     if got != expected:
         raise ChecksumError(
-            p, 0,
+            p,
+            0,
             f"{what} does not match the checksum the manifest records ({got} ≠ {expected}): "
             "overwritten, truncated, swapped with another file or damaged",
         )
@@ -151,8 +159,7 @@ def verify_file(path, expected, what: str = "file") -> None:
 
 
 def _manifest_body(m: dict) -> bytes:
-    return json.dumps({k: v for k, v in m.items() if k != "checksum"}, sort_keys=True,
-                      separators=(",", ":")).encode()
+    return json.dumps({k: v for k, v in m.items() if k != "checksum"}, sort_keys=True, separators=(",", ":")).encode()
 
 
 def manifest_checksum(m: dict) -> str:
@@ -189,9 +196,7 @@ def atomic_write(path: Path, write) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise type(exc)(
-            exc.errno, f"cannot write capture file {path}: {exc.strerror or exc}", str(path)
-        ) from exc
+        raise type(exc)(exc.errno, f"cannot write capture file {path}: {exc.strerror or exc}", str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -357,9 +362,9 @@ class CaptureLayer:
                 raise file_error(path, exc, "unreadable capture shard") from None
             if arr.shape != (n, self.dim) or arr.dtype != self.dtype:
                 raise CorruptFileError(
-                    path, 0,
-                    f"capture shard has shape {arr.shape} {arr.dtype}, "
-                    f"manifest says ({n}, {self.dim}) {self.dtype}",
+                    path,
+                    0,
+                    f"capture shard has shape {arr.shape} {arr.dtype}, manifest says ({n}, {self.dim}) {self.dtype}",
                 )
             yield arr
 
@@ -417,10 +422,10 @@ class Capture:
     @property
     def layers(self) -> list[int]:
         """Every captured layer index (union over sites)."""
-        return sorted({int(l) for site in self.sites for l in self.manifest["layers"][site]})
+        return sorted({int(layer) for site in self.sites for layer in self.manifest["layers"][site]})
 
     def layers_of(self, site: str) -> list[int]:
-        return [int(l) for l in self.manifest["layers"][site]]
+        return [int(layer) for layer in self.manifest["layers"][site]]
 
     @property
     def complete(self) -> bool:
@@ -471,8 +476,9 @@ class Capture:
     # -- tables
     def _table(self, kind: str):
         key = "tokens" if kind == "tokens" else "windows_table"
-        parts = [read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key]))
-                 for s in self.manifest["shards"]]
+        parts = [
+            read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key])) for s in self.manifest["shards"]
+        ]
         cols = TOKEN_COLUMNS if kind == "tokens" else WINDOW_COLUMNS
         if kind == "tokens" and parts:
             cols = cols + tuple(c for c in OPTIONAL_TOKEN_COLUMNS if all(c in p for p in parts))
@@ -520,10 +526,12 @@ def read_manifest(root) -> dict | None:
     if not isinstance(m, dict):
         raise CorruptFileError(p, 0, "capture manifest is not a JSON object")
     if m.get("format") != FORMAT:
-        raise CorruptFileError(p, 0, "not an isofast capture manifest (no \"format\": \"isofast-capture\")")
+        raise CorruptFileError(p, 0, 'not an isofast capture manifest (no "format": "isofast-capture")')
     if "checksum" in m and m["checksum"] != manifest_checksum(m):
         raise ChecksumError(
-            p, 0, f"capture manifest does not match its own checksum ({manifest_checksum(m)} ≠ {m['checksum']}): edited or damaged"
+            p,
+            0,
+            f"capture manifest does not match its own checksum ({manifest_checksum(m)} ≠ {m['checksum']}): edited or damaged",
         )
     if int(m.get("format_version", 0)) >= 2 and "checksum" not in m:
         raise ChecksumError(p, 0, "capture manifest of format 2 has no checksum: edited or damaged")
@@ -532,9 +540,7 @@ def read_manifest(root) -> dict | None:
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptFileError(p, 0, f"capture manifest is malformed ({type(exc).__name__}: {exc})") from None
     if int(m.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(
-            f"{p} has format version {m['format_version']}; this isofast reads up to {FORMAT_VERSION}"
-        )
+        raise ValueError(f"{p} has format version {m['format_version']}; this isofast reads up to {FORMAT_VERSION}")
     return m
 
 
@@ -579,7 +585,7 @@ class CaptureWriter:
         self.table_ext = manifest["token_table_format"]
 
     @classmethod
-    def prepare(cls, root, manifest: dict) -> "CaptureWriter":
+    def prepare(cls, root, manifest: dict) -> CaptureWriter:
         """Create the folder and check it is writable (clear ``OSError`` if not)."""
         root = Path(root).expanduser()
         try:
@@ -619,16 +625,13 @@ class CaptureWriter:
     def write_shard(
         self,
         k: int,
-        arrays: dict[tuple[str, int], "np.ndarray | list[np.ndarray]"],
+        arrays: dict[tuple[str, int], np.ndarray | list[np.ndarray]],
         tokens: dict[str, Any],
         windows: dict[str, Any],
         *,
         window_range: tuple[int, int],
     ) -> None:
-        rows = {
-            sum(p.shape[0] for p in a) if isinstance(a, (list, tuple)) else a.shape[0]
-            for a in arrays.values()
-        }
+        rows = {sum(p.shape[0] for p in a) if isinstance(a, (list, tuple)) else a.shape[0] for a in arrays.values()}
         if len(rows) != 1:
             raise RuntimeError(f"shard {k}: layers disagree on the row count {sorted(rows)}")
         n = rows.pop()
@@ -668,6 +671,6 @@ class CaptureWriter:
         total = int(sum(s["rows"] for s in self.manifest["shards"]))
         self.manifest["rows"] = total
         self.manifest["shapes"] = {
-            site: {str(l): [total, int(self.manifest["dim"])] for l in self.manifest["layers"][site]}
+            site: {str(layer): [total, int(self.manifest["dim"])] for layer in self.manifest["layers"][site]}
             for site in self.manifest["sites"]
         }

@@ -51,12 +51,12 @@ import numpy as np
 __all__ = ["WINDOW_STATISTICS", "TrustReport", "trust", "window_statistics"]
 
 #: per-window statistics (module docstring), in report order.
-WINDOW_STATISTICS = ("n_massive", "massive_share", "avg_cosine", "avg_cosine_centered",
-                     "shift_norm_share", "log_z_std")
+WINDOW_STATISTICS = ("n_massive", "massive_share", "avg_cosine", "avg_cosine_centered", "shift_norm_share", "log_z_std")
 
 
-def window_statistics(rows: Any, massive: Any, *, min_rows: int = 10, shift_cosine: Any = None,
-                      log_z: Any = None) -> tuple[dict, dict]:
+def window_statistics(
+    rows: Any, massive: Any, *, min_rows: int = 10, shift_cosine: Any = None, log_z: Any = None
+) -> tuple[dict, dict]:
     """Per-window statistics of one window's rows (module docstring).
 
     ``rows`` (n, d) are the window's rows, ``massive`` a bool mask of the
@@ -148,9 +148,17 @@ class TrustReport:
         return self.table()
 
 
-def trust(model: Any, series: Any, *, layer: int | None = None, serializer: str = "llmtime",
-          massive_ratio: float = 100.0, min_rows: int = 10, head: bool = True,
-          device: str | None = None) -> TrustReport:
+def trust(
+    model: Any,
+    series: Any,
+    *,
+    layer: int | None = None,
+    serializer: str = "llmtime",
+    massive_ratio: float = 100.0,
+    min_rows: int = 10,
+    head: bool = True,
+    device: str | None = None,
+) -> TrustReport:
     """The per-context trust indicator of ``series`` read by a causal LM.
 
     ``model``: an :class:`isofast.models.LoadedModel`, a bundled name
@@ -186,8 +194,17 @@ def trust(model: Any, series: Any, *, layer: int | None = None, serializer: str 
         W, b = lm_head_weights(lm.model)
         u = shift_direction(W)
     with tempfile.TemporaryDirectory(prefix="isofast-trust-") as tmp:
-        res = capture(lm, ctxs, serializer=serializer, layers=[L], positions="all", out=tmp,
-                      sites=("residual",), device=device, progress=False)
+        res = capture(
+            lm,
+            ctxs,
+            serializer=serializer,
+            layers=[L],
+            positions="all",
+            out=tmp,
+            sites=("residual",),
+            device=device,
+            progress=False,
+        )
         cap = open_capture(res.path)
         X = cap.layer(L, "residual").to_numpy(float32=True)
         win = np.asarray(cap.tokens()["window_id"], np.int64)
@@ -205,8 +222,10 @@ def trust(model: Any, series: Any, *, layer: int | None = None, serializer: str 
         vals = {"n_rows": int(R.shape[0]), **vals}
         flags = []
         if mr.n_massive:
-            flags.append(f"{mr.n_massive} massive row(s) (norm > {massive_ratio:g} × median) hold "
-                         f"{vals['massive_share']:.1%} of the squared norm")
+            flags.append(
+                f"{mr.n_massive} massive row(s) (norm > {massive_ratio:g} × median) hold "
+                f"{vals['massive_share']:.1%} of the squared norm"
+            )
         if R.shape[0] < rep.dim:
             flags.append(f"{R.shape[0]} rows < d = {rep.dim}: spectral statistics are not measurable for one context")
         rep.windows.append(vals)

@@ -26,7 +26,9 @@ def _layers(text: str):
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--track-layers must be 'auto' or comma-separated ints, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--track-layers must be 'auto' or comma-separated ints, got {text!r}"
+        ) from None
 
 
 def register(subparsers) -> None:
@@ -53,8 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--horizon", type=int, default=4, help="forecast horizon (default 4)")
     p.add_argument("--n-test", type=int, default=8, help="held-out test windows (default 8)")
     p.add_argument("--n-samples", type=int, default=4, help="forecast samples per window (default 4)")
-    p.add_argument("--loss-on", choices=["window", "target"], default="window",
-                   help="value tokens in the loss: the whole window or the target only")
+    p.add_argument(
+        "--loss-on",
+        choices=["window", "target"],
+        default="window",
+        help="value tokens in the loss: the whole window or the target only",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cuda when present)")
@@ -71,15 +77,35 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--weight/--layer need --regularize isoscore|logz")
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     s = adapt(
-        args.model, args.data, out=args.out, steps=args.steps, lora=args.lora,
-        track_every=args.track_every or None, track_layers=args.track_layers, regularize=args.regularize,
-        weight=args.weight, layer=args.layer, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        context=args.context, horizon=args.horizon, n_test=args.n_test, column=args.column,
-        probe_windows=args.probe_windows, n_samples=args.n_samples, loss_on=args.loss_on, threads=args.threads,
-        device=args.device, save_model=not args.no_save_model, log=log,
+        args.model,
+        args.data,
+        out=args.out,
+        steps=args.steps,
+        lora=args.lora,
+        track_every=args.track_every or None,
+        track_layers=args.track_layers,
+        regularize=args.regularize,
+        weight=args.weight,
+        layer=args.layer,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        context=args.context,
+        horizon=args.horizon,
+        n_test=args.n_test,
+        column=args.column,
+        probe_windows=args.probe_windows,
+        n_samples=args.n_samples,
+        loss_on=args.loss_on,
+        threads=args.threads,
+        device=args.device,
+        save_model=not args.no_save_model,
+        log=log,
     )
     ft = s["finetune"]
-    print(f"nmse_before {s['nmse_before']:.6g}  nmse_after {s['nmse_after']:.6g}  "
-          f"({ft['steps']} steps, {ft['steps_per_second']:.3g} steps/s, tracking {s['tracking_seconds']:.1f} s)")
+    print(
+        f"nmse_before {s['nmse_before']:.6g}  nmse_after {s['nmse_after']:.6g}  "
+        f"({ft['steps']} steps, {ft['steps_per_second']:.3g} steps/s, tracking {s['tracking_seconds']:.1f} s)"
+    )
     print(f"summary: {args.out}/summary.json")
     return 0

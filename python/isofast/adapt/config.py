@@ -49,8 +49,15 @@ __all__ = ["STATISTICS", "AdaptationConfig", "ArmConfig", "default_datasets", "p
 
 #: isotropy statistics tested in (a) and (b) by default (names of the tracking table).
 STATISTICS = (
-    "isoscore", "avg_cosine_centered", "effective_rank", "pc1_share", "log_partition_isotropy_centered",
-    "inter_cluster_cosine", "isoscore_vs_null", "head_log_z_std", "head_shift_norm_share_mean",
+    "isoscore",
+    "avg_cosine_centered",
+    "effective_rank",
+    "pc1_share",
+    "log_partition_isotropy_centered",
+    "inter_cluster_cosine",
+    "isoscore_vs_null",
+    "head_log_z_std",
+    "head_shift_norm_share_mean",
 )
 
 _KS = ("DotProduct_1", "Seasonality_0.25H", "RationalQuadratic_1", "RBF_0.1", "WhiteKernel_0.1")
@@ -60,8 +67,10 @@ _REAL = ("airpassengers", "sunspots_monthly", "co2")
 def default_datasets() -> list[DatasetConfig]:
     """5 KernelSynth presets (the study's) and 3 real series: 8 datasets, 4
     test windows of 64 values each (≥ 607 probe rows for SmolLM2's d = 576)."""
-    out = [DatasetConfig(name=k, source="kernelsynth", context=64, horizon=4, n_test=4, length=256,
-                         n_train_series=16) for k in _KS]
+    out = [
+        DatasetConfig(name=k, source="kernelsynth", context=64, horizon=4, n_test=4, length=256, n_train_series=16)
+        for k in _KS
+    ]
     out += [DatasetConfig(name=r, source="registry", context=64, horizon=4, n_test=4) for r in _REAL]
     return out
 
@@ -109,7 +118,9 @@ class AdaptationConfig:
     ci: float = 0.95
     alpha: float = 0.05
     seed: int = 0
-    regularizers: list = field(default_factory=lambda: [ArmConfig("isoscore", -1, 1.0), ArmConfig("isoscore", -1, -1.0)])
+    regularizers: list = field(
+        default_factory=lambda: [ArmConfig("isoscore", -1, 1.0), ArmConfig("isoscore", -1, -1.0)]
+    )
     datasets: list = field(default_factory=default_datasets)
 
     def __post_init__(self):
@@ -130,7 +141,9 @@ class AdaptationConfig:
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ConfigError(f"[adaptation] dataset names must be unique, got {names}")
-        if not (self.layers == "auto" or (isinstance(self.layers, list) and all(isinstance(v, int) for v in self.layers))):
+        if not (
+            self.layers == "auto" or (isinstance(self.layers, list) and all(isinstance(v, int) for v in self.layers))
+        ):
             raise ConfigError("[adaptation] layers must be 'auto' or a list of ints")
         if self.n_boot < 100 or self.n_perm < 100:
             raise ConfigError("[adaptation] n_boot and n_perm must be ≥ 100")

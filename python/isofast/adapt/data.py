@@ -90,8 +90,15 @@ class EncodedWindow:
         return [t if m else IGNORE for t, m in zip(self.input_ids, self.loss_mask.tolist())]
 
 
-def encode_window(tokenizer: Any, context: Any, target: Any = None, *, serializer: Any = "llmtime",
-                  loss_on: str = "window", max_length: int | None = None) -> EncodedWindow:
+def encode_window(
+    tokenizer: Any,
+    context: Any,
+    target: Any = None,
+    *,
+    serializer: Any = "llmtime",
+    loss_on: str = "window",
+    max_length: int | None = None,
+) -> EncodedWindow:
     """Serialise one window and build its value-token loss mask (module docstring)."""
     if loss_on not in LOSS_ON:
         raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
@@ -142,8 +149,16 @@ def encode_probe(tokenizer: Any, contexts: Sequence, *, serializer: Any = "llmti
 class TrainingSet:
     """Encoded training windows and seeded, padded mini-batches."""
 
-    def __init__(self, tokenizer: Any, contexts: Any, targets: Any = None, *, serializer: Any = "llmtime",
-                 loss_on: str = "window", max_length: int | None = None):
+    def __init__(
+        self,
+        tokenizer: Any,
+        contexts: Any,
+        targets: Any = None,
+        *,
+        serializer: Any = "llmtime",
+        loss_on: str = "window",
+        max_length: int | None = None,
+    ):
         ctx = np.asarray(contexts, np.float64)
         if ctx.ndim != 2 or ctx.shape[0] == 0:
             raise ValueError(f"training contexts must be a non-empty windows × values array, got shape {ctx.shape}")
@@ -154,8 +169,14 @@ class TrainingSet:
         self.tokenizer = tokenizer
         self.loss_on = loss_on
         self.windows = [
-            encode_window(tokenizer, ctx[i], None if tgt is None else tgt[i], serializer=self.serializer,
-                          loss_on=loss_on, max_length=max_length)
+            encode_window(
+                tokenizer,
+                ctx[i],
+                None if tgt is None else tgt[i],
+                serializer=self.serializer,
+                loss_on=loss_on,
+                max_length=max_length,
+            )
             for i in range(ctx.shape[0])
         ]
         pad = getattr(tokenizer, "pad_token_id", None)
@@ -196,8 +217,17 @@ class TrainingSet:
         return out
 
 
-def resolve_split(data: Any, *, context: int = 64, horizon: int = 4, n_test: int = 8, length: int = 256,
-                  n_train_series: int = 32, column: str = "", seed: int = 0):
+def resolve_split(
+    data: Any,
+    *,
+    context: int = 64,
+    horizon: int = 4,
+    n_test: int = 8,
+    length: int = 256,
+    n_train_series: int = 32,
+    column: str = "",
+    seed: int = 0,
+):
     """A :class:`isofast.study.datasets.DatasetSplit` for ``data``: a
     ``DatasetConfig``, a KernelSynth preset name, a registry dataset name or a
     CSV file (one column, or ``column``)."""
@@ -213,14 +243,23 @@ def resolve_split(data: Any, *, context: int = 64, horizon: int = 4, n_test: int
         name = str(data)
         p = Path(name).expanduser()
         if name in PRESETS:
-            cfg = DatasetConfig(name=name, source="kernelsynth", context=context, horizon=horizon, n_test=n_test,
-                                length=length, n_train_series=n_train_series)
+            cfg = DatasetConfig(
+                name=name,
+                source="kernelsynth",
+                context=context,
+                horizon=horizon,
+                n_test=n_test,
+                length=length,
+                n_train_series=n_train_series,
+            )
         elif name in REGISTRY:
-            cfg = DatasetConfig(name=name, source="registry", context=context, horizon=horizon, n_test=n_test,
-                                column=column)
+            cfg = DatasetConfig(
+                name=name, source="registry", context=context, horizon=horizon, n_test=n_test, column=column
+            )
         elif p.is_file():
-            cfg = DatasetConfig(name=p.stem, source="csv", path=str(p), context=context, horizon=horizon,
-                                n_test=n_test, column=column)
+            cfg = DatasetConfig(
+                name=p.stem, source="csv", path=str(p), context=context, horizon=horizon, n_test=n_test, column=column
+            )
         elif p.suffix or "/" in name:
             raise FileNotFoundError(f"data: no such file {name!r}")
         else:

@@ -91,8 +91,9 @@ def _nan(v) -> float:
 
 
 # ------------------------------------------------------------ paired tests
-def paired_test(delta: np.ndarray, groups: np.ndarray, *, n_boot: int = 2000, n_perm: int = 2000,
-                level: float = 0.95, seed: int = 0) -> dict:
+def paired_test(
+    delta: np.ndarray, groups: np.ndarray, *, n_boot: int = 2000, n_perm: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict:
     """Mean paired difference over groups with a cluster-bootstrap CI and a
     sign-flip permutation p-value (module docstring, (c))."""
     delta = np.asarray(delta, np.float64)
@@ -103,9 +104,18 @@ def paired_test(delta: np.ndarray, groups: np.ndarray, *, n_boot: int = 2000, n_
     g_means = np.array([delta[groups == g].mean() for g in uniq])
     G = g_means.size
     nan = float("nan")
-    out = {"estimate": float(g_means.mean()) if G else nan, "n": int(delta.size), "n_groups": int(G),
-           "ci_low": nan, "ci_high": nan, "p_value": nan, "exact": False, "n_permutations": 0,
-           "share_better": float(np.mean(g_means < 0)) if G else nan, "group_means": g_means.tolist()}
+    out = {
+        "estimate": float(g_means.mean()) if G else nan,
+        "n": int(delta.size),
+        "n_groups": int(G),
+        "ci_low": nan,
+        "ci_high": nan,
+        "p_value": nan,
+        "exact": False,
+        "n_permutations": 0,
+        "share_better": float(np.mean(g_means < 0)) if G else nan,
+        "group_means": g_means.tolist(),
+    }
     if G < 3:
         out["note"] = f"{G} datasets: too few for a CI or a p-value"
         return out
@@ -182,8 +192,17 @@ def _question(runs: list, acfg, which: str, layers: list, sel: list, ev: list) -
         x, y, g, s = _xy(runs, stat, best, which, ev)
         if x.size < 2:
             continue
-        c = correlate(x, y, method="spearman", groups=g, slots=s, n_boot=acfg.n_boot, n_perm=acfg.n_perm,
-                      level=acfg.ci, seed=acfg.seed)
+        c = correlate(
+            x,
+            y,
+            method="spearman",
+            groups=g,
+            slots=s,
+            n_boot=acfg.n_boot,
+            n_perm=acfg.n_perm,
+            level=acfg.ci,
+            seed=acfg.seed,
+        )
         tests.append({"statistic": stat, "layer": best, "selection_rho": best_rho, **c.to_dict()})
     q = benjamini_hochberg([t["p_value"] for t in tests])
     for t, v in zip(tests, q):
@@ -192,8 +211,11 @@ def _question(runs: list, acfg, which: str, layers: list, sel: list, ev: list) -
     if tests and which == "a":
         t0 = min(tests, key=lambda t: (t["q_value"] if math.isfinite(t["q_value"]) else 2.0, -abs(_nan(t["estimate"]))))
         x, y, g, _ = _xy(runs, t0["statistic"], t0["layer"], "a", sel + ev)
-        out.update(statistic=t0["statistic"], layer=t0["layer"],
-                   points=[{"x": float(a), "y": float(b), "dataset": str(d)} for a, b, d in zip(x, y, g)])
+        out.update(
+            statistic=t0["statistic"],
+            layer=t0["layer"],
+            points=[{"x": float(a), "y": float(b), "dataset": str(d)} for a, b, d in zip(x, y, g)],
+        )
     return out
 
 
@@ -217,11 +239,21 @@ def _intervention(runs: list, acfg, arm_layers: dict) -> dict:
             g.append(r["dataset"])
             sl = str(L) if arm.kind == "isoscore" else str(max(int(k) for k in r["post"]))
             chg.append(_nan(r["post"].get(sl, {}).get(stat)) - _nan(b["post"].get(sl, {}).get(stat)))
-        t = paired_test(np.asarray(d), np.asarray(g), n_boot=acfg.n_boot, n_perm=acfg.n_perm, level=acfg.ci,
-                        seed=acfg.seed)
-        arms.append({"arm": name, "kind": arm.kind, "layer": L, "weight": arm.weight, "log_ratios": d,
-                     "stat_change": float(np.nanmean(chg)) if chg and np.isfinite(chg).any() else float("nan"),
-                     "stat_changed": stat, **t})
+        t = paired_test(
+            np.asarray(d), np.asarray(g), n_boot=acfg.n_boot, n_perm=acfg.n_perm, level=acfg.ci, seed=acfg.seed
+        )
+        arms.append(
+            {
+                "arm": name,
+                "kind": arm.kind,
+                "layer": L,
+                "weight": arm.weight,
+                "log_ratios": d,
+                "stat_change": float(np.nanmean(chg)) if chg and np.isfinite(chg).any() else float("nan"),
+                "stat_changed": stat,
+                **t,
+            }
+        )
     q = benjamini_hochberg([a["p_value"] for a in arms])
     for a, v in zip(arms, q):
         a["q_value"] = float(v)
@@ -237,8 +269,10 @@ def _verdict(res: AdaptationResult, alpha: float) -> None:
         return min(ok, key=lambda t: t["q_value"]) if ok else None
 
     sig = []
-    for tag, q, what in (("a", qa, "pre-adaptation isotropy predicts the gain"),
-                         ("b", qb, "the change in isotropy tracks the improvement")):
+    for tag, q, what in (
+        ("a", qa, "pre-adaptation isotropy predicts the gain"),
+        ("b", qb, "the change in isotropy tracks the improvement"),
+    ):
         t = best(q.get("tests", []))
         if t is None:
             lines.append(f"({tag}) untestable: too few datasets with a finite statistic.")
@@ -248,7 +282,8 @@ def _verdict(res: AdaptationResult, alpha: float) -> None:
         lines.append(
             f"({tag}) {'Yes' if s else 'Not shown'}: {what} — best held-out {t['statistic']} at layer {t['layer']}, "
             f"Spearman ρ = {t['estimate']:+.2f} [{_nan(t['ci_low']):+.2f}, {_nan(t['ci_high']):+.2f}], "
-            f"p = {_nan(t['p_value']):.3g}, q = {t['q_value']:.3g} over {t['n_groups']} held-out datasets.")
+            f"p = {_nan(t['p_value']):.3g}, q = {t['q_value']:.3g} over {t['n_groups']} held-out datasets."
+        )
     for a in qc.get("arms", []):
         if not math.isfinite(_nan(a.get("p_value"))):
             lines.append(f"(c) {a['arm']}: untestable ({a.get('note', 'too few datasets')}).")
@@ -260,17 +295,26 @@ def _verdict(res: AdaptationResult, alpha: float) -> None:
             f"(c) {a['arm']}: NMSE × {eff:.3g} vs unregularised [{math.exp(a['ci_low']):.3g}, "
             f"{math.exp(a['ci_high']):.3g}], p = {a['p_value']:.3g}, q = {a['q_value']:.3g}; better on "
             f"{a['share_better']:.0%} of {a['n_groups']} datasets — {'a real effect' if s else 'no shown effect'}"
-            f"{'' if not s else (' (helps)' if a['estimate'] < 0 else ' (hurts)')}.")
+            f"{'' if not s else (' (helps)' if a['estimate'] < 0 else ' (hurts)')}."
+        )
     if not sig:
-        res.verdict = ("No question could be tested: too few datasets with finite statistics and NMSE "
-                       f"({len(res.settings.get('datasets', []))} datasets; (a) and (b) need ≥ 3 held-out ones).")
+        res.verdict = (
+            "No question could be tested: too few datasets with finite statistics and NMSE "
+            f"({len(res.settings.get('datasets', []))} datasets; (a) and (b) need ≥ 3 held-out ones)."
+        )
     elif any(sig):
-        res.verdict = ("At FDR " + f"{alpha:g}" + ", some adaptation effects of isotropy are shown: "
-                       + "; ".join(line for line, s in zip(lines, sig) if s))
+        res.verdict = (
+            "At FDR "
+            + f"{alpha:g}"
+            + ", some adaptation effects of isotropy are shown: "
+            + "; ".join(line for line, s in zip(lines, sig) if s)
+        )
     else:
-        res.verdict = (f"At FDR {alpha:g}, no tested question shows an effect: isotropy neither predicted nor "
-                       "tracked the gain from adaptation, and regularising it did not change NMSE detectably, at this "
-                       f"budget ({res.settings.get('steps')} steps, {len(res.settings.get('datasets', []))} datasets).")
+        res.verdict = (
+            f"At FDR {alpha:g}, no tested question shows an effect: isotropy neither predicted nor "
+            "tracked the gain from adaptation, and regularising it did not change NMSE detectably, at this "
+            f"budget ({res.settings.get('steps')} steps, {len(res.settings.get('datasets', []))} datasets)."
+        )
     res.verdict_lines = lines
 
 
@@ -302,11 +346,20 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
         Regularizer(a.kind, a.weight, arm_layers[a.name], a.zeta).check(base.model)
     layers = default_layers(n_layers) if acfg.layers == "auto" else sorted(set(acfg.layers))
     layers = sorted(set(layers) | {arm_layers[a.name] for a in acfg.regularizers if a.kind == "isoscore"})
-    settings = {"model": acfg.model, "weights_hash": base.weights_hash, "lora": acfg.lora, "steps": acfg.steps,
-                "batch_size": acfg.batch_size, "lr": acfg.lr or None, "seeds": list(acfg.seeds),
-                "loss_on": acfg.loss_on, "n_samples": acfg.n_samples, "layers": layers,
-                "datasets": [d.name for d in acfg.datasets], "arms": {a.name: {**a.__dict__, "layer": arm_layers[a.name]}
-                                                                      for a in acfg.regularizers}}
+    settings = {
+        "model": acfg.model,
+        "weights_hash": base.weights_hash,
+        "lora": acfg.lora,
+        "steps": acfg.steps,
+        "batch_size": acfg.batch_size,
+        "lr": acfg.lr or None,
+        "seeds": list(acfg.seeds),
+        "loss_on": acfg.loss_on,
+        "n_samples": acfg.n_samples,
+        "layers": layers,
+        "datasets": [d.name for d in acfg.datasets],
+        "arms": {a.name: {**a.__dict__, "layer": arm_layers[a.name]} for a in acfg.regularizers},
+    }
     res = AdaptationResult(settings=settings)
     counters = {"computed": 0, "cached": 0}
     import torch
@@ -317,21 +370,43 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
     try:
         for dcfg in acfg.datasets:
             split = load_split(dcfg, seed=acfg.seed)
-            train = TrainingSet(base.tokenizer, split.train_context, split.train_target, loss_on=acfg.loss_on,
-                                max_length=base.max_length)
+            train = TrainingSet(
+                base.tokenizer,
+                split.train_context,
+                split.train_target,
+                loss_on=acfg.loss_on,
+                max_length=base.max_length,
+            )
             pre_key = stable_hash(CACHE_VERSION, "pre", settings["weights_hash"], split.key, layers, acfg.n_samples)
             pre_path = cache / "adapt" / f"pre-{pre_key}.json"
             if pre_path.is_file():
                 pre = json.loads(pre_path.read_text())
                 counters["cached"] += 1
             else:
-                tr = IsotropyTracker(split.test_context, tokenizer=base.tokenizer, every=10**9, layers=layers,
-                                     cache=cache / "adapt", seed=acfg.seed)
+                tr = IsotropyTracker(
+                    split.test_context,
+                    tokenizer=base.tokenizer,
+                    every=10**9,
+                    layers=layers,
+                    cache=cache / "adapt",
+                    seed=acfg.seed,
+                )
                 tr.measure(base.model, 0)
-                fc = forecast_nmse(base, split.test_context, split.test_target, n_samples=acfg.n_samples,
-                                   seed=acfg.seed, threads=acfg.threads or None)
-                pre = {"stats": {str(k): v for k, v in _layer_stats(tr, 0).items()}, "forecast": fc,
-                       "n_rows": tr.n_rows, "tracking_seconds": tr.seconds, "notes": tr.notes}
+                fc = forecast_nmse(
+                    base,
+                    split.test_context,
+                    split.test_target,
+                    n_samples=acfg.n_samples,
+                    seed=acfg.seed,
+                    threads=acfg.threads or None,
+                )
+                pre = {
+                    "stats": {str(k): v for k, v in _layer_stats(tr, 0).items()},
+                    "forecast": fc,
+                    "n_rows": tr.n_rows,
+                    "tracking_seconds": tr.seconds,
+                    "notes": tr.notes,
+                }
                 pre_path.write_text(json.dumps(_jsonable(pre)))
                 counters["computed"] += 1
             log(f"{split.name}: NMSE before {pre['forecast']['nmse']:.4g}")
@@ -339,9 +414,22 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
                 for arm in [None, *acfg.regularizers]:
                     name = "none" if arm is None else arm.name
                     reg = None if arm is None else Regularizer(arm.kind, arm.weight, arm_layers[name], arm.zeta)
-                    key = stable_hash(CACHE_VERSION, "run", settings["weights_hash"], split.key, layers, seed,
-                                      name, None if reg is None else reg.to_dict(), acfg.lora, acfg.steps,
-                                      acfg.batch_size, acfg.lr, acfg.loss_on, acfg.n_samples)
+                    key = stable_hash(
+                        CACHE_VERSION,
+                        "run",
+                        settings["weights_hash"],
+                        split.key,
+                        layers,
+                        seed,
+                        name,
+                        None if reg is None else reg.to_dict(),
+                        acfg.lora,
+                        acfg.steps,
+                        acfg.batch_size,
+                        acfg.lr,
+                        acfg.loss_on,
+                        acfg.n_samples,
+                    )
                     path = cache / "adapt" / f"run-{key}.json"
                     if path.is_file():
                         run = json.loads(path.read_text())
@@ -349,29 +437,63 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
                     else:
                         lm = copy.copy(base)  # the base model is never trained: each run copies it
                         lm.model = copy.deepcopy(base.model)
-                        tr = IsotropyTracker(split.test_context, tokenizer=base.tokenizer, every=10**9,
-                                             layers=layers, cache=cache / "adapt", seed=acfg.seed)
-                        ft = finetune(lm, train, steps=acfg.steps, batch_size=acfg.batch_size, lr=acfg.lr or None,
-                                      seed=seed, lora=acfg.lora, regularizer=reg, tracker=None)
+                        tr = IsotropyTracker(
+                            split.test_context,
+                            tokenizer=base.tokenizer,
+                            every=10**9,
+                            layers=layers,
+                            cache=cache / "adapt",
+                            seed=acfg.seed,
+                        )
+                        ft = finetune(
+                            lm,
+                            train,
+                            steps=acfg.steps,
+                            batch_size=acfg.batch_size,
+                            lr=acfg.lr or None,
+                            seed=seed,
+                            lora=acfg.lora,
+                            regularizer=reg,
+                            tracker=None,
+                        )
                         tr.measure(lm.model, acfg.steps)
-                        fc = forecast_nmse(lm, split.test_context, split.test_target, n_samples=acfg.n_samples,
-                                           seed=acfg.seed, threads=acfg.threads or None)
-                        run = {"post": {str(k): v for k, v in _layer_stats(tr, acfg.steps).items()},
-                               "nmse_after": fc["nmse"], "nll_after": fc["nll"], "loss_curve": ft.loss_curve,
-                               "train_seconds": ft.train_seconds, "tracking_seconds": tr.seconds,
-                               "forecast_seconds": fc["seconds"]}
+                        fc = forecast_nmse(
+                            lm,
+                            split.test_context,
+                            split.test_target,
+                            n_samples=acfg.n_samples,
+                            seed=acfg.seed,
+                            threads=acfg.threads or None,
+                        )
+                        run = {
+                            "post": {str(k): v for k, v in _layer_stats(tr, acfg.steps).items()},
+                            "nmse_after": fc["nmse"],
+                            "nll_after": fc["nll"],
+                            "loss_curve": ft.loss_curve,
+                            "train_seconds": ft.train_seconds,
+                            "tracking_seconds": tr.seconds,
+                            "forecast_seconds": fc["seconds"],
+                        }
                         path.write_text(json.dumps(_jsonable(run)))
                         counters["computed"] += 1
                         del lm
-                    run.update(dataset=split.name, seed=int(seed), arm=name, pre=pre["stats"],
-                               nmse_before=pre["forecast"]["nmse"], nll_before=pre["forecast"]["nll"])
+                    run.update(
+                        dataset=split.name,
+                        seed=int(seed),
+                        arm=name,
+                        pre=pre["stats"],
+                        nmse_before=pre["forecast"]["nmse"],
+                        nll_before=pre["forecast"]["nll"],
+                    )
                     run["nmse_after"] = _nan(run["nmse_after"])
                     run["gain"] = run["nmse_before"] - run["nmse_after"]
                     run["post"] = {k: {s: _nan(v) for s, v in d.items()} for k, d in run["post"].items()}
                     run["pre"] = {k: {s: _nan(v) for s, v in d.items()} for k, d in run["pre"].items()}
                     res.runs.append(run)
-                    log(f"  seed {seed} {name}: NMSE after {run['nmse_after']:.4g} "
-                        f"({run['train_seconds']:.1f} s training)")
+                    log(
+                        f"  seed {seed} {name}: NMSE after {run['nmse_after']:.4g} "
+                        f"({run['train_seconds']:.1f} s training)"
+                    )
     finally:
         torch.set_num_threads(old_threads)
     names = [d.name for d in acfg.datasets]
@@ -392,8 +514,10 @@ def _write(res: AdaptationResult, out: Path) -> dict:
     import pandas as pd
 
     files = {}
-    rows = [{k: r[k] for k in ("dataset", "seed", "arm", "nmse_before", "nmse_after", "gain", "train_seconds")}
-            for r in res.runs]
+    rows = [
+        {k: r[k] for k in ("dataset", "seed", "arm", "nmse_before", "nmse_after", "gain", "train_seconds")}
+        for r in res.runs
+    ]
     pd.DataFrame(rows).to_csv(out / "adaptation_runs.csv", index=False)
     files["runs"] = str(out / "adaptation_runs.csv")
     tests = []

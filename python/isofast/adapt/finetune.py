@@ -66,8 +66,15 @@ def _peft():
     return peft
 
 
-def prepare_model(model, *, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
-                  lora_targets: list | None = None):
+def prepare_model(
+    model,
+    *,
+    lora: bool = False,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.0,
+    lora_targets: list | None = None,
+):
     """The trainable module: the model itself (full fine-tuning) or a peft
     LoRA wrapper (call under a seeded RNG: LoRA's A matrices are random)."""
     if not lora:
@@ -77,8 +84,14 @@ def prepare_model(model, *, lora: bool = False, lora_r: int = 8, lora_alpha: int
     if lora_r < 1:
         raise ValueError(f"lora_r must be ≥ 1, got {lora_r}")
     peft = _peft()
-    cfg = peft.LoraConfig(r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
-                          target_modules=lora_targets, task_type="CAUSAL_LM", bias="none")
+    cfg = peft.LoraConfig(
+        r=int(lora_r),
+        lora_alpha=int(lora_alpha),
+        lora_dropout=float(lora_dropout),
+        target_modules=lora_targets,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     return peft.get_peft_model(model, cfg)
 
 
@@ -102,10 +115,15 @@ class FinetuneResult:
 
     def to_dict(self) -> dict:
         return {
-            "steps": self.steps, "lora": self.lora, "loss_curve": self.loss_curve,
-            "train_seconds": self.train_seconds, "tracking_seconds": self.tracking_seconds,
-            "steps_per_second": self.steps_per_second, "trainable_params": self.trainable_params,
-            "total_params": self.total_params, "settings": self.settings,
+            "steps": self.steps,
+            "lora": self.lora,
+            "loss_curve": self.loss_curve,
+            "train_seconds": self.train_seconds,
+            "tracking_seconds": self.tracking_seconds,
+            "steps_per_second": self.steps_per_second,
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "settings": self.settings,
         }
 
 
@@ -193,11 +211,17 @@ def finetune(
             opt.step()
             dt = time.perf_counter() - t0
             t_train += dt
-            curve.append({"step": step, "loss": float(loss.detach()), "lm_loss": float(lm_loss.detach()),
-                          "penalty": pen_v, "seconds": dt})
+            curve.append(
+                {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "lm_loss": float(lm_loss.detach()),
+                    "penalty": pen_v,
+                    "seconds": dt,
+                }
+            )
             if log is not None and (step == 1 or step % max(1, log_every) == 0 or step == steps):
-                log(f"step {step}/{steps}: loss {curve[-1]['loss']:.4f} (lm {curve[-1]['lm_loss']:.4f}), "
-                    f"{dt:.2f} s")
+                log(f"step {step}/{steps}: loss {curve[-1]['loss']:.4f} (lm {curve[-1]['lm_loss']:.4f}), {dt:.2f} s")
             if tracker is not None:
                 tracker.maybe_measure(net, step)
         if tracker is not None:
@@ -209,14 +233,27 @@ def finetune(
         p.requires_grad_(False)
     lm.model = net
     return FinetuneResult(
-        model=net, steps=int(steps), lora=bool(lora), loss_curve=curve, train_seconds=t_train,
-        tracking_seconds=tracker.seconds if tracker is not None else 0.0, trainable_params=int(n_train),
+        model=net,
+        steps=int(steps),
+        lora=bool(lora),
+        loss_curve=curve,
+        train_seconds=t_train,
+        tracking_seconds=tracker.seconds if tracker is not None else 0.0,
+        trainable_params=int(n_train),
         total_params=int(n_total),
-        settings={"batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "lora": bool(lora),
-                  "lora_r": lora_r if lora else None, "lora_alpha": lora_alpha if lora else None,
-                  "grad_clip": grad_clip, "weight_decay": weight_decay,
-                  "regularizer": regularizer.to_dict() if regularizer is not None else None,
-                  "loss_on": getattr(train, "loss_on", None), "n_train_windows": len(train)},
+        settings={
+            "batch_size": int(batch_size),
+            "lr": float(lr),
+            "seed": int(seed),
+            "lora": bool(lora),
+            "lora_r": lora_r if lora else None,
+            "lora_alpha": lora_alpha if lora else None,
+            "grad_clip": grad_clip,
+            "weight_decay": weight_decay,
+            "regularizer": regularizer.to_dict() if regularizer is not None else None,
+            "loss_on": getattr(train, "loss_on", None),
+            "n_train_windows": len(train),
+        },
     )
 
 

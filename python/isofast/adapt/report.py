@@ -21,9 +21,17 @@ __all__ = ["plot_loss", "plot_tracking", "section"]
 
 #: statistics drawn by default from a tracking table (when present).
 DEFAULT_PLOTS = (
-    "isoscore", "avg_cosine", "avg_cosine_centered", "effective_rank", "pc1_share",
-    "log_partition_isotropy_centered", "inter_cluster_cosine", "n_massive", "massive_variance_share",
-    "head_log_z_std", "head_shift_norm_share_mean",
+    "isoscore",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "effective_rank",
+    "pc1_share",
+    "log_partition_isotropy_centered",
+    "inter_cluster_cosine",
+    "n_massive",
+    "massive_variance_share",
+    "head_log_z_std",
+    "head_shift_norm_share_mean",
 )
 
 
@@ -93,7 +101,7 @@ def _f(v: Any, nd: int = 3) -> str:
         return html.escape(str(v))
     if not math.isfinite(v):
         return "n/a"
-    if v != 0 and (abs(v) < 10 ** -nd or abs(v) >= 1e5):
+    if v != 0 and (abs(v) < 10**-nd or abs(v) >= 1e5):
         return f"{v:.{nd}g}"
     return f"{v:.{nd}f}"
 
@@ -143,9 +151,13 @@ def fig_intervention(result, figdir: Path) -> str | None:
     for i, arm in enumerate(arms):
         d = np.asarray(arm.get("log_ratios", []), float)
         ax.scatter(np.full(d.size, i) + np.linspace(-0.1, 0.1, max(d.size, 1))[: d.size], d, s=12)
-        ax.errorbar(i, arm.get("estimate", np.nan),
-                    yerr=[[arm.get("estimate", 0) - arm.get("ci_low", 0)], [arm.get("ci_high", 0) - arm.get("estimate", 0)]],
-                    fmt="k_", capsize=4)
+        ax.errorbar(
+            i,
+            arm.get("estimate", np.nan),
+            yerr=[[arm.get("estimate", 0) - arm.get("ci_low", 0)], [arm.get("ci_high", 0) - arm.get("estimate", 0)]],
+            fmt="k_",
+            capsize=4,
+        )
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xticks(range(len(arms)), [a["arm"] for a in arms], rotation=20, fontsize=7)
     ax.set_ylabel("log(NMSE reg / NMSE unreg)")
@@ -172,16 +184,38 @@ def section(result, figdir: Path) -> str:
         "cluster bootstrap CIs and permutation p-values over datasets; BH q-values per question.</p>"
     )
     parts.append("<h3>(a) Pre-adaptation isotropy vs gain</h3>")
-    parts.append(_table(q.get("a", {}).get("tests", []),
-                        ["statistic", "layer", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n", "n_groups"]))
+    parts.append(
+        _table(
+            q.get("a", {}).get("tests", []),
+            ["statistic", "layer", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n", "n_groups"],
+        )
+    )
     parts.append(_img(fig_gain_scatter(result, figdir), figdir))
     parts.append("<h3>(b) Change in isotropy vs improvement</h3>")
-    parts.append(_table(q.get("b", {}).get("tests", []),
-                        ["statistic", "layer", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n", "n_groups"]))
+    parts.append(
+        _table(
+            q.get("b", {}).get("tests", []),
+            ["statistic", "layer", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n", "n_groups"],
+        )
+    )
     parts.append("<h3>(c) Regularised vs unregularised (paired over series)</h3>")
-    parts.append(_table(q.get("c", {}).get("arms", []),
-                        ["arm", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n", "n_groups",
-                         "share_better", "stat_change"]))
+    parts.append(
+        _table(
+            q.get("c", {}).get("arms", []),
+            [
+                "arm",
+                "estimate",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "q_value",
+                "n",
+                "n_groups",
+                "share_better",
+                "stat_change",
+            ],
+        )
+    )
     parts.append(_img(fig_intervention(result, figdir), figdir))
     curves = {}
     for r in d.get("runs", [])[:6]:

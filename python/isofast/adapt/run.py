@@ -66,18 +66,31 @@ def check_out(out: Path, key: str, settings: dict) -> None:
         )
 
 
-def forecast_nmse(lm, contexts: np.ndarray, targets: np.ndarray, *, n_samples: int, seed: int,
-                  serializer: Any = "llmtime", threads: int | None = 1) -> dict:
+def forecast_nmse(
+    lm,
+    contexts: np.ndarray,
+    targets: np.ndarray,
+    *,
+    n_samples: int,
+    seed: int,
+    serializer: Any = "llmtime",
+    threads: int | None = 1,
+) -> dict:
     """NMSE of the median forecast and the mean continuous NLL on test windows."""
     from isofast.forecast import forecast
     from isofast.metrics import nmse
 
     H = int(targets.shape[1])
-    r = forecast(lm, contexts, H, n_samples=n_samples, seed=seed, serializer=serializer, target=targets,
-                 n_threads=threads)
+    r = forecast(
+        lm, contexts, H, n_samples=n_samples, seed=seed, serializer=serializer, target=targets, n_threads=threads
+    )
     per = [nmse(targets[i], r.median[i]) for i in range(targets.shape[0])]
-    return {"nmse": float(nmse(targets, r.median)), "nll": float(np.nanmean(r.nll)),
-            "window_nmse": [float(v) for v in per], "seconds": float(r.seconds)}
+    return {
+        "nmse": float(nmse(targets, r.median)),
+        "nll": float(np.nanmean(r.nll)),
+        "window_nmse": [float(v) for v in per],
+        "seconds": float(r.seconds),
+    }
 
 
 def adapt(
@@ -132,41 +145,86 @@ def adapt(
         reg = Regularizer(regularize, float(weight), int(layer))
     out = Path(out)
     settings = {
-        "model": str(getattr(model, "name", model)), "data": str(data), "steps": steps, "lora": bool(lora),
-        "track_every": track_every, "track_layers": track_layers, "regularize": regularize,
-        "weight": float(weight), "layer": layer, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "context": context, "horizon": horizon, "n_test": n_test, "length": length,
-        "n_train_series": n_train_series, "column": column, "probe_windows": probe_windows,
-        "n_samples": n_samples, "loss_on": loss_on,
+        "model": str(getattr(model, "name", model)),
+        "data": str(data),
+        "steps": steps,
+        "lora": bool(lora),
+        "track_every": track_every,
+        "track_layers": track_layers,
+        "regularize": regularize,
+        "weight": float(weight),
+        "layer": layer,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "context": context,
+        "horizon": horizon,
+        "n_test": n_test,
+        "length": length,
+        "n_train_series": n_train_series,
+        "column": column,
+        "probe_windows": probe_windows,
+        "n_samples": n_samples,
+        "loss_on": loss_on,
     }
     key = stable_hash("isofast-adapt-1", settings)
     check_out(out, key, settings)
     t_all = time.perf_counter()
     # bad data fails before the (slower) model load
-    split = resolve_split(data, context=context, horizon=horizon, n_test=n_test, length=length,
-                          n_train_series=n_train_series, column=column, seed=seed)
+    split = resolve_split(
+        data,
+        context=context,
+        horizon=horizon,
+        n_test=n_test,
+        length=length,
+        n_train_series=n_train_series,
+        column=column,
+        seed=seed,
+    )
     lm = load_model(model, device=device)
     check_causal_lm(lm)
     check_tokenizer(lm.tokenizer)
     if reg is not None:
         reg.check(lm.model)
-    train = TrainingSet(lm.tokenizer, split.train_context, split.train_target, loss_on=loss_on,
-                        max_length=lm.max_length)
+    train = TrainingSet(
+        lm.tokenizer, split.train_context, split.train_target, loss_on=loss_on, max_length=lm.max_length
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps({"key": key, "settings": settings}, indent=2, default=str))
-    log(f"{split.name}: {len(train)} training windows, {split.test_context.shape[0]} test windows "
-        f"(context {split.context}, horizon {split.horizon})")
-    before = forecast_nmse(lm, split.test_context, split.test_target, n_samples=n_samples, seed=seed,
-                           threads=threads or 1)
+    log(
+        f"{split.name}: {len(train)} training windows, {split.test_context.shape[0]} test windows "
+        f"(context {split.context}, horizon {split.horizon})"
+    )
+    before = forecast_nmse(
+        lm, split.test_context, split.test_target, n_samples=n_samples, seed=seed, threads=threads or 1
+    )
     log(f"NMSE before: {before['nmse']:.4g}")
     tracker = None
     if track_every:
-        tracker = IsotropyTracker(split.test_context[: max(1, probe_windows)], tokenizer=lm.tokenizer,
-                                  every=track_every, layers=track_layers, cache=cache, seed=seed)
-    res = finetune(lm, train, steps=steps, batch_size=batch_size, lr=lr, seed=seed, lora=lora, regularizer=reg,
-                   tracker=tracker, threads=threads, log=log)
-    after = forecast_nmse(lm, split.test_context, split.test_target, n_samples=n_samples, seed=seed,
-                          threads=threads or 1)
+        tracker = IsotropyTracker(
+            split.test_context[: max(1, probe_windows)],
+            tokenizer=lm.tokenizer,
+            every=track_every,
+            layers=track_layers,
+            cache=cache,
+            seed=seed,
+        )
+    res = finetune(
+        lm,
+        train,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        lora=lora,
+        regularizer=reg,
+        tracker=tracker,
+        threads=threads,
+        log=log,
+    )
+    after = forecast_nmse(
+        lm, split.test_context, split.test_target, n_samples=n_samples, seed=seed, threads=threads or 1
+    )
     log(f"NMSE after: {after['nmse']:.4g}")
     files: dict = {}
     import pandas as pd
@@ -179,13 +237,21 @@ def adapt(
     if save_model:
         files["model"] = str(save_adapted(lm, out / "model"))
     summary = {
-        "nmse_before": before["nmse"], "nmse_after": after["nmse"],
-        "nll_before": before["nll"], "nll_after": after["nll"],
-        "window_nmse_before": before["window_nmse"], "window_nmse_after": after["window_nmse"],
-        "dataset": split.to_dict(), "model": lm.name, "settings": settings, "key": key,
-        "finetune": res.to_dict(), "tracking_seconds": res.tracking_seconds,
+        "nmse_before": before["nmse"],
+        "nmse_after": after["nmse"],
+        "nll_before": before["nll"],
+        "nll_after": after["nll"],
+        "window_nmse_before": before["window_nmse"],
+        "window_nmse_after": after["window_nmse"],
+        "dataset": split.to_dict(),
+        "model": lm.name,
+        "settings": settings,
+        "key": key,
+        "finetune": res.to_dict(),
+        "tracking_seconds": res.tracking_seconds,
         "tracking_overhead": (res.tracking_seconds / res.train_seconds) if res.train_seconds > 0 else None,
-        "seconds": time.perf_counter() - t_all, "files": files,
+        "seconds": time.perf_counter() - t_all,
+        "files": files,
         "torch_version": torch.__version__,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

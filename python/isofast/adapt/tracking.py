@@ -65,8 +65,14 @@ __all__ = ["HEAD_STATISTICS", "IsotropyCallback", "IsotropyTracker", "default_la
 
 #: head diagnostics tracked on the layer that feeds the head.
 HEAD_STATISTICS = (
-    "log_z_std", "log_z_rel_std", "log_z_range", "z_cv", "shift_norm_share_mean",
-    "shift_norm_share_max", "shift_variance_share", "mean_context_shift_share",
+    "log_z_std",
+    "log_z_rel_std",
+    "log_z_range",
+    "z_cv",
+    "shift_norm_share_mean",
+    "shift_norm_share_max",
+    "shift_variance_share",
+    "mean_context_shift_share",
 )
 
 
@@ -111,8 +117,19 @@ class IsotropyTracker:
     seed : seeds the row subsampling (equal N) and clustering.
     """
 
-    def __init__(self, probe: Any, *, tokenizer: Any, every: int = 25, layers: Any = "auto", config=None,
-                 head: bool = True, cache: Any = None, serializer: Any = "llmtime", seed: int = 0):
+    def __init__(
+        self,
+        probe: Any,
+        *,
+        tokenizer: Any,
+        every: int = 25,
+        layers: Any = "auto",
+        config=None,
+        head: bool = True,
+        cache: Any = None,
+        serializer: Any = "llmtime",
+        seed: int = 0,
+    ):
         from isofast.adapt.data import check_tokenizer, encode_probe
 
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -197,15 +214,22 @@ class IsotropyTracker:
         path = root / f"shift-{key}.npz"
         if path.is_file():
             z = np.load(path)
-            sd = H.ShiftDirection(u=z["u"], residual=float(z["residual"]), gram=z["gram"],
-                                  ones_proj=z["ones_proj"], rank=int(z["rank"]))
+            sd = H.ShiftDirection(
+                u=z["u"], residual=float(z["residual"]), gram=z["gram"], ones_proj=z["ones_proj"], rank=int(z["rank"])
+            )
         else:
             sd = H.shift_direction(W)
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, u=sd.u, residual=np.array(sd.residual), gram=sd.gram, ones_proj=sd.ones_proj,
-                         rank=np.array(sd.rank))
+                np.savez(
+                    tmp,
+                    u=sd.u,
+                    residual=np.array(sd.residual),
+                    gram=sd.gram,
+                    ones_proj=sd.ones_proj,
+                    rank=np.array(sd.rank),
+                )
                 tmp.replace(path)
             except OSError:  # a read-only cache only costs the recomputation
                 pass
@@ -264,13 +288,13 @@ class IsotropyTracker:
         for L in self._layers:
             head = None
             if self.head and L == last:
+
                 def head(Xs):
                     import isofast.head as H
 
                     W, b = self._head_weights(model)
                     sd = self._shift_direction(W)
-                    rep = H.head_diagnostics(W, Xs.astype(np.float32), b, isotropy=False, head_isotropy=False,
-                                             shift=sd)
+                    rep = H.head_diagnostics(W, Xs.astype(np.float32), b, isotropy=False, head_isotropy=False, shift=sd)
                     return rep.to_dict(), rep.shift_cosine, rep.log_z
 
             seed = self.seed * 1_000_003 + L  # the same rows at every step (equal N, same subsample)
@@ -280,8 +304,14 @@ class IsotropyTracker:
             if res.get("head"):
                 for k in HEAD_STATISTICS:
                     v = res["head"].get(k)
-                    new.append({"step": int(step), "layer": int(L), "statistic": f"head_{k}",
-                                "value": float("nan") if v is None else float(v)})
+                    new.append(
+                        {
+                            "step": int(step),
+                            "layer": int(L),
+                            "statistic": f"head_{k}",
+                            "value": float("nan") if v is None else float(v),
+                        }
+                    )
             notes = list(res.get("notes", []))
             if res.get("skip_reason"):
                 notes.insert(0, "skipped: " + res["skip_reason"])
@@ -336,9 +366,17 @@ class IsotropyTracker:
             files["parquet"] = str(out / "tracking.parquet")
         except ImportError:  # pragma: no cover - pyarrow is in the io extra
             pass
-        meta = {"layers": self._layers, "n_rows": self._n_rows, "n_probe_rows": self.n_probe_rows,
-                "n_probe_windows": len(self.probe_ids), "every": self.every, "seconds": self.seconds,
-                "n_measurements": self.n_measurements, "config": dict(self.config.__dict__), "notes": self.notes}
+        meta = {
+            "layers": self._layers,
+            "n_rows": self._n_rows,
+            "n_probe_rows": self.n_probe_rows,
+            "n_probe_windows": len(self.probe_ids),
+            "every": self.every,
+            "seconds": self.seconds,
+            "n_measurements": self.n_measurements,
+            "config": dict(self.config.__dict__),
+            "notes": self.notes,
+        }
         (out / "tracking.json").write_text(json.dumps(meta, indent=2, default=str))
         files["json"] = str(out / "tracking.json")
         if plots:

@@ -28,8 +28,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "data",
         help="list and inspect the KernelSynth presets and bundled real datasets",
-        description="KernelSynth presets (synthetic) and real time series shipped "
-        "inside installed packages (offline).",
+        description="KernelSynth presets (synthetic) and real time series shipped inside installed packages (offline).",
     )
     sub = p.add_subparsers(dest="data_command", metavar="{list,show}")
     sub.required = True
@@ -44,9 +43,7 @@ def register(subparsers: Any) -> None:
     ps.add_argument("--length", type=int, default=1024, help="preset series length (default 1024)")
     ps.add_argument("--seed", type=int, default=0, help="preset sampling seed (default 0)")
     ps.add_argument("--column", default=None, help="column of a multivariate dataset")
-    ps.add_argument(
-        "--nan", default="keep", choices=NAN_POLICIES, help="missing-value policy (default keep)"
-    )
+    ps.add_argument("--nan", default="keep", choices=NAN_POLICIES, help="missing-value policy (default keep)")
     ps.add_argument("--json", action="store_true", help="print JSON instead of text")
     ps.add_argument("--plot", default=None, metavar="OUT.png", help="write a line plot (needs matplotlib)")
     ps.set_defaults(func=_cmd_show)
@@ -61,19 +58,18 @@ def preset_entries() -> list[dict[str, Any]]:
     out = []
     for name in PRESETS:
         k = preset(name)
-        params = (
-            {f.name: getattr(k, f.name) for f in fields(k)} if is_dataclass(k) else {}
+        params = {f.name: getattr(k, f.name) for f in fields(k)} if is_dataclass(k) else {}
+        out.append(
+            {
+                "name": name,
+                "kind": "kernelsynth",
+                "domain": "synthetic",
+                "kernel": type(k).__name__,
+                "parameters": {a: (float(v) if isinstance(v, (int, float)) else repr(v)) for a, v in params.items()},
+                "repr": repr(k),
+                "length": 1024,
+            }
         )
-        out.append({
-            "name": name,
-            "kind": "kernelsynth",
-            "domain": "synthetic",
-            "kernel": type(k).__name__,
-            "parameters": {a: (float(v) if isinstance(v, (int, float)) else repr(v))
-                           for a, v in params.items()},
-            "repr": repr(k),
-            "length": 1024,
-        })
     return out
 
 
@@ -107,10 +103,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print()
         print("KernelSynth presets (synthetic, isofast.data.PRESETS; length 1024 unless --length)")
         rows = [("name", "kernel", "parameters")]
-        rows += [(p["name"], p["kernel"],
-                  ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}"
-                            for a, v in p["parameters"].items()))
-                 for p in presets]
+        rows += [
+            (
+                p["name"],
+                p["kernel"],
+                ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in p["parameters"].items()),
+            )
+            for p in presets
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for k, r in enumerate(rows):
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -156,9 +156,7 @@ def plot_series(s: Series, out: str, *, title: str | None = None) -> str:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(
-            'plotting needs the optional package matplotlib: pip install "isofast[plot]"'
-        ) from exc
+        raise ImportError('plotting needs the optional package matplotlib: pip install "isofast[plot]"') from exc
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -169,8 +167,7 @@ def plot_series(s: Series, out: str, *, title: str | None = None) -> str:
         # mark the gaps so "keep" shows where data is missing
         miss = np.isnan(s.values)
         lo = np.nanmin(s.values) if (~miss).any() else 0.0
-        ax.plot(np.asarray(x)[miss], np.full(int(miss.sum()), lo), "|", color="tab:red",
-                label=f"missing ({n_nan})")
+        ax.plot(np.asarray(x)[miss], np.full(int(miss.sum()), lo), "|", color="tab:red", label=f"missing ({n_nan})")
         ax.legend(loc="best")
     label = s.meta.get("column") or s.name
     unit = s.meta.get("unit")
@@ -192,11 +189,18 @@ def _preset_series(name: str, length: int, seed: int) -> Series:
         raise ValueError(f"--length must be at least 2, got {length}")
     k = preset(name, length)
     values = np.asarray(kernelsynth(1, length, kernel=k, seed=seed)[0], dtype=np.float64)
-    return Series(name=name, values=values, timestamps=None, frequency="step",
-                  domain="synthetic",
-                  meta={"source": "KernelSynth (isofast.data.kernelsynth)",
-                        "description": f"one sample of {k!r}, seed {seed}",
-                        "kernel": repr(k)})
+    return Series(
+        name=name,
+        values=values,
+        timestamps=None,
+        frequency="step",
+        domain="synthetic",
+        meta={
+            "source": "KernelSynth (isofast.data.kernelsynth)",
+            "description": f"one sample of {k!r}, seed {seed}",
+            "kernel": repr(k),
+        },
+    )
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

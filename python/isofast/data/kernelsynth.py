@@ -124,7 +124,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -151,7 +151,7 @@ __all__ = [
     "random_kernel",
 ]
 
-SeedLike = Union[int, np.random.SeedSequence, None]
+SeedLike = int | np.random.SeedSequence | None
 
 
 # --------------------------------------------------------------------------- kernels
@@ -189,23 +189,23 @@ class Kernel:
     def _profile(self, r: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} defines no Gram matrix")
 
-    def _grid(self, length: int) -> "_GridGram":
+    def _grid(self, length: int) -> _GridGram:
         """Gram matrix on ``linspace(0, 1, length)``, Toeplitz-compressed when stationary."""
         if type(self)._profile is not Kernel._profile:
             step = 1.0 / (length - 1) if length > 1 else 0.0
             return _GridGram(lags=self._profile(np.arange(length) * step))
         return _GridGram(full=self(np.linspace(0.0, 1.0, length)))
 
-    def __add__(self, other: object) -> "Kernel":
+    def __add__(self, other: object) -> Kernel:
         return Sum(self, _as_kernel(other))
 
-    def __radd__(self, other: object) -> "Kernel":
+    def __radd__(self, other: object) -> Kernel:
         return Sum(_as_kernel(other), self)
 
-    def __mul__(self, other: object) -> "Kernel":
+    def __mul__(self, other: object) -> Kernel:
         return Product(self, _as_kernel(other))
 
-    def __rmul__(self, other: object) -> "Kernel":
+    def __rmul__(self, other: object) -> Kernel:
         return Product(_as_kernel(other), self)
 
 
@@ -251,9 +251,7 @@ class RationalQuadratic(Kernel):
 
     def __post_init__(self):
         if not (self.length_scale > 0 and self.alpha > 0):
-            raise ValueError(
-                f"length_scale and alpha must be > 0, got {self.length_scale}, {self.alpha}"
-            )
+            raise ValueError(f"length_scale and alpha must be > 0, got {self.length_scale}, {self.alpha}")
 
     def _profile(self, r):
         return (1.0 + r**2 / (2.0 * self.alpha * self.length_scale**2)) ** (-self.alpha)
@@ -268,10 +266,7 @@ class ExpSineSquared(Kernel):
 
     def __post_init__(self):
         if not (self.length_scale > 0 and self.periodicity > 0):
-            raise ValueError(
-                "length_scale and periodicity must be > 0, got "
-                f"{self.length_scale}, {self.periodicity}"
-            )
+            raise ValueError(f"length_scale and periodicity must be > 0, got {self.length_scale}, {self.periodicity}")
 
     def _profile(self, r):
         s = np.sin(np.pi * r / self.periodicity)
@@ -376,7 +371,7 @@ class _GridGram:
 
         return scipy.linalg.toeplitz(self.lags)
 
-    def combine(self, other: "_GridGram", op) -> "_GridGram":
+    def combine(self, other: _GridGram, op) -> _GridGram:
         if self.lags is not None and other.lags is not None:
             return _GridGram(lags=op(self.lags, other.lags))
         return _GridGram(full=op(self.matrix(), other.matrix()))
@@ -442,8 +437,7 @@ def kernel_bank(length: int = 1024) -> dict[str, Kernel]:
     """
     length = _check_length(length)
     bank: dict[str, Kernel] = {
-        f"Seasonality_{label}": ExpSineSquared(1.0, p / length)
-        for label, p in SEASONALITY_PERIODS.items()
+        f"Seasonality_{label}": ExpSineSquared(1.0, p / length) for label, p in SEASONALITY_PERIODS.items()
     }
     for s in (0.0, 1.0, 10.0):
         bank[f"DotProduct_{s:g}"] = DotProduct(sigma_0=s)
@@ -466,9 +460,7 @@ def preset(name: str, length: int = 1024) -> Kernel:
     try:
         return bank[name]
     except KeyError:
-        raise KeyError(
-            f"unknown kernel preset {name!r}; known: {', '.join(bank)}"
-        ) from None
+        raise KeyError(f"unknown kernel preset {name!r}; known: {', '.join(bank)}") from None
 
 
 def _resolve(kernel: Kernel | str, length: int) -> Kernel:
@@ -516,7 +508,7 @@ class KernelFactor:
 
 
 _CACHE_BYTES = 128 * 2**20  # bounded LRU: 16 factors at L = 1024
-_cache: "OrderedDict[tuple, KernelFactor]" = OrderedDict()
+_cache: OrderedDict[tuple, KernelFactor] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -616,9 +608,7 @@ def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
     raise TypeError(f"seed must be an int, a SeedSequence or None, got {type(seed).__name__}")
 
 
-def random_kernel(
-    rng: np.random.Generator, bank: Sequence[Kernel], max_kernels: int = 5
-) -> Kernel:
+def random_kernel(rng: np.random.Generator, bank: Sequence[Kernel], max_kernels: int = 5) -> Kernel:
     """One Chronos composition: ``j ~ U{1..max_kernels}`` bank kernels drawn with
     replacement, folded left to right with ``+`` or ``*`` (each with prob. 1/2)."""
     j = int(rng.integers(1, max_kernels + 1))
@@ -628,7 +618,6 @@ def random_kernel(
     for i, op in zip(idx[1:], ops):
         k = Sum(k, bank[int(i)]) if op == 0 else Product(k, bank[int(i)])
     return k
-
 
 
 def kernelsynth(
@@ -696,9 +685,7 @@ def _name_seed(seed: SeedLike, name: str) -> np.random.SeedSequence:
     # A per-name stream: a kernel's series do not depend on which other kernels
     # are requested, or in what order.
     base = _seed_sequence(seed)
-    return np.random.SeedSequence(
-        entropy=base.entropy, spawn_key=tuple(base.spawn_key) + (zlib.crc32(name.encode()),)
-    )
+    return np.random.SeedSequence(entropy=base.entropy, spawn_key=tuple(base.spawn_key) + (zlib.crc32(name.encode()),))
 
 
 def synthetic_set(
@@ -723,8 +710,6 @@ def synthetic_set(
     else:
         items = [(k, k) if isinstance(k, str) else (repr(k), k) for k in kernels]
     return {
-        name: kernelsynth(
-            n_per_kernel, length, kernel=k, seed=_name_seed(seed, name), method=method
-        )
+        name: kernelsynth(n_per_kernel, length, kernel=k, seed=_name_seed(seed, name), method=method)
         for name, k in items
     }

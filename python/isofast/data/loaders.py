@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,8 +49,7 @@ def require(module: str, *, what: str, extra: str = "data") -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{what} needs the optional package {top!r}, which is not installed: "
-            f'pip install "isofast[{extra}]"'
+            f'{what} needs the optional package {top!r}, which is not installed: pip install "isofast[{extra}]"'
         ) from exc
 
 
@@ -65,9 +65,7 @@ def _years(start: int, n: int) -> np.ndarray:
 
 
 def _years_from(values: np.ndarray) -> np.ndarray:
-    return (np.asarray(values, dtype=np.int64) - 1970).astype("datetime64[Y]").astype(
-        "datetime64[s]"
-    )
+    return (np.asarray(values, dtype=np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[s]")
 
 
 def _to_datetime64(col: Any) -> np.ndarray:
@@ -79,6 +77,7 @@ def _to_datetime64(col: Any) -> np.ndarray:
 # ------------------------------------------------------------------ per-source loaders
 # Each returns (values, timestamps or None, extra meta) for the default or
 # requested column.
+
 
 def _statsmodels_frame(name: str):
     require("statsmodels.datasets", what=f"dataset {name!r}")
@@ -203,9 +202,7 @@ def load(name: str, *, nan: str = "keep", column: str | None = None) -> Series:
         if not e.columns:
             raise ValueError(f"dataset {name!r} has a single series; column= is not accepted")
         if column not in e.columns:
-            raise ValueError(
-                f"dataset {name!r} has no column {column!r}; columns: {', '.join(e.columns)}"
-            )
+            raise ValueError(f"dataset {name!r} has no column {column!r}; columns: {', '.join(e.columns)}")
     values, stamps, extra = _LOADERS[name](e, column)
     n_missing_raw = int(np.isnan(values).sum())
     values, stamps = apply_nan_policy(values, stamps, nan, where=f"dataset {name!r}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from .windows import Windows
 __all__ = ["add_noise", "shorten_context", "add_missing", "level_shift", "add_outliers"]
 
 T = TypeVar("T", np.ndarray, Windows)
-ArrayOrWindows = Union[np.ndarray, Windows]
+ArrayOrWindows = np.ndarray | Windows
 
 
 def _split(x: Any) -> tuple[np.ndarray, Windows | None]:
@@ -51,9 +51,7 @@ def _split(x: Any) -> tuple[np.ndarray, Windows | None]:
 def _join(values: np.ndarray, w: Windows | None) -> Any:
     if w is None:
         return values
-    return replace(
-        w, context=values, target=w.target.copy(), series_id=w.series_id.copy(), start=w.start.copy()
-    )
+    return replace(w, context=values, target=w.target.copy(), series_id=w.series_id.copy(), start=w.start.copy())
 
 
 def _rate(rate: float) -> float:

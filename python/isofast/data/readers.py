@@ -22,7 +22,8 @@ import io
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -145,16 +146,12 @@ def read_csv(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if len(row) != len(header):
-                raise DataFormatError(
-                    p, line, f"expected {len(header)} fields, found {len(row)}"
-                )
+                raise DataFormatError(p, line, f"expected {len(header)} fields, found {len(row)}")
             for j, k in enumerate(idx):
                 try:
                     values[j].append(_parse_float(row[k]))
                 except ValueError:
-                    raise DataFormatError(
-                        p, line, f"column {cols[j]!r}: cannot parse {row[k]!r} as a number"
-                    ) from None
+                    raise DataFormatError(p, line, f"column {cols[j]!r}: cannot parse {row[k]!r} as a number") from None
             if t_idx is not None:
                 try:
                     times.append(_parse_time(row[t_idx]))
@@ -168,9 +165,7 @@ def read_csv(
     out = []
     for c, v in zip(cols, values):
         arr, t = apply_nan_policy(np.array(v, dtype=np.float64), ts, nan, where=f"{p}, column {c!r}")
-        out.append(
-            Series(c, arr, t, frequency, domain, {"source": p, "column": c, "nan_policy": nan})
-        )
+        out.append(Series(c, arr, t, frequency, domain, {"source": p, "column": c, "nan_policy": nan}))
     return out
 
 
@@ -211,22 +206,16 @@ def read_parquet(
         try:
             ts = np.asarray(tcol).astype("datetime64[s]")
         except (TypeError, ValueError):
-            raise DataFormatError(
-                p, None, f"time column {time_column!r} is not a timestamp column"
-            ) from None
+            raise DataFormatError(p, None, f"time column {time_column!r} is not a timestamp column") from None
     out = []
     for c in cols:
         raw = table.column(c).to_numpy(zero_copy_only=False)
         try:
             arr = np.asarray(raw, dtype=np.float64)  # nulls arrive as NaN / None
         except (TypeError, ValueError):
-            raise DataFormatError(
-                p, None, f"column {c!r} has non-numeric type {table.schema.field(c).type}"
-            ) from None
+            raise DataFormatError(p, None, f"column {c!r} has non-numeric type {table.schema.field(c).type}") from None
         arr, t = apply_nan_policy(arr, ts, nan, where=f"{p}, column {c!r}")
-        out.append(
-            Series(c, arr, t, frequency, domain, {"source": p, "column": c, "nan_policy": nan})
-        )
+        out.append(Series(c, arr, t, frequency, domain, {"source": p, "column": c, "nan_policy": nan}))
     return out
 
 
@@ -386,8 +375,9 @@ def read_tsf(path: Any, *, nan: str = "keep") -> TSFData:
         k = len(out.attributes)
         if len(fields) != k + 1:
             raise DataFormatError(
-                p, line_no, f"expected {k} attribute field(s) and the values separated by ':', "
-                f"found {len(fields)} field(s)"
+                p,
+                line_no,
+                f"expected {k} attribute field(s) and the values separated by ':', found {len(fields)} field(s)",
             )
         meta: dict[str, Any] = {}
         for (aname, atype), val in zip(out.attributes, fields[:k]):
@@ -409,9 +399,7 @@ def read_tsf(path: Any, *, nan: str = "keep") -> TSFData:
             raise DataFormatError(p, line_no, "series has no values")
         cells = fields[k].split(",")
         try:
-            vals = np.array(
-                [float("nan") if c.strip() == "?" else float(c) for c in cells], dtype=np.float64
-            )
+            vals = np.array([float("nan") if c.strip() == "?" else float(c) for c in cells], dtype=np.float64)
         except ValueError:
             bad = next(c for c in cells if c.strip() != "?" and not _is_float(c))
             raise DataFormatError(p, line_no, f"series value {bad!r} is not a number or '?'") from None
@@ -422,8 +410,9 @@ def read_tsf(path: Any, *, nan: str = "keep") -> TSFData:
                 seen_lengths = vals.size
             elif vals.size != seen_lengths:
                 raise DataFormatError(
-                    p, line_no, f"@equallength true but this series has {vals.size} values, "
-                    f"the first had {seen_lengths}"
+                    p,
+                    line_no,
+                    f"@equallength true but this series has {vals.size} values, the first had {seen_lengths}",
                 )
         alias = TSF_FREQUENCIES.get((out.frequency or "").lower())
         start = meta.get("start_timestamp")

@@ -43,32 +43,80 @@ __all__ = ["FREQUENCY_SEASONS", "dataset_season", "preset_season", "season_lengt
 #: where pandas' does: ``MS`` month start, ``ms`` millisecond (unknown here).
 FREQUENCY_SEASONS: dict[str, int] = {
     # yearly
-    "A": 1, "AS": 1, "Y": 1, "YS": 1, "YE": 1, "BA": 1, "BAS": 1, "BY": 1, "BYS": 1, "BYE": 1,
+    "A": 1,
+    "AS": 1,
+    "Y": 1,
+    "YS": 1,
+    "YE": 1,
+    "BA": 1,
+    "BAS": 1,
+    "BY": 1,
+    "BYS": 1,
+    "BYE": 1,
     # quarterly
-    "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4,
+    "Q": 4,
+    "QS": 4,
+    "QE": 4,
+    "BQ": 4,
+    "BQS": 4,
+    "BQE": 4,
     # monthly
-    "M": 12, "MS": 12, "ME": 12, "BM": 12, "BMS": 12, "BME": 12, "CBMS": 12, "CBME": 12,
-    "SM": 24, "SMS": 24, "SME": 24,
+    "M": 12,
+    "MS": 12,
+    "ME": 12,
+    "BM": 12,
+    "BMS": 12,
+    "BME": 12,
+    "CBMS": 12,
+    "CBME": 12,
+    "SM": 24,
+    "SMS": 24,
+    "SME": 24,
     # weekly, daily
-    "W": 52, "D": 7, "d": 7, "B": 5, "C": 5,
+    "W": 52,
+    "D": 7,
+    "d": 7,
+    "B": 5,
+    "C": 5,
     # hourly and below (daily cycle for hours and minutes, hourly for seconds)
-    "H": 24, "h": 24, "BH": 24, "bh": 24,
-    "T": 1440, "min": 1440,
-    "S": 3600, "s": 3600,
+    "H": 24,
+    "h": 24,
+    "BH": 24,
+    "bh": 24,
+    "T": 1440,
+    "min": 1440,
+    "S": 3600,
+    "s": 3600,
 }
 
 _WORDS: dict[str, int] = {
-    "yearly": 1, "annual": 1, "annually": 1, "year": 1,
-    "quarterly": 4, "quarter": 4,
-    "monthly": 12, "month": 12,
-    "weekly": 52, "week": 52,
-    "daily": 7, "day": 7,
-    "business": 5, "business-daily": 5, "business_daily": 5,
-    "hourly": 24, "hour": 24,
-    "half-hourly": 48, "half_hourly": 48, "halfhourly": 48, "30-minutely": 48,
-    "quarter-hourly": 96, "quarter_hourly": 96,
-    "minutely": 1440, "minute": 1440,
-    "secondly": 3600, "second": 3600,
+    "yearly": 1,
+    "annual": 1,
+    "annually": 1,
+    "year": 1,
+    "quarterly": 4,
+    "quarter": 4,
+    "monthly": 12,
+    "month": 12,
+    "weekly": 52,
+    "week": 52,
+    "daily": 7,
+    "day": 7,
+    "business": 5,
+    "business-daily": 5,
+    "business_daily": 5,
+    "hourly": 24,
+    "hour": 24,
+    "half-hourly": 48,
+    "half_hourly": 48,
+    "halfhourly": 48,
+    "30-minutely": 48,
+    "quarter-hourly": 96,
+    "quarter_hourly": 96,
+    "minutely": 1440,
+    "minute": 1440,
+    "secondly": 3600,
+    "second": 3600,
 }
 
 _ALIAS = re.compile(r"^\s*(\d*)\s*([A-Za-z]+)(?:-[A-Za-z]+)?\s*$")
@@ -126,7 +174,7 @@ def preset_season(preset: str, length: int) -> int | None:
     if not isinstance(preset, str):
         raise TypeError(f"preset must be a str, got {type(preset).__name__}")
     if preset.startswith("Seasonality_"):
-        label = preset[len("Seasonality_"):]
+        label = preset[len("Seasonality_") :]
         if label in SEASONALITY_PERIODS:
             p = SEASONALITY_PERIODS[label]
             return max(1, math.floor(p * (length - 1) / length + 0.5))

@@ -55,9 +55,7 @@ class Series:
             if ts.dtype.kind != "M":
                 ts = ts.astype("datetime64[ns]")
             if ts.shape != v.shape:
-                raise ValueError(
-                    f"series {self.name!r}: {ts.shape[0]} timestamps for {v.shape[0]} values"
-                )
+                raise ValueError(f"series {self.name!r}: {ts.shape[0]} timestamps for {v.shape[0]} values")
             self.timestamps = ts
 
     def __len__(self) -> int:

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,7 +52,7 @@ __all__ = [
 
 MODES = ("first", "last", "sliding", "random")
 
-SeriesInput = Union[np.ndarray, Series, Sequence[Union[np.ndarray, Series, Sequence[float]]]]
+SeriesInput = np.ndarray | Series | Sequence[np.ndarray | Series | Sequence[float]]
 
 
 @dataclass
@@ -178,8 +179,7 @@ def make_windows(
         elif not skip_short:
             which = "the series" if len(arrays) == 1 else f"series {i}"
             raise ValueError(
-                f"window of {W} points (context {C} + horizon {H}) is longer than "
-                f"{which} ({a.shape[0]} points)"
+                f"window of {W} points (context {C} + horizon {H}) is longer than {which} ({a.shape[0]} points)"
             )
     if not usable:
         raise ValueError(f"no series has the {W} points a window needs (context {C} + horizon {H})")
@@ -224,9 +224,7 @@ def make_windows(
     return Windows(ctx, tgt, sid, st)
 
 
-def train_test_split(
-    values: Any, test_size: int | float | None = None, *, horizon: int | None = None
-):
+def train_test_split(values: Any, test_size: int | float | None = None, *, horizon: int | None = None):
     """Split along time: the last ``test_size`` points are the test part.
 
     ``test_size`` is a count (int) or a fraction in (0, 1) (rounded up, at
@@ -259,7 +257,11 @@ def train_test_split(
         return train.copy(), test.copy()
     ts = values.timestamps
     mk = lambda v, t, part: Series(  # noqa: E731
-        values.name, v.copy(), None if t is None else t.copy(), values.frequency, values.domain,
+        values.name,
+        v.copy(),
+        None if t is None else t.copy(),
+        values.frequency,
+        values.domain,
         {**values.meta, "split": part},
     )
     return (
@@ -294,7 +296,7 @@ class _Scaler:
     def _stats(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def fit(self, context: Any) -> "_Scaler":
+    def fit(self, context: Any) -> _Scaler:
         """Fit one (loc, scale) per row of ``context`` (a 1-D array is one row)."""
         ctx, self._one_d = self._rows(context)
         with warnings.catch_warnings():
@@ -308,9 +310,7 @@ class _Scaler:
         if self.scale is None:
             raise ValueError(f"{type(self).__name__} is not fitted; call fit(context) first")
         if a.shape[0] != self.scale.shape[0]:
-            raise ValueError(
-                f"{a.shape[0]} rows given, but the scaler was fitted on {self.scale.shape[0]}"
-            )
+            raise ValueError(f"{a.shape[0]} rows given, but the scaler was fitted on {self.scale.shape[0]}")
 
     def transform(self, x: Any) -> np.ndarray:
         a, one_d = self._rows(x)

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-def get_serializer(spec: "str | Serializer | None" = "llmtime") -> "Serializer":
+def get_serializer(spec: str | Serializer | None = "llmtime") -> Serializer:
     """Resolve a serializer name or pass an instance through.
 
     Names: ``"llmtime"`` (= ``"llmtime:llama"``), ``"llmtime:gpt"``,

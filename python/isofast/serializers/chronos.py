@@ -145,9 +145,7 @@ class ChronosSerializer:
         ids = bucket.astype(np.int64) + self.n_special_tokens
         return np.clip(ids, self.first_value_id, self.n_tokens - 1)
 
-    def encode(
-        self, x, *, scale: float | None = None, nan: NanPolicy = "interpolate"
-    ) -> IdEncoding:
+    def encode(self, x, *, scale: float | None = None, nan: NanPolicy = "interpolate") -> IdEncoding:
         arr = as_series(x, nan=nan)
         if scale is None:
             scale = self.scale_of(arr)
@@ -173,7 +171,9 @@ class ChronosSerializer:
         if out.any():
             i = int(np.flatnonzero(out)[0])
             # an id outside the vocabulary is not a value: refuse, don't clamp
-            raise InputError(f"token id {int(ids[i])} at position {i} is outside the vocabulary [0, {self.n_tokens - 1}]")
+            raise InputError(
+                f"token id {int(ids[i])} at position {i} is outside the vocabulary [0, {self.n_tokens - 1}]"
+            )
         special = (ids == self.pad_token_id) | (ids == self.eos_token_id)
         vals = ids[~special]
         idx = np.clip(vals - self.first_value_id, 0, self.centers.size - 1)

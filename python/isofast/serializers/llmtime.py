@@ -225,15 +225,14 @@ class LLMTimeSerializer:
         inner = set(self.bit_sep + self.minus_sign + self.plus_sign)
         if not set(self.time_sep) - inner:
             raise ValueError(
-                f"time_sep {self.time_sep!r} must contain a character not used by "
-                "bit_sep, minus_sign or plus_sign"
+                f"time_sep {self.time_sep!r} must contain a character not used by bit_sep, minus_sign or plus_sign"
             )
         if self.minus_sign.strip() == self.plus_sign.strip():
             raise ValueError("minus_sign and plus_sign must differ")
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def preset(cls, name: str, **overrides) -> "LLMTimeSerializer":
+    def preset(cls, name: str, **overrides) -> LLMTimeSerializer:
         """``"gpt"`` (GPT-3 layout, α=0.95) or ``"llama"`` (LLaMA layout, α=0.99)."""
         presets = {
             "gpt": dict(time_sep=" ,", bit_sep=" ", minus_sign=" -", alpha=0.95, beta=0.3),
@@ -268,16 +267,12 @@ class LLMTimeSerializer:
         big = np.abs(z) > self.max_val
         if big.any():
             i = int(np.flatnonzero(big)[0])
-            raise ValueError(
-                f"scaled value {z[i]:.6g} at index {i} exceeds max_val={self.max_val:g}"
-            )
+            raise ValueError(f"scaled value {z[i]:.6g} at index {i} exceeds max_val={self.max_val:g}")
         if self.rounding == "nearest":
             return np.rint(z * (10.0**self.prec)).astype(np.int64)
         return _original_digits(z, self.prec, self.max_val)
 
-    def encode(
-        self, x, *, scaler: Scaler | None = None, nan: NanPolicy = "interpolate"
-    ) -> TextEncoding:
+    def encode(self, x, *, scaler: Scaler | None = None, nan: NanPolicy = "interpolate") -> TextEncoding:
         """Serialize one series (see the module docstring for the format)."""
         arr = as_series(x, nan=nan)
         if scaler is None:

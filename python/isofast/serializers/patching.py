@@ -72,9 +72,7 @@ class PatchSerializer:
             raise ValueError("patch_len and stride must be positive")
         if self.stride > self.patch_len:
             # gaps between patches would lose values: no exact decode
-            raise ValueError(
-                f"stride ({self.stride}) must not exceed patch_len ({self.patch_len})"
-            )
+            raise ValueError(f"stride ({self.stride}) must not exceed patch_len ({self.patch_len})")
 
     def to_dict(self) -> dict:
         return {

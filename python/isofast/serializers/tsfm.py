@@ -59,8 +59,12 @@ class TokenTable:
         return int(self.role.size)
 
     def to_dict(self) -> dict:
-        return {"role": self.role.tolist(), "first": self.first.tolist(), "last": self.last.tolist(),
-                "kind": list(self.kind)}
+        return {
+            "role": self.role.tolist(),
+            "first": self.first.tolist(),
+            "last": self.last.tolist(),
+            "kind": list(self.kind),
+        }
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,9 @@ class TokenSerializer:
                         role.append(DIGIT), first.append(off + a), last.append(off + b), kind.append("patch")
         for k in self.suffix:
             role.append(OTHER), first.append(-1), last.append(-1), kind.append(k)
-        return TokenTable(np.asarray(role, np.uint8), np.asarray(first, np.int64), np.asarray(last, np.int64),
-                          tuple(kind))
+        return TokenTable(
+            np.asarray(role, np.uint8), np.asarray(first, np.int64), np.asarray(last, np.int64), tuple(kind)
+        )
 
     def n_tokens(self, length: int) -> int:
         return len(self.tokens(length))

@@ -90,7 +90,9 @@ class StudyModel:
     def embed(self, contexts: list[np.ndarray], *, folder=None, aux=None) -> dict[int, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
-    def forecast(self, contexts: list[np.ndarray], horizon: int, *, n_samples: int, seed: int) -> ForecastOutput:  # pragma: no cover
+    def forecast(
+        self, contexts: list[np.ndarray], horizon: int, *, n_samples: int, seed: int
+    ) -> ForecastOutput:  # pragma: no cover
         raise NotImplementedError
 
     # embeddings on disk ---------------------------------------------------
@@ -170,7 +172,9 @@ class StudyModel:
 
                 info = json.loads(marker.read_text())
                 files = info.get("files")
-                emb = self.load_embeddings(folder, idx, files) if files is not None else self.load_embeddings(folder, idx)
+                emb = (
+                    self.load_embeddings(folder, idx, files) if files is not None else self.load_embeddings(folder, idx)
+                )
                 wins = self.window_ids(contexts, split, emb, folder)
             except (OSError, ValueError, RuntimeError, KeyError, EOFError):
                 emb = None
@@ -235,6 +239,7 @@ def transform_hook(point: tuple[Any, str], fn: Callable) -> Iterator[None]:
     """
     module, side = point
     if side == "pre":
+
         def pre(_m, args, kwargs):
             if args:
                 return (fn(args[0]),) + tuple(args[1:]), kwargs
@@ -247,6 +252,7 @@ def transform_hook(point: tuple[Any, str], fn: Callable) -> Iterator[None]:
 
         h = module.register_forward_pre_hook(pre, with_kwargs=True)
     elif side == "post":
+
         def post(_m, _inp, out):
             if isinstance(out, tuple):
                 return (fn(out[0]),) + tuple(out[1:])

@@ -120,8 +120,9 @@ class StudyCache:
         p = self.file(stage, key, ".json")
         payload = jsonable(obj, keep_nonfinite=True)  # a NaN statistic reads back as NaN
         body = json.dumps(payload, sort_keys=True, allow_nan=True).encode()
-        data = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "payload": payload},
-                          indent=1, allow_nan=True).encode()
+        data = json.dumps(
+            {"sha256": hashlib.sha256(body).hexdigest(), "payload": payload}, indent=1, allow_nan=True
+        ).encode()
         atomic_write(p, lambda f: f.write(data))
         return p
 

@@ -94,7 +94,10 @@ class LayerTransform:
         def fn(t):
             key = (t.device, t.dtype)
             if key not in cache:
-                conv = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=t.device)
+
+                def conv(a, device=t.device):
+                    return None if a is None else torch.as_tensor(a, dtype=torch.float64, device=device)
+
                 cache[key] = (conv(self.mu), conv(self.basis), conv(self.centroids), conv(self.maps))
             mu, B, C, M = cache[key]
             shape = t.shape
@@ -121,8 +124,9 @@ def _nearest(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     return np.argmin(d2, axis=1)
 
 
-def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: int = 0, iso_cfg=None,
-                  keep_mean: bool = False) -> LayerTransform:
+def fit_transform(
+    method: str, X: np.ndarray, *, n_components: int = 1, seed: int = 0, iso_cfg=None, keep_mean: bool = False
+) -> LayerTransform:
     """Fit the rewrite ``method`` on rows X (module docstring); ``keep_mean``
     (abtt/random) adds μ back after the projection."""
     X = np.asarray(X, dtype=np.float64)
@@ -151,8 +155,12 @@ def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: in
 
         kw = {}
         if iso_cfg is not None:
-            kw = dict(k_range=range(iso_cfg.k_min, min(iso_cfg.k_max, n - 1) + 1), threshold=iso_cfg.threshold,
-                      silhouette_sample_size=iso_cfg.silhouette_sample_size, n_init=iso_cfg.n_init)
+            kw = dict(
+                k_range=range(iso_cfg.k_min, min(iso_cfg.k_max, n - 1) + 1),
+                threshold=iso_cfg.threshold,
+                silhouette_sample_size=iso_cfg.silhouette_sample_size,
+                n_init=iso_cfg.n_init,
+            )
         rep = cluster_isotropy(X, sample_size=None, seed=seed, **kw)
         labels = np.asarray(rep.labels)
         k = int(labels.max()) + 1 if labels.size else 1
@@ -173,8 +181,13 @@ def fit_transform(method: str, X: np.ndarray, *, n_components: int = 1, seed: in
             maps.append(scale * (V * g) @ V.T)
             cents.append(m)
             sizes.append(int(Xc.shape[0]))
-        return LayerTransform("cluster_whiten", mu, centroids=np.stack(cents), maps=np.stack(maps),
-                              info={"k": k, "cluster_sizes": sizes, "floor": FLOOR})
+        return LayerTransform(
+            "cluster_whiten",
+            mu,
+            centroids=np.stack(cents),
+            maps=np.stack(maps),
+            info={"k": k, "cluster_sizes": sizes, "floor": FLOOR},
+        )
     raise ValueError(f"unknown intervention {method!r}; choose 'abtt', 'random' or 'cluster_whiten'")
 
 
@@ -250,8 +263,19 @@ def paired_effect(before_se, after_se, y2, datasets, *, n_boot=2000, n_perm=2000
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     p, exact = _sign_flip_p(d, n_perm, s2)
     return PairedEffect(
-        delta, nb, na, float(delta / nb) if nb > 0 else float("nan"), float(lo), float(hi), level, p, exact,
-        int(b.size), int(K), int(np.sum(a < b)), int(np.sum(a > b)),
+        delta,
+        nb,
+        na,
+        float(delta / nb) if nb > 0 else float("nan"),
+        float(lo),
+        float(hi),
+        level,
+        p,
+        exact,
+        int(b.size),
+        int(K),
+        int(np.sum(a < b)),
+        int(np.sum(a > b)),
     )
 
 
@@ -272,8 +296,14 @@ def _isotropy_pair(X, T, cfg, seed, n_rows: int) -> dict:
     one = np.zeros(X.shape[0], np.int64)
     before = layer_suite(X, cfg.isotropy, seed, n_rows=n_rows, windows=one)["stats"]
     after = layer_suite(T.apply(X).astype(np.float32), cfg.isotropy, seed, n_rows=n_rows, windows=one)["stats"]
-    keys = ("inter_cluster_cosine", "avg_cosine_centered", "isoscore", "effective_dim", "pc1_share",
-            "log_partition_isotropy_centered")
+    keys = (
+        "inter_cluster_cosine",
+        "avg_cosine_centered",
+        "isoscore",
+        "effective_dim",
+        "pc1_share",
+        "log_partition_isotropy_centered",
+    )
     return {f"{k}_before": before.get(k) for k in keys} | {f"{k}_after": after.get(k) for k in keys}
 
 
@@ -291,61 +321,101 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
         datasets = test.datasets or [d.name for d in cfg.datasets]
         per_series = {"before": [], "after": [], "y2": [], "ds": []}
         for ds in datasets:
-            row = {"test": test.label, "model": test.model, "layer": test.layer, "method": test.method,
-                   "n_components": test.n_components, "keep_mean": test.keep_mean,
-                   "perturbation": test.perturbation, "dataset": ds, "error": ""}
+            row = {
+                "test": test.label,
+                "model": test.model,
+                "layer": test.layer,
+                "method": test.method,
+                "n_components": test.n_components,
+                "keep_mean": test.keep_mean,
+                "perturbation": test.perturbation,
+                "dataset": ds,
+                "error": "",
+            }
             cell = by_cell.get((test.model, ds, test.perturbation))
             try:
                 if model is None or cell is None or cell.error or ds not in splits:
-                    raise RuntimeError(f"cell {test.model} / {ds} / {test.perturbation} is missing or failed"
-                                       + (f": {cell.error}" if cell is not None and cell.error else ""))
+                    raise RuntimeError(
+                        f"cell {test.model} / {ds} / {test.perturbation} is missing or failed"
+                        + (f": {cell.error}" if cell is not None and cell.error else "")
+                    )
                 if test.layer not in [L.index for L in model.layers]:
-                    raise ValueError(f"layer {test.layer} was not captured for {test.model}; captured: "
-                                     f"{[L.index for L in model.layers]}")
+                    raise ValueError(
+                        f"layer {test.layer} was not captured for {test.model}; captured: "
+                        f"{[L.index for L in model.layers]}"
+                    )
                 split = splits[ds]
-                inputs = take_windows(perturb(split, cfg.perturbation(test.perturbation), seed=cfg.seed),
-                                      cfg.model(test.model).n_windows)
+                inputs = take_windows(
+                    perturb(split, cfg.perturbation(test.perturbation), seed=cfg.seed), cfg.model(test.model).n_windows
+                )
                 lrow = next(r for r in cell.rows if r["layer"] == test.layer)
                 if lrow.get("skip_reason"):
                     raise RuntimeError(f"layer {test.layer} of this cell was not measured: {lrow['skip_reason']}")
                 n_rows = int(lrow["n_rows"])
                 fkey, ckey = cell.keys["forecast"], cell.keys["capture"]
-                key = stable_hash(CACHE_VERSION, "causal", test.__dict__, cell.keys, cfg.isotropy.__dict__,
-                                  cfg.stats.seed, cfg.forecast.__dict__)
+                key = stable_hash(
+                    CACHE_VERSION,
+                    "causal",
+                    test.__dict__,
+                    cell.keys,
+                    cfg.isotropy.__dict__,
+                    cfg.stats.seed,
+                    cfg.forecast.__dict__,
+                )
                 hit = cache.load_json("causal", key)
                 if hit is None:
                     fc = cache.load_npz("forecast", fkey)
                     aux = {k[4:]: v for k, v in fc.items() if k.startswith("aux_")}
                     model.prepare(split)
-                    emb, _, _ = model.embed_cached(list(inputs.contexts), cache.dir("captures", ckey), split=split,
-                                                   aux=aux or None)
+                    emb, _, _ = model.embed_cached(
+                        list(inputs.contexts), cache.dir("captures", ckey), split=split, aux=aux or None
+                    )
                     X = emb[test.layer]
                     tseed = int(stable_hash(cfg.seed, "causal", test.label, ds, n=8), 16)
-                    T = fit_transform(test.method, X, n_components=test.n_components, seed=tseed,
-                                      iso_cfg=cfg.isotropy, keep_mean=test.keep_mean)
+                    T = fit_transform(
+                        test.method,
+                        X,
+                        n_components=test.n_components,
+                        seed=tseed,
+                        iso_cfg=cfg.isotropy,
+                        keep_mean=test.keep_mean,
+                    )
                     from isofast.study.adapters import transform_hook
 
                     # the same seed as the baseline forecast: paired samples
                     seed = int(stable_hash(cfg.seed, "cell", model.name, inputs.dataset, inputs.perturbation, n=8), 16)
                     with transform_hook(model.hook_point(test.layer), T.torch_fn()):
-                        out = model.forecast(list(inputs.contexts), split.horizon,
-                                             n_samples=cfg.forecast.n_samples, seed=seed)
+                        out = model.forecast(
+                            list(inputs.contexts), split.horizon, n_samples=cfg.forecast.n_samples, seed=seed
+                        )
                     base = np.asarray(fc["samples"], float)
                     how = cfg.forecast.point
                     pb = np.median(base, axis=1) if how == "median" else base.mean(axis=1)
                     pa = out.point(how)
                     eb, y2 = series_squared_errors(pb, inputs.targets)
                     ea, _ = series_squared_errors(pa, inputs.targets)
-                    hit = {"before_se": eb.tolist(), "after_se": ea.tolist(), "y2": y2.tolist(),
-                           "transform": T.info, "isotropy": _isotropy_pair(X, T, cfg, tseed, n_rows),
-                           "n_fallback_after": int(out.n_fallback)}
+                    hit = {
+                        "before_se": eb.tolist(),
+                        "after_se": ea.tolist(),
+                        "y2": y2.tolist(),
+                        "transform": T.info,
+                        "isotropy": _isotropy_pair(X, T, cfg, tseed, n_rows),
+                        "n_fallback_after": int(out.n_fallback),
+                    }
                     cache.save_json("causal", key, hit)
                     cache.miss("causal")
                 else:
                     cache.hit("causal")
-                eff = paired_effect(hit["before_se"], hit["after_se"], hit["y2"], [ds] * len(hit["y2"]),
-                                    n_boot=cfg.stats.n_boot, n_perm=cfg.stats.n_perm, level=cfg.stats.ci,
-                                    seed=int(stable_hash(cfg.stats.seed, test.label, ds, n=8), 16))
+                eff = paired_effect(
+                    hit["before_se"],
+                    hit["after_se"],
+                    hit["y2"],
+                    [ds] * len(hit["y2"]),
+                    n_boot=cfg.stats.n_boot,
+                    n_perm=cfg.stats.n_perm,
+                    level=cfg.stats.ci,
+                    seed=int(stable_hash(cfg.stats.seed, test.label, ds, n=8), 16),
+                )
                 row.update(eff.to_dict())
                 row.update(hit["isotropy"])
                 row["transform"] = str(hit["transform"])
@@ -358,10 +428,28 @@ def run_causal_tests(cfg, cache, adapters: dict, splits: dict, cells: list, say)
                 say(f"isofast study: causal test {test.label} on {ds} failed: {row['error']}")
             rows.append(row)
         if len(set(per_series["ds"])) > 1:
-            eff = paired_effect(per_series["before"], per_series["after"], per_series["y2"], per_series["ds"],
-                                n_boot=cfg.stats.n_boot, n_perm=cfg.stats.n_perm, level=cfg.stats.ci,
-                                seed=int(stable_hash(cfg.stats.seed, test.label, "all", n=8), 16))
-            rows.append({"test": test.label, "model": test.model, "layer": test.layer, "method": test.method,
-                         "n_components": test.n_components, "keep_mean": test.keep_mean,
-                         "perturbation": test.perturbation, "dataset": "all", "error": ""} | eff.to_dict())
+            eff = paired_effect(
+                per_series["before"],
+                per_series["after"],
+                per_series["y2"],
+                per_series["ds"],
+                n_boot=cfg.stats.n_boot,
+                n_perm=cfg.stats.n_perm,
+                level=cfg.stats.ci,
+                seed=int(stable_hash(cfg.stats.seed, test.label, "all", n=8), 16),
+            )
+            rows.append(
+                {
+                    "test": test.label,
+                    "model": test.model,
+                    "layer": test.layer,
+                    "method": test.method,
+                    "n_components": test.n_components,
+                    "keep_mean": test.keep_mean,
+                    "perturbation": test.perturbation,
+                    "dataset": "all",
+                    "error": "",
+                }
+                | eff.to_dict()
+            )
     return rows

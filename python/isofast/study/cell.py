@@ -38,8 +38,14 @@ BASELINES = ("snaive", "ets")
 BASELINE_METRICS = ("nmse", "mase", "crps")
 #: LM-head columns (on the layer that feeds the head; NaN elsewhere).
 HEAD_FIELDS = (
-    "log_z_std", "log_z_rel_std", "log_z_range", "z_cv", "shift_residual",
-    "shift_norm_share_mean", "shift_variance_share", "logit_shift_variance_share",
+    "log_z_std",
+    "log_z_rel_std",
+    "log_z_range",
+    "z_cv",
+    "shift_residual",
+    "shift_norm_share_mean",
+    "shift_variance_share",
+    "logit_shift_variance_share",
 )
 
 
@@ -85,7 +91,6 @@ class CellResult:
         return cls(**d)
 
 
-
 # ------------------------------------------------------------------ metrics
 def cell_metrics(samples: np.ndarray, point: np.ndarray, target: np.ndarray, history: np.ndarray) -> dict:
     """NMSE, MSE, MAE (of the point forecast), MASE (against the clean context's
@@ -95,10 +100,19 @@ def cell_metrics(samples: np.ndarray, point: np.ndarray, target: np.ndarray, his
 
     m = evaluate(target, point, samples=samples, context=list(history))
     nan = float("nan")
-    f = lambda v: nan if v is None else float(v)
-    return {"nmse": f(m.nmse), "mse": f(m.mse), "mae": f(m.mae), "mase": f(m.mase), "crps": f(m.crps),
-            "crps_normalized": f(m.crps_normalized),
-            "window_nmse": [f(v) for v in np.asarray(m.per_series.get("nmse", []), float).tolist()]}
+
+    def f(v):
+        return nan if v is None else float(v)
+
+    return {
+        "nmse": f(m.nmse),
+        "mse": f(m.mse),
+        "mae": f(m.mae),
+        "mase": f(m.mase),
+        "crps": f(m.crps),
+        "crps_normalized": f(m.crps_normalized),
+        "window_nmse": [f(v) for v in np.asarray(m.per_series.get("nmse", []), float).tolist()],
+    }
 
 
 # ------------------------------------------------------------------- a cell
@@ -120,18 +134,36 @@ class CellRunner:
 
     def forecast_key(self, model, wh: str, inputs: CellInputs, horizon: int) -> str:
         f = self.cfg.forecast
-        opts = {k: v for k, v in effective_options(model).items()
-                if k in ("serializer", "forecast", "device", "dtype", "top_k", "temperature")}
-        return stable_hash(CACHE_VERSION, "forecast", model.kind, wh, opts, inputs.key, horizon, f.n_samples, self.cell_seed(model, inputs))
+        opts = {
+            k: v
+            for k, v in effective_options(model).items()
+            if k in ("serializer", "forecast", "device", "dtype", "top_k", "temperature")
+        }
+        return stable_hash(
+            CACHE_VERSION,
+            "forecast",
+            model.kind,
+            wh,
+            opts,
+            inputs.key,
+            horizon,
+            f.n_samples,
+            self.cell_seed(model, inputs),
+        )
 
     def capture_key(self, model, wh: str, inputs: CellInputs, forecast_key: str) -> str:
         """Key of a cell's captures: weights, layers, the options that change the
         rows (serializer, positions, device, dtype), the inputs, and the
         forecast for models whose inputs come from it (Chronos ids)."""
         return stable_hash(
-            CACHE_VERSION, "capture", model.kind, wh, [L.to_dict() for L in model.layers],
+            CACHE_VERSION,
+            "capture",
+            model.kind,
+            wh,
+            [L.to_dict() for L in model.layers],
             {k: v for k, v in effective_options(model).items() if k in ("serializer", "positions", "device", "dtype")},
-            inputs.key, forecast_key,
+            inputs.key,
+            forecast_key,
         )
 
     def cell_seed(self, model, inputs) -> int:
@@ -182,9 +214,12 @@ class CellRunner:
         q = cfg.forecast.quantiles
         k = min(cfg.report.forecast_windows, samples.shape[0])
         res.forecast = {
-            "context": inputs.contexts[:k].tolist(), "target": inputs.targets[:k].tolist(),
-            "point": point[:k].tolist(), "lo": np.quantile(samples[:k], q[0], axis=1).tolist(),
-            "hi": np.quantile(samples[:k], q[1], axis=1).tolist(), "n_samples": int(samples.shape[1]),
+            "context": inputs.contexts[:k].tolist(),
+            "target": inputs.targets[:k].tolist(),
+            "point": point[:k].tolist(),
+            "lo": np.quantile(samples[:k], q[0], axis=1).tolist(),
+            "hi": np.quantile(samples[:k], q[1], axis=1).tolist(),
+            "n_samples": int(samples.shape[1]),
             "quantiles": list(q),
         }
         # ---- embeddings + isotropy
@@ -195,7 +230,11 @@ class CellRunner:
         iso = self.cache.load_json("isotropy", ikey)
         if iso is None:
             emb, wins, cached = model.embed_cached(
-                list(inputs.contexts), self.cache.dir("captures", ckey), split=split, aux=aux or None, prepare=prepare,
+                list(inputs.contexts),
+                self.cache.dir("captures", ckey),
+                split=split,
+                aux=aux or None,
+                prepare=prepare,
                 damaged=lambda: self.cache.damaged("capture"),
             )
             # a capture written by this cell's forecast prefill was computed here
@@ -225,15 +264,26 @@ class CellRunner:
         for L in layers:
             li = iso["layers"][str(L.index)]
             res.layers[L.index] = {
-                "name": L.name, "spectrum": li["spectrum"], "pca": li["pca"], "pca_labels": li["pca_labels"],
-                "silhouettes": li.get("silhouettes", {}), "notes": li.get("notes", []),
+                "name": L.name,
+                "spectrum": li["spectrum"],
+                "pca": li["pca"],
+                "pca_labels": li["pca_labels"],
+                "silhouettes": li.get("silhouettes", {}),
+                "notes": li.get("notes", []),
                 "skip_reason": li.get("skip_reason", ""),
             }
             row = {
-                "model": model.name, "kind": model.kind, "dataset": inputs.dataset,
-                "perturbation": inputs.perturbation, "layer": L.index, "layer_name": L.name,
-                "stack": L.stack, "depth": L.depth, "context": int(inputs.contexts.shape[1]),
-                "horizon": H, "n_series": int(inputs.contexts.shape[0]),
+                "model": model.name,
+                "kind": model.kind,
+                "dataset": inputs.dataset,
+                "perturbation": inputs.perturbation,
+                "layer": L.index,
+                "layer_name": L.name,
+                "stack": L.stack,
+                "depth": L.depth,
+                "context": int(inputs.contexts.shape[1]),
+                "horizon": H,
+                "n_series": int(inputs.contexts.shape[0]),
             }
             row.update(li["stats"])
             row["skip_reason"] = li.get("skip_reason", "")
@@ -252,11 +302,19 @@ class CellRunner:
             for w in li.get("windows", []):
                 v = w["values"]
                 j = int(v["window"])
-                wr = {"model": model.name, "kind": model.kind, "dataset": inputs.dataset,
-                      "perturbation": inputs.perturbation, "layer": L.index, "layer_name": L.name,
-                      "depth": L.depth, "window": j, "n_rows": v["n_rows"],
-                      "nmse": wnmse[j] if j < len(wnmse) else math.nan,
-                      "skip_reason": row["skip_reason"]}
+                wr = {
+                    "model": model.name,
+                    "kind": model.kind,
+                    "dataset": inputs.dataset,
+                    "perturbation": inputs.perturbation,
+                    "layer": L.index,
+                    "layer_name": L.name,
+                    "depth": L.depth,
+                    "window": j,
+                    "n_rows": v["n_rows"],
+                    "nmse": wnmse[j] if j < len(wnmse) else math.nan,
+                    "skip_reason": row["skip_reason"],
+                }
                 from isofast.trust import WINDOW_STATISTICS
 
                 for st in WINDOW_STATISTICS:
@@ -276,6 +334,7 @@ class CellRunner:
             seed = int(stable_hash(cfg.seed, cfg.isotropy.seed, "rows", L.index, n=8), 16)
             head = None
             if L.index == hl:
+
                 def head(Xs):
                     prepare()
                     W, b = model.head()
@@ -283,8 +342,9 @@ class CellRunner:
                     rep = self._head_report(model, W, C, b)
                     return rep.to_dict(), rep.shift_cosine, rep.log_z
 
-            li = layer_suite(emb[L.index], cfg.isotropy, seed, n_rows=int(n_rows[L.index]),
-                             windows=wins[L.index], head=head)
+            li = layer_suite(
+                emb[L.index], cfg.isotropy, seed, n_rows=int(n_rows[L.index]), windows=wins[L.index], head=head
+            )
             if li.get("head") is not None:
                 out["head"] = li.pop("head")
                 out["head_layer"] = hl
@@ -308,12 +368,26 @@ class CellRunner:
         if sd is None:
             z = self.cache.load_npz("head", key)
             if z is not None:
-                sd = H.ShiftDirection(u=z["u"], residual=float(z["residual"]), gram=z["gram"],
-                                      ones_proj=z["ones_proj"], rank=int(z["rank"]))
+                sd = H.ShiftDirection(
+                    u=z["u"],
+                    residual=float(z["residual"]),
+                    gram=z["gram"],
+                    ones_proj=z["ones_proj"],
+                    rank=int(z["rank"]),
+                )
             else:
                 sd = H.shift_direction(W)
-                self.cache.save_npz("head", key, {"u": sd.u, "residual": np.array(sd.residual), "gram": sd.gram,
-                                                  "ones_proj": sd.ones_proj, "rank": np.array(sd.rank)})
+                self.cache.save_npz(
+                    "head",
+                    key,
+                    {
+                        "u": sd.u,
+                        "residual": np.array(sd.residual),
+                        "gram": sd.gram,
+                        "ones_proj": sd.ones_proj,
+                        "rank": np.array(sd.rank),
+                    },
+                )
             self._shift[key] = sd
 
         return H.head_diagnostics(W, C, b, isotropy=False, head_isotropy=False, shift=sd)
@@ -364,5 +438,3 @@ def baselines(cfg, store: StudyCache, split, inputs: CellInputs) -> dict:
         info[b] = {"season": season, "metrics": {k: m[k] for k in ("nmse", "mase", "crps")}}
     out["_info"] = info
     return out
-
-

@@ -31,19 +31,32 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", default="default",
-                   help="a study TOML file or a bundled name: default, tiny, reference (default: default)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default="default",
+        help="a study TOML file or a bundled name: default, tiny, reference (default: default)",
+    )
     p.add_argument("--out", default=None, help="output folder (default: ./isofast-study-<name>)")
     p.add_argument("--cache", default=None, help="cache folder (default: the config's, else OUT/cache)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--show-config", action="store_true", help="print the configuration file and exit")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run the cells as tasks on the Dask cluster whose scheduler is at ADDRESS "
-                            "(e.g. tcp://host:8786); the cache folder must be visible to every worker")
-    where.add_argument("--workers", metavar="N", type=_positive_int, default=None,
-                       help="run the cells on a new local Dask cluster of N worker processes")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the cells as tasks on the Dask cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://host:8786); the cache folder must be visible to every worker",
+    )
+    where.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="run the cells on a new local Dask cluster of N worker processes",
+    )
     p.set_defaults(func=_run)
 
 
@@ -71,12 +84,22 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     from isofast.study.runner import run_study
 
-    res = run_study(cfg, out=args.out, cache=args.cache, progress=not args.no_progress,
-                    report=False if args.no_report else None, scheduler=args.scheduler, workers=args.workers)
+    res = run_study(
+        cfg,
+        out=args.out,
+        cache=args.cache,
+        progress=not args.no_progress,
+        report=False if args.no_report else None,
+        scheduler=args.scheduler,
+        workers=args.workers,
+    )
     n_fail = sum(1 for c in res.cells if c.error)
     reused = res.counters.get("cells", {}).get("cached", 0)
-    print(f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed, {reused} reused from the cache), "
-          f"{len(res.table)} rows in {res.seconds:.1f} s", file=sys.stderr)
+    print(
+        f"isofast study {cfg.name}: {len(res.cells)} cells ({n_fail} failed, {reused} reused from the cache), "
+        f"{len(res.table)} rows in {res.seconds:.1f} s",
+        file=sys.stderr,
+    )
     print(f"cache: {json.dumps(res.counters)}", file=sys.stderr)
     causes: dict = {}
     for c in res.cells:
@@ -101,11 +124,14 @@ def _run(args: argparse.Namespace) -> int:
         pooled = held[(held["scope"] == "pooled")]
         show = pooled if len(pooled) else held
         print("held-out correlations (layer chosen on other datasets):")
+
         def f(v, fmt):
             return "n/a" if v != v else format(v, fmt)  # NaN: too few cells for a CI / p-value
 
         for _, r in show.head(12).iterrows():
-            print(f"  {r['scope']:>18} {r['statistic']:<32} {r['method']:<8} ρ={f(r['estimate'], '+.3f')} "
-                  f"[{f(r['ci_low'], '+.3f')}, {f(r['ci_high'], '+.3f')}] p={f(r['p_value'], '.3g')} "
-                  f"q={f(r['q_value'], '.3g')} n={int(r['n'])} ({int(r['n_groups'])} datasets)")
+            print(
+                f"  {r['scope']:>18} {r['statistic']:<32} {r['method']:<8} ρ={f(r['estimate'], '+.3f')} "
+                f"[{f(r['ci_low'], '+.3f')}, {f(r['ci_high'], '+.3f')}] p={f(r['p_value'], '.3g')} "
+                f"q={f(r['q_value'], '.3g')} n={int(r['n'])} ({int(r['n_groups'])} datasets)"
+            )
     return 0 if n_fail < len(res.cells) else 1

@@ -114,7 +114,7 @@ from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isofast.errors import ConfigError, InputError
+from isofast.errors import ConfigError
 from isofast.nulls import NULL_STATISTICS
 from isofast.study.kinds import check_options
 
@@ -184,7 +184,7 @@ class IsotropyConfig:
 
     def __post_init__(self):
         if not (self.rows == "auto" or (isinstance(self.rows, int) and not isinstance(self.rows, bool))):
-            raise ConfigError(f"[isotropy] rows must be an int or \"auto\", got {self.rows!r}")
+            raise ConfigError(f'[isotropy] rows must be an int or "auto", got {self.rows!r}')
         if isinstance(self.rows, int) and self.rows < 4:
             raise ConfigError(f"[isotropy] rows must be ≥ 4, got {self.rows}")
         if not 0 <= self.row_margin < 1:
@@ -247,8 +247,7 @@ class DatasetConfig:
                 self.length = self.context + self.horizon
             if self.length < self.context + self.horizon:
                 raise ConfigError(
-                    f"dataset {self.name!r}: length {self.length} < context + horizon "
-                    f"({self.context + self.horizon})"
+                    f"dataset {self.name!r}: length {self.length} < context + horizon ({self.context + self.horizon})"
                 )
         if self.source == "csv" and not self.path:
             raise ConfigError(f"dataset {self.name!r}: source 'csv' needs path")
@@ -291,12 +290,14 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.rows is not None and not (self.rows == "auto" or (isinstance(self.rows, int) and self.rows >= 4)):
-            raise ConfigError(f"model {self.name!r}: rows must be an int ≥ 4 or \"auto\", got {self.rows!r}")
+            raise ConfigError(f'model {self.name!r}: rows must be an int ≥ 4 or "auto", got {self.rows!r}')
         if not isinstance(self.n_windows, int) or self.n_windows < 0:
             raise ConfigError(f"model {self.name!r}: n_windows must be an int ≥ 0, got {self.n_windows!r}")
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model {self.name!r}: kind must be one of {MODEL_KINDS}, got {self.kind!r}")
-        if not (self.layers == "all" or (isinstance(self.layers, list) and all(isinstance(i, int) for i in self.layers))):
+        if not (
+            self.layers == "all" or (isinstance(self.layers, list) and all(isinstance(i, int) for i in self.layers))
+        ):
             raise ConfigError(f"model {self.name!r}: layers must be 'all' or a list of ints")
         if self.kind == "lm" and not (self.model or self.path):
             raise ConfigError(f"model {self.name!r}: kind 'lm' needs model or path")
@@ -353,7 +354,9 @@ class CausalTest:
     @property
     def label(self) -> str:
         m = self.method if self.method == "cluster_whiten" else f"{self.method}{self.n_components}"
-        return f"{self.model}/L{self.layer}/{m}" + ("+mean" if self.keep_mean and self.method != "cluster_whiten" else "")
+        return f"{self.model}/L{self.layer}/{m}" + (
+            "+mean" if self.keep_mean and self.method != "cluster_whiten" else ""
+        )
 
 
 @dataclass
@@ -473,11 +476,23 @@ def parse_config(data: dict, source: str = "") -> StudyConfig:
     """Validate a parsed TOML document (a dict) and build the :class:`StudyConfig`."""
     if not isinstance(data, dict):
         raise ConfigError("a study configuration is a TOML table")
-    top = set(data) - {"study", "isotropy", "forecast", "datasets", "perturbations", "models", "stats", "causal",
-                       "report", "adaptation"}
+    top = set(data) - {
+        "study",
+        "isotropy",
+        "forecast",
+        "datasets",
+        "perturbations",
+        "models",
+        "stats",
+        "causal",
+        "report",
+        "adaptation",
+    }
     if top:
         raise ConfigError(f"unknown top-level section(s) {sorted(top)}")
-    st = _take(data.get("study", {}), "study", {"name": "study", "seed": 0, "threads": 1, "cache": "", "description": ""})
+    st = _take(
+        data.get("study", {}), "study", {"name": "study", "seed": 0, "threads": 1, "cache": "", "description": ""}
+    )
     iso = _build(IsotropyConfig, data.get("isotropy", {}), "isotropy")
     fc = _build(ForecastConfig, data.get("forecast", {}), "forecast")
     ds_t = data.get("datasets")
@@ -517,9 +532,20 @@ def parse_config(data: dict, source: str = "") -> StudyConfig:
 
         adaptation = parse_adaptation(data["adaptation"])
     return StudyConfig(
-        name=str(st["name"]), seed=int(st["seed"]), threads=int(st["threads"]), cache=str(st["cache"]),
-        isotropy=iso, forecast=fc, datasets=datasets, perturbations=perts, models=models,
-        stats=stats, causal=causal, report=rep, source=source, adaptation=adaptation,
+        name=str(st["name"]),
+        seed=int(st["seed"]),
+        threads=int(st["threads"]),
+        cache=str(st["cache"]),
+        isotropy=iso,
+        forecast=fc,
+        datasets=datasets,
+        perturbations=perts,
+        models=models,
+        stats=stats,
+        causal=causal,
+        report=rep,
+        source=source,
+        adaptation=adaptation,
     )
 
 

@@ -83,9 +83,7 @@ def _series(cfg: DatasetConfig) -> np.ndarray:
 
     out = read_csv(cfg.path, column=cfg.column or None, nan="interpolate")
     if len(out) != 1:
-        raise ValueError(
-            f"dataset {cfg.name!r}: {cfg.path} has {len(out)} columns; name one with column ="
-        )
+        raise ValueError(f"dataset {cfg.name!r}: {cfg.path} has {len(out)} columns; name one with column =")
     return np.asarray(out[0].values, dtype=np.float64)
 
 
@@ -167,5 +165,11 @@ def take_windows(inputs: CellInputs, n: int) -> CellInputs:
     """The first ``n`` windows of ``inputs`` (``n = 0``: all of them)."""
     if n <= 0 or n >= inputs.contexts.shape[0]:
         return inputs
-    return CellInputs(inputs.dataset, inputs.perturbation, inputs.contexts[:n], inputs.targets[:n],
-                      inputs.history[:n], stable_hash(inputs.key, "windows", n))
+    return CellInputs(
+        inputs.dataset,
+        inputs.perturbation,
+        inputs.contexts[:n],
+        inputs.targets[:n],
+        inputs.history[:n],
+        stable_hash(inputs.key, "windows", n),
+    )

@@ -40,12 +40,19 @@ import numpy as np
 from isofast.study.config import IsotropyConfig
 
 GLOBAL_FIELDS = (
-    "avg_cosine", "avg_cosine_centered", "isoscore", "participation_ratio", "effective_dim",
-    "effective_rank", "stable_rank", "pc1_share", "log_partition_isotropy",
-    "log_partition_isotropy_centered", "total_variance",
+    "avg_cosine",
+    "avg_cosine_centered",
+    "isoscore",
+    "participation_ratio",
+    "effective_dim",
+    "effective_rank",
+    "stable_rank",
+    "pc1_share",
+    "log_partition_isotropy",
+    "log_partition_isotropy_centered",
+    "total_variance",
 )
-CLUSTER_FIELDS = ("inter_cluster_cosine", "inter_cluster_cosine_weighted", "best_k", "silhouette",
-                  "n_small_clusters")
+CLUSTER_FIELDS = ("inter_cluster_cosine", "inter_cluster_cosine_weighted", "best_k", "silhouette", "n_small_clusters")
 #: validity columns of every results row.
 VALIDITY_FIELDS = ("n_rows", "n_available", "n_massive", "massive_variance_share", "dim")
 
@@ -76,8 +83,7 @@ def empty_stats() -> dict:
     return {f: nan for f in GLOBAL_FIELDS + CLUSTER_FIELDS + VALIDITY_FIELDS + null_fields()}
 
 
-def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, windows: np.ndarray,
-                head=None) -> dict:
+def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, windows: np.ndarray, head=None) -> dict:
     """All statistics of one layer (module docstring) as a JSON-ready dict.
 
     ``X`` (all rows of the cell), ``windows`` the window index of each row,
@@ -98,8 +104,17 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     d = int(X.shape[1])
     stats = empty_stats()
     stats["dim"] = float(d)
-    out = {"stats": stats, "skip_reason": "", "spectrum": [], "pca": [], "pca_labels": [],
-           "silhouettes": {}, "notes": [], "windows": [], "head": None}
+    out = {
+        "stats": stats,
+        "skip_reason": "",
+        "spectrum": [],
+        "pca": [],
+        "pca_labels": [],
+        "silhouettes": {},
+        "notes": [],
+        "windows": [],
+        "head": None,
+    }
     mr = massive_rows(X, ratio=cfg.massive_ratio)
     stats["n_massive"] = float(mr.n_massive)
     stats["massive_variance_share"] = _finite(mr.variance_share) if mr.n_massive else 0.0
@@ -110,7 +125,8 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
         out["skip_reason"] = (
             f"{keep.size} rows after removing {mr.n_massive} massive rows, fewer than the N = {n_rows} "
             "every cell of this layer is measured on"
-            if cfg.massive == "exclude" else f"{keep.size} rows, fewer than the N = {n_rows} of this layer"
+            if cfg.massive == "exclude"
+            else f"{keep.size} rows, fewer than the N = {n_rows} of this layer"
         )
         return out
     pick = keep[subsample(X[keep], n_rows, seed)]
@@ -124,9 +140,10 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     if not cfg.floors:
         notes.append("reference recipe without floors: clusters of any size and N < d statistics are reported")
     if mr.n_massive:
-        notes.append(f"{mr.n_massive} massive row(s) (norm > {cfg.massive_ratio:g} × median {mr.median_norm:.4g}) "
-                     f"hold {mr.variance_share:.1%} of the variance; "
-                     + ("excluded" if cfg.massive == "exclude" else "kept"))
+        notes.append(
+            f"{mr.n_massive} massive row(s) (norm > {cfg.massive_ratio:g} × median {mr.median_norm:.4g}) "
+            f"hold {mr.variance_share:.1%} of the variance; " + ("excluded" if cfg.massive == "exclude" else "kept")
+        )
     # nulls: an isotropic Gaussian with this N, d and spread
     tv = stats["total_variance"]
     if math.isfinite(tv) and tv > 0:
@@ -144,9 +161,15 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     if k_max >= cfg.k_min:
         try:
             cl = cluster_isotropy(
-                Xs, k_range=range(cfg.k_min, k_max + 1), threshold=cfg.threshold, sample_size=sample,
-                silhouette_sample_size=max(cfg.silhouette_sample_size, 2), n_init=cfg.n_init, seed=cfg.seed,
-                spectra=False, min_cluster_size=cfg.min_cluster_size if cfg.floors else None,
+                Xs,
+                k_range=range(cfg.k_min, k_max + 1),
+                threshold=cfg.threshold,
+                sample_size=sample,
+                silhouette_sample_size=max(cfg.silhouette_sample_size, 2),
+                n_init=cfg.n_init,
+                seed=cfg.seed,
+                spectra=False,
+                min_cluster_size=cfg.min_cluster_size if cfg.floors else None,
             )
             notes.extend(cl.notes)
         except ValueError as exc:  # a degenerate layer keeps its global statistics
@@ -165,8 +188,11 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     for w in np.unique(windows):
         sel = wins == w
         vals, why = window_statistics(
-            Xs[sel], np.zeros(int(sel.sum()), bool), min_rows=cfg.min_window_rows,
-            shift_cosine=None if sc is None else np.asarray(sc)[sel], log_z=None if lz is None else np.asarray(lz)[sel],
+            Xs[sel],
+            np.zeros(int(sel.sum()), bool),
+            min_rows=cfg.min_window_rows,
+            shift_cosine=None if sc is None else np.asarray(sc)[sel],
+            log_z=None if lz is None else np.asarray(lz)[sel],
         )
         # massive rows of the window, decided at the layer level (they were removed from Xs)
         Xw = X[windows == w]

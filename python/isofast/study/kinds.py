@@ -16,9 +16,9 @@ from typing import Any
 from isofast.errors import ConfigError
 
 TSFM_DEFAULTS: dict[str, Any] = {
-    "positions": "all",   # "all" tokens of the captured stack, or "values" (tokens that read values)
+    "positions": "all",  # "all" tokens of the captured stack, or "values" (tokens that read values)
     "batch_size": 8,
-    "device": "cpu",      # "cpu", "cuda" or "auto"
+    "device": "cpu",  # "cpu", "cuda" or "auto"
 }
 
 

@@ -45,8 +45,17 @@ import numpy as np
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
 
 _FORECAST_KEYS = frozenset(
-    {"n_samples", "seed", "temperature", "top_p", "max_digits", "max_batch", "kv_budget", "n_threads",
-     "quantile_levels"}
+    {
+        "n_samples",
+        "seed",
+        "temperature",
+        "top_p",
+        "max_digits",
+        "max_batch",
+        "kv_budget",
+        "n_threads",
+        "quantile_levels",
+    }
 )
 
 
@@ -208,13 +217,17 @@ class LMModel(StudyModel):
         """Tokens of each context's LLMTime text (``positions = "all"``: every
         token is a row), counted with the model's own tokenizer."""
         if self.o["positions"] != "all":
-            raise ValueError(f"{self.name}: the study counts rows for positions = 'all' only, got {self.o['positions']!r}")
+            raise ValueError(
+                f"{self.name}: the study counts rows for positions = 'all' only, got {self.o['positions']!r}"
+            )
         from isofast.serializers import get_serializer
 
         if getattr(self, "_tok", None) is None:
             self._tok = self._tokenizer()
         ser = get_serializer(self.o["serializer"])
-        n = np.array([len(self._tok(ser.encode(np.asarray(c, np.float64)).text)["input_ids"]) for c in contexts], np.int64)
+        n = np.array(
+            [len(self._tok(ser.encode(np.asarray(c, np.float64)).text)["input_ids"]) for c in contexts], np.int64
+        )
         return {L.index: n for L in self.layers}
 
     def window_ids(self, contexts, split, emb, folder) -> dict[int, np.ndarray]:
@@ -232,8 +245,11 @@ class LMModel(StudyModel):
         """The capture's arguments, shared by :meth:`embed` and the joint
         forecast so both write the same rows (one window per pass)."""
         return {
-            "serializer": self.o["serializer"], "layers": [L.index for L in self.layers],
-            "positions": self.o["positions"], "device": self.o["device"], "dtype": self.o["dtype"],
+            "serializer": self.o["serializer"],
+            "layers": [L.index for L in self.layers],
+            "positions": self.o["positions"],
+            "device": self.o["device"],
+            "dtype": self.o["dtype"],
             "sites": ("residual",),
         }
 

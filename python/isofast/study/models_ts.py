@@ -51,16 +51,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
 from isofast.study.cache import CACHE_VERSION
-from isofast.study.config import ConfigError, stable_hash
+from isofast.study.config import stable_hash
 from isofast.study.kinds import CHRONOS_DEFAULTS, PATCHTST_DEFAULTS
 
 _MARKER = "isofast-study.json"
+
 
 def _torch():
     from isofast.models import _torch as t
@@ -121,7 +121,8 @@ class PatchTSTModel(StudyModel):
 
     def _hparams(self, split) -> dict:
         return {k: self.o[k] for k in PATCHTST_DEFAULTS} | {
-            "context_length": split.context, "prediction_length": split.horizon,
+            "context_length": split.context,
+            "prediction_length": split.horizon,
         }
 
     def weights_key(self, split) -> str:
@@ -138,10 +139,19 @@ class PatchTSTModel(StudyModel):
         C = split.context
         patch = min(o["patch_length"], max(2, C // 2))  # the reference's rule for short contexts
         cfg = PatchTSTConfig(
-            num_input_channels=1, context_length=C, prediction_length=split.horizon,
-            patch_length=patch, patch_stride=min(o["patch_stride"], patch), d_model=o["d_model"],
-            num_hidden_layers=o["num_layers"], num_attention_heads=o["num_heads"], ffn_dim=o["ffn_dim"],
-            dropout=o["dropout"], pooling_type=o["pooling_type"] or None, scaling="std", loss="mse",
+            num_input_channels=1,
+            context_length=C,
+            prediction_length=split.horizon,
+            patch_length=patch,
+            patch_stride=min(o["patch_stride"], patch),
+            d_model=o["d_model"],
+            num_hidden_layers=o["num_layers"],
+            num_attention_heads=o["num_heads"],
+            ffn_dim=o["ffn_dim"],
+            dropout=o["dropout"],
+            pooling_type=o["pooling_type"] or None,
+            scaling="std",
+            loss="mse",
         )
         return PatchTSTForPrediction(cfg)
 
@@ -185,9 +195,13 @@ class PatchTSTModel(StudyModel):
                 losses.append(tot / max(cnt, 1))
             model.eval()
         info = {
-            "kind": "patchtst", "dataset": split.name, "hparams": self._hparams(split),
-            "train_windows": int(X.shape[0]), "epoch_losses": losses,
-            "seconds": round(time.perf_counter() - t0, 2), "seed": seed,
+            "kind": "patchtst",
+            "dataset": split.name,
+            "hparams": self._hparams(split),
+            "train_windows": int(X.shape[0]),
+            "epoch_losses": losses,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "seed": seed,
         }
         return model, info
 
@@ -363,17 +377,33 @@ class ChronosT5Model(StudyModel):
         rng = np.random.default_rng(seed)
         ser = self.ser
         cfg = tf.T5Config(
-            vocab_size=int(o["n_tokens"]), d_model=int(o["d_model"]), d_kv=int(o["d_kv"]), d_ff=int(o["d_ff"]),
-            num_layers=int(o["num_layers"]), num_decoder_layers=int(o["num_layers"]), num_heads=int(o["num_heads"]),
-            dropout_rate=float(o["dropout"]), feed_forward_proj="relu", pad_token_id=ser.pad_token_id,
-            eos_token_id=ser.eos_token_id, decoder_start_token_id=ser.pad_token_id,
+            vocab_size=int(o["n_tokens"]),
+            d_model=int(o["d_model"]),
+            d_kv=int(o["d_kv"]),
+            d_ff=int(o["d_ff"]),
+            num_layers=int(o["num_layers"]),
+            num_decoder_layers=int(o["num_layers"]),
+            num_heads=int(o["num_heads"]),
+            dropout_rate=float(o["dropout"]),
+            feed_forward_proj="relu",
+            pad_token_id=ser.pad_token_id,
+            eos_token_id=ser.eos_token_id,
+            decoder_start_token_id=ser.pad_token_id,
             tie_word_embeddings=bool(o["tie_word_embeddings"]),
         )
         cfg.chronos_config = {
-            "tokenizer_class": "MeanScaleUniformBins", "n_tokens": int(o["n_tokens"]),
-            "n_special_tokens": 2, "pad_token_id": 0, "eos_token_id": 1, "use_eos_token": True,
-            "context_length": Cmax, "prediction_length": P, "low_limit": -15.0, "high_limit": 15.0,
-            "model_type": "seq2seq", "trained_by": "isofast.study (tiny, KernelSynth, CPU)",
+            "tokenizer_class": "MeanScaleUniformBins",
+            "n_tokens": int(o["n_tokens"]),
+            "n_special_tokens": 2,
+            "pad_token_id": 0,
+            "eos_token_id": 1,
+            "use_eos_token": True,
+            "context_length": Cmax,
+            "prediction_length": P,
+            "low_limit": -15.0,
+            "high_limit": 15.0,
+            "model_type": "seq2seq",
+            "trained_by": "isofast.study (tiny, KernelSynth, CPU)",
         }
         losses = []
         with torch.random.fork_rng(devices=[]):
@@ -402,7 +432,8 @@ class ChronosT5Model(StudyModel):
                     lab[j, :P] = ser.ids_of(fut, s)
                     lab[j, P] = ser.eos_token_id
                 out = model(
-                    input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(att),
+                    input_ids=torch.from_numpy(ids),
+                    attention_mask=torch.from_numpy(att),
                     labels=torch.from_numpy(lab),
                 )
                 opt.zero_grad()
@@ -414,8 +445,11 @@ class ChronosT5Model(StudyModel):
             model.eval()
         k = max(1, len(losses) // 10)
         info = {
-            "kind": "chronos-t5", "hparams": self._hparams(), "seed": seed,
-            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
+            "kind": "chronos-t5",
+            "hparams": self._hparams(),
+            "seed": seed,
+            "loss_first": float(np.mean(losses[:k])),
+            "loss_last": float(np.mean(losses[-k:])),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         return model, info
@@ -435,8 +469,10 @@ class ChronosT5Model(StudyModel):
                 from isofast.serializers import ChronosSerializer
 
                 self.ser = ChronosSerializer(
-                    n_tokens=int(cc.get("n_tokens", 4096)), low_limit=float(cc.get("low_limit", -15.0)),
-                    high_limit=float(cc.get("high_limit", 15.0)), context_length=None,
+                    n_tokens=int(cc.get("n_tokens", 4096)),
+                    low_limit=float(cc.get("low_limit", -15.0)),
+                    high_limit=float(cc.get("high_limit", 15.0)),
+                    context_length=None,
                 )
         else:
             folder = self._folder()
@@ -512,10 +548,17 @@ class ChronosT5Model(StudyModel):
             torch.manual_seed(seed)
             with torch.inference_mode(), _quiet_transformers():
                 gen = self.model.generate(
-                    input_ids=ids, attention_mask=att, max_new_tokens=horizon, min_new_tokens=horizon,
-                    do_sample=True, top_k=int(self.o["top_k"]), temperature=float(self.o["temperature"]),
-                    num_return_sequences=n_samples, suppress_tokens=sorted(set(suppress)),
-                    pad_token_id=self.ser.pad_token_id, eos_token_id=None,
+                    input_ids=ids,
+                    attention_mask=att,
+                    max_new_tokens=horizon,
+                    min_new_tokens=horizon,
+                    do_sample=True,
+                    top_k=int(self.o["top_k"]),
+                    temperature=float(self.o["temperature"]),
+                    num_return_sequences=n_samples,
+                    suppress_tokens=sorted(set(suppress)),
+                    pad_token_id=self.ser.pad_token_id,
+                    eos_token_id=None,
                 )
         return gen[:, 1 : horizon + 1].numpy()  # drop the decoder start token
 
@@ -546,7 +589,9 @@ class ChronosT5Model(StudyModel):
         dec_in = np.concatenate([np.full((paths.shape[0], 1), self.ser.pad_token_id), paths[:, :-1]], axis=1)
         with torch.inference_mode():
             o = self.model(
-                input_ids=ids, attention_mask=att, decoder_input_ids=torch.from_numpy(dec_in),
+                input_ids=ids,
+                attention_mask=att,
+                decoder_input_ids=torch.from_numpy(dec_in),
                 output_hidden_states=True,
             )
         for L in want:

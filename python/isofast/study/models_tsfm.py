@@ -28,12 +28,11 @@ decoder's first-step inputs.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from isofast.study.adapters import ForecastOutput, LayerSpec, StudyModel, select_layers
-from isofast.study.config import ConfigError
+
 
 class TSFMModel(StudyModel):
     """A TSFM checkpoint through its :class:`~isofast.tsfm.base.TSFMAdapter`."""
@@ -109,8 +108,12 @@ class TSFMModel(StudyModel):
     def embed(self, contexts, *, folder=None, aux=None) -> dict[int, np.ndarray]:
         self.prepare()
         idx = [L.index for L in self.layers]
-        emb = self.ad.embed([np.asarray(c, np.float64) for c in contexts], layers=idx, sites=("residual",),
-                            batch_size=int(self.o["batch_size"]))
+        emb = self.ad.embed(
+            [np.asarray(c, np.float64) for c in contexts],
+            layers=idx,
+            sites=("residual",),
+            batch_size=int(self.o["batch_size"]),
+        )
         if self.o["positions"] == "all":
             keep = np.ones(emb.role.size, bool)
         else:
@@ -123,18 +126,26 @@ class TSFMModel(StudyModel):
         self.prepare()
         n = max(1, int(n_samples))
         levels = (np.arange(n) + 0.5) / n
-        fc = self.ad.forecast([np.asarray(c, np.float64) for c in contexts], int(horizon), n_samples=n,
-                              seed=int(seed), quantile_levels=levels.tolist())
+        fc = self.ad.forecast(
+            [np.asarray(c, np.float64) for c in contexts],
+            int(horizon),
+            n_samples=n,
+            seed=int(seed),
+            quantile_levels=levels.tolist(),
+        )
         if fc.samples is not None:
             return ForecastOutput(np.asarray(fc.samples, np.float64), notes=(f"{self.ad.family}: sample paths",))
         q = np.asarray(fc.quantiles, np.float64)
         point_only = bool(np.all(q == q[:1]))  # PatchTST's MSE head, MOMENT: every level repeats the point
         if q.shape[0] == levels.size and n > 1 and not point_only:
             samples = np.moveaxis(q, 0, 1)  # (S, Q, H)
-            return ForecastOutput(np.sort(samples, axis=1), notes=(
-                f"{self.ad.family}: {n} quantile levels (k−½)/{n} stand in for sample paths",))
-        return ForecastOutput(np.asarray(fc.point, np.float64)[:, None, :],
-                              notes=(f"{self.ad.family}: point forecast only",))
+            return ForecastOutput(
+                np.sort(samples, axis=1),
+                notes=(f"{self.ad.family}: {n} quantile levels (k−½)/{n} stand in for sample paths",),
+            )
+        return ForecastOutput(
+            np.asarray(fc.point, np.float64)[:, None, :], notes=(f"{self.ad.family}: point forecast only",)
+        )
 
     def hook_point(self, layer: int):
         self.prepare()

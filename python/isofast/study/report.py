@@ -77,7 +77,9 @@ def _safe(name: str) -> str:
 
 
 def _ok(df):
-    return df[df["error"].astype(object).where(df["error"].notna(), "").astype(str) == ""] if "error" in df.columns else df
+    return (
+        df[df["error"].astype(object).where(df["error"].notna(), "").astype(str) == ""] if "error" in df.columns else df
+    )
 
 
 # -------------------------------------------------------------- figures
@@ -99,8 +101,7 @@ def fig_isotropy_by_layer(df, model: str, perts: list, path: Path) -> str | None
                 ax.plot(s["layer"], s[stat], marker="o", ms=3, lw=1, color=cmap(i % cmap.N), label=ds)
         for j, p in enumerate(perts):
             s = d[d["perturbation"] == p].groupby("layer")[stat].mean()
-            ax.plot(s.index, s.values, color="black", lw=2.2, ls=["-", "--", ":", "-."][j % 4],
-                    label=f"mean ({p})")
+            ax.plot(s.index, s.values, color="black", lw=2.2, ls=["-", "--", ":", "-."][j % 4], label=f"mean ({p})")
         ax.set_xlabel("layer")
         ax.set_ylabel(label)
         ax.set_xticks(layers)
@@ -128,13 +129,18 @@ def fig_spectra(cells, model: str, pert: str, path: Path, max_panels: int = 8) -
             ev = np.asarray(c.layers[L]["spectrum"], float)
             ev = ev[ev > 0]
             if ev.size:
-                ax.loglog(np.arange(1, ev.size + 1), ev, color=cmap(j / max(len(keys) - 1, 1)), lw=1.2,
-                          label=c.layers[L]["name"])
+                ax.loglog(
+                    np.arange(1, ev.size + 1),
+                    ev,
+                    color=cmap(j / max(len(keys) - 1, 1)),
+                    lw=1.2,
+                    label=c.layers[L]["name"],
+                )
         ax.set_title(c.dataset, fontsize=9)
         ax.set_xlabel("component k")
         ax.set_ylabel("explained variance λ_k/Σλ")
         ax.grid(alpha=0.3, which="both")
-    for ax in axes.ravel()[len(cs):]:
+    for ax in axes.ravel()[len(cs) :]:
         ax.remove()
     h, lab = axes[0][0].get_legend_handles_labels()
     fig.legend(h, lab, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, title="layer")
@@ -162,17 +168,27 @@ def fig_pca(cell, path: Path, max_layers: int = 12) -> str | None:
         if P.ndim == 2 and P.shape[0] >= MIN_PCA_POINTS and not why:
             ax.scatter(P[:, 0], P[:, 1], c=lab, cmap="tab10", s=6, alpha=0.7, vmin=0, vmax=9)
         else:  # a PCA of a handful of points is no picture of a layer
-            ax.text(0.5, 0.5, "not enough rows\n" + (why[:60] if why else f"{P.shape[0] if P.ndim == 2 else 0} points"),
-                    ha="center", va="center", fontsize=7, transform=ax.transAxes, wrap=True)
+            ax.text(
+                0.5,
+                0.5,
+                "not enough rows\n" + (why[:60] if why else f"{P.shape[0] if P.ndim == 2 else 0} points"),
+                ha="center",
+                va="center",
+                fontsize=7,
+                transform=ax.transAxes,
+                wrap=True,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         r = stats.get(L, {})
-        ax.set_title(f"{cell.layers[L]['name']}\nk={_fmt(r.get('best_k'), 0)}, cos={_fmt(r.get('inter_cluster_cosine'))}",
-                     fontsize=8)
+        ax.set_title(
+            f"{cell.layers[L]['name']}\nk={_fmt(r.get('best_k'), 0)}, cos={_fmt(r.get('inter_cluster_cosine'))}",
+            fontsize=8,
+        )
         ax.set_xlabel("PC1", fontsize=8)
         ax.set_ylabel("PC2", fontsize=8)
         ax.tick_params(labelsize=6)
-    for ax in axes.ravel()[len(keys):]:
+    for ax in axes.ravel()[len(keys) :]:
         ax.remove()
     fig.suptitle(f"{cell.model} on {cell.dataset} ({cell.perturbation}): PCA of each layer, colour = cluster")
     fig.tight_layout()
@@ -195,7 +211,16 @@ def fig_scatter(df, corr, held, target: str, path: Path, method: str = "spearman
         dm = d[d["model"] == m]
         for j, s in enumerate(stats_):
             ax = axes[i][j]
-            h = held[(held["model"] == m) & (held["statistic"] == s) & (held["target"] == target) & (held["method"] == method)] if len(held) else held
+            h = (
+                held[
+                    (held["model"] == m)
+                    & (held["statistic"] == s)
+                    & (held["target"] == target)
+                    & (held["method"] == method)
+                ]
+                if len(held)
+                else held
+            )
             if len(h):
                 L = int(h["layer"].iloc[0])
                 sub = f"held-out ρ={_fmt(h['estimate'].iloc[0], 2)} (n={int(h['n'].iloc[0])})"
@@ -203,21 +228,47 @@ def fig_scatter(df, corr, held, target: str, path: Path, method: str = "spearman
                 L = int(dm["layer"].max())
                 sub = "no held-out split"
             dl = dm[dm["layer"] == L]
-            cr = corr[(corr["scope"] == f"model:{m}") & (corr["layer"] == L) & (corr["statistic"] == s)
-                      & (corr["target"] == target) & (corr["method"] == method)] if len(corr) else corr
+            cr = (
+                corr[
+                    (corr["scope"] == f"model:{m}")
+                    & (corr["layer"] == L)
+                    & (corr["statistic"] == s)
+                    & (corr["target"] == target)
+                    & (corr["method"] == method)
+                ]
+                if len(corr)
+                else corr
+            )
             for k, p in enumerate(perts):
                 q = dl[dl["perturbation"] == p]
                 ax.scatter(q[s], q[target], marker=markers[k % len(markers)], s=28, alpha=0.8, label=p)
                 for _, r in q.iterrows():
                     if k == 0:  # name each dataset once (at its first perturbation)
-                        ax.annotate(str(r["dataset"])[:10], (r[s], r[target]), fontsize=5, alpha=0.7,
-                                    xytext=(2, 2), textcoords="offset points")
-                    points.append({"model": m, "statistic": s, "layer": L, "dataset": r["dataset"],
-                                   "perturbation": p, "x": r[s], "y": r[target]})
+                        ax.annotate(
+                            str(r["dataset"])[:10],
+                            (r[s], r[target]),
+                            fontsize=5,
+                            alpha=0.7,
+                            xytext=(2, 2),
+                            textcoords="offset points",
+                        )
+                    points.append(
+                        {
+                            "model": m,
+                            "statistic": s,
+                            "layer": L,
+                            "dataset": r["dataset"],
+                            "perturbation": p,
+                            "x": r[s],
+                            "y": r[target],
+                        }
+                    )
             if len(cr):
                 c = cr.iloc[0]
-                title = (f"ρ={_fmt(c['estimate'], 2)} [{_fmt(c['ci_low'], 2)}, {_fmt(c['ci_high'], 2)}]"
-                         f" p={_fmt(c['p_value'], 3)} n={int(c['n'])}")
+                title = (
+                    f"ρ={_fmt(c['estimate'], 2)} [{_fmt(c['ci_low'], 2)}, {_fmt(c['ci_high'], 2)}]"
+                    f" p={_fmt(c['p_value'], 3)} n={int(c['n'])}"
+                )
             else:
                 title = "ρ undefined"
             ax.set_title(f"{m} · {dl['layer_name'].iloc[0] if len(dl) else L}\n{title}\n{sub}", fontsize=7.5)
@@ -290,8 +341,14 @@ def fig_forecasts(cells, model: str, pert: str, path: Path, max_rows: int = 8) -
             ax.plot(tf, tgt, color="black", lw=1.2, label="truth")
             ax.plot(tf, f["point"][j], color="tab:red", lw=1.2, label="point forecast")
             if f["n_samples"] > 1:
-                ax.fill_between(tf, f["lo"][j], f["hi"][j], color="tab:red", alpha=0.25,
-                                label=f"{int(f['quantiles'][0] * 100)}–{int(f['quantiles'][1] * 100)}% band")
+                ax.fill_between(
+                    tf,
+                    f["lo"][j],
+                    f["hi"][j],
+                    color="tab:red",
+                    alpha=0.25,
+                    label=f"{int(f['quantiles'][0] * 100)}–{int(f['quantiles'][1] * 100)}% band",
+                )
             ax.set_title(f"{c.dataset} · window {j} · NMSE(cell)={_fmt(c.metrics.get('nmse'))}", fontsize=8)
             ax.set_xlabel("time step", fontsize=7)
             ax.set_ylabel("value", fontsize=7)
@@ -341,14 +398,22 @@ def fig_causal(causal, path: Path) -> str | None:
     right = max(float(np.nanmax(hi)), float(np.nanmax(rel)), 1.0)
     ax.set_xlim(min(-1.05, float(np.nanmin(lo)) * 1.2), right * 8)
     for yi, (_, r), h in zip(y, c.iterrows(), hi):
-        ax.text(max(h, r["delta_nmse"] / r["nmse_before"]) * 1.15 + 0.02, yi,
-                f" p={_fmt(r['p_value'], 3)}, n={int(r['n_series'])} series", va="center", fontsize=7)
+        ax.text(
+            max(h, r["delta_nmse"] / r["nmse_before"]) * 1.15 + 0.02,
+            yi,
+            f" p={_fmt(r['p_value'], 3)}, n={int(r['n_series'])} series",
+            va="center",
+            fontsize=7,
+        )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel("relative change in NMSE, ΔNMSE / NMSE (symlog; < 0 = the intervention helped)")
-    ax.set_title("causal test: one layer made more isotropic inside the forward pass\n"
-                 "(paired over series; 95% paired-bootstrap CI; sign-flip p)", fontsize=9)
+    ax.set_title(
+        "causal test: one layer made more isotropic inside the forward pass\n"
+        "(paired over series; 95% paired-bootstrap CI; sign-flip p)",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
@@ -369,11 +434,23 @@ def fig_verdict(result, path: Path) -> str | None:
         for tab, kind in ((held, "cell"), (trust, "context")):
             if tab is None or not len(tab):
                 continue
-            t = tab[(tab["model"] == m) & (tab["method"] == method) & (tab["target"] == (target if kind == "cell" else "nmse"))]
+            t = tab[
+                (tab["model"] == m)
+                & (tab["method"] == method)
+                & (tab["target"] == (target if kind == "cell" else "nmse"))
+            ]
             t = t[np.isfinite(t["estimate"].astype(float)) & np.isfinite(t["ci_low"].astype(float))]
             for _, r in t.iterrows():
-                rs.append((kind, f"{r['statistic']} @ {r['layer_name']}", float(r["estimate"]), float(r["ci_low"]),
-                           float(r["ci_high"]), bool(r["significant"])))
+                rs.append(
+                    (
+                        kind,
+                        f"{r['statistic']} @ {r['layer_name']}",
+                        float(r["estimate"]),
+                        float(r["ci_low"]),
+                        float(r["ci_high"]),
+                        bool(r["significant"]),
+                    )
+                )
         rows_per_model.append((m, rs))
     if not any(rs for _, rs in rows_per_model):
         return None
@@ -381,8 +458,15 @@ def fig_verdict(result, path: Path) -> str | None:
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 0.28 * n + 1.8), squeeze=False)
     for ax, (m, rs) in zip(axes[0], rows_per_model):
         if not rs:
-            ax.text(0.5, 0.5, "no held-out test\n(too few datasets or cells)", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9)
+            ax.text(
+                0.5,
+                0.5,
+                "no held-out test\n(too few datasets or cells)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=9,
+            )
             ax.set_axis_off()
             ax.set_title(m, fontsize=10)
             continue
@@ -390,8 +474,15 @@ def fig_verdict(result, path: Path) -> str | None:
         for yi, (kind, lab, est, lo, hi, sig) in zip(y, rs):
             col = "tab:blue" if kind == "cell" else "tab:orange"
             ax.plot([lo, hi], [yi, yi], color=col, lw=1.4)
-            ax.scatter([est], [yi], marker="o" if kind == "cell" else "s", s=30, zorder=3,
-                       facecolor=col if sig else "white", edgecolor=col)
+            ax.scatter(
+                [est],
+                [yi],
+                marker="o" if kind == "cell" else "s",
+                s=30,
+                zorder=3,
+                facecolor=col if sig else "white",
+                edgecolor=col,
+            )
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlim(-1.05, 1.05)
         ax.set_yticks(y)
@@ -399,8 +490,11 @@ def fig_verdict(result, path: Path) -> str | None:
         ax.set_xlabel(f"held-out {method} ρ with {target.upper()} (95% cluster-bootstrap CI)", fontsize=8)
         ax.set_title(m, fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle(f"Does isotropy predict forecast error on held-out datasets? (filled: BH q ≤ {alpha:g}; "
-                 "circles: cells, squares: single contexts)", fontsize=9)
+    fig.suptitle(
+        f"Does isotropy predict forecast error on held-out datasets? (filled: BH q ≤ {alpha:g}; "
+        "circles: cells, squares: single contexts)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -408,14 +502,18 @@ def fig_verdict(result, path: Path) -> str | None:
 def verdict_html(result, fig: str | None) -> str:
     """The report's first section, ``id="verdict"``."""
     v = result.verdict or {}
-    parts = ["<section id='verdict'><h2>Verdict</h2>",
-             f"<p class='answer'><b>{html.escape(v.get('sentence', ''))}</b></p><ul>"]
+    parts = [
+        "<section id='verdict'><h2>Verdict</h2>",
+        f"<p class='answer'><b>{html.escape(v.get('sentence', ''))}</b></p><ul>",
+    ]
     for m, mv in v.get("models", {}).items():
         items = "".join(f"<li>{html.escape(t)}</li>" for t in mv.get("text", []))
-        excl = (f"Excluded: {mv['n_massive']} massive rows (norm > {result.config.isotropy.massive_ratio:g} × median; "
-                f"{'removed' if result.config.isotropy.massive == 'exclude' else 'kept'}), "
-                f"{mv['n_small_clusters']} clusters below {result.config.isotropy.min_cluster_size} rows, "
-                f"{mv['n_skipped_rows']} layer-cells under a row floor, {mv['n_failed_cells']} failed cells.")
+        excl = (
+            f"Excluded: {mv['n_massive']} massive rows (norm > {result.config.isotropy.massive_ratio:g} × median; "
+            f"{'removed' if result.config.isotropy.massive == 'exclude' else 'kept'}), "
+            f"{mv['n_small_clusters']} clusters below {result.config.isotropy.min_cluster_size} rows, "
+            f"{mv['n_skipped_rows']} layer-cells under a row floor, {mv['n_failed_cells']} failed cells."
+        )
         if mv.get("skip_reasons"):
             excl += " Reasons: " + "; ".join(mv["skip_reasons"])
         parts.append(f"<li><b>{html.escape(m)}</b><ul>{items}<li>{html.escape(excl)}</li></ul></li>")
@@ -471,28 +569,54 @@ def _skill_table(result) -> str:
         cells = df.drop_duplicates(["model", "dataset", "perturbation"])
         for m in sorted(cells["model"].unique()):
             c = cells[cells["model"] == m]
-            rows.append({"model": m, "cells": len(c), "MASE / seasonal naive": geometric_mean_skill(c["skill_mase"]),
-                         "CRPS / seasonal naive": geometric_mean_skill(c["skill_crps"]),
-                         "mean NMSE": float(np.nanmean(c["nmse"]))})
+            rows.append(
+                {
+                    "model": m,
+                    "cells": len(c),
+                    "MASE / seasonal naive": geometric_mean_skill(c["skill_mase"]),
+                    "CRPS / seasonal naive": geometric_mean_skill(c["skill_crps"]),
+                    "mean NMSE": float(np.nanmean(c["nmse"])),
+                }
+            )
         for b in ("ets",):
             if f"mase_{b}" in cells.columns:
                 c = cells.drop_duplicates(["dataset", "perturbation"])
-                rows.append({"model": f"baseline: {b.upper()}", "cells": len(c),
-                             "MASE / seasonal naive": geometric_mean_skill(c[f"mase_{b}"] / c["mase_snaive"]),
-                             "CRPS / seasonal naive": geometric_mean_skill(c[f"crps_{b}"] / c["crps_snaive"]),
-                             "mean NMSE": float(np.nanmean(c[f"nmse_{b}"]))})
+                rows.append(
+                    {
+                        "model": f"baseline: {b.upper()}",
+                        "cells": len(c),
+                        "MASE / seasonal naive": geometric_mean_skill(c[f"mase_{b}"] / c["mase_snaive"]),
+                        "CRPS / seasonal naive": geometric_mean_skill(c[f"crps_{b}"] / c["crps_snaive"]),
+                        "mean NMSE": float(np.nanmean(c[f"nmse_{b}"])),
+                    }
+                )
     if not rows:
         return "<p class='note'>(no baseline columns)</p>"
     import pandas as pd
 
     t = pd.DataFrame(rows)
-    return ("<p class='note'>Below 1: better than seasonal naive. Per-(dataset, perturbation) numbers: "
-            "<code>baselines.csv</code>; per cell: <code>skill_mase</code>, <code>skill_crps</code> in results.csv.</p>"
-            + _table(t, list(t.columns), left=("model",)))
+    return (
+        "<p class='note'>Below 1: better than seasonal naive. Per-(dataset, perturbation) numbers: "
+        "<code>baselines.csv</code>; per cell: <code>skill_mase</code>, <code>skill_crps</code> in results.csv.</p>"
+        + _table(t, list(t.columns), left=("model",))
+    )
 
 
-CORR_COLS = ["scope", "layer_name", "statistic", "target", "method", "n", "n_groups", "estimate",
-             "ci_low", "ci_high", "p_value", "q_value", "significant"]
+CORR_COLS = [
+    "scope",
+    "layer_name",
+    "statistic",
+    "target",
+    "method",
+    "n",
+    "n_groups",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "significant",
+]
 
 
 def write_report(result) -> dict:
@@ -545,24 +669,44 @@ def write_report(result) -> dict:
         figs["verdict"] = p
 
     # ---- every number behind the figures
-    data.update({
-        "study": cfg.name, "config": cfg.to_dict(), "counters": result.counters,
-        "results": df.to_dict(orient="records"),
-        "correlations": corr.to_dict(orient="records"), "heldout": held.to_dict(orient="records"),
-        "heldout_info": result.heldout_info, "causal": causal.to_dict(orient="records"),
-        "verdict": result.verdict,
-        "trust": result.trust.to_dict(orient="records") if result.trust is not None else [],
-        "cells": [{"model": c.model, "dataset": c.dataset, "perturbation": c.perturbation, "error": c.error,
-                   "seconds": c.seconds, "metrics": c.metrics, "forecast": c.forecast, "head": c.head,
-                   "layers": {str(k): v for k, v in c.layers.items()}} for c in result.cells],
-        "models": result.models, "figures": {k: str(Path(v).relative_to(out)) for k, v in figs.items()},
-    })
+    data.update(
+        {
+            "study": cfg.name,
+            "config": cfg.to_dict(),
+            "counters": result.counters,
+            "results": df.to_dict(orient="records"),
+            "correlations": corr.to_dict(orient="records"),
+            "heldout": held.to_dict(orient="records"),
+            "heldout_info": result.heldout_info,
+            "causal": causal.to_dict(orient="records"),
+            "verdict": result.verdict,
+            "trust": result.trust.to_dict(orient="records") if result.trust is not None else [],
+            "cells": [
+                {
+                    "model": c.model,
+                    "dataset": c.dataset,
+                    "perturbation": c.perturbation,
+                    "error": c.error,
+                    "seconds": c.seconds,
+                    "metrics": c.metrics,
+                    "forecast": c.forecast,
+                    "head": c.head,
+                    "layers": {str(k): v for k, v in c.layers.items()},
+                }
+                for c in result.cells
+            ],
+            "models": result.models,
+            "figures": {k: str(Path(v).relative_to(out)) for k, v in figs.items()},
+        }
+    )
     (out / "report_data.json").write_text(json.dumps(jsonable(data), indent=1))
 
     # ---- HTML
     n_fail = sum(1 for c in result.cells if c.error)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>isofast study: {html.escape(cfg.name)}</title>"
-             f"<style>{_CSS}</style></head><body>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>isofast study: {html.escape(cfg.name)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+    ]
     parts.append(f"<h1>Does isotropy predict forecast quality? — study <code>{html.escape(cfg.name)}</code></h1>")
     parts.append(verdict_html(result, figs.get("verdict")))
     if getattr(result, "adaptation", None) is not None:  # the fine-tuning experiment, its verdict first
@@ -594,32 +738,80 @@ def write_report(result) -> dict:
     )
     if n_fail:
         fails = [c for c in result.cells if c.error]
-        parts.append("<h2>Failed cells</h2><ul>" + "".join(
-            f"<li class='err'>{html.escape(c.model)} / {html.escape(c.dataset)} / {html.escape(c.perturbation)}: "
-            f"{html.escape(c.error)}</li>" for c in fails) + "</ul>")
+        parts.append(
+            "<h2>Failed cells</h2><ul>"
+            + "".join(
+                f"<li class='err'>{html.escape(c.model)} / {html.escape(c.dataset)} / {html.escape(c.perturbation)}: "
+                f"{html.escape(c.error)}</li>"
+                for c in fails
+            )
+            + "</ul>"
+        )
     parts.append("<h2>Held-out layer (cell level)</h2>")
     if len(held):
         h = held.sort_values(["p_value", "scope", "statistic"]).head(20)
-        parts.append(f"<p class='note'>The 20 smallest p-values of {len(held)} held-out tests (all: <code>heldout.csv</code>).</p>")
-        parts.append(_table(h, ["scope", "layer_name", "statistic", "target", "method", "selection_estimate",
-                                "n", "n_groups", "estimate", "ci_low", "ci_high", "p_value", "q_value", "significant"],
-                            sig_col="significant", left=("scope", "layer_name", "statistic")))
+        parts.append(
+            f"<p class='note'>The 20 smallest p-values of {len(held)} held-out tests (all: <code>heldout.csv</code>).</p>"
+        )
+        parts.append(
+            _table(
+                h,
+                [
+                    "scope",
+                    "layer_name",
+                    "statistic",
+                    "target",
+                    "method",
+                    "selection_estimate",
+                    "n",
+                    "n_groups",
+                    "estimate",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "q_value",
+                    "significant",
+                ],
+                sig_col="significant",
+                left=("scope", "layer_name", "statistic"),
+            )
+        )
     else:
         parts.append("<p class='note'>Too few datasets for a selection/evaluation split.</p>")
     for t in cfg.stats.targets:
         parts.append(_img(figs.get(f"scatter_{t}")))
     parts.append("<h2>Per-context trust indicator</h2>")
-    parts.append("<p class='note'>One unit = one test window; its statistic is computed on that window's own rows "
-                 "(isofast.trust: massive rows, cosines, the norm share along the softmax's shift direction, the "
-                 "log-Z spread; spectral statistics cannot be measured on one window) and correlated with that "
-                 "window's NMSE within datasets; layer chosen on the selection datasets, datasets are the "
-                 "bootstrap and permutation units (all: <code>trust.csv</code>, <code>windows.csv</code>).</p>")
+    parts.append(
+        "<p class='note'>One unit = one test window; its statistic is computed on that window's own rows "
+        "(isofast.trust: massive rows, cosines, the norm share along the softmax's shift direction, the "
+        "log-Z spread; spectral statistics cannot be measured on one window) and correlated with that "
+        "window's NMSE within datasets; layer chosen on the selection datasets, datasets are the "
+        "bootstrap and permutation units (all: <code>trust.csv</code>, <code>windows.csv</code>).</p>"
+    )
     tr = result.trust
     if tr is not None and len(tr):
-        parts.append(_table(tr.sort_values("p_value"), ["scope", "layer_name", "statistic", "method", "selection_estimate",
-                                                       "n", "n_groups", "estimate", "ci_low", "ci_high", "p_value",
-                                                       "q_value", "significant"],
-                            sig_col="significant", left=("scope", "layer_name", "statistic")))
+        parts.append(
+            _table(
+                tr.sort_values("p_value"),
+                [
+                    "scope",
+                    "layer_name",
+                    "statistic",
+                    "method",
+                    "selection_estimate",
+                    "n",
+                    "n_groups",
+                    "estimate",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "q_value",
+                    "significant",
+                ],
+                sig_col="significant",
+                left=("scope", "layer_name", "statistic"),
+            )
+        )
     else:
         parts.append("<p class='note'>No per-window statistic could be tested.</p>")
     parts.append("<h2>Skill against baselines</h2>")
@@ -627,17 +819,38 @@ def write_report(result) -> dict:
     parts.append("<h2>Correlations per layer</h2>")
     if len(corr):
         best = corr.sort_values("p_value").head(40)
-        parts.append("<p class='note'>The 40 smallest p-values of all "
-                     f"{len(corr)} tests (all rows: <code>correlations.csv</code>). Highlighted: BH q ≤ {cfg.stats.alpha}.</p>")
+        parts.append(
+            "<p class='note'>The 40 smallest p-values of all "
+            f"{len(corr)} tests (all rows: <code>correlations.csv</code>). Highlighted: BH q ≤ {cfg.stats.alpha}.</p>"
+        )
         parts.append(_table(best, CORR_COLS, sig_col="significant", left=("scope", "layer_name", "statistic")))
     for m in models:
         parts.append(_img(figs.get(f"heatmap_{m}")))
     parts.append("<h2>Causal test</h2>")
     if len(causal):
-        cols = [c for c in ["test", "dataset", "n_series", "nmse_before", "nmse_after", "delta_nmse",
-                            "relative_change", "ci_low", "ci_high", "p_value", "n_improved", "n_worse",
-                            "inter_cluster_cosine_before", "inter_cluster_cosine_after", "isoscore_before",
-                            "isoscore_after", "error"] if c in causal.columns]
+        cols = [
+            c
+            for c in [
+                "test",
+                "dataset",
+                "n_series",
+                "nmse_before",
+                "nmse_after",
+                "delta_nmse",
+                "relative_change",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "n_improved",
+                "n_worse",
+                "inter_cluster_cosine_before",
+                "inter_cluster_cosine_after",
+                "isoscore_before",
+                "isoscore_after",
+                "error",
+            ]
+            if c in causal.columns
+        ]
         parts.append(_table(causal, cols, left=("test", "dataset", "error")))
         parts.append(_img(figs.get("causal")))
     else:
@@ -656,7 +869,9 @@ def write_report(result) -> dict:
     for m in models:
         parts.append(_img(figs.get(f"forecasts_{m}")))
     parts.append("<h2>Models</h2><pre>" + html.escape(json.dumps(jsonable(result.models), indent=1)[:20000]) + "</pre>")
-    parts.append("<p class='note'>Every number: <code>report_data.json</code>, <code>results.csv</code>, "
-                 "<code>correlations.csv</code>, <code>heldout.csv</code>, <code>causal.csv</code>.</p></body></html>")
+    parts.append(
+        "<p class='note'>Every number: <code>report_data.json</code>, <code>results.csv</code>, "
+        "<code>correlations.csv</code>, <code>heldout.csv</code>, <code>causal.csv</code>.</p></body></html>"
+    )
     (out / "report.html").write_text("\n".join(parts))
     return {"report": str(out / "report.html"), "report_data": str(out / "report_data.json"), "figures": figs}

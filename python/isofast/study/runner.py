@@ -60,8 +60,17 @@ from isofast.study.schedule import (
     run_local,
 )
 
-__all__ = ["BASELINES", "BASELINE_METRICS", "HEAD_FIELDS", "METRICS", "CellResult", "StudyResult",
-           "cell_metrics", "run_study"]
+__all__ = [
+    "BASELINES",
+    "BASELINE_METRICS",
+    "HEAD_FIELDS",
+    "METRICS",
+    "CellResult",
+    "StudyResult",
+    "cell_metrics",
+    "run_study",
+]
+
 
 @dataclass
 class StudyResult:
@@ -91,14 +100,21 @@ class StudyResult:
     def to_dict(self) -> dict:
         from isofast.report import jsonable
 
-        return jsonable({
-            "config": self.config.to_dict(), "out": str(self.out), "counters": self.counters,
-            "seconds": self.seconds, "files": self.files, "heldout_info": self.heldout_info,
-            "models": self.models, "n_rows": len(self.table), "verdict": self.verdict,
-            "n_failed_cells": int(sum(1 for c in self.cells if c.error)),
-            "adaptation": self.adaptation.to_dict() if self.adaptation is not None else None,
-        })
-
+        return jsonable(
+            {
+                "config": self.config.to_dict(),
+                "out": str(self.out),
+                "counters": self.counters,
+                "seconds": self.seconds,
+                "files": self.files,
+                "heldout_info": self.heldout_info,
+                "models": self.models,
+                "n_rows": len(self.table),
+                "verdict": self.verdict,
+                "n_failed_cells": int(sum(1 for c in self.cells if c.error)),
+                "adaptation": self.adaptation.to_dict() if self.adaptation is not None else None,
+            }
+        )
 
 
 # ---------------------------------------------------------------- the study
@@ -122,9 +138,18 @@ def _write_table(df, path_base: Path) -> dict:
     return files
 
 
-def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path | None = None,
-              progress: bool = True, report: bool | None = None, log=None, client=None,
-              scheduler: str | None = None, workers: int | None = None) -> StudyResult:
+def run_study(
+    config: Any,
+    out: str | Path | None = None,
+    *,
+    cache: str | Path | None = None,
+    progress: bool = True,
+    report: bool | None = None,
+    log=None,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> StudyResult:
     """Run a study (module docstring) and return its :class:`StudyResult`.
 
     ``config``: a TOML path, a bundled name (``"default"``, ``"tiny"``), a dict
@@ -199,8 +224,11 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
             wkey = model.weights_key(splits[d.name]) if model is not None else ""
             for p in cfg.perturbations:
                 i = len(specs)
-                key = cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {}),
-                               effective_options(model)) if model else ""
+                key = (
+                    cell_key(cfg, mcfg, wkey, d.name, p.name, n_rows.get(mcfg.name, {}), effective_options(model))
+                    if model
+                    else ""
+                )
                 spec = CellSpec(i, mcfg.name, d.name, p.name, key)
                 specs.append(spec)
                 if model is None:
@@ -215,8 +243,15 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
                 if not model.prepared_hash(splits[d.name]):  # weights this study trains, not trained yet
                     prepare_of[i] = prepares.setdefault((mcfg.name, wkey), (mcfg.name, d.name))
     n_reused = sum(1 for c in done.values() if not c.error)
-    work = Work(cfg, str(croot), [(d.name, p.name) for d in cfg.datasets for p in cfg.perturbations],
-                list(prepares.values()), todo, n_rows, prepare_of)
+    work = Work(
+        cfg,
+        str(croot),
+        [(d.name, p.name) for d in cfg.datasets for p in cfg.perturbations],
+        list(prepares.values()),
+        todo,
+        n_rows,
+        prepare_of,
+    )
 
     own_client = False
     if scheduler is not None or workers is not None:
@@ -240,8 +275,10 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
             except ImportError:  # no torch: every cell will record the ImportError
                 pass
         if progress:
-            say(f"isofast study {cfg.name}: {len(specs)} cells, {n_reused} reused from the cache, "
-                f"{len(todo)} to compute in {where}")
+            say(
+                f"isofast study {cfg.name}: {len(specs)} cells, {n_reused} reused from the cache, "
+                f"{len(todo)} to compute in {where}"
+            )
         bar = CellProgress(len(specs), len(done), progress)
         runs = run_dask(work, client, bar, store, say) if client is not None else run_local(work, ctx, bar, say)
         for spec, res, info in runs:
@@ -270,8 +307,13 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
     files = {"results": _write_table(table, out / "results")}
     windows = _frame([w for c in cells for w in c.windows])
     files["windows"] = _write_table(windows, out / "windows")
-    btab = _frame([{"dataset": d, "perturbation": p, "baseline": b, "season": int(v["season"]), **v["metrics"]}
-                   for (d, p), bs in baselines.items() for b, v in bs["_info"].items()])
+    btab = _frame(
+        [
+            {"dataset": d, "perturbation": p, "baseline": b, "season": int(v["season"]), **v["metrics"]}
+            for (d, p), bs in baselines.items()
+            for b, v in bs["_info"].items()
+        ]
+    )
     btab.to_csv(out / "baselines.csv", index=False)
     files["baselines"] = str(out / "baselines.csv")
 
@@ -320,9 +362,24 @@ def run_study(config: Any, out: str | Path | None = None, *, cache: str | Path |
         import torch
 
         torch.set_num_threads(old_threads)
-    result = StudyResult(cfg, out, table, corr, held, held_info, causal, cells, store.counts(),
-                         time.perf_counter() - t_start, files, model_info, trust=trust, windows=windows,
-                         baselines=btab, adaptation=adaptation)
+    result = StudyResult(
+        cfg,
+        out,
+        table,
+        corr,
+        held,
+        held_info,
+        causal,
+        cells,
+        store.counts(),
+        time.perf_counter() - t_start,
+        files,
+        model_info,
+        trust=trust,
+        windows=windows,
+        baselines=btab,
+        adaptation=adaptation,
+    )
     from isofast.study.verdict import build_verdict
 
     result.verdict = build_verdict(result)

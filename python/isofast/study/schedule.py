@@ -58,15 +58,25 @@ class CellSpec:
         return f"{self.model} / {self.dataset} / {self.perturbation}"
 
 
-def cell_key(cfg: StudyConfig, mcfg, weights_key: str, dataset: str, pert: str, n_rows: dict,
-             options: dict | None = None) -> str:
+def cell_key(
+    cfg: StudyConfig, mcfg, weights_key: str, dataset: str, pert: str, n_rows: dict, options: dict | None = None
+) -> str:
     """Everything a cell's result depends on: the model's options (as run:
     device and dtype resolved) and weights, the dataset and perturbation, the
     forecast, isotropy, report and seed settings, and the planned rows per layer."""
     return stable_hash(
-        CACHE_VERSION, "cell", mcfg.key(), options or {}, weights_key, cfg.dataset(dataset).key(),
-        cfg.perturbation(pert).key(), cfg.forecast.__dict__, cfg.isotropy.__dict__,
-        cfg.report.forecast_windows, cfg.seed, {str(k): int(v) for k, v in sorted(n_rows.items())},
+        CACHE_VERSION,
+        "cell",
+        mcfg.key(),
+        options or {},
+        weights_key,
+        cfg.dataset(dataset).key(),
+        cfg.perturbation(pert).key(),
+        cfg.forecast.__dict__,
+        cfg.isotropy.__dict__,
+        cfg.report.forecast_windows,
+        cfg.seed,
+        {str(k): int(v) for k, v in sorted(n_rows.items())},
     )
 
 
@@ -99,8 +109,9 @@ class StudyContext:
             raise RuntimeError(self.model_err[name])
         if name not in self.adapters:
             try:
-                self.adapters[name] = build_model(self.cfg.model(name), seed=self.cfg.seed, cache=self.store,
-                                                  threads=self.cfg.threads)
+                self.adapters[name] = build_model(
+                    self.cfg.model(name), seed=self.cfg.seed, cache=self.store, threads=self.cfg.threads
+                )
             except Exception as exc:
                 self.model_err[name] = f"{type(exc).__name__}: {exc}"
                 raise
@@ -165,8 +176,15 @@ def task_prepare(cfg: StudyConfig, root: str, model: str, dataset: str, ctx: Stu
     return err, _delta(before, ctx.store.counts())
 
 
-def task_cell(cfg: StudyConfig, root: str, spec: CellSpec, n_rows: dict, base: dict | None,
-              prepared: Any = None, ctx: StudyContext | None = None):
+def task_cell(
+    cfg: StudyConfig,
+    root: str,
+    spec: CellSpec,
+    n_rows: dict,
+    base: dict | None,
+    prepared: Any = None,
+    ctx: StudyContext | None = None,
+):
     """Run one cell (or read it back if another process finished it):
     ``(CellResult, counters, describe, log)``. Exceptions become the cell's
     error; a failed cell is not stored, so a re-run retries it."""
@@ -195,16 +213,31 @@ def task_cell(cfg: StudyConfig, root: str, spec: CellSpec, n_rows: dict, base: d
         err = f"{type(exc).__name__}: {exc}"
         mcfg = cfg.model(spec.model)
         res = failed_cell(spec, mcfg.kind, err)
-        log = (f"isofast study: cell {spec.label} failed: {err}\n"
-               + "".join(traceback.format_exc(limit=3)))
+        log = f"isofast study: cell {spec.label} failed: {err}\n" + "".join(traceback.format_exc(limit=3))
     return res, _delta(before, ctx.store.counts()), info, log
 
 
 def failed_cell(spec: CellSpec, kind: str, err: str) -> CellResult:
-    return CellResult(spec.model, kind, spec.dataset, spec.perturbation, error=err, rows=[{
-        "model": spec.model, "kind": kind, "dataset": spec.dataset, "perturbation": spec.perturbation,
-        "layer": -1, "layer_name": "", "stack": "", "depth": math.nan, "error": err,
-    }])
+    return CellResult(
+        spec.model,
+        kind,
+        spec.dataset,
+        spec.perturbation,
+        error=err,
+        rows=[
+            {
+                "model": spec.model,
+                "kind": kind,
+                "dataset": spec.dataset,
+                "perturbation": spec.perturbation,
+                "layer": -1,
+                "layer_name": "",
+                "stack": "",
+                "depth": math.nan,
+                "error": err,
+            }
+        ],
+    )
 
 
 # --------------------------------------------------------------- progress
@@ -218,8 +251,9 @@ class CellProgress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, initial=reused, unit="cell", desc="study", file=sys.stderr,
-                                dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=total, initial=reused, unit="cell", desc="study", file=sys.stderr, dynamic_ncols=True
+                )
             except ImportError:  # pragma: no cover - tqdm ships with the torch extra
                 self.bar = None
 
@@ -253,8 +287,9 @@ class Work:
     prepare_of: dict  # CellSpec.index → (model, dataset) of its prepare task, or None
 
 
-def run_local(work: Work, ctx: StudyContext, progress: CellProgress,
-              say: Callable[[str], None]) -> Iterator[tuple[CellSpec, CellResult, dict | None]]:
+def run_local(
+    work: Work, ctx: StudyContext, progress: CellProgress, say: Callable[[str], None]
+) -> Iterator[tuple[CellSpec, CellResult, dict | None]]:
     """Run the tasks in this process, in grid order; yields finished cells."""
     base = {}
     for d, p in work.pairs:
@@ -265,17 +300,24 @@ def run_local(work: Work, ctx: StudyContext, progress: CellProgress,
         pk = work.prepare_of.get(spec.index)
         if pk is not None and pk not in prepared:
             prepared[pk], _ = task_prepare(work.cfg, work.root, *pk, ctx=ctx)
-        res, _, info, log = task_cell(work.cfg, work.root, spec, work.n_rows[spec.model],
-                                      base.get((spec.dataset, spec.perturbation)),
-                                      (prepared[pk],) if pk is not None else None, ctx=ctx)
+        res, _, info, log = task_cell(
+            work.cfg,
+            work.root,
+            spec,
+            work.n_rows[spec.model],
+            base.get((spec.dataset, spec.perturbation)),
+            (prepared[pk],) if pk is not None else None,
+            ctx=ctx,
+        )
         if log:
             say(log)
         yield spec, res, info
     work.baselines = base  # type: ignore[attr-defined]
 
 
-def run_dask(work: Work, client, progress: CellProgress, store: StudyCache,
-             say: Callable[[str], None]) -> Iterator[tuple[CellSpec, CellResult, dict | None]]:
+def run_dask(
+    work: Work, client, progress: CellProgress, store: StudyCache, say: Callable[[str], None]
+) -> Iterator[tuple[CellSpec, CellResult, dict | None]]:
     """Submit the task graph to ``client`` and yield cells as they finish.
 
     Worker deaths are Dask's to handle: a task whose worker died is rerun on
@@ -285,16 +327,29 @@ def run_dask(work: Work, client, progress: CellProgress, store: StudyCache,
 
     cfg, root = work.cfg, work.root
     tag = stable_hash(cfg.to_dict(), root, n=8)
-    base_f = {(d, p): client.submit(task_baselines, cfg, root, d, p, key=f"isofast-baselines-{d}-{p}-{tag}",
-                                    pure=False) for d, p in work.pairs}
-    prep_f = {pk: client.submit(task_prepare, cfg, root, *pk, key=f"isofast-prepare-{pk[0]}-{pk[1]}-{tag}",
-                                pure=False) for pk in work.prepares}
+    base_f = {
+        (d, p): client.submit(task_baselines, cfg, root, d, p, key=f"isofast-baselines-{d}-{p}-{tag}", pure=False)
+        for d, p in work.pairs
+    }
+    prep_f = {
+        pk: client.submit(task_prepare, cfg, root, *pk, key=f"isofast-prepare-{pk[0]}-{pk[1]}-{tag}", pure=False)
+        for pk in work.prepares
+    }
     futs = {}
     for spec in work.cells:
         pk = work.prepare_of.get(spec.index)
         bf = base_f[(spec.dataset, spec.perturbation)]
-        f = client.submit(_cell_on_worker, cfg, root, spec, work.n_rows[spec.model], bf,
-                          prep_f[pk] if pk is not None else None, key=f"isofast-cell-{spec.key}", pure=False)
+        f = client.submit(
+            _cell_on_worker,
+            cfg,
+            root,
+            spec,
+            work.n_rows[spec.model],
+            bf,
+            prep_f[pk] if pk is not None else None,
+            key=f"isofast-cell-{spec.key}",
+            pure=False,
+        )
         futs[f] = spec
     try:
         for f in as_completed(list(futs)):
@@ -303,8 +358,7 @@ def run_dask(work: Work, client, progress: CellProgress, store: StudyCache,
                 res, counters, info, log = f.result()
                 store.merge_counts(counters)
             except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after repeated worker deaths
-                res, info, log = failed_cell(spec, cfg.model(spec.model).kind,
-                                             f"{type(exc).__name__}: {exc}"), None, ""
+                res, info, log = failed_cell(spec, cfg.model(spec.model).kind, f"{type(exc).__name__}: {exc}"), None, ""
                 say(f"isofast study: cell {spec.label} failed on the cluster: {type(exc).__name__}: {exc}")
             if log:
                 say(log)
@@ -345,16 +399,19 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, timeout
             raise ValueError(f"workers must be a positive int, got {workers!r}")
         import logging
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
         return Client(cluster), True
     if not isinstance(scheduler, str) or not scheduler.strip():
         raise ValueError(f"scheduler must be an address such as tcp://HOST:8786, got {scheduler!r}")
     try:
         client = Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s: "
-                           f"{' '.join(str(exc).split()) or type(exc).__name__}") from exc
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s: "
+            f"{' '.join(str(exc).split()) or type(exc).__name__}"
+        ) from exc
     return client, True
 
 
@@ -379,8 +436,7 @@ def check_shared_cache(client, root: Path, *, wait: float = 10.0) -> int:
     try:
         client.wait_for_workers(1, timeout=wait)
     except (TimeoutError, OSError) as exc:
-        raise ClusterError(f"the Dask scheduler {client.scheduler.address} has no workers "
-                           f"(waited {wait:g} s)") from exc
+        raise ClusterError(f"the Dask scheduler {client.scheduler.address} has no workers (waited {wait:g} s)") from exc
     root = Path(root)
     token = uuid.uuid4().hex
     probe = root / f".probe-{token}"
@@ -409,6 +465,18 @@ def describe_where(client, n_workers: int) -> str:
 
 
 __all__ = [
-    "CellProgress", "CellSpec", "ClusterError", "StudyContext", "Work", "cell_key", "check_shared_cache",
-    "connect", "context", "run_dask", "run_local", "task_baselines", "task_cell", "task_prepare",
+    "CellProgress",
+    "CellSpec",
+    "ClusterError",
+    "StudyContext",
+    "Work",
+    "cell_key",
+    "check_shared_cache",
+    "connect",
+    "context",
+    "run_dask",
+    "run_local",
+    "task_baselines",
+    "task_cell",
+    "task_prepare",
 ]

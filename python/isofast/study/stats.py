@@ -168,8 +168,9 @@ def correlation(x, y, method: str = "spearman") -> float:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def _stat_rows(method: str, X: np.ndarray, Y: np.ndarray, strata: np.ndarray | None,
-               S: np.ndarray | None = None) -> np.ndarray:
+def _stat_rows(
+    method: str, X: np.ndarray, Y: np.ndarray, strata: np.ndarray | None, S: np.ndarray | None = None
+) -> np.ndarray:
     """The statistic for each row of (B, n) arrays: the correlation, or with
     strata the unweighted mean of per-stratum correlations (``S`` (B, n) are
     the per-row stratum labels; rows of a stratum with < 3 cells are skipped)."""
@@ -281,15 +282,28 @@ class BootstrapCI:
 
 
 def bootstrap_ci(
-    x, y, *, method: str = "spearman", groups=None, strata=None, n_resamples: int = 2000,
-    level: float = 0.95, ci_method: str = "bca", seed: int = 0, distribution: np.ndarray | None = None,
+    x,
+    y,
+    *,
+    method: str = "spearman",
+    groups=None,
+    strata=None,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    ci_method: str = "bca",
+    seed: int = 0,
+    distribution: np.ndarray | None = None,
 ) -> BootstrapCI:
     """Percentile or BCa (cluster) bootstrap interval of the correlation."""
     x, y = _check_xy(x, y)
     if ci_method not in ("bca", "percentile"):
         raise ValueError(f"ci_method must be 'bca' or 'percentile', got {ci_method!r}")
-    dist = distribution if distribution is not None else bootstrap_distribution(
-        x, y, method=method, groups=groups, strata=strata, n_resamples=n_resamples, seed=seed
+    dist = (
+        distribution
+        if distribution is not None
+        else bootstrap_distribution(
+            x, y, method=method, groups=groups, strata=strata, n_resamples=n_resamples, seed=seed
+        )
     )
     ok = dist[np.isfinite(dist)]
     nan = float("nan")
@@ -338,8 +352,15 @@ class PermutationResult:
 
 
 def permutation_test(
-    x, y, *, method: str = "spearman", groups=None, slots=None, strata=None,
-    n_permutations: int = 2000, seed: int = 0,
+    x,
+    y,
+    *,
+    method: str = "spearman",
+    groups=None,
+    slots=None,
+    strata=None,
+    n_permutations: int = 2000,
+    seed: int = 0,
 ) -> PermutationResult:
     """Two-sided permutation p-value of the correlation (module docstring).
 
@@ -393,7 +414,11 @@ def permutation_test(
                         xi.append(i)
                         yi.append(j)
                 xi, yi = np.asarray(xi), np.asarray(yi)
-                T[b] = _stat_rows(method, x[xi][None], y[yi][None], None if st is None else st[xi])[0] if xi.size >= 3 else np.nan
+                T[b] = (
+                    _stat_rows(method, x[xi][None], y[yi][None], None if st is None else st[xi])[0]
+                    if xi.size >= 3
+                    else np.nan
+                )
     ok = np.isfinite(T)
     Tv = T[ok]
     # tolerance: permutations that reproduce the observed ranking exactly must count
@@ -447,8 +472,18 @@ class CorrelationResult:
 
 
 def correlate(
-    x, y, *, method: str = "spearman", groups=None, slots=None, strata=None,
-    n_boot: int = 2000, n_perm: int = 2000, level: float = 0.95, ci_method: str = "bca", seed: int = 0,
+    x,
+    y,
+    *,
+    method: str = "spearman",
+    groups=None,
+    slots=None,
+    strata=None,
+    n_boot: int = 2000,
+    n_perm: int = 2000,
+    level: float = 0.95,
+    ci_method: str = "bca",
+    seed: int = 0,
 ) -> CorrelationResult:
     """Correlation + (cluster) bootstrap CI + (group) permutation p-value."""
     x, y = _check_xy(x, y)
@@ -462,15 +497,36 @@ def correlate(
         return CorrelationResult(method, est, n, G, nan, nan, level, ci_method, nan, 0, False, 0, notes)
     ss = np.random.SeedSequence(seed)
     s_boot, s_perm = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
-    perm = permutation_test(x, y, method=method, groups=groups, slots=slots, strata=strata,
-                            n_permutations=n_perm, seed=s_perm)
-    ci = bootstrap_ci(x, y, method=method, groups=groups, strata=strata, n_resamples=n_boot,
-                      level=level, ci_method=ci_method, seed=s_boot)
+    perm = permutation_test(
+        x, y, method=method, groups=groups, slots=slots, strata=strata, n_permutations=n_perm, seed=s_perm
+    )
+    ci = bootstrap_ci(
+        x,
+        y,
+        method=method,
+        groups=groups,
+        strata=strata,
+        n_resamples=n_boot,
+        level=level,
+        ci_method=ci_method,
+        seed=s_boot,
+    )
     if ci.n_valid < ci.n_resamples:
         notes.append(f"{ci.n_resamples - ci.n_valid} bootstrap resamples had a constant variable (dropped)")
     if perm.exact:
         notes.append(f"exact permutation p-value over all {perm.n_permutations} permutations")
     return CorrelationResult(
-        method, perm.statistic, n, G, ci.low, ci.high, level, ci_method, perm.p_value,
-        perm.n_permutations, perm.exact, ci.n_valid, notes,
+        method,
+        perm.statistic,
+        n,
+        G,
+        ci.low,
+        ci.high,
+        level,
+        ci_method,
+        perm.p_value,
+        perm.n_permutations,
+        perm.exact,
+        ci.n_valid,
+        notes,
     )

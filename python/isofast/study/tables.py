@@ -43,9 +43,30 @@ from isofast.study.config import StatsConfig, stable_hash
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 COLUMNS = [
-    "table", "scope", "model", "layer", "layer_name", "depth", "statistic", "target", "method",
-    "n", "n_groups", "estimate", "ci_low", "ci_high", "ci_level", "ci_method", "p_value", "q_value",
-    "significant", "exact", "n_permutations", "n_boot_valid", "selected_on", "selection_estimate",
+    "table",
+    "scope",
+    "model",
+    "layer",
+    "layer_name",
+    "depth",
+    "statistic",
+    "target",
+    "method",
+    "n",
+    "n_groups",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "ci_method",
+    "p_value",
+    "q_value",
+    "significant",
+    "exact",
+    "n_permutations",
+    "n_boot_valid",
+    "selected_on",
+    "selection_estimate",
     "notes",
 ]
 
@@ -69,12 +90,30 @@ def _cells(df, model=None, layer=None, stat=None, target=None, datasets=None):
 
 def _row(table, scope, model, layer, layer_name, depth, stat, target, res: S.CorrelationResult, **extra):
     r = {
-        "table": table, "scope": scope, "model": model, "layer": layer, "layer_name": layer_name,
-        "depth": depth, "statistic": stat, "target": target, "method": res.method, "n": res.n,
-        "n_groups": res.n_groups, "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,
-        "ci_level": res.ci_level, "ci_method": res.ci_method, "p_value": res.p_value, "q_value": np.nan,
-        "significant": False, "exact": res.exact, "n_permutations": res.n_permutations,
-        "n_boot_valid": res.n_boot_valid, "selected_on": "", "selection_estimate": np.nan,
+        "table": table,
+        "scope": scope,
+        "model": model,
+        "layer": layer,
+        "layer_name": layer_name,
+        "depth": depth,
+        "statistic": stat,
+        "target": target,
+        "method": res.method,
+        "n": res.n,
+        "n_groups": res.n_groups,
+        "estimate": res.estimate,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "ci_level": res.ci_level,
+        "ci_method": res.ci_method,
+        "p_value": res.p_value,
+        "q_value": np.nan,
+        "significant": False,
+        "exact": res.exact,
+        "n_permutations": res.n_permutations,
+        "n_boot_valid": res.n_boot_valid,
+        "selected_on": "",
+        "selection_estimate": np.nan,
         "notes": "; ".join(res.notes),
     }
     r.update(extra)
@@ -85,10 +124,23 @@ def _correlate(d, stat, target, method, cfg: StatsConfig, seed: int, *, strata=F
     x = d[stat].to_numpy(float)
     y = d[target].to_numpy(float)
     groups = d["dataset"].to_numpy()
-    slots = (d["model"].astype(str) + "|" + d["perturbation"].astype(str)).to_numpy() if strata else d["perturbation"].astype(str).to_numpy()
+    slots = (
+        (d["model"].astype(str) + "|" + d["perturbation"].astype(str)).to_numpy()
+        if strata
+        else d["perturbation"].astype(str).to_numpy()
+    )
     return S.correlate(
-        x, y, method=method, groups=groups, slots=slots, strata=d["model"].to_numpy() if strata else None,
-        n_boot=cfg.n_boot, n_perm=cfg.n_perm, level=cfg.ci, ci_method=cfg.ci_method, seed=seed,
+        x,
+        y,
+        method=method,
+        groups=groups,
+        slots=slots,
+        strata=d["model"].to_numpy() if strata else None,
+        n_boot=cfg.n_boot,
+        n_perm=cfg.n_perm,
+        level=cfg.ci,
+        ci_method=cfg.ci_method,
+        seed=seed,
     )
 
 
@@ -140,8 +192,12 @@ def per_layer_table(df, cfg: StatsConfig, statistics=None) -> list[dict]:
                     if len(d) < 2:
                         continue
                     for method in cfg.methods:
-                        res = _correlate(d, stat, target, method, cfg, _seed(cfg, "layer", model, int(layer), stat, target, method))
-                        rows.append(_row("per_layer", f"model:{model}", model, int(layer), name, depth, stat, target, res))
+                        res = _correlate(
+                            d, stat, target, method, cfg, _seed(cfg, "layer", model, int(layer), stat, target, method)
+                        )
+                        rows.append(
+                            _row("per_layer", f"model:{model}", model, int(layer), name, depth, stat, target, res)
+                        )
     models = sorted(df["model"].unique())
     if len(models) > 1:
         maps = {m: _depth_layers(df, m) for m in models}
@@ -158,7 +214,9 @@ def per_layer_table(df, cfg: StatsConfig, statistics=None) -> list[dict]:
                     if len(d) < 4:
                         continue
                     for method in cfg.methods:
-                        res = _correlate(d, stat, target, method, cfg, _seed(cfg, "pooled", q, stat, target, method), strata=True)
+                        res = _correlate(
+                            d, stat, target, method, cfg, _seed(cfg, "pooled", q, stat, target, method), strata=True
+                        )
                         names = ",".join(f"{m}:{maps[m][q]}" for m in models if q in maps[m])
                         rows.append(_row("per_layer", "pooled", "all", -1, names, q, stat, target, res))
     _bh(rows, ("target", "method"), cfg.alpha)
@@ -211,30 +269,64 @@ def heldout_table(df, cfg: StatsConfig, statistics=None) -> tuple[list[dict], di
                     if len(d) < 2:
                         continue
                     res = _correlate(d, stat, target, method, cfg, _seed(cfg, "heldout", model, stat, target, method))
-                    rows.append(_row(
-                        "heldout", f"model:{model}", model, layer, str(d["layer_name"].iloc[0]),
-                        float(d["depth"].iloc[0]), stat, target, res,
-                        selected_on=",".join(sel), selection_estimate=float(r_sel),
-                    ))
+                    rows.append(
+                        _row(
+                            "heldout",
+                            f"model:{model}",
+                            model,
+                            layer,
+                            str(d["layer_name"].iloc[0]),
+                            float(d["depth"].iloc[0]),
+                            stat,
+                            target,
+                            res,
+                            selected_on=",".join(sel),
+                            selection_estimate=float(r_sel),
+                        )
+                    )
                 if len(chosen) > 1:
                     import pandas as pd
 
                     parts = [df[(df["model"] == m) & (df["layer"] == L)] for m, L in chosen.items()]
                     d = _cells(pd.concat(parts), stat=stat, target=target, datasets=ev)
                     if len(d) >= 4:
-                        res = _correlate(d, stat, target, method, cfg, _seed(cfg, "heldout-pooled", stat, target, method), strata=True)
-                        rows.append(_row(
-                            "heldout", "pooled", "all", -1, ",".join(f"{m}:{L}" for m, L in chosen.items()),
-                            np.nan, stat, target, res, selected_on=",".join(sel),
-                        ))
+                        res = _correlate(
+                            d,
+                            stat,
+                            target,
+                            method,
+                            cfg,
+                            _seed(cfg, "heldout-pooled", stat, target, method),
+                            strata=True,
+                        )
+                        rows.append(
+                            _row(
+                                "heldout",
+                                "pooled",
+                                "all",
+                                -1,
+                                ",".join(f"{m}:{L}" for m, L in chosen.items()),
+                                np.nan,
+                                stat,
+                                target,
+                                res,
+                                selected_on=",".join(sel),
+                            )
+                        )
     _bh(rows, ("target", "method"), cfg.alpha)
     return rows, info
 
 
 # ------------------------------------------------------- per-context (trust)
 #: per-window statistics tested by :func:`trust_table` (columns of ``windows.csv``).
-TRUST_STATISTICS = ("win_n_massive", "win_massive_share", "win_avg_cosine", "win_avg_cosine_centered",
-                    "win_shift_norm_share", "win_log_z_std")
+TRUST_STATISTICS = (
+    "win_n_massive",
+    "win_massive_share",
+    "win_avg_cosine",
+    "win_avg_cosine_centered",
+    "win_shift_norm_share",
+    "win_log_z_std",
+)
 
 
 def _trust_correlate(d, stat, method, cfg: StatsConfig, seed: int):
@@ -246,8 +338,19 @@ def _trust_correlate(d, stat, method, cfg: StatsConfig, seed: int):
     y = d["nmse"].to_numpy(float)
     groups = d["dataset"].to_numpy()
     slots = (d["perturbation"].astype(str) + "|" + d["window"].astype(str)).to_numpy()
-    return S.correlate(x, y, method=method, groups=groups, slots=slots, strata=groups,
-                       n_boot=cfg.n_boot, n_perm=cfg.n_perm, level=cfg.ci, ci_method=cfg.ci_method, seed=seed)
+    return S.correlate(
+        x,
+        y,
+        method=method,
+        groups=groups,
+        slots=slots,
+        strata=groups,
+        n_boot=cfg.n_boot,
+        n_perm=cfg.n_perm,
+        level=cfg.ci,
+        ci_method=cfg.ci_method,
+        seed=seed,
+    )
 
 
 def trust_table(wdf, cfg: StatsConfig, info: dict) -> list[dict]:
@@ -274,8 +377,14 @@ def trust_table(wdf, cfg: StatsConfig, info: dict) -> list[dict]:
                     if len(d) < 4 or d[stat].nunique() < 2:
                         continue
                     # the point estimate only (mean within-dataset correlation)
-                    r = float(S._stat_rows(method, d[stat].to_numpy(float)[None], d["nmse"].to_numpy(float)[None],
-                                           d["dataset"].to_numpy())[0])
+                    r = float(
+                        S._stat_rows(
+                            method,
+                            d[stat].to_numpy(float)[None],
+                            d["nmse"].to_numpy(float)[None],
+                            d["dataset"].to_numpy(),
+                        )[0]
+                    )
                     if np.isfinite(r) and abs(r) > best_r + 1e-12:
                         best, best_r = (int(layer), r), abs(r)
                 if best is None:
@@ -285,8 +394,20 @@ def trust_table(wdf, cfg: StatsConfig, info: dict) -> list[dict]:
                 if len(d) < 4 or d[stat].nunique() < 2:
                     continue
                 res = _trust_correlate(d, stat, method, cfg, _seed(cfg, "trust", model, stat, method))
-                rows.append(_row("trust", f"model:{model}", model, layer, str(d["layer_name"].iloc[0]),
-                                 float(d["depth"].iloc[0]), stat, "nmse", res, selected_on=",".join(sel),
-                                 selection_estimate=float(r_sel)))
+                rows.append(
+                    _row(
+                        "trust",
+                        f"model:{model}",
+                        model,
+                        layer,
+                        str(d["layer_name"].iloc[0]),
+                        float(d["depth"].iloc[0]),
+                        stat,
+                        "nmse",
+                        res,
+                        selected_on=",".join(sel),
+                        selection_estimate=float(r_sel),
+                    )
+                )
     _bh(rows, ("target", "method"), cfg.alpha)
     return rows

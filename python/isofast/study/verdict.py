@@ -41,20 +41,36 @@ def _best(df, model: str, alpha: float, method: str, target: str):
         return None
     d = d.assign(_q=d["q_value"].astype(float).fillna(1.0), _a=-d["estimate"].astype(float).abs())
     r = d.sort_values(["_q", "p_value", "_a"]).iloc[0]
-    return {k: (r[k].item() if hasattr(r[k], "item") else r[k]) for k in
-            ("statistic", "layer", "layer_name", "estimate", "ci_low", "ci_high", "p_value", "q_value", "n",
-             "n_groups")} | {"significant": bool(float(r["_q"]) <= alpha)}
+    return {
+        k: (r[k].item() if hasattr(r[k], "item") else r[k])
+        for k in (
+            "statistic",
+            "layer",
+            "layer_name",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "q_value",
+            "n",
+            "n_groups",
+        )
+    } | {"significant": bool(float(r["_q"]) <= alpha)}
 
 
 def _claim(b, what: str, unit: str) -> str:
     if b is None:
         return f"{what}: not enough data for a test."
-    nums = (f"ρ = {_f(b['estimate'])} [95% CI {_f(b['ci_low'])}, {_f(b['ci_high'])}], p = {_f(b['p_value'], 3)}, "
-            f"q = {_f(b['q_value'], 3)}; {int(b['n'])} {unit} in {int(b['n_groups'])} held-out datasets")
+    nums = (
+        f"ρ = {_f(b['estimate'])} [95% CI {_f(b['ci_low'])}, {_f(b['ci_high'])}], p = {_f(b['p_value'], 3)}, "
+        f"q = {_f(b['q_value'], 3)}; {int(b['n'])} {unit} in {int(b['n_groups'])} held-out datasets"
+    )
     if b["significant"]:
         return f"{what}: {b['statistic']} at layer {b['layer_name']} predicts NMSE ({nums})."
-    return (f"{what}: no statistic predicts NMSE at the false-discovery rate; the strongest was "
-            f"{b['statistic']} at layer {b['layer_name']} ({nums}).")
+    return (
+        f"{what}: no statistic predicts NMSE at the false-discovery rate; the strongest was "
+        f"{b['statistic']} at layer {b['layer_name']} ({nums})."
+    )
 
 
 def build_verdict(result) -> dict:
@@ -76,11 +92,17 @@ def build_verdict(result) -> dict:
                 if not math.isfinite(float(r.get("delta_nmse", math.nan))):
                     continue
                 rel = float(r["delta_nmse"]) / float(r["nmse_before"]) if float(r["nmse_before"]) else math.nan
-                interventions.append({
-                    "test": r["test"], "relative_change": rel, "p_value": float(r["p_value"]),
-                    "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
-                    "significant": bool(float(r["p_value"]) <= alpha), "n_series": int(r["n_series"]),
-                })
+                interventions.append(
+                    {
+                        "test": r["test"],
+                        "relative_change": rel,
+                        "p_value": float(r["p_value"]),
+                        "ci_low": float(r["ci_low"]),
+                        "ci_high": float(r["ci_high"]),
+                        "significant": bool(float(r["p_value"]) <= alpha),
+                        "n_series": int(r["n_series"]),
+                    }
+                )
         tm = table[table["model"] == m] if len(table) else table
         skipped = tm[tm["skip_reason"].fillna("").astype(str) != ""] if "skip_reason" in tm.columns else tm.iloc[:0]
         measured = tm[tm["skip_reason"].fillna("").astype(str) == ""] if "skip_reason" in tm.columns else tm
@@ -92,7 +114,10 @@ def build_verdict(result) -> dict:
                 f"{iv['n_series']} series): {'significant' if iv['significant'] else 'not significant'} at α = {alpha:g}."
             )
         out["models"][m] = {
-            "cell": cell, "context": ctx, "causal": interventions, "text": texts,
+            "cell": cell,
+            "context": ctx,
+            "causal": interventions,
+            "text": texts,
             "n_massive": int(np.nansum(measured["n_massive"])) if "n_massive" in measured else 0,
             "n_small_clusters": int(np.nansum(measured["n_small_clusters"])) if "n_small_clusters" in measured else 0,
             "n_skipped_rows": len(skipped),
@@ -102,17 +127,26 @@ def build_verdict(result) -> dict:
     sig = [(m, v["cell"]) for m, v in out["models"].items() if v["cell"] and v["cell"]["significant"]]
     tested = [m for m, v in out["models"].items() if v["cell"]]
     if sig:
-        parts = [f"{m}: {b['statistic']} at {b['layer_name']} (ρ = {_f(b['estimate'])}, q = {_f(b['q_value'], 3)})"
-                 for m, b in sig]
-        sentence = (f"On held-out datasets, isotropy predicted NMSE for {len(sig)} of {len(tested)} models — "
-                    + "; ".join(parts) + ".")
+        parts = [
+            f"{m}: {b['statistic']} at {b['layer_name']} (ρ = {_f(b['estimate'])}, q = {_f(b['q_value'], 3)})"
+            for m, b in sig
+        ]
+        sentence = (
+            f"On held-out datasets, isotropy predicted NMSE for {len(sig)} of {len(tested)} models — "
+            + "; ".join(parts)
+            + "."
+        )
     elif tested:
-        best = min(((m, v["cell"]) for m, v in out["models"].items() if v["cell"]),
-                   key=lambda t: (t[1]["p_value"], -abs(t[1]["estimate"])))
+        best = min(
+            ((m, v["cell"]) for m, v in out["models"].items() if v["cell"]),
+            key=lambda t: (t[1]["p_value"], -abs(t[1]["estimate"])),
+        )
         m, b = best
-        sentence = (f"On held-out datasets no isotropy statistic predicted NMSE for any of {len(tested)} models at "
-                    f"FDR {alpha:g}; the strongest was {m}'s {b['statistic']} at {b['layer_name']} "
-                    f"(ρ = {_f(b['estimate'])}, p = {_f(b['p_value'], 3)}, q = {_f(b['q_value'], 3)}).")
+        sentence = (
+            f"On held-out datasets no isotropy statistic predicted NMSE for any of {len(tested)} models at "
+            f"FDR {alpha:g}; the strongest was {m}'s {b['statistic']} at {b['layer_name']} "
+            f"(ρ = {_f(b['estimate'])}, p = {_f(b['p_value'], 3)}, q = {_f(b['q_value'], 3)})."
+        )
     else:
         sentence = "Too few datasets or cells for a held-out test."
     out["sentence"] = sentence

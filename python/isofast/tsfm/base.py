@@ -90,8 +90,14 @@ class TSFMForecast:
     def to_dict(self, samples: bool = True) -> dict:
         from isofast.report import jsonable
 
-        d = {"family": self.family, "point": self.point, "quantile_levels": self.quantile_levels,
-             "quantiles": self.quantiles, "seconds": self.seconds, "settings": self.settings}
+        d = {
+            "family": self.family,
+            "point": self.point,
+            "quantile_levels": self.quantile_levels,
+            "quantiles": self.quantiles,
+            "seconds": self.seconds,
+            "settings": self.settings,
+        }
         if samples and self.samples is not None:
             d["samples"] = self.samples
         return jsonable(d)
@@ -164,6 +170,7 @@ class LayerTap:
     def _rec(self, key):
         def store(t):
             self.records.setdefault(key, []).append(t.detach())
+
         return store
 
     def __enter__(self) -> LayerTap:
@@ -276,7 +283,8 @@ def hash_folder_weights(folder: Path) -> str:
     from isofast.models import hash_weight_files
 
     files = sorted(folder.glob("*.safetensors")) or sorted(
-        p for ext in ("*.ckpt", "*.pt", "*.bin") for p in folder.glob(ext))
+        p for ext in ("*.ckpt", "*.pt", "*.bin") for p in folder.glob(ext)
+    )
     if not files:
         raise CheckpointError(f"{folder} holds no weight file (*.safetensors, *.ckpt, *.pt)")
     return hash_weight_files(files)
@@ -304,14 +312,16 @@ def load_checked(model_cls, folder: Path, family: str, dtype: str = "float32", *
     with _quiet_transformers():
         try:
             model, info = model_cls.from_pretrained(
-                str(folder), dtype=as_torch_dtype(dtype), use_safetensors=True, output_loading_info=True, **kw)
+                str(folder), dtype=as_torch_dtype(dtype), use_safetensors=True, output_loading_info=True, **kw
+            )
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{folder}: cannot load it as a {family} checkpoint ({exc})") from exc
     bad = {k: list(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     bad = {k: v for k, v in bad.items() if v}
     if bad:
-        what = "; ".join(f"{k.replace('_', ' ')}: {v[:3]}{' …' if len(v) > 3 else ''} ({len(v)})"
-                         for k, v in bad.items())
+        what = "; ".join(
+            f"{k.replace('_', ' ')}: {v[:3]}{' …' if len(v) > 3 else ''} ({len(v)})" for k, v in bad.items()
+        )
         raise CheckpointError(f"{folder}: the weights do not match the {family} config in config.json ({what})")
     return model.eval()
 
@@ -403,8 +413,9 @@ def load_transformers(cls, path, model_cls, architecture: str, device: str, dtyp
     cfg = expect_family(folder, cls.family)
     archs = [str(a) for a in cfg.get("architectures") or []]
     if archs and architecture not in archs:
-        raise CheckpointError(f"{folder}: isofast reads {architecture} checkpoints (the forecasting head); "
-                              f"this folder holds {archs}")
+        raise CheckpointError(
+            f"{folder}: isofast reads {architecture} checkpoints (the forecasting head); this folder holds {archs}"
+        )
     require_safetensors(folder, cls.family)
     return folder, load_checked(model_cls, folder, cls.family, dtype).to(device).eval()
 
@@ -454,8 +465,15 @@ class TSFMAdapter:
         captured stack exactly once."""
         raise NotImplementedError
 
-    def forecast(self, contexts, horizon: int, *, n_samples: int = 20, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9)) -> TSFMForecast:  # pragma: no cover
+    def forecast(
+        self,
+        contexts,
+        horizon: int,
+        *,
+        n_samples: int = 20,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+    ) -> TSFMForecast:  # pragma: no cover
         raise NotImplementedError
 
     def head(self) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -478,12 +496,19 @@ class TSFMAdapter:
         n, want = self.stack.n_layers, self.config_layers
         if n != want:
             raise CheckpointError(
-                f"{self.family} checkpoint {self.path}: its config says {want} layers, the model has {n} blocks")
+                f"{self.family} checkpoint {self.path}: its config says {want} layers, the model has {n} blocks"
+            )
 
     def describe(self) -> dict:
-        return {"family": self.family, "path": None if self.path is None else str(self.path),
-                "weights_hash": self.weights_hash, "n_layers": self.n_layers, "d_model": self.d_model,
-                "serializer": self.serializer.to_dict(), "has_head": self.has_head}
+        return {
+            "family": self.family,
+            "path": None if self.path is None else str(self.path),
+            "weights_hash": self.weights_hash,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "serializer": self.serializer.to_dict(),
+            "has_head": self.has_head,
+        }
 
     def contexts(self, series, *, nan: str = "interpolate") -> list[np.ndarray]:
         """Validated 1-D float64 contexts (NaN policy of
@@ -497,8 +522,15 @@ class TSFMAdapter:
             raise InputError("no series given")
         return out
 
-    def embed(self, series, *, layers="all", sites: Sequence[str] = ("residual",), batch_size: int = 8,
-              nan: str = "interpolate") -> TSFMEmbedding:
+    def embed(
+        self,
+        series,
+        *,
+        layers="all",
+        sites: Sequence[str] = ("residual",),
+        batch_size: int = 8,
+        nan: str = "interpolate",
+    ) -> TSFMEmbedding:
         """Per-layer rows of every context (module docstring for what is
         checked). Contexts are batched by length, so no padding is added
         beyond the family's own."""

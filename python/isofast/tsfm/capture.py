@@ -90,12 +90,15 @@ def capture_tsfm(
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     positions = _check_positions(positions)
     if dtype != "float32":
-        raise InputError(f"TSFM capture stores float32 rows (the packages compute in float32 on CPU), got dtype={dtype!r}")
+        raise InputError(
+            f"TSFM capture stores float32 rows (the packages compute in float32 on CPU), got dtype={dtype!r}"
+        )
     ad: TSFMAdapter = model if isinstance(model, TSFMAdapter) else load_tsfm(model, device=device)
     layer_map = resolve_layers(layers, ad.n_layers, sites)
     sites = [s for s in dict.fromkeys(sites)]
-    wins, names = _cap._windows(series, context=context, window_mode=window_mode, stride=stride, n=n_windows,
-                                seed=seed, nan=nan)
+    wins, names = _cap._windows(
+        series, context=context, window_mode=window_mode, stride=stride, n=n_windows, seed=seed, nan=nan
+    )
     if not wins:
         raise InputError("no context windows to capture (are the series shorter than the context?)")
     ser = ad.serializer
@@ -109,35 +112,60 @@ def capture_tsfm(
         out = tempfile.mkdtemp(prefix="isofast-capture-")
     root = Path(out).expanduser()
     resume_key = {
-        "weights_hash": ad.weights_hash, "family": ad.family, "serializer": ser.to_dict(), "positions": positions,
-        "layers": layer_map, "sites": sites, "dtype": "float32", "batch_size": int(batch_size),
-        "shard_bytes": int(shard_bytes), "windows": len(wins), "input_fingerprint": fp.hexdigest(),
+        "weights_hash": ad.weights_hash,
+        "family": ad.family,
+        "serializer": ser.to_dict(),
+        "positions": positions,
+        "layers": layer_map,
+        "sites": sites,
+        "dtype": "float32",
+        "batch_size": int(batch_size),
+        "shard_bytes": int(shard_bytes),
+        "windows": len(wins),
+        "input_fingerprint": fp.hexdigest(),
     }
     previous = _store.read_manifest(root) if root.is_dir() else None
     if previous is not None and resume:
         if previous.get("resume_key") != resume_key:
             old = previous.get("resume_key", {})
             diff = sorted(k for k in set(resume_key) | set(old) if old.get(k) != resume_key.get(k))
-            raise InputError(f"{root} holds a different capture (differs in: {', '.join(diff)}); "
-                             "use another folder or pass resume=False to overwrite it")
+            raise InputError(
+                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
+                "use another folder or pass resume=False to overwrite it"
+            )
         manifest = previous
     else:
         if previous is not None:
             _cap._discard(root, previous)
         manifest = {
-            "format": _store.FORMAT, "format_version": _store.FORMAT_VERSION,
-            "isofast_version": _cap._isofast_version(), "complete": False,
+            "format": _store.FORMAT,
+            "format_version": _store.FORMAT_VERSION,
+            "isofast_version": _cap._isofast_version(),
+            "complete": False,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "model": {"name": f"{ad.family}:{ad.path}" if ad.path else ad.family, **ad.describe()},
-            "weights_hash": ad.weights_hash, "serializer": ser.to_dict(), "dtype": "float32",
-            "storage_dtype": str(_store.storage_dtype("float32")), "sites": sites, "layers": layer_map,
-            "positions": positions, "dim": ad.d_model, "n_windows": len(wins), "windows_done": 0, "rows": 0,
-            "shapes": {}, "shards": [], "series_names": names,
-            "token_table_format": "parquet" if _store.have_pyarrow() else "csv", "roles": list(ROLES),
+            "weights_hash": ad.weights_hash,
+            "serializer": ser.to_dict(),
+            "dtype": "float32",
+            "storage_dtype": str(_store.storage_dtype("float32")),
+            "sites": sites,
+            "layers": layer_map,
+            "positions": positions,
+            "dim": ad.d_model,
+            "n_windows": len(wins),
+            "windows_done": 0,
+            "rows": 0,
+            "shapes": {},
+            "shards": [],
+            "series_names": names,
+            "token_table_format": "parquet" if _store.have_pyarrow() else "csv",
+            "roles": list(ROLES),
             "layer_numbering": "residual: 0 = input of block 1 (patch/token embedding), L = output of block L "
-                               "(last after the final norm); attention: L = self-attention output of block L "
-                               f"(before the residual add); stack: {ad.stack.name}",
-            "nan_policy": nan, "device": str(ad.device), "resume_key": resume_key,
+            "(last after the final norm); attention: L = self-attention output of block L "
+            f"(before the residual add); stack: {ad.stack.name}",
+            "nan_policy": nan,
+            "device": str(ad.device),
+            "resume_key": resume_key,
         }
     writer = _store.CaptureWriter.prepare(root, manifest)
     writer.remove_stale()
@@ -155,8 +183,7 @@ def capture_tsfm(
         try:
             while done < len(wins):
                 group = wins[done : done + step]
-                emb = ad.embed([w.values for w in group], layers=layer_map, sites=sites, batch_size=batch_size,
-                               nan=nan)
+                emb = ad.embed([w.values for w in group], layers=layer_map, sites=sites, batch_size=batch_size, nan=nan)
                 keep = _keep(emb.role, emb.window, positions)
                 arrays = {}
                 for key in keys:
@@ -185,7 +212,8 @@ def capture_tsfm(
                     "n_values": np.asarray([w.values.size for w in group], np.int64),
                     "n_values_input": np.asarray([ser.kept(w.values.size) for w in group], np.int64),
                     "n_tokens": np.bincount(emb.window, minlength=len(group)).astype(np.int64),
-                    "scale": np.full(len(group), np.nan), "offset": np.full(len(group), np.nan),
+                    "scale": np.full(len(group), np.nan),
+                    "offset": np.full(len(group), np.nan),
                 }
                 writer.write_shard(k, arrays, tokens, windows, window_range=(done, done + len(group)))
                 k += 1
@@ -200,12 +228,22 @@ def capture_tsfm(
         writer.write_manifest()
     seconds = time.perf_counter() - t_loop
     return _cap.CaptureResult(
-        path=str(root), model=manifest["model"]["name"], weights_hash=ad.weights_hash,
-        n_windows=int(manifest["n_windows"]), n_rows=int(manifest["rows"]), dim=int(manifest["dim"]),
-        layers={s: list(v) for s, v in manifest["layers"].items()}, sites=list(manifest["sites"]), dtype="float32",
-        device=str(ad.device), tokens_processed=processed, seconds=round(seconds, 4),
+        path=str(root),
+        model=manifest["model"]["name"],
+        weights_hash=ad.weights_hash,
+        n_windows=int(manifest["n_windows"]),
+        n_rows=int(manifest["rows"]),
+        dim=int(manifest["dim"]),
+        layers={s: list(v) for s, v in manifest["layers"].items()},
+        sites=list(manifest["sites"]),
+        dtype="float32",
+        device=str(ad.device),
+        tokens_processed=processed,
+        seconds=round(seconds, 4),
         tokens_per_s=float(processed / seconds) if processed and seconds > 0 else 0.0,
-        resumed_from_window=start, complete=True, warnings=[],
+        resumed_from_window=start,
+        complete=True,
+        warnings=[],
     )
 
 

@@ -162,20 +162,46 @@ class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
         return _load_pipeline(cls, path, ChronosBoltModelForForecasting, ChronosBoltPipeline, device, dtype)
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, context_length: int = 64,
-                     prediction_length: int = 16, patch: int = 8, num_heads: int = 4, d_ff: int | None = None) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        context_length: int = 64,
+        prediction_length: int = 16,
+        patch: int = 8,
+        num_heads: int = 4,
+        d_ff: int | None = None,
+    ) -> Path:
         import torch
         from chronos.chronos_bolt import ChronosBoltModelForForecasting
         from transformers import T5Config
 
         torch.manual_seed(seed)
-        cc = dict(context_length=context_length, prediction_length=prediction_length, input_patch_size=patch,
-                  input_patch_stride=patch, quantiles=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-                  use_reg_token=True)
-        cfg = T5Config(d_model=d_model, d_kv=d_model // num_heads, d_ff=d_ff or 4 * d_model, num_layers=num_layers,
-                       num_decoder_layers=1, num_heads=num_heads, feed_forward_proj="relu", decoder_start_token_id=0,
-                       pad_token_id=0, chronos_config=cc, chronos_pipeline_class="ChronosBoltPipeline",
-                       architectures=["ChronosBoltModelForForecasting"])
+        cc = dict(
+            context_length=context_length,
+            prediction_length=prediction_length,
+            input_patch_size=patch,
+            input_patch_stride=patch,
+            quantiles=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            use_reg_token=True,
+        )
+        cfg = T5Config(
+            d_model=d_model,
+            d_kv=d_model // num_heads,
+            d_ff=d_ff or 4 * d_model,
+            num_layers=num_layers,
+            num_decoder_layers=1,
+            num_heads=num_heads,
+            feed_forward_proj="relu",
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            chronos_config=cc,
+            chronos_pipeline_class="ChronosBoltPipeline",
+            architectures=["ChronosBoltModelForForecasting"],
+        )
         model = ChronosBoltModelForForecasting(cfg).eval()
         folder = Path(folder)
         model.save_pretrained(str(folder))
@@ -193,8 +219,13 @@ class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
     def serializer(self) -> TokenSerializer:
         cc = self.cc
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=int(cc.input_patch_size), stride=int(cc.input_patch_stride),
-            pad="left", max_context=int(cc.context_length), suffix=("reg",) if cc.use_reg_token else (),
+            family=self.family,
+            unit="patch",
+            patch_len=int(cc.input_patch_size),
+            stride=int(cc.input_patch_stride),
+            pad="left",
+            max_context=int(cc.context_length),
+            suffix=("reg",) if cc.use_reg_token else (),
             normalization="instance: (x − nanmean) / population nan-std (0 → 1e-5), per context",
         )
 
@@ -204,8 +235,16 @@ class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
         ctx = torch.as_tensor(batch, dtype=torch.float32, device=self.model.device)
         self.model.encode(ctx)
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """The package's ``predict_quantiles`` (a direct quantile head, no
         sampling: ``n_samples`` and ``seed`` are ignored). Horizons beyond the
         model's ``prediction_length`` are unrolled by the package."""
@@ -217,18 +256,38 @@ class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
         t0 = time.perf_counter()
         with torch.inference_mode():
             q, mean = self.pipeline.predict_quantiles(
-                [torch.as_tensor(c, dtype=torch.float32) for c in ctx], prediction_length=H,
-                quantile_levels=levels.tolist())
+                [torch.as_tensor(c, dtype=torch.float32) for c in ctx],
+                prediction_length=H,
+                quantile_levels=levels.tolist(),
+            )
         qs = np.moveaxis(q.float().numpy().astype(np.float64), -1, 0)  # (Q, S, H)
-        return TSFMForecast(point=mean.float().numpy().astype(np.float64), quantile_levels=levels, quantiles=qs,
-                            family=self.family, seconds=time.perf_counter() - t0,
-                            settings={"horizon": H, "point": "median (the 0.5 quantile head)"})
+        return TSFMForecast(
+            point=mean.float().numpy().astype(np.float64),
+            quantile_levels=levels,
+            quantiles=qs,
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings={"horizon": H, "point": "median (the 0.5 quantile head)"},
+        )
 
 
 # ------------------------------------------------------------------ Chronos (T5)
-_CHRONOS_KEYS = ("tokenizer_class", "tokenizer_kwargs", "context_length", "prediction_length", "n_tokens",
-                 "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "model_type", "num_samples",
-                 "temperature", "top_k", "top_p")
+_CHRONOS_KEYS = (
+    "tokenizer_class",
+    "tokenizer_kwargs",
+    "context_length",
+    "prediction_length",
+    "n_tokens",
+    "n_special_tokens",
+    "pad_token_id",
+    "eos_token_id",
+    "use_eos_token",
+    "model_type",
+    "num_samples",
+    "temperature",
+    "top_k",
+    "top_p",
+)
 
 
 class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
@@ -254,11 +313,13 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         if raw.get("model_type") != "seq2seq":
             raise CheckpointError(
                 f"{folder}: chronos_config.model_type is {raw.get('model_type')!r}; isofast reads Chronos "
-                "encoder-decoder (model_type 'seq2seq', T5) checkpoints only")
+                "encoder-decoder (model_type 'seq2seq', T5) checkpoints only"
+            )
         if raw.get("tokenizer_class") != "MeanScaleUniformBins":
             raise CheckpointError(
                 f"{folder}: chronos_config.tokenizer_class is {raw.get('tokenizer_class')!r}; the Chronos "
-                "tokenizer isofast knows is 'MeanScaleUniformBins'")
+                "tokenizer isofast knows is 'MeanScaleUniformBins'"
+            )
         require_safetensors(folder, cls.family)
         from chronos import ChronosConfig, ChronosModel, ChronosPipeline
         from transformers import T5ForConditionalGeneration
@@ -272,14 +333,26 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         if int(inner.config.vocab_size) != int(cc.n_tokens):
             raise CheckpointError(
                 f"{folder}: the T5 vocabulary has {inner.config.vocab_size} tokens, chronos_config.n_tokens says "
-                f"{cc.n_tokens}")
+                f"{cc.n_tokens}"
+            )
         pipe = ChronosPipeline(tokenizer=tokenizer, model=ChronosModel(cc, inner.to(device).eval()))
         return cls(pipe, path=folder, weights_hash=hash_folder_weights(folder), device=device)
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2,
-                     num_decoder_layers: int = 1, context_length: int = 64, prediction_length: int = 8,
-                     n_tokens: int = 4096, num_samples: int = 4, tie_word_embeddings: bool | None = None) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        num_decoder_layers: int = 1,
+        context_length: int = 64,
+        prediction_length: int = 8,
+        n_tokens: int = 4096,
+        num_samples: int = 4,
+        tie_word_embeddings: bool | None = None,
+    ) -> Path:
         """A random-init Chronos-T5 (the package's ``ChronosConfig`` in a
         ``T5Config``), saved with ``T5ForConditionalGeneration.save_pretrained``.
         ``tie_word_embeddings=False`` writes a config whose decoder outputs are
@@ -288,16 +361,41 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         from transformers import T5Config, T5ForConditionalGeneration
 
         torch.manual_seed(seed)
-        cc = dict(tokenizer_class="MeanScaleUniformBins", tokenizer_kwargs={"low_limit": -15.0, "high_limit": 15.0},
-                  context_length=context_length, prediction_length=prediction_length, n_tokens=n_tokens,
-                  n_special_tokens=2, pad_token_id=0, eos_token_id=1, use_eos_token=True, model_type="seq2seq",
-                  num_samples=num_samples, temperature=1.0, top_k=50, top_p=1.0)
+        cc = dict(
+            tokenizer_class="MeanScaleUniformBins",
+            tokenizer_kwargs={"low_limit": -15.0, "high_limit": 15.0},
+            context_length=context_length,
+            prediction_length=prediction_length,
+            n_tokens=n_tokens,
+            n_special_tokens=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            use_eos_token=True,
+            model_type="seq2seq",
+            num_samples=num_samples,
+            temperature=1.0,
+            top_k=50,
+            top_p=1.0,
+        )
         extra = {} if tie_word_embeddings is None else {"tie_word_embeddings": bool(tie_word_embeddings)}
-        cfg = T5Config(vocab_size=n_tokens, d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=num_layers,
-                       num_decoder_layers=num_decoder_layers, num_heads=4, relative_attention_num_buckets=32,
-                       feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                       chronos_config=cc, chronos_pipeline_class="ChronosPipeline",
-                       architectures=["T5ForConditionalGeneration"], **extra)
+        cfg = T5Config(
+            vocab_size=n_tokens,
+            d_model=d_model,
+            d_kv=d_model // 4,
+            d_ff=2 * d_model,
+            num_layers=num_layers,
+            num_decoder_layers=num_decoder_layers,
+            num_heads=4,
+            relative_attention_num_buckets=32,
+            feed_forward_proj="relu",
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+            chronos_config=cc,
+            chronos_pipeline_class="ChronosPipeline",
+            architectures=["T5ForConditionalGeneration"],
+            **extra,
+        )
         model = T5ForConditionalGeneration(cfg).eval()
         folder = Path(folder)
         model.save_pretrained(str(folder))
@@ -317,9 +415,14 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         lo, hi = cc.tokenizer_kwargs.get("low_limit"), cc.tokenizer_kwargs.get("high_limit")
         eos = bool(cc.use_eos_token and cc.model_type == "seq2seq")
         return TokenSerializer(
-            family=self.family, unit="value", max_context=int(cc.context_length), suffix=("eos",) if eos else (),
-            normalization=(f"mean scaling x / mean(|x|) (1 if not > 0), then {cc.n_tokens - cc.n_special_tokens - 1} "
-                           f"uniform bins on [{lo}, {hi}], id = bin + {cc.n_special_tokens}"),
+            family=self.family,
+            unit="value",
+            max_context=int(cc.context_length),
+            suffix=("eos",) if eos else (),
+            normalization=(
+                f"mean scaling x / mean(|x|) (1 if not > 0), then {cc.n_tokens - cc.n_special_tokens - 1} "
+                f"uniform bins on [{lo}, {hi}], id = bin + {cc.n_special_tokens}"
+            ),
         )
 
     def _tokens(self, batch):
@@ -336,8 +439,16 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         ids, mask, _ = self._tokens(batch)
         self.pipeline.model.encode(input_ids=ids, attention_mask=mask)
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 20, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 20,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """``ChronosPipeline.predict``: ``n_samples`` sampled paths per context
         (S, n, H); point = their median, quantiles = ``np.quantile`` of the
         samples (linear, as the package's ``predict_quantiles``). Seeded
@@ -353,16 +464,29 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         with seeded(seed, self.model.device), torch.inference_mode():
-            s = self.pipeline.predict([torch.as_tensor(c, dtype=torch.float32) for c in ctx], prediction_length=H,
-                                      num_samples=n)
+            s = self.pipeline.predict(
+                [torch.as_tensor(c, dtype=torch.float32) for c in ctx], prediction_length=H, num_samples=n
+            )
         samples = s.float().numpy().astype(np.float64)  # (S, n, H)
         cc = self.cc
         return TSFMForecast(
-            point=np.median(samples, axis=1), quantile_levels=levels, quantiles=np.quantile(samples, levels, axis=1),
-            samples=samples, family=self.family, seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "n_samples": n, "seed": seed, "point": "median of the samples",
-                      "temperature": cc.temperature, "top_k": cc.top_k, "top_p": cc.top_p,
-                      "rng": "torch.manual_seed(seed) on torch's global generator (forked)"})
+            point=np.median(samples, axis=1),
+            quantile_levels=levels,
+            quantiles=np.quantile(samples, levels, axis=1),
+            samples=samples,
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings={
+                "horizon": H,
+                "n_samples": n,
+                "seed": seed,
+                "point": "median of the samples",
+                "temperature": cc.temperature,
+                "top_k": cc.top_k,
+                "top_p": cc.top_p,
+                "rng": "torch.manual_seed(seed) on torch's global generator (forked)",
+            },
+        )
 
     # ---- the softmax head
     def head(self) -> tuple[np.ndarray, None]:
@@ -373,14 +497,16 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
 
     def _decoder_start_id(self) -> int:
         gc = getattr(self.model, "generation_config", None)
-        for v in (getattr(gc, "decoder_start_token_id", None), self.model.config.decoder_start_token_id,
-                  self.cc.pad_token_id):
+        for v in (
+            getattr(gc, "decoder_start_token_id", None),
+            self.model.config.decoder_start_token_id,
+            self.cc.pad_token_id,
+        ):
             if v is not None:
                 return int(v)
         raise CheckpointError(f"{self.path}: no decoder_start_token_id in the config")  # pragma: no cover
 
-    def head_inputs(self, series, *, batch_size: int = 8, nan: str = "interpolate",
-                    return_logits: bool = False):
+    def head_inputs(self, series, *, batch_size: int = 8, nan: str = "interpolate", return_logits: bool = False):
         """(S, d) float32: per context, the vector entering ``lm_head`` at the
         first decoding step (decoder over the start token, final norm, the T5
         rescale d_model ** -0.5 when ``config.scale_decoder_outputs``), read
@@ -415,7 +541,8 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
                             raise RuntimeError(
                                 f"chronos: lm_head ran {len(got)} times in one first-step pass "
                                 f"(shape {tuple(got[0].shape) if got else None}); expected once with "
-                                f"({len(group)}, 1, {self.d_model})")
+                                f"({len(group)}, 1, {self.d_model})"
+                            )
                         c = got[0][:, 0].float().cpu().numpy()
                         lg = out.logits[:, 0].float().cpu().numpy()
                         for j, i in enumerate(group):
@@ -444,8 +571,17 @@ class Chronos2Adapter(_PipelineAdapter):
         return _load_pipeline(cls, path, Chronos2Model, Chronos2Pipeline, device, dtype)
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, context_length: int = 64,
-                     patch: int = 8, max_output_patches: int = 4) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        context_length: int = 64,
+        patch: int = 8,
+        max_output_patches: int = 4,
+    ) -> Path:
         """A random-init Chronos-2 (``Chronos2CoreConfig``), saved with
         ``Chronos2Pipeline.save_pretrained``. Its quantiles are the 9 deciles
         (the package's long-horizon unrolling needs 0.1 … 0.9)."""
@@ -454,12 +590,26 @@ class Chronos2Adapter(_PipelineAdapter):
         from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 
         torch.manual_seed(seed)
-        cc = dict(context_length=context_length, input_patch_size=patch, input_patch_stride=patch,
-                  output_patch_size=patch, quantiles=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-                  use_reg_token=True, use_arcsinh=True, max_output_patches=max_output_patches)
-        cfg = Chronos2CoreConfig(d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=num_layers,
-                                 num_heads=4, chronos_config=cc, chronos_pipeline_class="Chronos2Pipeline",
-                                 architectures=["Chronos2Model"])
+        cc = dict(
+            context_length=context_length,
+            input_patch_size=patch,
+            input_patch_stride=patch,
+            output_patch_size=patch,
+            quantiles=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            use_reg_token=True,
+            use_arcsinh=True,
+            max_output_patches=max_output_patches,
+        )
+        cfg = Chronos2CoreConfig(
+            d_model=d_model,
+            d_kv=d_model // 4,
+            d_ff=2 * d_model,
+            num_layers=num_layers,
+            num_heads=4,
+            chronos_config=cc,
+            chronos_pipeline_class="Chronos2Pipeline",
+            architectures=["Chronos2Model"],
+        )
         model = Chronos2Model(cfg).eval()
         folder = Path(folder)
         Chronos2Pipeline(model=model).save_pretrained(str(folder))
@@ -472,8 +622,7 @@ class Chronos2Adapter(_PipelineAdapter):
     @property
     def stack(self) -> Stack:
         enc = self.model.encoder
-        return Stack("encoder", list(enc.block), [b.layer[0].self_attention for b in enc.block],
-                     enc.final_layer_norm)
+        return Stack("encoder", list(enc.block), [b.layer[0].self_attention for b in enc.block], enc.final_layer_norm)
 
     @property
     def d_model(self) -> int:
@@ -488,10 +637,16 @@ class Chronos2Adapter(_PipelineAdapter):
         cc = self.cc
         suffix = (("reg",) if cc.use_reg_token else ()) + ("future",) * self.prefill_output_patches
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=int(cc.input_patch_size), stride=int(cc.input_patch_stride),
-            pad="left", max_context=int(cc.context_length), suffix=suffix,
+            family=self.family,
+            unit="patch",
+            patch_len=int(cc.input_patch_size),
+            stride=int(cc.input_patch_stride),
+            pad="left",
+            max_context=int(cc.context_length),
+            suffix=suffix,
             normalization="instance: (x − nanmean) / population nan-std (0 → 1e-5)"
-                          + (", then arcsinh" if cc.use_arcsinh else "") + ", per context; + time encoding channel",
+            + (", then arcsinh" if cc.use_arcsinh else "")
+            + ", per context; + time encoding channel",
         )
 
     def _prefill(self, batch: np.ndarray) -> None:
@@ -505,8 +660,16 @@ class Chronos2Adapter(_PipelineAdapter):
         groups = torch.arange(ctx.shape[0], dtype=torch.long, device=dev)
         self.model.encode(context=ctx, group_ids=groups, num_output_patches=self.prefill_output_patches)
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """``Chronos2Pipeline.predict_quantiles`` (quantile head, no sampling:
         ``n_samples`` and ``seed`` are ignored; each context is its own task,
         no cross-learning). Levels outside the model's set are interpolated
@@ -519,14 +682,25 @@ class Chronos2Adapter(_PipelineAdapter):
         t0 = time.perf_counter()
         with torch.inference_mode():
             q, med = self.pipeline.predict_quantiles(
-                [torch.as_tensor(c, dtype=torch.float32) for c in ctx], prediction_length=H,
-                quantile_levels=levels.tolist())
+                [torch.as_tensor(c, dtype=torch.float32) for c in ctx],
+                prediction_length=H,
+                quantile_levels=levels.tolist(),
+            )
         qs = np.stack([x[0].float().numpy() for x in q]).astype(np.float64)  # (S, H, Q)
         point = np.stack([m[0].float().numpy() for m in med]).astype(np.float64)  # (S, H)
         model_levels = [float(v) for v in self.cc.quantiles]
         interp = [float(v) for v in levels if not any(abs(v - m) < 1e-12 for m in model_levels)]
-        return TSFMForecast(point=point, quantile_levels=levels, quantiles=np.moveaxis(qs, -1, 0),
-                            family=self.family, seconds=time.perf_counter() - t0,
-                            settings={"horizon": H, "point": "median (the 0.5 quantile head)",
-                                      "model_quantiles": model_levels, "interpolated_levels": interp,
-                                      "cross_learning": False})
+        return TSFMForecast(
+            point=point,
+            quantile_levels=levels,
+            quantiles=np.moveaxis(qs, -1, 0),
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings={
+                "horizon": H,
+                "point": "median (the 0.5 quantile head)",
+                "model_quantiles": model_levels,
+                "interpolated_levels": interp,
+                "cross_learning": False,
+            },
+        )

@@ -155,8 +155,13 @@ def detect_config(cfg: dict) -> str | None:
             return "moirai"
         return None
     ps = cfg.get("patch_size")
-    if ("distr_output" not in cfg and "patch_sizes" not in cfg and "d_ff" in cfg
-            and isinstance(ps, int) and not isinstance(ps, bool)):
+    if (
+        "distr_output" not in cfg
+        and "patch_sizes" not in cfg
+        and "d_ff" in cfg
+        and isinstance(ps, int)
+        and not isinstance(ps, bool)
+    ):
         return "moirai-2"
     return None
 
@@ -172,8 +177,10 @@ def _expect(folder: Path, want: str) -> dict:
         elif _is_moe(cfg):
             found = "a Moirai-MoE config (uni2ts MoiraiMoEModule), which isofast does not support"
         else:
-            found = (f"model_type={cfg.get('model_type')!r}, architectures={cfg.get('architectures')!r}, "
-                     f"keys {sorted(cfg)[:8]}")
+            found = (
+                f"model_type={cfg.get('model_type')!r}, architectures={cfg.get('architectures')!r}, "
+                f"keys {sorted(cfg)[:8]}"
+            )
         raise CheckpointError(f"{folder}: expected a {want} checkpoint, found {found}")
     return cfg
 
@@ -184,7 +191,8 @@ def _require_model_safetensors(folder: Path, family: str) -> None:
         found = sorted(p.name for p in folder.iterdir())[:8]
         raise CheckpointError(
             f"{folder}: a {family} checkpoint needs its weights as model.safetensors (found {found}); isofast does "
-            "not unpickle weight files from a folder")
+            "not unpickle weight files from a folder"
+        )
 
 
 def check_distr_output(spec, folder: Path | str = "config.json") -> None:
@@ -201,8 +209,10 @@ def check_distr_output(spec, folder: Path | str = "config.json") -> None:
             allowed[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
     def bad(msg):
-        return CheckpointError(f"{folder}: config.json distr_output {msg}; isofast builds only uni2ts distribution "
-                               f"outputs ({', '.join(sorted(allowed))})")
+        return CheckpointError(
+            f"{folder}: config.json distr_output {msg}; isofast builds only uni2ts distribution "
+            f"outputs ({', '.join(sorted(allowed))})"
+        )
 
     def walk(o, where):
         if isinstance(o, dict):
@@ -237,7 +247,8 @@ def _load_module(module_cls, folder: Path, family: str, device: str, dtype: str)
     except RuntimeError as exc:  # load_state_dict / safetensors: missing, unexpected or mis-shaped tensors
         msg = " ".join(str(exc).split())
         raise CheckpointError(
-            f"{folder}: the weights do not match the {family} config in config.json ({msg[:400]})") from exc
+            f"{folder}: the weights do not match the {family} config in config.json ({msg[:400]})"
+        ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder}: cannot load it as a {family} checkpoint ({exc})") from exc
     return module.to(device=device, dtype=as_torch_dtype(dtype)).eval()
@@ -289,19 +300,26 @@ class _MoiraiBase(TSFMAdapter):
     @property
     def serializer(self) -> TokenSerializer:
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=self.patch_size, stride=self.patch_size, pad="left",
-            max_context=self.max_context, suffix=("future",) * self.prefill_future_tokens,
+            family=self.family,
+            unit="patch",
+            patch_len=self.patch_size,
+            stride=self.patch_size,
+            pad="left",
+            max_context=self.max_context,
+            suffix=("future",) * self.prefill_future_tokens,
             normalization="PackedStdScaler: (x − mean) / (population std + 1e-5) over the observed context, "
-                          "per series; future patches = the prediction window")
+            "per series; future patches = the prediction window",
+        )
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(patch_size=self.patch_size, max_context=self.max_context,
-                 prefill_future_tokens=self.prefill_future_tokens)
+        d.update(
+            patch_size=self.patch_size, max_context=self.max_context, prefill_future_tokens=self.prefill_future_tokens
+        )
         return d
 
     def _contexts_cut(self, series, nan):
-        return [c[-self.max_context:] for c in self.contexts(series, nan=nan)]
+        return [c[-self.max_context :] for c in self.contexts(series, nan=nan)]
 
 
 def _check_max_context(max_context, patch: int):
@@ -317,8 +335,15 @@ class MoiraiAdapter(_MoiraiBase):
     family = "moirai"
 
     @classmethod
-    def load(cls, path, *, device: str = "cpu", dtype: str = "float32", patch_size: int | None = None,
-             max_context: int | None = None) -> MoiraiAdapter:
+    def load(
+        cls,
+        path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        patch_size: int | None = None,
+        max_context: int | None = None,
+    ) -> MoiraiAdapter:
         """``patch_size``: the fixed patch size of the prefill (and default
         of forecasts), one of the checkpoint's ``patch_sizes`` (default the
         smallest). ``max_context``: the longest context read (module docstring)."""
@@ -341,12 +366,27 @@ class MoiraiAdapter(_MoiraiBase):
             raise InputError(f"patch_size {patch_size} is not one of this Moirai checkpoint's patch_sizes {sizes}")
         max_context = _check_max_context(max_context, patch_size)
         module = _load_module(MoiraiModule, folder, cls.family, device, dtype)
-        return cls(module, patch_size=patch_size, max_context=max_context, path=folder,
-                   weights_hash=hash_folder_weights(folder), device=device)
+        return cls(
+            module,
+            patch_size=patch_size,
+            max_context=max_context,
+            path=folder,
+            weights_hash=hash_folder_weights(folder),
+            device=device,
+        )
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 64, num_layers: int = 2, patch: int = 8,
-                     patch_sizes: Sequence[int] | None = None, max_seq_len: int = 512) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 64,
+        num_layers: int = 2,
+        patch: int = 8,
+        patch_sizes: Sequence[int] | None = None,
+        max_seq_len: int = 512,
+    ) -> Path:
         """A random-init ``MoiraiModule`` (patch sizes ``(patch, 2·patch)``
         unless given; the published mixture of Student-T, normal with fixed
         scale, negative binomial and log-normal), saved with its own
@@ -365,8 +405,16 @@ class MoiraiAdapter(_MoiraiBase):
         torch.manual_seed(seed)
         distr = MixtureOutput([StudentTOutput(), NormalFixedScaleOutput(), NegativeBinomialOutput(), LogNormalOutput()])
         sizes = tuple(int(p) for p in (patch_sizes or (patch, 2 * patch)))
-        mod = MoiraiModule(distr_output=distr, d_model=d_model, num_layers=num_layers, patch_sizes=sizes,
-                           max_seq_len=max_seq_len, attn_dropout_p=0.0, dropout_p=0.0, scaling=True).eval()
+        mod = MoiraiModule(
+            distr_output=distr,
+            d_model=d_model,
+            num_layers=num_layers,
+            patch_sizes=sizes,
+            max_seq_len=max_seq_len,
+            attn_dropout_p=0.0,
+            dropout_p=0.0,
+            scaling=True,
+        ).eval()
         folder = Path(folder)
         mod.save_pretrained(str(folder))
         return folder
@@ -374,10 +422,20 @@ class MoiraiAdapter(_MoiraiBase):
     def _forecaster(self, context_length: int, prediction_length: int, patch_size, num_samples: int = 1):
         from uni2ts.model.moirai import MoiraiForecast
 
-        return MoiraiForecast(module=self.module, prediction_length=int(prediction_length),
-                              context_length=int(context_length), patch_size=patch_size,
-                              num_samples=int(num_samples), target_dim=1, feat_dynamic_real_dim=0,
-                              past_feat_dynamic_real_dim=0).to(self._device).eval()
+        return (
+            MoiraiForecast(
+                module=self.module,
+                prediction_length=int(prediction_length),
+                context_length=int(context_length),
+                patch_size=patch_size,
+                num_samples=int(num_samples),
+                target_dim=1,
+                feat_dynamic_real_dim=0,
+                past_feat_dynamic_real_dim=0,
+            )
+            .to(self._device)
+            .eval()
+        )
 
     def _prefill(self, batch: np.ndarray) -> None:
         """``MoiraiForecast._get_distr`` once: ``_convert`` (one future patch)
@@ -387,9 +445,17 @@ class MoiraiAdapter(_MoiraiBase):
         x, obs, pad = _tensors(batch, self._device, self._dtype)
         fc._get_distr(P, x, obs, pad)
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 20, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate",
-                 patch_size=None) -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 20,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+        patch_size=None,
+    ) -> TSFMForecast:
         """``MoiraiForecast`` sample paths (module docstring). ``patch_size``:
         default the adapter's; ``"auto"`` lets the package pick per series."""
         import torch
@@ -404,8 +470,9 @@ class MoiraiAdapter(_MoiraiBase):
         if ps != "auto":
             ps = check_int(ps, "patch_size", minimum=1)
             if ps not in [int(p) for p in self.module.patch_sizes]:
-                raise InputError(f"patch_size {ps} is not one of this checkpoint's patch_sizes "
-                                 f"{list(self.module.patch_sizes)}")
+                raise InputError(
+                    f"patch_size {ps} is not one of this checkpoint's patch_sizes {list(self.module.patch_sizes)}"
+                )
         ctx = self.contexts(series, nan=nan)
         t0 = time.perf_counter()
         out: list = [None] * len(ctx)
@@ -413,8 +480,9 @@ class MoiraiAdapter(_MoiraiBase):
             for length, idx in by_length(ctx).items():
                 if ps == "auto":
                     if length <= H:
-                        raise InputError(f"patch_size='auto' needs contexts longer than the horizon ({H}); "
-                                         f"got {length} values")
+                        raise InputError(
+                            f"patch_size='auto' needs contexts longer than the horizon ({H}); got {length} values"
+                        )
                     keep = min(length, self.max_context + H)
                     fc = self._forecaster(keep - H, H, "auto", n)
                 else:
@@ -427,18 +495,29 @@ class MoiraiAdapter(_MoiraiBase):
                     out[i] = s[j]
         samples = np.stack(out).astype(np.float64)  # (S, n, H)
         return TSFMForecast(
-            point=np.median(samples, axis=1), quantile_levels=levels,
-            quantiles=np.quantile(samples, levels, axis=1), samples=samples, family=self.family,
+            point=np.median(samples, axis=1),
+            quantile_levels=levels,
+            quantiles=np.quantile(samples, levels, axis=1),
+            samples=samples,
+            family=self.family,
             seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "n_samples": n, "seed": seed, "patch_size": ps,
-                      "point": "median of the samples", "quantiles": "np.quantile of the samples (linear)",
-                      "max_context": self.max_context})
+            settings={
+                "horizon": H,
+                "n_samples": n,
+                "seed": seed,
+                "patch_size": ps,
+                "point": "median of the samples",
+                "quantiles": "np.quantile of the samples (linear)",
+                "max_context": self.max_context,
+            },
+        )
 
 
 def _check_width(d_model: int) -> None:
     if d_model < 64 or d_model % 64:
-        raise InputError(f"Moirai's num_heads is d_model // 64: d_model must be a positive multiple of 64, "
-                         f"got {d_model}")
+        raise InputError(
+            f"Moirai's num_heads is d_model // 64: d_model must be a positive multiple of 64, got {d_model}"
+        )
 
 
 # ------------------------------------------------------------------ Moirai 2.0
@@ -448,8 +527,9 @@ class Moirai2Adapter(_MoiraiBase):
     family = "moirai-2"
 
     @classmethod
-    def load(cls, path, *, device: str = "cpu", dtype: str = "float32",
-             max_context: int | None = None) -> Moirai2Adapter:
+    def load(
+        cls, path, *, device: str = "cpu", dtype: str = "float32", max_context: int | None = None
+    ) -> Moirai2Adapter:
         offline()
         folder = Path(path)
         cfg = _expect(folder, cls.family)
@@ -459,12 +539,28 @@ class Moirai2Adapter(_MoiraiBase):
         P = int(cfg["patch_size"])
         max_context = _check_max_context(max_context, P)
         module = _load_module(Moirai2Module, folder, cls.family, device, dtype)
-        return cls(module, patch_size=int(module.patch_size), max_context=max_context, path=folder,
-                   weights_hash=hash_folder_weights(folder), device=device)
+        return cls(
+            module,
+            patch_size=int(module.patch_size),
+            max_context=max_context,
+            path=folder,
+            weights_hash=hash_folder_weights(folder),
+            device=device,
+        )
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 64, num_layers: int = 2, patch: int = 8,
-                     d_ff: int | None = None, max_seq_len: int = 512, num_predict_token: int = 2) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 64,
+        num_layers: int = 2,
+        patch: int = 8,
+        d_ff: int | None = None,
+        max_seq_len: int = 512,
+        num_predict_token: int = 2,
+    ) -> Path:
         """A random-init ``Moirai2Module`` (9 decile quantile head), saved with
         its own ``save_pretrained``."""
         import torch
@@ -472,9 +568,17 @@ class Moirai2Adapter(_MoiraiBase):
 
         _check_width(d_model)
         torch.manual_seed(seed)
-        mod = Moirai2Module(d_model=d_model, d_ff=d_ff or 2 * d_model, num_layers=num_layers, patch_size=patch,
-                            max_seq_len=max_seq_len, attn_dropout_p=0.0, dropout_p=0.0, scaling=True,
-                            num_predict_token=num_predict_token).eval()
+        mod = Moirai2Module(
+            d_model=d_model,
+            d_ff=d_ff or 2 * d_model,
+            num_layers=num_layers,
+            patch_size=patch,
+            max_seq_len=max_seq_len,
+            attn_dropout_p=0.0,
+            dropout_p=0.0,
+            scaling=True,
+            num_predict_token=num_predict_token,
+        ).eval()
         folder = Path(folder)
         mod.save_pretrained(str(folder))
         return folder
@@ -482,9 +586,14 @@ class Moirai2Adapter(_MoiraiBase):
     def _forecaster(self, context_length: int, prediction_length: int):
         from uni2ts.model.moirai2 import Moirai2Forecast
 
-        return Moirai2Forecast(module=self.module, prediction_length=int(prediction_length),
-                               context_length=int(context_length), target_dim=1, feat_dynamic_real_dim=0,
-                               past_feat_dynamic_real_dim=0).to(self._device)
+        return Moirai2Forecast(
+            module=self.module,
+            prediction_length=int(prediction_length),
+            context_length=int(context_length),
+            target_dim=1,
+            feat_dynamic_real_dim=0,
+            past_feat_dynamic_real_dim=0,
+        ).to(self._device)
 
     def _prefill(self, batch: np.ndarray) -> None:
         """``Moirai2Forecast._convert`` (one future patch) and one
@@ -496,12 +605,19 @@ class Moirai2Adapter(_MoiraiBase):
         packed = fc._convert(P, x, obs, pad)
         self.module(*packed, training_mode=False)
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """``Moirai2Forecast.predict`` (quantile head, no sampling: ``n_samples``
         and ``seed`` are ignored); module docstring."""
         import torch
-
 
         H = check_horizon(horizon)
         levels = check_levels(quantile_levels)
@@ -520,12 +636,21 @@ class Moirai2Adapter(_MoiraiBase):
         qs, interp, clamped = interp_quantiles(qm, model_levels, levels)
         med, _, _ = interp_quantiles(qm, model_levels, np.array([0.5]))
         return TSFMForecast(
-            point=med[0], quantile_levels=levels, quantiles=qs, family=self.family,
+            point=med[0],
+            quantile_levels=levels,
+            quantiles=qs,
+            family=self.family,
             seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "point": "the 0.5 quantile", "model_quantiles": model_levels,
-                      "interpolated_levels": interp, "clamped_levels": clamped,
-                      "autoregressive_steps": _ar_steps(H, self.patch_size, int(self.module.num_predict_token)),
-                      "max_context": self.max_context})
+            settings={
+                "horizon": H,
+                "point": "the 0.5 quantile",
+                "model_quantiles": model_levels,
+                "interpolated_levels": interp,
+                "clamped_levels": clamped,
+                "autoregressive_steps": _ar_steps(H, self.patch_size, int(self.module.num_predict_token)),
+                "max_context": self.max_context,
+            },
+        )
 
 
 def _ar_steps(horizon: int, patch: int, k: int) -> int:

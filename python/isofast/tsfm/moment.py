@@ -157,14 +157,18 @@ def _check_config(folder: Path, cfg: dict) -> None:
             raise CheckpointError(f"{folder}/config.json: {k} is missing or not a positive integer")
     stride = cfg.get("patch_stride_len", cfg["patch_len"])
     if stride != cfg["patch_len"]:
-        raise CheckpointError(f"{folder}/config.json: patch_stride_len {stride} differs from patch_len "
-                              f"{cfg['patch_len']}; momentfm's masks assume non-overlapping patches")
+        raise CheckpointError(
+            f"{folder}/config.json: patch_stride_len {stride} differs from patch_len "
+            f"{cfg['patch_len']}; momentfm's masks assume non-overlapping patches"
+        )
     if cfg["seq_len"] % cfg["patch_len"]:
         raise CheckpointError(f"{folder}/config.json: seq_len {cfg['seq_len']} is not a multiple of patch_len")
     tt = cfg.get("transformer_type", "encoder_only")
     if tt != "encoder_only":
-        raise CheckpointError(f"{folder}/config.json: transformer_type {tt!r}; isofast reads encoder_only MOMENT "
-                              "checkpoints (the published ones)")
+        raise CheckpointError(
+            f"{folder}/config.json: transformer_type {tt!r}; isofast reads encoder_only MOMENT "
+            "checkpoints (the published ones)"
+        )
     task = cfg.get("task_name")
     if task not in _TASKS:
         raise CheckpointError(f"{folder}/config.json: task_name {task!r} is not one of {_TASKS}")
@@ -190,7 +194,8 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
             found = sorted(p.name for p in folder.iterdir())[:8]
             raise CheckpointError(
                 f"{folder}: a moment checkpoint needs its weights as model.safetensors (found {found}); isofast "
-                "does not unpickle weight files from a folder")
+                "does not unpickle weight files from a folder"
+            )
         from momentfm import MOMENTPipeline
 
         kwargs = {}
@@ -199,21 +204,34 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out), _quiet():
-                model = MOMENTPipeline.from_pretrained(str(folder), model_kwargs=kwargs, strict=True,
-                                                       map_location="cpu")
+                model = MOMENTPipeline.from_pretrained(
+                    str(folder), model_kwargs=kwargs, strict=True, map_location="cpu"
+                )
         except RuntimeError as exc:
             msg = " ".join(str(exc).split())
             raise CheckpointError(
-                f"{folder}: the weights do not match the moment config in config.json ({msg[:400]})") from exc
+                f"{folder}: the weights do not match the moment config in config.json ({msg[:400]})"
+            ) from exc
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{folder}: cannot load it as a moment checkpoint ({exc})") from exc
         model = model.to(device=device, dtype=as_torch_dtype(dtype)).eval()
         return cls(model, path=folder, weights_hash=hash_folder_weights(folder), device=device)
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2,
-                     num_heads: int | None = None, d_ff: int | None = None, seq_len: int = 512, patch: int = 8,
-                     task_name: str = "reconstruction", forecast_horizon: int = 16) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        num_heads: int | None = None,
+        d_ff: int | None = None,
+        seq_len: int = 512,
+        patch: int = 8,
+        task_name: str = "reconstruction",
+        forecast_horizon: int = 16,
+    ) -> Path:
         """A random-init MOMENT (a small flan-T5-style encoder: gated-GELU,
         32 relative-position buckets, vocabulary 2 so the unused token table
         stays small), saved with ``MOMENTPipeline.save_pretrained`` like the
@@ -226,16 +244,42 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         if num_heads is None:
             num_heads = d_model // 64 if d_model >= 128 and d_model % 64 == 0 else 4
         torch.manual_seed(seed)
-        t5_config = dict(d_model=d_model, d_kv=d_model // num_heads, d_ff=d_ff or 2 * d_model, num_layers=num_layers,
-                         num_decoder_layers=num_layers, num_heads=num_heads, feed_forward_proj="gated-gelu",
-                         relative_attention_num_buckets=32, relative_attention_max_distance=128, vocab_size=2,
-                         dropout_rate=0.1, layer_norm_epsilon=1e-6, is_encoder_decoder=True, model_type="t5",
-                         initializer_factor=1.0)
-        config = dict(task_name=task_name, model_name="MOMENT", seq_len=seq_len, patch_len=patch,
-                      patch_stride_len=patch, d_model=None, transformer_type="encoder_only",
-                      transformer_backbone="google/flan-t5-small", t5_config=t5_config, revin_affine=False,
-                      add_positional_embedding=True, value_embedding_bias=False, orth_gain=1.41, mask_ratio=0.3,
-                      randomly_initialize_backbone=False, enable_gradient_checkpointing=False, head_dropout=0.1)
+        t5_config = dict(
+            d_model=d_model,
+            d_kv=d_model // num_heads,
+            d_ff=d_ff or 2 * d_model,
+            num_layers=num_layers,
+            num_decoder_layers=num_layers,
+            num_heads=num_heads,
+            feed_forward_proj="gated-gelu",
+            relative_attention_num_buckets=32,
+            relative_attention_max_distance=128,
+            vocab_size=2,
+            dropout_rate=0.1,
+            layer_norm_epsilon=1e-6,
+            is_encoder_decoder=True,
+            model_type="t5",
+            initializer_factor=1.0,
+        )
+        config = dict(
+            task_name=task_name,
+            model_name="MOMENT",
+            seq_len=seq_len,
+            patch_len=patch,
+            patch_stride_len=patch,
+            d_model=None,
+            transformer_type="encoder_only",
+            transformer_backbone="google/flan-t5-small",
+            t5_config=t5_config,
+            revin_affine=False,
+            add_positional_embedding=True,
+            value_embedding_bias=False,
+            orth_gain=1.41,
+            mask_ratio=0.3,
+            randomly_initialize_backbone=False,
+            enable_gradient_checkpointing=False,
+            head_dropout=0.1,
+        )
         mk = {"task_name": task_name}
         if task_name == "forecasting":
             config["forecast_horizon"] = forecast_horizon
@@ -266,10 +310,15 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
     @property
     def serializer(self) -> MomentSerializer:
         return MomentSerializer(
-            family=self.family, unit="patch", patch_len=self.patch_len, stride=self.patch_len, pad="left",
+            family=self.family,
+            unit="patch",
+            patch_len=self.patch_len,
+            stride=self.patch_len,
+            pad="left",
             fixed_values=self.seq_len,
             normalization=f"RevIN: (x − mean) / (population std + 1e-5) over the observed values; exactly "
-                          f"{self.seq_len} values, left zero-padded with input_mask 0; partly padded patches masked")
+            f"{self.seq_len} values, left zero-padded with input_mask 0; partly padded patches masked",
+        )
 
     def describe(self) -> dict:
         d = super().describe()
@@ -289,9 +338,10 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
             n = len(r)
             if n > T:
                 raise InputError(f"moment reads at most {T} values, got {n}")
-            x[i, 0, T - n:] = torch.as_tensor(np.ascontiguousarray(r, dtype=np.float32), dtype=p.dtype,
-                                              device=p.device)
-            mask[i, T - n:] = 1
+            x[i, 0, T - n :] = torch.as_tensor(
+                np.ascontiguousarray(r, dtype=np.float32), dtype=p.dtype, device=p.device
+            )
+            mask[i, T - n :] = 1
         return x, mask
 
     def _prefill(self, batch: np.ndarray) -> None:
@@ -300,8 +350,16 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         self.model.embed(x_enc=x, input_mask=mask, reduction="none")
 
     # ---- forecasts
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """``short_forecast`` with the reconstruction head, or ``forecast`` with
         a fine-tuned forecasting head (module docstring). One deterministic
         path: every quantile level repeats the point forecast."""
@@ -315,17 +373,22 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         if task == "forecasting":
             fh = int(self.model.config.forecast_horizon)
             if H > fh:
-                raise InputError(f"this MOMENT checkpoint's forecasting head predicts {fh} steps; "
-                                 f"horizon {H} is longer")
+                raise InputError(
+                    f"this MOMENT checkpoint's forecasting head predicts {fh} steps; horizon {H} is longer"
+                )
             keep, how = T, f"MOMENT.forecast with the checkpoint's forecasting head ({fh} steps, first {H} kept)"
         elif task == "reconstruction":
             m = P * -(-H // P)
             if m > T - P:
-                raise InputError(f"MOMENT's zero-shot forecast masks ⌈H/{P}⌉·{P} of its {T} positions; "
-                                 f"horizon {H} leaves no context (at most {T - P})")
+                raise InputError(
+                    f"MOMENT's zero-shot forecast masks ⌈H/{P}⌉·{P} of its {T} positions; "
+                    f"horizon {H} leaves no context (at most {T - P})"
+                )
             keep = T - m
-            how = ("MOMENT.short_forecast: zero-shot masked reconstruction of the last "
-                   f"{m} positions with the pre-trained reconstruction head")
+            how = (
+                "MOMENT.short_forecast: zero-shot masked reconstruction of the last "
+                f"{m} positions with the pre-trained reconstruction head"
+            )
         else:
             raise InputError(f"this MOMENT checkpoint has a {task!r} head, which does not forecast")
         t0 = time.perf_counter()
@@ -340,10 +403,18 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
                 out.append(f.float().cpu().numpy())
         point = np.concatenate(out).astype(np.float64)
         return TSFMForecast(
-            point=point, quantile_levels=levels, quantiles=np.repeat(point[None], levels.size, axis=0),
-            family=self.family, seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "method": how, "context_kept": keep,
-                      "quantiles": "MOMENT gives one deterministic path: every level repeats the point forecast"})
+            point=point,
+            quantile_levels=levels,
+            quantiles=np.repeat(point[None], levels.size, axis=0),
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings={
+                "horizon": H,
+                "method": how,
+                "context_kept": keep,
+                "quantiles": "MOMENT gives one deterministic path: every level repeats the point forecast",
+            },
+        )
 
 
 @contextlib.contextmanager

@@ -108,11 +108,27 @@ class PatchTSTAdapter(TSFMAdapter):
         return cls(model, channel=channel, path=folder, weights_hash=hash_folder_weights(folder), device=device)
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, context_length: int = 64,
-                     patch: int = 8, stride: int | None = None, prediction_length: int = 64, num_heads: int = 4,
-                     num_input_channels: int = 1, loss: str = "mse", distribution_output: str = "student_t",
-                     scaling: str | None = "std", use_cls_token: bool = False, norm_type: str = "batchnorm",
-                     channel_attention: bool = False, num_parallel_samples: int = 20) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        context_length: int = 64,
+        patch: int = 8,
+        stride: int | None = None,
+        prediction_length: int = 64,
+        num_heads: int = 4,
+        num_input_channels: int = 1,
+        loss: str = "mse",
+        distribution_output: str = "student_t",
+        scaling: str | None = "std",
+        use_cls_token: bool = False,
+        norm_type: str = "batchnorm",
+        channel_attention: bool = False,
+        num_parallel_samples: int = 20,
+    ) -> Path:
         """A random-init ``PatchTSTForPrediction`` (``PatchTSTConfig``),
         saved with its ``save_pretrained``. ``loss="nll"`` gives a
         distribution head (``distribution_output``)."""
@@ -121,11 +137,24 @@ class PatchTSTAdapter(TSFMAdapter):
 
         torch.manual_seed(seed)
         cfg = PatchTSTConfig(
-            num_input_channels=num_input_channels, context_length=context_length, prediction_length=prediction_length,
-            patch_length=patch, patch_stride=stride or patch, d_model=d_model, num_attention_heads=num_heads,
-            num_hidden_layers=num_layers, ffn_dim=2 * d_model, head_dropout=0.0, scaling=scaling, loss=loss,
-            distribution_output=distribution_output, use_cls_token=use_cls_token, norm_type=norm_type,
-            channel_attention=channel_attention, num_parallel_samples=num_parallel_samples)
+            num_input_channels=num_input_channels,
+            context_length=context_length,
+            prediction_length=prediction_length,
+            patch_length=patch,
+            patch_stride=stride or patch,
+            d_model=d_model,
+            num_attention_heads=num_heads,
+            num_hidden_layers=num_layers,
+            ffn_dim=2 * d_model,
+            head_dropout=0.0,
+            scaling=scaling,
+            loss=loss,
+            distribution_output=distribution_output,
+            use_cls_token=use_cls_token,
+            norm_type=norm_type,
+            channel_attention=channel_attention,
+            num_parallel_samples=num_parallel_samples,
+        )
         folder = Path(folder)
         with _quiet_transformers():
             PatchTSTForPrediction(cfg).eval().save_pretrained(str(folder))
@@ -164,16 +193,27 @@ class PatchTSTAdapter(TSFMAdapter):
         else:
             norm = "none"
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=int(c.patch_length), stride=int(c.patch_stride), pad="none",
-            drop="oldest", max_context=int(c.context_length), prefix=("cls",) if c.use_cls_token else (),
-            normalization=norm + f"; exactly {c.context_length} values; the oldest remainder is dropped")
+            family=self.family,
+            unit="patch",
+            patch_len=int(c.patch_length),
+            stride=int(c.patch_stride),
+            pad="none",
+            drop="oldest",
+            max_context=int(c.context_length),
+            prefix=("cls",) if c.use_cls_token else (),
+            normalization=norm + f"; exactly {c.context_length} values; the oldest remainder is dropped",
+        )
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(channel=self.channel, num_input_channels=int(self.cfg.num_input_channels),
-                 head="point (loss='mse')" if self.model.distribution_output is None
-                 else f"distribution ({self.cfg.distribution_output})",
-                 prefill="PatchTSTModel.forward (encoder, once; head not run)")
+        d.update(
+            channel=self.channel,
+            num_input_channels=int(self.cfg.num_input_channels),
+            head="point (loss='mse')"
+            if self.model.distribution_output is None
+            else f"distribution ({self.cfg.distribution_output})",
+            prefill="PatchTSTModel.forward (encoder, once; head not run)",
+        )
         return d
 
     def _rows(self, tensor, batch: int, site: str):
@@ -195,7 +235,8 @@ class PatchTSTAdapter(TSFMAdapter):
             raise InputError(
                 f"patchtst reads exactly context_length = {T} values; series {i} has only {n} "
                 f"({len(short)} series too short). PatchTST has no padding mask, so isofast does not pad: pass "
-                f"contexts of at least {T} values (longer ones are cut to their last {T})")
+                f"contexts of at least {T} values (longer ones are cut to their last {T})"
+            )
 
     def _input(self, batch):
         import torch
@@ -215,8 +256,16 @@ class PatchTSTAdapter(TSFMAdapter):
         self.model.model(past_values=self._input(batch))
 
     # ---- forecasts
-    def forecast(self, series, horizon: int, *, n_samples: int = 20, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 20,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """``prediction_outputs`` (point head) or ``generate`` (distribution
         head); module docstring. Horizons ≤ ``prediction_length`` only."""
         import torch
@@ -230,7 +279,8 @@ class PatchTSTAdapter(TSFMAdapter):
         if H > Hm:
             raise InputError(
                 f"patchtst forecasts prediction_length = {Hm} steps in one shot (a direct multi-step head); horizon "
-                f"{H} is longer, and isofast does not roll PatchTST out")
+                f"{H} is longer, and isofast does not roll PatchTST out"
+            )
         ctx = self.contexts(series, nan=nan)
         self._require_length(ctx)
         T = self.context_length
@@ -242,11 +292,19 @@ class PatchTSTAdapter(TSFMAdapter):
                 out = self.model(past_values=x).prediction_outputs  # (S, Hm, C)
             point = out[:, :H, ch].float().cpu().numpy().astype(np.float64)
             return TSFMForecast(
-                point=point, quantile_levels=levels, quantiles=np.repeat(point[None], levels.size, axis=0),
-                family=self.family, seconds=time.perf_counter() - t0,
-                settings={"horizon": H, "point": "the point head (loss='mse')", "channel": ch,
-                          "quantiles": "not available: PatchTST's point head gives no quantiles; every level "
-                                       "repeats the point forecast"})
+                point=point,
+                quantile_levels=levels,
+                quantiles=np.repeat(point[None], levels.size, axis=0),
+                family=self.family,
+                seconds=time.perf_counter() - t0,
+                settings={
+                    "horizon": H,
+                    "point": "the point head (loss='mse')",
+                    "channel": ch,
+                    "quantiles": "not available: PatchTST's point head gives no quantiles; every level "
+                    "repeats the point forecast",
+                },
+            )
         n = check_int(n_samples, "n_samples", minimum=1)
         old = self.cfg.num_parallel_samples
         self.cfg.num_parallel_samples = n
@@ -257,11 +315,22 @@ class PatchTSTAdapter(TSFMAdapter):
             self.cfg.num_parallel_samples = old
         samples = seq[:, :, :H, ch].float().cpu().numpy().astype(np.float64)
         return TSFMForecast(
-            point=np.median(samples, axis=1), quantile_levels=levels, quantiles=np.quantile(samples, levels, axis=1),
-            samples=samples, family=self.family, seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "n_samples": n, "seed": seed, "channel": ch, "point": "median of the samples",
-                      "distribution_output": self.cfg.distribution_output,
-                      "rng": "torch.manual_seed(seed) on torch's global generator (forked)"})
+            point=np.median(samples, axis=1),
+            quantile_levels=levels,
+            quantiles=np.quantile(samples, levels, axis=1),
+            samples=samples,
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings={
+                "horizon": H,
+                "n_samples": n,
+                "seed": seed,
+                "channel": ch,
+                "point": "median of the samples",
+                "distribution_output": self.cfg.distribution_output,
+                "rng": "torch.manual_seed(seed) on torch's global generator (forked)",
+            },
+        )
 
 
 __all__ = ["PatchTSTAdapter"]

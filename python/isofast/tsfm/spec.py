@@ -29,45 +29,106 @@ class Family:
     packages it imports and how to install them."""
 
     name: str
-    module: str          # isofast.tsfm.<module>
-    adapter: str         # class name in that module
-    packages: tuple      # import names the adapter needs
-    install: str         # what to tell a user whose packages are missing
+    module: str  # isofast.tsfm.<module>
+    adapter: str  # class name in that module
+    packages: tuple  # import names the adapter needs
+    install: str  # what to tell a user whose packages are missing
     description: str
 
 
 _CHRONOS = "pip install 'isofast[tsfm]' (or: pip install chronos-forecasting)"
 _TIMESFM = "pip install 'isofast[tsfm]' (or: pip install timesfm)"
 _TRANSFORMERS = "pip install 'isofast[torch]' (transformers ≥ 5)"
-_UNI2TS = ("the --no-deps recipe in docs/models.md (bash scripts/install_tsfm_nodeps.sh PYTHON): "
-           "pip install --no-deps uni2ts==2.0.0 gluonts==0.17.0 && pip install lightning 'hydra-core==1.3.*' "
-           "jaxtyping jax jaxlib")
-_MOMENT = ("the --no-deps recipe in docs/models.md (bash scripts/install_tsfm_nodeps.sh PYTHON): "
-           "pip install --no-deps momentfm==0.1.4")
+_UNI2TS = (
+    "the --no-deps recipe in docs/models.md (bash scripts/install_tsfm_nodeps.sh PYTHON): "
+    "pip install --no-deps uni2ts==2.0.0 gluonts==0.17.0 && pip install lightning 'hydra-core==1.3.*' "
+    "jaxtyping jax jaxlib"
+)
+_MOMENT = (
+    "the --no-deps recipe in docs/models.md (bash scripts/install_tsfm_nodeps.sh PYTHON): "
+    "pip install --no-deps momentfm==0.1.4"
+)
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("chronos", "chronos", "ChronosAdapter", ("chronos",), _CHRONOS,
-           "Chronos (T5 encoder-decoder over 4096 mean-scaled value bins; softmax head)"),
-    Family("chronos-bolt", "chronos", "ChronosBoltAdapter", ("chronos",), _CHRONOS,
-           "Chronos-Bolt (T5 over patches of 16, direct quantile head)"),
-    Family("chronos-2", "chronos", "Chronos2Adapter", ("chronos",), _CHRONOS,
-           "Chronos-2 (encoder with time and group attention over patches)"),
-    # transformers' layout needs only transformers; the package layout checks
-    # for the timesfm package itself (isofast.tsfm.timesfm)
-    Family("timesfm-2.5", "timesfm", "TimesFM25Adapter", ("transformers",), _TIMESFM,
-           "TimesFM 2.5 (decoder over patches of 32; the timesfm package's torch backend, or transformers' "
-           "TimesFm2_5ModelForPrediction for a folder in transformers' layout)"),
-    Family("timesfm", "timesfm", "TimesFMAdapter", ("transformers",), _TRANSFORMERS,
-           "TimesFM 1.0/2.0 (transformers' TimesFmModelForPrediction)"),
-    Family("patchtst", "patchtst", "PatchTSTAdapter", ("transformers",), _TRANSFORMERS,
-           "PatchTST (transformers' PatchTSTForPrediction)"),
-    Family("moirai", "moirai", "MoiraiAdapter", ("uni2ts",), _UNI2TS,
-           "Moirai 1.x (uni2ts MoiraiModule: masked encoder over multi-size patches)"),
-    Family("moirai-2", "moirai", "Moirai2Adapter", ("uni2ts",), _UNI2TS,
-           "Moirai 2.0 (uni2ts Moirai2Module: decoder-only, quantile head)"),
-    Family("moment", "moment", "MomentAdapter", ("momentfm",), _MOMENT,
-           "MOMENT (T5 encoder over 64 patches of 8 values)"),
-)}
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "chronos",
+            "chronos",
+            "ChronosAdapter",
+            ("chronos",),
+            _CHRONOS,
+            "Chronos (T5 encoder-decoder over 4096 mean-scaled value bins; softmax head)",
+        ),
+        Family(
+            "chronos-bolt",
+            "chronos",
+            "ChronosBoltAdapter",
+            ("chronos",),
+            _CHRONOS,
+            "Chronos-Bolt (T5 over patches of 16, direct quantile head)",
+        ),
+        Family(
+            "chronos-2",
+            "chronos",
+            "Chronos2Adapter",
+            ("chronos",),
+            _CHRONOS,
+            "Chronos-2 (encoder with time and group attention over patches)",
+        ),
+        # transformers' layout needs only transformers; the package layout checks
+        # for the timesfm package itself (isofast.tsfm.timesfm)
+        Family(
+            "timesfm-2.5",
+            "timesfm",
+            "TimesFM25Adapter",
+            ("transformers",),
+            _TIMESFM,
+            "TimesFM 2.5 (decoder over patches of 32; the timesfm package's torch backend, or transformers' "
+            "TimesFm2_5ModelForPrediction for a folder in transformers' layout)",
+        ),
+        Family(
+            "timesfm",
+            "timesfm",
+            "TimesFMAdapter",
+            ("transformers",),
+            _TRANSFORMERS,
+            "TimesFM 1.0/2.0 (transformers' TimesFmModelForPrediction)",
+        ),
+        Family(
+            "patchtst",
+            "patchtst",
+            "PatchTSTAdapter",
+            ("transformers",),
+            _TRANSFORMERS,
+            "PatchTST (transformers' PatchTSTForPrediction)",
+        ),
+        Family(
+            "moirai",
+            "moirai",
+            "MoiraiAdapter",
+            ("uni2ts",),
+            _UNI2TS,
+            "Moirai 1.x (uni2ts MoiraiModule: masked encoder over multi-size patches)",
+        ),
+        Family(
+            "moirai-2",
+            "moirai",
+            "Moirai2Adapter",
+            ("uni2ts",),
+            _UNI2TS,
+            "Moirai 2.0 (uni2ts Moirai2Module: decoder-only, quantile head)",
+        ),
+        Family(
+            "moment",
+            "moment",
+            "MomentAdapter",
+            ("momentfm",),
+            _MOMENT,
+            "MOMENT (T5 encoder over 64 patches of 8 values)",
+        ),
+    )
+}
 
 
 def family(name: str) -> Family:

@@ -196,7 +196,8 @@ def _need_timesfm() -> None:
     if importlib.util.find_spec("timesfm") is None:
         raise MissingPackageError(
             "model family 'timesfm-2.5' (the timesfm package's layout) needs the package 'timesfm', which is not "
-            f"installed; install it with {FAMILIES['timesfm-2.5'].install}")
+            f"installed; install it with {FAMILIES['timesfm-2.5'].install}"
+        )
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple]:
@@ -251,23 +252,35 @@ def definition_from_shapes(shapes: dict, where: str = ""):
 
     def block(prefix, dims_in):
         return configs.ResidualBlockConfig(
-            input_dims=dims_in, hidden_dims=shape(f"{prefix}.hidden_layer.weight")[0],
-            output_dims=shape(f"{prefix}.output_layer.weight")[0], use_bias=f"{prefix}.hidden_layer.bias" in shapes,
-            activation="swish")
+            input_dims=dims_in,
+            hidden_dims=shape(f"{prefix}.hidden_layer.weight")[0],
+            output_dims=shape(f"{prefix}.output_layer.weight")[0],
+            use_bias=f"{prefix}.hidden_layer.bias" in shapes,
+            activation="swish",
+        )
 
     return base.TimesFM_2p5_200M_Definition(
-        input_patch_len=p, output_patch_len=out_point // q, output_quantile_len=out_q // q,
-        quantiles=list(ref.quantiles), decode_index=ref.decode_index,
+        input_patch_len=p,
+        output_patch_len=out_point // q,
+        output_quantile_len=out_q // q,
+        quantiles=list(ref.quantiles),
+        decode_index=ref.decode_index,
         tokenizer=block("tokenizer", 2 * p),
         stacked_transformers=configs.StackedTransformersConfig(
             num_layers=len(layers),
             transformer=configs.TransformerConfig(
-                model_dims=md, hidden_dims=shape("stacked_xf.0.ff0.weight")[0], num_heads=md // hd,
-                attention_norm=t.attention_norm, feedforward_norm=t.feedforward_norm,
+                model_dims=md,
+                hidden_dims=shape("stacked_xf.0.ff0.weight")[0],
+                num_heads=md // hd,
+                attention_norm=t.attention_norm,
+                feedforward_norm=t.feedforward_norm,
                 qk_norm="rms" if "stacked_xf.0.attn.query_ln.scale" in shapes else "none",
                 use_bias="stacked_xf.0.ff0.bias" in shapes,
-                use_rotary_position_embeddings=t.use_rotary_position_embeddings, ff_activation=t.ff_activation,
-                fuse_qkv="stacked_xf.0.attn.qkv_proj.weight" in shapes)),
+                use_rotary_position_embeddings=t.use_rotary_position_embeddings,
+                ff_activation=t.ff_activation,
+                fuse_qkv="stacked_xf.0.attn.qkv_proj.weight" in shapes,
+            ),
+        ),
         output_projection_point=block("output_projection_point", md),
         output_projection_quantiles=block("output_projection_quantiles", md),
     )
@@ -321,8 +334,15 @@ class TimesFM25Adapter(TSFMAdapter):
 
     # ---- loading
     @classmethod
-    def load(cls, path, *, device: str = "cpu", dtype: str = "float32", max_context: int | None = None,
-             normalize_inputs: bool = True) -> TimesFM25Adapter:
+    def load(
+        cls,
+        path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_context: int | None = None,
+        normalize_inputs: bool = True,
+    ) -> TimesFM25Adapter:
         """A TimesFM 2.5 folder in either layout (module docstring).
         ``max_context`` (package layout): the prefill's context limit,
         default the model's ``context_limit`` (16384)."""
@@ -335,13 +355,17 @@ class TimesFM25Adapter(TSFMAdapter):
         got = detect_from_config(cfg)
         max_context = check_int(max_context, "max_context", minimum=1, allow_none=True)
         hf_layout = str(cfg.get("model_type", "")).lower() in ("timesfm2_5", "timesfm_2p5") or any(
-            str(a).startswith("TimesFm2_5") for a in cfg.get("architectures") or [])
+            str(a).startswith("TimesFm2_5") for a in cfg.get("architectures") or []
+        )
         if got == cls.family and hf_layout:
             return cls._load_transformers(folder, device, dtype, max_context)
         if got == cls.family:
             return cls._load_package(folder, device, dtype, max_context, normalize_inputs, recognised=True)
-        if got is None and (folder / _WEIGHTS).is_file() and _looks_like_package_weights(
-                safetensors_shapes(folder / _WEIGHTS)):
+        if (
+            got is None
+            and (folder / _WEIGHTS).is_file()
+            and _looks_like_package_weights(safetensors_shapes(folder / _WEIGHTS))
+        ):
             return cls._load_package(folder, device, dtype, max_context, normalize_inputs, recognised=False)
         found = got or f"model_type={cfg.get('model_type')!r}, architectures={cfg.get('architectures')!r}"
         raise CheckpointError(f"{folder}: expected a {cls.family} checkpoint, found {found}")
@@ -367,12 +391,20 @@ class TimesFM25Adapter(TSFMAdapter):
             module.load_checkpoint(str(wfile))
         except (RuntimeError, OSError, ValueError) as exc:
             raise CheckpointError(
-                f"{folder}: the weights do not load into the TimesFM 2.5 module their shapes describe ({exc})") from exc
+                f"{folder}: the weights do not load into the TimesFM 2.5 module their shapes describe ({exc})"
+            ) from exc
         module.eval()
         limit = int(definition.context_limit)
-        ad = cls(module, backend="timesfm", wrapper=package_wrapper(module), path=folder,
-                 weights_hash=hash_folder_weights(folder), device=device,
-                 max_context=min(max_context or limit, limit), normalize_inputs=normalize_inputs)
+        ad = cls(
+            module,
+            backend="timesfm",
+            wrapper=package_wrapper(module),
+            path=folder,
+            weights_hash=hash_folder_weights(folder),
+            device=device,
+            max_context=min(max_context or limit, limit),
+            normalize_inputs=normalize_inputs,
+        )
         ad.config_recognised = recognised
         return ad
 
@@ -385,16 +417,34 @@ class TimesFM25Adapter(TSFMAdapter):
         p, C = int(model.config.patch_length), int(model.config.context_length)
         if C % p:
             raise CheckpointError(f"{folder}: context_length {C} is not a multiple of patch_length {p}")
-        ad = cls(model, backend="transformers", path=folder, weights_hash=hash_folder_weights(folder),
-                 device=device, max_context=min(max_context or C, C))
+        ad = cls(
+            model,
+            backend="transformers",
+            path=folder,
+            weights_hash=hash_folder_weights(folder),
+            device=device,
+            max_context=min(max_context or C, C),
+        )
         ad.config_recognised = True
         return ad
 
     # ---- random checkpoints
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, layout: str = "timesfm", d_model: int = 32, num_layers: int = 2,
-                     patch: int = 8, output_patch: int = 128, output_quantile_len: int = 1024, num_heads: int = 4,
-                     context_length: int = 128, horizon_length: int | None = None) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        layout: str = "timesfm",
+        d_model: int = 32,
+        num_layers: int = 2,
+        patch: int = 8,
+        output_patch: int = 128,
+        output_quantile_len: int = 1024,
+        num_heads: int = 4,
+        context_length: int = 128,
+        horizon_length: int | None = None,
+    ) -> Path:
         """A random-init TimesFM 2.5 in the package's layout
         (``layout="timesfm"``: a small ``TimesFM_2p5_200M_Definition``, every
         RMSNorm scale set to 1 — the package initialises them to 0, which
@@ -412,10 +462,18 @@ class TimesFM25Adapter(TSFMAdapter):
             from transformers import TimesFm2_5Config, TimesFm2_5ModelForPrediction
 
             cfg = TimesFm2_5Config(
-                patch_length=patch, context_length=context_length, horizon_length=horizon_length or output_patch,
-                output_quantile_len=output_quantile_len, num_hidden_layers=num_layers, hidden_size=d_model,
-                intermediate_size=2 * d_model, head_dim=d_model // num_heads, num_attention_heads=num_heads,
-                num_key_value_heads=num_heads, max_position_embeddings=max(context_length // patch, 1) * 2 + 64)
+                patch_length=patch,
+                context_length=context_length,
+                horizon_length=horizon_length or output_patch,
+                output_quantile_len=output_quantile_len,
+                num_hidden_layers=num_layers,
+                hidden_size=d_model,
+                intermediate_size=2 * d_model,
+                head_dim=d_model // num_heads,
+                num_attention_heads=num_heads,
+                num_key_value_heads=num_heads,
+                max_position_embeddings=max(context_length // patch, 1) * 2 + 64,
+            )
             with _quiet_transformers():
                 TimesFm2_5ModelForPrediction(cfg).eval().save_pretrained(str(folder))
             return folder
@@ -427,15 +485,30 @@ class TimesFM25Adapter(TSFMAdapter):
 
         q = 10
         definition = base.TimesFM_2p5_200M_Definition(
-            input_patch_len=patch, output_patch_len=output_patch, output_quantile_len=output_quantile_len,
+            input_patch_len=patch,
+            output_patch_len=output_patch,
+            output_quantile_len=output_quantile_len,
             tokenizer=configs.ResidualBlockConfig(2 * patch, d_model, d_model, True, "swish"),
-            stacked_transformers=configs.StackedTransformersConfig(num_layers=num_layers, transformer=configs.TransformerConfig(
-                model_dims=d_model, hidden_dims=2 * d_model, num_heads=num_heads, attention_norm="rms",
-                feedforward_norm="rms", qk_norm="rms", use_bias=False, use_rotary_position_embeddings=True,
-                ff_activation="swish", fuse_qkv=True)),
+            stacked_transformers=configs.StackedTransformersConfig(
+                num_layers=num_layers,
+                transformer=configs.TransformerConfig(
+                    model_dims=d_model,
+                    hidden_dims=2 * d_model,
+                    num_heads=num_heads,
+                    attention_norm="rms",
+                    feedforward_norm="rms",
+                    qk_norm="rms",
+                    use_bias=False,
+                    use_rotary_position_embeddings=True,
+                    ff_activation="swish",
+                    fuse_qkv=True,
+                ),
+            ),
             output_projection_point=configs.ResidualBlockConfig(d_model, d_model, output_patch * q, False, "swish"),
-            output_projection_quantiles=configs.ResidualBlockConfig(d_model, d_model, output_quantile_len * q, False,
-                                                                    "swish"))
+            output_projection_quantiles=configs.ResidualBlockConfig(
+                d_model, d_model, output_quantile_len * q, False, "swish"
+            ),
+        )
         module = package_module_class(definition)().eval()
         with torch.no_grad():
             for m in module.modules():
@@ -476,19 +549,31 @@ class TimesFM25Adapter(TSFMAdapter):
 
     @property
     def serializer(self) -> TokenSerializer:
-        glob = "global (x − mean) / std over the padded row, then " if (
-            self.backend == "transformers" or self.normalize_inputs) else ""
+        glob = (
+            "global (x − mean) / std over the padded row, then "
+            if (self.backend == "transformers" or self.normalize_inputs)
+            else ""
+        )
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=self.patch, pad="left", max_context=self.max_context,
-            normalization=(glob + "per-patch running (Welford) mean / population std over the observed values up "
-                           "to each patch (RevIN), padding → 0; input = concat(patch, mask)"))
+            family=self.family,
+            unit="patch",
+            patch_len=self.patch,
+            pad="left",
+            max_context=self.max_context,
+            normalization=(
+                glob + "per-patch running (Welford) mean / population std over the observed values up "
+                "to each patch (RevIN), padding → 0; input = concat(patch, mask)"
+            ),
+        )
 
     def describe(self) -> dict:
         d = super().describe()
         d["backend"] = {"timesfm": "timesfm package (torch)", "transformers": "transformers"}[self.backend]
-        d["prefill"] = ("TimesFM_2p5_200M_torch_module.decode(1, …): one pass, no AR step, no flip"
-                        if self.backend == "timesfm" else
-                        "TimesFm2_5ModelForPrediction(force_flip_invariance=False): one pass, no flip")
+        d["prefill"] = (
+            "TimesFM_2p5_200M_torch_module.decode(1, …): one pass, no AR step, no flip"
+            if self.backend == "timesfm"
+            else "TimesFm2_5ModelForPrediction(force_flip_invariance=False): one pass, no flip"
+        )
         d["normalize_inputs"] = self.normalize_inputs if self.backend == "timesfm" else True
         d["config_recognised"] = getattr(self, "config_recognised", True)
         return d
@@ -514,12 +599,24 @@ class TimesFM25Adapter(TSFMAdapter):
             self.model.decode(1, inputs, masks)  # horizon 1: the prefill only, no AR step
             return
         x = x.to(dev)
-        self.model(past_values=list(x), forecast_context_len=_ceil_to(L, p), force_flip_invariance=False,
-                   truncate_negative=False)
+        self.model(
+            past_values=list(x),
+            forecast_context_len=_ceil_to(L, p),
+            force_flip_invariance=False,
+            truncate_negative=False,
+        )
 
     # ---- forecasts
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate") -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+    ) -> TSFMForecast:
         """Quantile forecasts (no sampling: ``n_samples`` and ``seed`` are
         ignored); module docstring for the flags and long horizons."""
         H = check_horizon(horizon)
@@ -533,11 +630,24 @@ class TimesFM25Adapter(TSFMAdapter):
         # full: (S, H, 1 + Q) = mean, then the model's quantile levels
         qs, interp, clamped = interp_quantiles(full[..., 1:], self.model_levels, levels)
         med = 1 + self.model_levels.index(0.5) if 0.5 in self.model_levels else int(self.model.config.decode_index)
-        settings.update({"horizon": H, "point": "median (decile 0.5)", "model_quantiles": self.model_levels,
-                         "interpolated_levels": interp, "clamped_levels": clamped,
-                         "backend": self.describe()["backend"]})
-        return TSFMForecast(point=full[..., med], quantile_levels=levels, quantiles=qs, family=self.family,
-                            seconds=time.perf_counter() - t0, settings=settings)
+        settings.update(
+            {
+                "horizon": H,
+                "point": "median (decile 0.5)",
+                "model_quantiles": self.model_levels,
+                "interpolated_levels": interp,
+                "clamped_levels": clamped,
+                "backend": self.describe()["backend"],
+            }
+        )
+        return TSFMForecast(
+            point=full[..., med],
+            quantile_levels=levels,
+            quantiles=qs,
+            family=self.family,
+            seconds=time.perf_counter() - t0,
+            settings=settings,
+        )
 
     def _forecast_package(self, ctx, H):
         import torch
@@ -553,16 +663,28 @@ class TimesFM25Adapter(TSFMAdapter):
         if mc < p:
             raise InputError(f"{self.family}: horizon {H} leaves no context within the model's limit of {limit} steps")
         fc = configs.ForecastConfig(
-            max_context=mc, max_horizon=mh, normalize_inputs=self.normalize_inputs, per_core_batch_size=len(ctx),
-            use_continuous_quantile_head=mh <= os_, force_flip_invariance=True, infer_is_positive=True,
-            fix_quantile_crossing=True)
+            max_context=mc,
+            max_horizon=mh,
+            normalize_inputs=self.normalize_inputs,
+            per_core_batch_size=len(ctx),
+            use_continuous_quantile_head=mh <= os_,
+            force_flip_invariance=True,
+            infer_is_positive=True,
+            fix_quantile_crossing=True,
+        )
         self.wrapper.compile(fc)
         with torch.inference_mode():
             _, full = self.wrapper.forecast(horizon=H, inputs=[np.asarray(c, np.float64) for c in ctx])
-        settings = {"max_context": mc, "max_horizon": mh, "normalize_inputs": fc.normalize_inputs,
-                    "use_continuous_quantile_head": fc.use_continuous_quantile_head,
-                    "force_flip_invariance": True, "infer_is_positive": True, "fix_quantile_crossing": True,
-                    "long_horizon": "autoregressive decode by the package"}
+        settings = {
+            "max_context": mc,
+            "max_horizon": mh,
+            "normalize_inputs": fc.normalize_inputs,
+            "use_continuous_quantile_head": fc.use_continuous_quantile_head,
+            "force_flip_invariance": True,
+            "infer_is_positive": True,
+            "fix_quantile_crossing": True,
+            "long_horizon": "autoregressive decode by the package",
+        }
         return np.asarray(full, np.float64), settings
 
     def _forecast_transformers(self, ctx, H):
@@ -577,8 +699,10 @@ class TimesFM25Adapter(TSFMAdapter):
         steps = -(-H // h)
         with torch.inference_mode():
             for _ in range(steps):
-                out = m(past_values=[torch.as_tensor(c[-C:], dtype=torch.float32, device=dev).to(dt) for c in cur],
-                        truncate_negative=False)
+                out = m(
+                    past_values=[torch.as_tensor(c[-C:], dtype=torch.float32, device=dev).to(dt) for c in cur],
+                    truncate_negative=False,
+                )
                 full = out.full_predictions.float().cpu().numpy().astype(np.float64)  # (S, h, 1 + Q)
                 parts.append(full)
                 cur = [np.concatenate([c, full[i, :, di]]) for i, c in enumerate(cur)]
@@ -587,11 +711,17 @@ class TimesFM25Adapter(TSFMAdapter):
             for i, c in enumerate(ctx):
                 if c.min() >= 0:
                     full[i] = np.maximum(full[i], 0.0)
-        settings = {"force_flip_invariance": bool(cfg.force_flip_invariance),
-                    "use_continuous_quantile_head": bool(cfg.use_continuous_quantile_head),
-                    "infer_is_positive": bool(cfg.infer_is_positive) and "per series",
-                    "calls": steps, "long_horizon": (f"unrolled by isofast: the median of each {h}-step block is "
-                                                     "appended to the context" if steps > 1 else "none")}
+        settings = {
+            "force_flip_invariance": bool(cfg.force_flip_invariance),
+            "use_continuous_quantile_head": bool(cfg.use_continuous_quantile_head),
+            "infer_is_positive": bool(cfg.infer_is_positive) and "per series",
+            "calls": steps,
+            "long_horizon": (
+                f"unrolled by isofast: the median of each {h}-step block is appended to the context"
+                if steps > 1
+                else "none"
+            ),
+        }
         return full, settings
 
 
@@ -609,28 +739,52 @@ class TimesFMAdapter(TSFMAdapter):
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32", freq: int = 0) -> TimesFMAdapter:
         from transformers import TimesFmModelForPrediction
-        folder, model = load_transformers(cls, path, TimesFmModelForPrediction, "TimesFmModelForPrediction", device,
-                                          dtype)
+
+        folder, model = load_transformers(
+            cls, path, TimesFmModelForPrediction, "TimesFmModelForPrediction", device, dtype
+        )
         p, C = int(model.config.patch_length), int(model.config.context_length)
         if C % p:
             raise CheckpointError(f"{folder}: context_length {C} is not a multiple of patch_length {p}")
-        return cls(model, freq=_check_freq(freq, model.config.freq_size), path=folder,
-                   weights_hash=hash_folder_weights(folder), device=device)
+        return cls(
+            model,
+            freq=_check_freq(freq, model.config.freq_size),
+            path=folder,
+            weights_hash=hash_folder_weights(folder),
+            device=device,
+        )
 
     @classmethod
-    def build_random(cls, folder, *, seed: int = 0, d_model: int = 32, num_layers: int = 2, patch: int = 8,
-                     context_length: int = 128, horizon_length: int = 128, num_heads: int = 4,
-                     use_positional_embedding: bool = False) -> Path:
+    def build_random(
+        cls,
+        folder,
+        *,
+        seed: int = 0,
+        d_model: int = 32,
+        num_layers: int = 2,
+        patch: int = 8,
+        context_length: int = 128,
+        horizon_length: int = 128,
+        num_heads: int = 4,
+        use_positional_embedding: bool = False,
+    ) -> Path:
         """A random-init TimesFM 1.0/2.0 (``TimesFmConfig``), saved with
         ``TimesFmModelForPrediction.save_pretrained``."""
         import torch
         from transformers import TimesFmConfig, TimesFmModelForPrediction
 
         torch.manual_seed(seed)
-        cfg = TimesFmConfig(patch_length=patch, context_length=context_length, horizon_length=horizon_length,
-                            num_hidden_layers=num_layers, hidden_size=d_model, intermediate_size=2 * d_model,
-                            head_dim=d_model // num_heads, num_attention_heads=num_heads,
-                            use_positional_embedding=use_positional_embedding)
+        cfg = TimesFmConfig(
+            patch_length=patch,
+            context_length=context_length,
+            horizon_length=horizon_length,
+            num_hidden_layers=num_layers,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            head_dim=d_model // num_heads,
+            num_attention_heads=num_heads,
+            use_positional_embedding=use_positional_embedding,
+        )
         folder = Path(folder)
         with _quiet_transformers():
             TimesFmModelForPrediction(cfg).eval().save_pretrained(str(folder))
@@ -653,11 +807,17 @@ class TimesFMAdapter(TSFMAdapter):
     def serializer(self) -> TokenSerializer:
         c = self.model.config
         return TokenSerializer(
-            family=self.family, unit="patch", patch_len=int(c.patch_length), pad="left",
+            family=self.family,
+            unit="patch",
+            patch_len=int(c.patch_length),
+            pad="left",
             max_context=int(c.context_length),
-            normalization=("(x − mean) / population std of the first patch with ≥ 3 observed values (σ ≥ "
-                           f"{c.tolerance}), padding → 0; input = concat(patch, padding); + freq embedding"
-                           + (" + shifted positional embedding" if c.use_positional_embedding else "")))
+            normalization=(
+                "(x − mean) / population std of the first patch with ≥ 3 observed values (σ ≥ "
+                f"{c.tolerance}), padding → 0; input = concat(patch, padding); + freq embedding"
+                + (" + shifted positional embedding" if c.use_positional_embedding else "")
+            ),
+        )
 
     def describe(self) -> dict:
         d = super().describe()
@@ -674,9 +834,17 @@ class TimesFMAdapter(TSFMAdapter):
         B, L = x.shape
         m(past_values=list(x), freq=[self.freq] * B, forecast_context_len=_ceil_to(L, int(m.config.patch_length)))
 
-    def forecast(self, series, horizon: int, *, n_samples: int = 0, seed: int = 0,
-                 quantile_levels: Sequence[float] = (0.1, 0.5, 0.9), nan: str = "interpolate",
-                 freq: int | None = None) -> TSFMForecast:
+    def forecast(
+        self,
+        series,
+        horizon: int,
+        *,
+        n_samples: int = 0,
+        seed: int = 0,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        nan: str = "interpolate",
+        freq: int | None = None,
+    ) -> TSFMForecast:
         """``m(past_values, freq)`` per ``horizon_length`` block (longer
         horizons unrolled with the mean forecast, module docstring). No
         sampling: ``n_samples`` and ``seed`` are ignored. Point = the mean head."""
@@ -695,8 +863,10 @@ class TimesFMAdapter(TSFMAdapter):
         steps = -(-H // h)
         with torch.inference_mode():
             for _ in range(steps):
-                out = m(past_values=[torch.as_tensor(c[-C:], dtype=torch.float32, device=dev).to(dt) for c in cur],
-                        freq=[f] * len(cur))
+                out = m(
+                    past_values=[torch.as_tensor(c[-C:], dtype=torch.float32, device=dev).to(dt) for c in cur],
+                    freq=[f] * len(cur),
+                )
                 full = out.full_predictions.float().cpu().numpy().astype(np.float64)  # (S, h, 1 + Q)
                 parts.append(full)
                 cur = [np.concatenate([c, full[i, :, 0]]) for i, c in enumerate(cur)]
@@ -704,12 +874,26 @@ class TimesFMAdapter(TSFMAdapter):
         model_levels = [float(v) for v in cfg.quantiles]
         qs, interp, clamped = interp_quantiles(full[..., 1:], model_levels, levels)
         return TSFMForecast(
-            point=full[..., 0], quantile_levels=levels, quantiles=qs, family=self.family,
+            point=full[..., 0],
+            quantile_levels=levels,
+            quantiles=qs,
+            family=self.family,
             seconds=time.perf_counter() - t0,
-            settings={"horizon": H, "freq": f, "point": "the mean head (index 0)", "model_quantiles": model_levels,
-                      "interpolated_levels": interp, "clamped_levels": clamped, "calls": steps,
-                      "long_horizon": (f"unrolled by isofast: the mean of each {h}-step block is appended to the "
-                                       "context" if steps > 1 else "none")})
+            settings={
+                "horizon": H,
+                "freq": f,
+                "point": "the mean head (index 0)",
+                "model_quantiles": model_levels,
+                "interpolated_levels": interp,
+                "clamped_levels": clamped,
+                "calls": steps,
+                "long_horizon": (
+                    f"unrolled by isofast: the mean of each {h}-step block is appended to the context"
+                    if steps > 1
+                    else "none"
+                ),
+            },
+        )
 
 
 __all__ = ["TimesFM25Adapter", "TimesFMAdapter", "detect_config", "definition_from_shapes", "safetensors_shapes"]

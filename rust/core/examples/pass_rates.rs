@@ -3,7 +3,10 @@
 //! float64 rank-k update it is built on, and pass 2 (projections on 2·d
 //! directions + streaming log-sum-exp + centred unit sums).
 //! Usage: cargo run --release -p isofast-core --example pass_rates [n] [d]
-use isofast_core::faer::{linalg::matmul::triangular::{self, BlockStructure}, Accum, Mat, MatRef};
+use isofast_core::faer::{
+    linalg::matmul::triangular::{self, BlockStructure},
+    Accum, Mat, MatRef,
+};
 use isofast_core::moments::Moments;
 use isofast_core::partition::SecondPass;
 use isofast_core::source::{tile_rows, MatView};
@@ -34,7 +37,17 @@ fn main() {
         let mut acc = Mat::<f64>::zeros(d, d);
         let t = Instant::now();
         for _ in 0..n / b {
-            triangular::matmul(acc.as_mut(), BlockStructure::TriangularLower, Accum::Add, y.transpose(), BlockStructure::Rectangular, y, BlockStructure::Rectangular, 1.0, par);
+            triangular::matmul(
+                acc.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                y.transpose(),
+                BlockStructure::Rectangular,
+                y,
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            );
         }
         let syrk = t.elapsed().as_secs_f64();
         println!(
@@ -47,7 +60,11 @@ fn main() {
         let mut sp = SecondPass::new(vec![0.1; d], eye.clone(), eye, false).unwrap();
         sp.update(&v).unwrap();
         let p2 = t.elapsed().as_secs_f64();
-        println!("pass 2 {n}x{d}: {p2:.3} s ({:.1} GFLOP/s effective), log I = {:.6}", 4.0 * nd2 / p2 / 1e9, sp.raw.log_isotropy());
+        println!(
+            "pass 2 {n}x{d}: {p2:.3} s ({:.1} GFLOP/s effective), log I = {:.6}",
+            4.0 * nd2 / p2 / 1e9,
+            sp.raw.log_isotropy()
+        );
         Ok(())
     })
     .expect("thread pool");

@@ -9,10 +9,12 @@
 
 use crate::error::{Error, Result};
 use crate::moments::{Moments, Precision};
-use crate::rankone::rank_one_update;
 use crate::partition::SecondPass;
+use crate::rankone::rank_one_update;
 use crate::source::MatView;
-use crate::spectrum::{spectral_scores, sym_eigen, sym_eigen_route, sym_eigenvalues, EigRoute, SpectralScores, SymEigen};
+use crate::spectrum::{
+    spectral_scores, sym_eigen, sym_eigen_route, sym_eigenvalues, EigRoute, SpectralScores, SymEigen,
+};
 use crate::threads;
 use faer::Mat;
 
@@ -250,7 +252,9 @@ mod tests {
             .collect();
         let v = MatView::row_major(&x, n, d).unwrap();
         let a = analyze(&[v], &AnalyzeOptions { n_threads: Some(1), ..Default::default() }).unwrap();
-        let b = analyze(&[v.rows(0, 1234), v.rows(1234, n)], &AnalyzeOptions { n_threads: Some(3), ..Default::default() }).unwrap();
+        let b =
+            analyze(&[v.rows(0, 1234), v.rows(1234, n)], &AnalyzeOptions { n_threads: Some(3), ..Default::default() })
+                .unwrap();
         for (x, y) in a.eigenvalues.iter().zip(&b.eigenvalues) {
             assert!((x - y).abs() <= 1e-12 * a.eigenvalues[0]);
         }
@@ -301,10 +305,15 @@ mod tests {
         let (n, d) = (9000, 300);
         for (what, x) in [
             ("offset", data(n, d, 5, |_, _, r| 1e4 + 1e-2 * r)),
-            ("massive", data(n, d, 6, |i, j, r| if i % 1000 == 7 && j == 2 { 2e3 } else { r * (1.0 + j as f32 / 50.0) })),
+            (
+                "massive",
+                data(n, d, 6, |i, j, r| if i % 1000 == 7 && j == 2 { 2e3 } else { r * (1.0 + j as f32 / 50.0) }),
+            ),
         ] {
             let v = MatView::row_major(&x, n, d).unwrap();
-            let run = |t, p| analyze(&[v], &AnalyzeOptions { n_threads: Some(t), precision: p, ..Default::default() }).unwrap();
+            let run = |t, p| {
+                analyze(&[v], &AnalyzeOptions { n_threads: Some(t), precision: p, ..Default::default() }).unwrap()
+            };
             let (f1, f2, f3) = (run(1, Precision::Fast), run(2, Precision::Fast), run(3, Precision::Fast));
             let ex = run(2, Precision::Exact);
             let mf = |t| {

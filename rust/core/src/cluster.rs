@@ -55,8 +55,9 @@
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{
-    add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials, nearest_block, sample_indices,
-    seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef, SplitMix64, BLOCK,
+    add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials,
+    nearest_block, sample_indices, seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef,
+    SplitMix64, BLOCK,
 };
 use crate::lse::{update_both_signs, LogSumExp};
 use crate::moments::Moments;
@@ -352,9 +353,10 @@ impl RowSource<'_> {
                     *center
                 }
                 RowSource::Indexed { x, rows, center } => {
-                    t.par_chunks_mut(d).zip(rows[start..start + nb].par_iter()).with_min_len(32).for_each(
-                        |(out, &i)| x.rows(i, 1).read_tile(0, 1, out),
-                    );
+                    t.par_chunks_mut(d)
+                        .zip(rows[start..start + nb].par_iter())
+                        .with_min_len(32)
+                        .for_each(|(out, &i)| x.rows(i, 1).read_tile(0, 1, out));
                     Some(*center)
                 }
             };
@@ -402,7 +404,12 @@ impl Gather {
         Gather { d, cap_rows, bufs: vec![Vec::new(); k] }
     }
 
-    fn push(&mut self, c: usize, row: &[f64], flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
+    fn push(
+        &mut self,
+        c: usize,
+        row: &[f64],
+        flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>,
+    ) -> Result<()> {
         let b = &mut self.bufs[c];
         if b.capacity() == 0 {
             b.reserve_exact(self.cap_rows * self.d);
@@ -653,8 +660,9 @@ fn per_cluster(
         })
         .collect();
     if route.iter().any(|&r| r != 0) {
-        let mut dual_rows: Vec<Vec<f64>> =
-            (0..k).map(|c| if route[c] == 2 { Vec::with_capacity(sizes[c] as usize * d) } else { Vec::new() }).collect();
+        let mut dual_rows: Vec<Vec<f64>> = (0..k)
+            .map(|c| if route[c] == 2 { Vec::with_capacity(sizes[c] as usize * d) } else { Vec::new() })
+            .collect();
         let cos_means: Vec<Option<Vec<f64>>> = plans
             .iter()
             .map(|p| match p {
@@ -723,11 +731,8 @@ fn per_cluster(
         }
     }
     clock.lap("pass 2: partition functions, unit sums");
-    let stats: Vec<ClusterStats> = plans
-        .into_iter()
-        .zip(&sizes)
-        .map(|(plan, &nc)| finish_cluster(plan, nc, d))
-        .collect::<Result<_>>()?;
+    let stats: Vec<ClusterStats> =
+        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
     clock.lap("small clusters (Gram route)");
     Ok((lab, means, stats))
 }
@@ -1020,12 +1025,8 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         .into_par_iter()
         .map(|&k| {
             let t = local_trials(k);
-            let seeds: Vec<Vec<f64>> = jobs
-                .iter()
-                .zip(&seedings)
-                .filter(|(j, _)| j.0 == t)
-                .map(|(_, c)| c[..k * d].to_vec())
-                .collect();
+            let seeds: Vec<Vec<f64>> =
+                jobs.iter().zip(&seedings).filter(|(j, _)| j.0 == t).map(|(_, c)| c[..k * d].to_vec()).collect();
             best_of(fit_p, k, seeds, opts.max_iter, tol_abs)
         })
         .collect();
@@ -1325,58 +1326,26 @@ mod tests {
             ..Default::default()
         };
         let free = cluster_isotropy(&v, &o(0)).unwrap();
-        let pair = free
-            .clusters
-            .iter()
-            .position(|c| c.size == 2)
-            .expect("the planted pair is a cluster");
+        let pair = free.clusters.iter().position(|c| c.size == 2).expect("the planted pair is a cluster");
         assert!((free.clusters[pair].avg_cosine_centered + 1.0).abs() < 1e-12);
         assert_eq!((free.min_cluster_size, free.n_small_clusters), (2, 0));
         let floored = cluster_isotropy(&v, &o(10)).unwrap();
-        assert_eq!(
-            (floored.min_cluster_size, floored.n_small_clusters),
-            (10, 1)
-        );
+        assert_eq!((floored.min_cluster_size, floored.n_small_clusters), (10, 1));
         let c = &floored.clusters[pair];
-        assert!(
-            c.avg_cosine_centered.is_nan()
-                && c.note.as_ref().unwrap().contains("below min_cluster_size")
-        );
-        let big: Vec<f64> = floored
-            .clusters
-            .iter()
-            .filter(|c| c.size > 2)
-            .map(|c| c.avg_cosine_centered)
-            .collect();
+        assert!(c.avg_cosine_centered.is_nan() && c.note.as_ref().unwrap().contains("below min_cluster_size"));
+        let big: Vec<f64> = floored.clusters.iter().filter(|c| c.size > 2).map(|c| c.avg_cosine_centered).collect();
         assert_eq!(big.len(), 2);
         assert!((floored.inter_cluster_cosine - (big[0] + big[1]) / 2.0).abs() < 1e-15);
         // Every cluster below the floor: NaN means.
         let all_small = cluster_isotropy(&v, &o(1000)).unwrap();
         assert_eq!(all_small.n_small_clusters, 3);
-        assert!(
-            all_small.inter_cluster_cosine.is_nan()
-                && all_small.inter_cluster_cosine_weighted.is_nan()
-        );
+        assert!(all_small.inter_cluster_cosine.is_nan() && all_small.inter_cluster_cosine_weighted.is_nan());
         // A row subset equals clustering a copy of those rows.
         let keep: Vec<usize> = (0..2 * n_per).collect();
-        let sub = cluster_isotropy(
-            &v,
-            &ClusterOptions {
-                rows: Some(keep.clone()),
-                k_range: vec![2, 3],
-                ..o(10)
-            },
-        )
-        .unwrap();
+        let sub =
+            cluster_isotropy(&v, &ClusterOptions { rows: Some(keep.clone()), k_range: vec![2, 3], ..o(10) }).unwrap();
         let vb = MatView::row_major(&x[..2 * n_per * d], 2 * n_per, d).unwrap();
-        let copy = cluster_isotropy(
-            &vb,
-            &ClusterOptions {
-                k_range: vec![2, 3],
-                ..o(10)
-            },
-        )
-        .unwrap();
+        let copy = cluster_isotropy(&vb, &ClusterOptions { k_range: vec![2, 3], ..o(10) }).unwrap();
         assert_eq!(sub.best_k, 2);
         assert_eq!(sub.labels, copy.labels);
         assert_eq!(sub.clustered_rows.as_deref(), Some(&keep[..]));
@@ -1385,27 +1354,12 @@ mod tests {
             assert!((sub.mean[j] - copy.mean[j]).abs() < 1e-9 * copy.mean[j].abs().max(1.0));
         }
         // Reference mode on a subset samples from the subset only.
-        let r = cluster_isotropy(
-            &v,
-            &ClusterOptions {
-                rows: Some(keep),
-                sample_size: Some(30),
-                k_range: vec![2],
-                ..o(0)
-            },
-        )
-        .unwrap();
+        let r =
+            cluster_isotropy(&v, &ClusterOptions { rows: Some(keep), sample_size: Some(30), k_range: vec![2], ..o(0) })
+                .unwrap();
         assert!(r.clustered_rows.unwrap().iter().all(|&i| i < 2 * n_per));
         let bad = |rows: Vec<usize>| {
-            cluster_isotropy(
-                &v,
-                &ClusterOptions {
-                    rows: Some(rows),
-                    ..o(0)
-                },
-            )
-            .unwrap_err()
-            .to_string()
+            cluster_isotropy(&v, &ClusterOptions { rows: Some(rows), ..o(0) }).unwrap_err().to_string()
         };
         assert!(bad(vec![3, 2, 5]).contains("sorted"));
         assert!(bad(vec![0, 1, n]).contains("outside"));

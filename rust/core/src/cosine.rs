@@ -14,8 +14,8 @@
 //! near 1 instead of an undefined average).
 
 use crate::error::{Error, Result};
-use crate::source::{for_each_tile, tile_mean, MatView};
 use crate::kmeans::sqnorm;
+use crate::source::{for_each_tile, tile_mean, MatView};
 use crate::threads;
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
@@ -97,19 +97,16 @@ impl UnitSum {
         scratch.resize(n, 0.0);
         // inv = 1/‖x‖ on the fast path; -1 marks a row whose Σ x² left the
         // trusted range (rescaled below); 0 a row of exact zeros.
-        tile.par_chunks(d)
-            .zip(scratch.par_iter_mut())
-            .with_min_len(64)
-            .for_each(|(row, inv)| {
-                let s = sqnorm(row);
-                *inv = if s.is_finite() && s >= TINY {
-                    1.0 / s.sqrt()
-                } else if row.iter().all(|v| *v == 0.0) {
-                    0.0
-                } else {
-                    -1.0
-                };
-            });
+        tile.par_chunks(d).zip(scratch.par_iter_mut()).with_min_len(64).for_each(|(row, inv)| {
+            let s = sqnorm(row);
+            *inv = if s.is_finite() && s >= TINY {
+                1.0 / s.sqrt()
+            } else if row.iter().all(|v| *v == 0.0) {
+                0.0
+            } else {
+                -1.0
+            };
+        });
         let mut special = Vec::new();
         for (r, inv) in scratch.iter_mut().enumerate() {
             if *inv < 0.0 {
@@ -181,10 +178,7 @@ pub struct SelfSimilarity {
 pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) -> Result<SelfSimilarity> {
     let (n, d) = (x.nrows(), x.ncols());
     if groups.len() != n {
-        return Err(Error::InvalidArgument(format!(
-            "groups has {} labels but the input has {n} rows",
-            groups.len()
-        )));
+        return Err(Error::InvalidArgument(format!("groups has {} labels but the input has {n} rows", groups.len())));
     }
     if let Some(c) = center {
         if c.len() != d {
@@ -230,10 +224,7 @@ pub fn self_similarity(x: &MatView<'_>, groups: &[i64], center: Option<&[f64]>) 
         Ok(())
     })?;
     let per_group: Vec<f64> = (0..g)
-        .map(|gi| {
-            UnitSum { sum: sums[gi * d..(gi + 1) * d].to_vec(), n_nonzero: nonzero[gi], n_zero: 0 }
-                .average()
-        })
+        .map(|gi| UnitSum { sum: sums[gi * d..(gi + 1) * d].to_vec(), n_nonzero: nonzero[gi], n_zero: 0 }.average())
         .collect();
     let valid: Vec<f64> = per_group.iter().cloned().filter(|v| v.is_finite()).collect();
     let mean = if valid.is_empty() { f64::NAN } else { valid.iter().sum::<f64>() / valid.len() as f64 };

@@ -30,10 +30,9 @@ impl fmt::Display for Error {
             Error::DimMismatch { what, expected, got } => {
                 write!(f, "dimension mismatch in {what}: expected {expected} columns, got {got}")
             }
-            Error::NonFinite { row, col } => write!(
-                f,
-                "input contains NaN or Inf: first non-finite value at row {row}, column {col}"
-            ),
+            Error::NonFinite { row, col } => {
+                write!(f, "input contains NaN or Inf: first non-finite value at row {row}, column {col}")
+            }
             Error::NonFiniteIn { what, row, col } => {
                 write!(f, "{what} contains NaN or Inf: first non-finite value at row {row}, column {col}")
             }

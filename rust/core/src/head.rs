@@ -27,9 +27,9 @@
 //! states are held.
 
 use crate::error::{Error, Result};
-use crate::lse::{exp_nonpos, ExpSum, LogSumExp};
 #[cfg(test)]
 use crate::lse::exp_nonpos_f32;
+use crate::lse::{exp_nonpos, ExpSum, LogSumExp};
 use crate::source::{first_non_finite, Float, MatView, ViewElem};
 use crate::threads;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -184,10 +184,7 @@ fn head_impl(
         }
     }
     if opts.topk > v {
-        return Err(Error::InvalidArgument(format!(
-            "topk={} exceeds the vocabulary size {v}",
-            opts.topk
-        )));
+        return Err(Error::InvalidArgument(format!("topk={} exceeds the vocabulary size {v}", opts.topk)));
     }
     let subset = match opts.subset {
         None => None,
@@ -279,7 +276,11 @@ impl Job<'_, '_> {
             let sr = if budget_rows >= v { v } else { budget_rows / VOCAB_CHUNK * VOCAB_CHUNK };
             (sr, sr)
         } else {
-            let sr = if budget_rows >= v { v.div_ceil(VOCAB_CHUNK) * VOCAB_CHUNK } else { budget_rows / VOCAB_CHUNK * VOCAB_CHUNK };
+            let sr = if budget_rows >= v {
+                v.div_ceil(VOCAB_CHUNK) * VOCAB_CHUNK
+            } else {
+                budget_rows / VOCAB_CHUNK * VOCAB_CHUNK
+            };
             (VOCAB_CHUNK, sr)
         };
         let nchunks = v.div_ceil(chunk);
@@ -680,9 +681,7 @@ mod tests {
         // f32 GEMM against an f64 reference on the f32 values.
         let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();
         for i in [0usize, 1, n / 2, n - 1] {
-            let z: Vec<f64> = (0..v)
-                .map(|t| (0..d).map(|j| w64[t * d + j] * c[i * d + j] as f64).sum())
-                .collect();
+            let z: Vec<f64> = (0..v).map(|t| (0..d).map(|j| w64[t * d + j] * c[i * d + j] as f64).sum()).collect();
             let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let lz = m + z.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
             assert!((a.log_z[i] - lz).abs() < 1e-4, "{} vs {lz}", a.log_z[i]);

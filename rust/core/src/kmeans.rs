@@ -648,10 +648,8 @@ fn nearest_in<F: Float>(
         }
         let ambiguous = (0..k).any(|j| j != arg_hi && approx[j] - margin[j] <= best_hi);
         if !ambiguous {
-            let second = (0..k)
-                .filter(|&j| j != arg_hi)
-                .map(|j| (approx[j] - margin[j]).max(0.0))
-                .fold(f64::INFINITY, f64::min);
+            let second =
+                (0..k).filter(|&j| j != arg_hi).map(|j| (approx[j] - margin[j]).max(0.0)).fold(f64::INFINITY, f64::min);
             out.push(Nearest { label: arg_hi as u32, d2_upper: best_hi.max(0.0), second_lower: second });
             continue;
         }
@@ -727,11 +725,8 @@ fn dist2_in<F: Float>(p: PointsRef<'_>, xs: &[F], cands: &[usize], eps: f64) -> 
                 for r in 0..len {
                     let sq = p.sq[s + r];
                     let approx = sq + csq[j] - 2.0 * g[(j, r)].to_f64();
-                    out[j * len + r] = if approx <= kappa * (sq + csq[j]) {
-                        sqdist(p.row(s + r), p.row(cands[j]))
-                    } else {
-                        approx
-                    };
+                    out[j * len + r] =
+                        if approx <= kappa * (sq + csq[j]) { sqdist(p.row(s + r), p.row(cands[j])) } else { approx };
                 }
             }
             out

@@ -26,6 +26,6 @@ pub mod threads;
 
 pub use analyze::{analyze, AnalyzeOptions, Report};
 pub use error::{Error, Result};
+pub use faer;
 pub use moments::Moments;
 pub use source::{Elem, MatView};
-pub use faer;

@@ -68,8 +68,7 @@ pub fn sum_exp_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64)
             // SAFETY: the feature was detected at run time.
             return unsafe { sum_exp_avx512(values, sign, shift) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features were detected at run time.
             return unsafe { sum_exp_avx2(values, sign, shift) };
         }

@@ -71,36 +71,20 @@ pub fn row_norm(row: &[f64], center: Option<&[f64]>) -> f64 {
 
 /// Row norms of `x` (minus `center` when given) into `out` (one per row),
 /// streamed in converted tiles. `row_offset` numbers rows in NaN/Inf errors.
-pub fn row_norms_into(
-    x: &MatView<'_>,
-    center: Option<&[f64]>,
-    row_offset: u64,
-    out: &mut [f64],
-) -> Result<()> {
+pub fn row_norms_into(x: &MatView<'_>, center: Option<&[f64]>, row_offset: u64, out: &mut [f64]) -> Result<()> {
     let (n, d) = (x.nrows(), x.ncols());
     if out.len() != n {
-        return Err(Error::InvalidArgument(format!(
-            "row_norms: output has {} slots for {n} rows",
-            out.len()
-        )));
+        return Err(Error::InvalidArgument(format!("row_norms: output has {} slots for {n} rows", out.len())));
     }
     if d == 0 {
-        return Err(Error::InvalidArgument(
-            "row norms need at least one column (d ≥ 1)".into(),
-        ));
+        return Err(Error::InvalidArgument("row norms need at least one column (d ≥ 1)".into()));
     }
     if let Some(c) = center {
         if c.len() != d {
-            return Err(Error::DimMismatch {
-                what: "row_norms center".into(),
-                expected: d,
-                got: c.len(),
-            });
+            return Err(Error::DimMismatch { what: "row_norms center".into(), expected: d, got: c.len() });
         }
         if let Some(j) = c.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "center contains NaN or Inf at column {j}"
-            )));
+            return Err(Error::InvalidArgument(format!("center contains NaN or Inf at column {j}")));
         }
     }
     for_each_tile(x, row_offset, |t, start| {
@@ -149,10 +133,7 @@ mod tests {
             let n = row_norms(&v, None, 0).unwrap()[0];
             let want = 13.0 * scale;
             if scale > 1e-320 {
-                assert!(
-                    (n - want).abs() <= 1e-14 * want,
-                    "scale {scale}: {n} vs {want}"
-                );
+                assert!((n - want).abs() <= 1e-14 * want, "scale {scale}: {n} vs {want}");
             } else {
                 assert!(n > 0.0 && n.is_finite());
             }
@@ -174,10 +155,7 @@ mod tests {
         let mut x = vec![1.0f64; 12];
         x[7] = f64::NAN;
         let v = MatView::row_major(&x, 4, 3).unwrap();
-        assert_eq!(
-            row_norms(&v, None, 10).unwrap_err(),
-            Error::NonFinite { row: 12, col: 1 }
-        );
+        assert_eq!(row_norms(&v, None, 10).unwrap_err(), Error::NonFinite { row: 12, col: 1 });
         let v = MatView::row_major(&x[..0], 0, 3).unwrap();
         assert!(row_norms(&v, None, 0).unwrap().is_empty());
         let v = MatView::row_major(&x[..3], 1, 3).unwrap();

@@ -208,11 +208,8 @@ impl SecondPass {
             x.read_tile(start, nb, t);
             check_finite(t, d, self.n, x.elem())?;
             let (rf, cf) = (&mut raw_f[..nb * d], &mut cen_f[..nb * d]);
-            t.par_chunks_mut(d)
-                .zip(rf.par_chunks_mut(d))
-                .zip(cf.par_chunks_mut(d))
-                .with_min_len(64)
-                .for_each(|((row, r), c)| {
+            t.par_chunks_mut(d).zip(rf.par_chunks_mut(d)).zip(cf.par_chunks_mut(d)).with_min_len(64).for_each(
+                |((row, r), c)| {
                     for j in 0..d {
                         r[j] = F::from_f64(row[j]);
                     }
@@ -220,7 +217,8 @@ impl SecondPass {
                     for j in 0..d {
                         c[j] = F::from_f64(row[j]);
                     }
-                });
+                },
+            );
             self.unit_centered.add_tile(t, d, &mut scratch);
             // faer multiplies a single row with a matrix-vector kernel that
             // sums in another order than its GEMM kernels: a 1-row tile is

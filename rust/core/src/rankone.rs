@@ -39,17 +39,10 @@ use rayon::prelude::*;
 /// d×d eigenvector matrix is reused in place. Result sorted descending.
 /// ρ·‖v‖² = 0 returns `eig` unchanged. Needs ρ ≥ 0.
 pub fn rank_one_update(eig: SymEigen, v: &[f64], rho: f64) -> Result<SymEigen> {
-    let SymEigen {
-        values,
-        vectors: mut u,
-    } = eig;
+    let SymEigen { values, vectors: mut u } = eig;
     let d = values.len();
     if u.nrows() != d || u.ncols() != d || v.len() != d {
-        return Err(Error::DimMismatch {
-            what: "rank-one update".into(),
-            expected: d,
-            got: v.len(),
-        });
+        return Err(Error::DimMismatch { what: "rank-one update".into(), expected: d, got: v.len() });
     }
     if !rho.is_finite() || rho < 0.0 || v.iter().any(|x| !x.is_finite()) {
         return Err(Error::InvalidArgument(format!(
@@ -127,10 +120,7 @@ pub fn rank_one_update(eig: SymEigen, v: &[f64], rho: f64) -> Result<SymEigen> {
 
     // Roots λ_j = d_{o_j} + τ_j, one per kept component, in parallel (each
     // root is computed by one thread, so the result is thread-count free).
-    let roots: Vec<(usize, f64)> = (0..k)
-        .into_par_iter()
-        .map(|j| secular_root(&dk, &zk, rho, j))
-        .collect();
+    let roots: Vec<(usize, f64)> = (0..k).into_par_iter().map(|j| secular_root(&dk, &zk, rho, j)).collect();
     let lam = |j: usize| dk[roots[j].0] + roots[j].1;
     // λ_j − d_i without cancellation.
     let lam_minus = |j: usize, i: usize| (dk[roots[j].0] - dk[i]) + roots[j].1;
@@ -162,23 +152,19 @@ pub fn rank_one_update(eig: SymEigen, v: &[f64], rho: f64) -> Result<SymEigen> {
     let mut q = Mat::<f64>::zeros(k, QPANEL.min(k));
     for j0 in (0..k).step_by(QPANEL) {
         let pw = QPANEL.min(k - j0);
-        q.as_mut()
-            .subcols_mut(0, pw)
-            .par_col_iter_mut()
-            .enumerate()
-            .for_each(|(jj, mut col)| {
-                let j = j0 + jj;
-                let mut ss = 0.0;
-                for i in 0..k {
-                    let x = zhat[i] / -lam_minus(j, i);
-                    col[i] = x;
-                    ss += x * x;
-                }
-                let inv = 1.0 / ss.sqrt();
-                for i in 0..k {
-                    col[i] *= inv;
-                }
-            });
+        q.as_mut().subcols_mut(0, pw).par_col_iter_mut().enumerate().for_each(|(jj, mut col)| {
+            let j = j0 + jj;
+            let mut ss = 0.0;
+            for i in 0..k {
+                let x = zhat[i] / -lam_minus(j, i);
+                col[i] = x;
+                ss += x * x;
+            }
+            let inv = 1.0 / ss.sqrt();
+            for i in 0..k {
+                col[i] *= inv;
+            }
+        });
         faer::linalg::matmul::matmul(
             w.as_mut().subcols_mut(j0, pw),
             Accum::Replace,
@@ -189,9 +175,7 @@ pub fn rank_one_update(eig: SymEigen, v: &[f64], rho: f64) -> Result<SymEigen> {
         );
     }
     drop(q);
-    w.as_mut()
-        .subcols_mut(k, d - k)
-        .copy_from(u.as_ref().subcols(k, d - k));
+    w.as_mut().subcols_mut(k, d - k).copy_from(u.as_ref().subcols(k, d - k));
     drop(u);
     let mut vals: Vec<f64> = (0..k).map(lam).collect();
     vals.extend(defl.iter().map(|x| x.0));
@@ -230,11 +214,7 @@ fn permute_columns(u: &mut Mat<f64>, perm: &[usize]) {
             done[t] = true;
             let src = perm[t];
             if src == start {
-                u.col_mut(t)
-                    .try_as_col_major_mut()
-                    .unwrap()
-                    .as_slice_mut()
-                    .copy_from_slice(&tmp);
+                u.col_mut(t).try_as_col_major_mut().unwrap().as_slice_mut().copy_from_slice(&tmp);
                 break;
             }
             let (a, b) = (t, src);
@@ -294,11 +274,7 @@ fn secular_root(dk: &[f64], zk: &[f64], rho: f64, j: usize) -> (usize, f64) {
     };
     // Poles in shifted coordinates: a = δ_j, b = δ_{j+1}.
     let a = dk[j] - dk[o];
-    let b = if last {
-        f64::INFINITY
-    } else {
-        dk[j + 1] - dk[o]
-    };
+    let b = if last { f64::INFINITY } else { dk[j + 1] - dk[o] };
     let mut tau = if last { hi / 2.0 } else { (lo + hi) / 2.0 };
     // The last root's bracket end ρ‖z‖² can be the root itself (z = e_k).
     for _ in 0..200 {
@@ -339,11 +315,7 @@ fn secular_root(dk: &[f64], zk: &[f64], rho: f64, j: usize) -> (usize, f64) {
                 b - quad_root_in(w0, bb + ee - w0 * delta, -ee * delta, delta)
             }
         };
-        tau = if next > lo && next < hi {
-            next
-        } else {
-            0.5 * (lo + hi)
-        };
+        tau = if next > lo && next < hi { next } else { 0.5 * (lo + hi) };
     }
     (o, tau)
 }
@@ -376,9 +348,7 @@ mod tests {
     use crate::spectrum::sym_eigen;
 
     fn lcg(s: &mut u64) -> f64 {
-        *s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
     }
 
@@ -400,10 +370,7 @@ mod tests {
         let tol = 64.0 * d as f64 * f64::EPSILON;
         for k in 0..d {
             let (x, y) = (ru.values[k], full.values[k]);
-            assert!(
-                (x - y).abs() <= tol * norm,
-                "{what}: λ_{k} {x} vs {y} (‖A‖ {norm})"
-            );
+            assert!((x - y).abs() <= tol * norm, "{what}: λ_{k} {x} vs {y} (‖A‖ {norm})");
         }
         let w = &ru.vectors;
         let wtw = w.as_ref().transpose() * w.as_ref();
@@ -411,11 +378,7 @@ mod tests {
         for j in 0..d {
             for i in 0..d {
                 let e = if i == j { 1.0 } else { 0.0 };
-                assert!(
-                    (wtw[(i, j)] - e).abs() <= tol,
-                    "{what}: WᵀW[{i},{j}] = {}",
-                    wtw[(i, j)]
-                );
+                assert!((wtw[(i, j)] - e).abs() <= tol, "{what}: WᵀW[{i},{j}] = {}", wtw[(i, j)]);
                 let r = aw[(i, j)] - ru.values[j] * w[(i, j)];
                 assert!(r.abs() <= tol * norm, "{what}: residual {r} at ({i},{j})");
             }
@@ -427,11 +390,7 @@ mod tests {
                 .fold(f64::INFINITY, f64::min);
             if gap > 1e-6 * norm {
                 let dot: f64 = (0..d).map(|i| w[(i, k)] * full.vectors[(i, k)]).sum();
-                assert!(
-                    (dot.abs() - 1.0).abs() <= 1e-8,
-                    "{what}: |⟨w_{k}, w'_{k}⟩| = {}",
-                    dot.abs()
-                );
+                assert!((dot.abs() - 1.0).abs() <= 1e-8, "{what}: |⟨w_{k}, w'_{k}⟩| = {}", dot.abs());
             }
         }
     }
@@ -479,11 +438,7 @@ mod tests {
         check(&m, &u3, 7.0, "mu = u_3");
         let r = rank_one_update(e.clone(), &u3, 7.0).unwrap();
         let want = e.values[3] + 7.0;
-        assert!(
-            r.values.iter().any(|x| (x - want).abs() <= 1e-12 * want),
-            "{:?}",
-            r.values
-        );
+        assert!(r.values.iter().any(|x| (x - want).abs() <= 1e-12 * want), "{:?}", r.values);
         // Repeated eigenvalues: M = diag with a 6-fold and a 4-fold value.
         let dg: Vec<f64> = (0..d)
             .map(|i| {
@@ -505,9 +460,7 @@ mod tests {
         let mi = q.as_ref() * q.as_ref().transpose();
         check(&mi, &v, 0.5, "identity");
         // Near-repeated: gaps of 1e-14 relative.
-        let dn: Vec<f64> = (0..d)
-            .map(|i| 1.0 + (i / 3) as f64 + (i % 3) as f64 * 1e-14)
-            .collect();
+        let dn: Vec<f64> = (0..d).map(|i| 1.0 + (i / 3) as f64 + (i % 3) as f64 * 1e-14).collect();
         let mn = Mat::from_fn(d, d, |i, j| if i == j { dn[i] } else { 0.0 });
         check(&mn, &v, 2.0, "near-repeated");
     }

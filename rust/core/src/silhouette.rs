@@ -114,47 +114,57 @@ fn distance_sums<F: Float>(p: PointsRef<'_>, xs: &[F], h: &[F], kk: usize) -> Ve
         let li = BLOCK.min(n - i0);
         let xi = p.rows(i0, li);
         let slots_i = &mut slots[..(nb - bi) * BLOCK * kk];
-        s[i0 * kk..]
-            .par_chunks_mut(BLOCK * kk)
-            .zip(slots_i.par_chunks_mut(BLOCK * kk))
-            .enumerate()
-            .for_each_init(
-                || (Mat::<F>::zeros(BLOCK, BLOCK), Mat::<F>::zeros(BLOCK, kk)),
-                |(g, tj), (jj, (s_j, slot))| {
-                    let bj = bi + jj;
-                    let j0 = bj * BLOCK;
-                    let lj = s_j.len() / kk;
-                    let xj = p.rows(j0, lj);
-                    let mut g = g.as_mut().submatrix_mut(0, 0, li, lj);
-                    faer::linalg::matmul::matmul(g.as_mut(), Accum::Replace, xm(i0, li), xm(j0, lj).transpose(), one, Par::Seq);
+        s[i0 * kk..].par_chunks_mut(BLOCK * kk).zip(slots_i.par_chunks_mut(BLOCK * kk)).enumerate().for_each_init(
+            || (Mat::<F>::zeros(BLOCK, BLOCK), Mat::<F>::zeros(BLOCK, kk)),
+            |(g, tj), (jj, (s_j, slot))| {
+                let bj = bi + jj;
+                let j0 = bj * BLOCK;
+                let lj = s_j.len() / kk;
+                let xj = p.rows(j0, lj);
+                let mut g = g.as_mut().submatrix_mut(0, 0, li, lj);
+                faer::linalg::matmul::matmul(
+                    g.as_mut(),
+                    Accum::Replace,
+                    xm(i0, li),
+                    xm(j0, lj).transpose(),
+                    one,
+                    Par::Seq,
+                );
+                for c in 0..lj {
+                    let col = g.as_mut().col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
+                    if F::distances(col, xi.sq, xj.sq[c], kappa) {
+                        // Some pair is within the Gram error bound: measure it exactly.
+                        #[allow(clippy::needless_range_loop)]
+                        for r in 0..li {
+                            if col[r].to_f64() < 0.0 {
+                                col[r] = F::from_f64(sqdist(xi.row(r), xj.row(c)).sqrt());
+                            }
+                        }
+                    }
+                    if bj == bi {
+                        col[c] = F::from_f64(0.0);
+                    }
+                }
+                let u = MatMut::from_row_major_slice_mut(&mut slot[..li * kk], li, kk);
+                faer::linalg::matmul::matmul(u, Accum::Replace, g.as_ref(), hm(j0, lj), one, Par::Seq);
+                if bj > bi {
+                    let mut t = tj.as_mut().submatrix_mut(0, 0, lj, kk);
+                    faer::linalg::matmul::matmul(
+                        t.as_mut(),
+                        Accum::Replace,
+                        g.as_ref().transpose(),
+                        hm(i0, li),
+                        one,
+                        Par::Seq,
+                    );
                     for c in 0..lj {
-                        let col = g.as_mut().col_mut(c).try_as_col_major_mut().expect("contiguous column").as_slice_mut();
-                        if F::distances(col, xi.sq, xj.sq[c], kappa) {
-                            // Some pair is within the Gram error bound: measure it exactly.
-                            #[allow(clippy::needless_range_loop)]
-                            for r in 0..li {
-                                if col[r].to_f64() < 0.0 {
-                                    col[r] = F::from_f64(sqdist(xi.row(r), xj.row(c)).sqrt());
-                                }
-                            }
-                        }
-                        if bj == bi {
-                            col[c] = F::from_f64(0.0);
+                        for q in 0..kk {
+                            s_j[c * kk + q] += t[(c, q)].to_f64();
                         }
                     }
-                    let u = MatMut::from_row_major_slice_mut(&mut slot[..li * kk], li, kk);
-                    faer::linalg::matmul::matmul(u, Accum::Replace, g.as_ref(), hm(j0, lj), one, Par::Seq);
-                    if bj > bi {
-                        let mut t = tj.as_mut().submatrix_mut(0, 0, lj, kk);
-                        faer::linalg::matmul::matmul(t.as_mut(), Accum::Replace, g.as_ref().transpose(), hm(i0, li), one, Par::Seq);
-                        for c in 0..lj {
-                            for q in 0..kk {
-                                s_j[c * kk + q] += t[(c, q)].to_f64();
-                            }
-                        }
-                    }
-                },
-            );
+                }
+            },
+        );
         let s_i = &mut s[i0 * kk..(i0 + li) * kk];
         for slot in slots[..(nb - bi) * BLOCK * kk].chunks(BLOCK * kk) {
             for (a, v) in s_i.iter_mut().zip(&slot[..li * kk]) {
@@ -335,7 +345,10 @@ mod tests {
                 s[labels[j] as usize] += dist(i, j);
             }
             let a = s[own] / (sizes[own] - 1) as f64;
-            let b = (0..k).filter(|&c| c != own && sizes[c] > 0).map(|c| s[c] / sizes[c] as f64).fold(f64::INFINITY, f64::min);
+            let b = (0..k)
+                .filter(|&c| c != own && sizes[c] > 0)
+                .map(|c| s[c] / sizes[c] as f64)
+                .fold(f64::INFINITY, f64::min);
             if a.max(b) > 0.0 {
                 total += (b - a) / a.max(b);
             }
@@ -368,7 +381,8 @@ mod tests {
         let p = Points::new(vec![0.0, 1.0, 2.0], 3, 1).unwrap();
         let one = [0u32, 0, 0];
         let all = [0u32, 1, 2];
-        let s = silhouettes(p.as_ref(), &[Labelling { labels: &one, k: 1 }, Labelling { labels: &all, k: 3 }], false).unwrap();
+        let s = silhouettes(p.as_ref(), &[Labelling { labels: &one, k: 1 }, Labelling { labels: &all, k: 3 }], false)
+            .unwrap();
         assert!(s[0].is_nan() && s[1].is_nan());
         assert!(silhouettes(p.as_ref(), &[Labelling { labels: &[0, 1], k: 2 }], false).is_err());
         let v = MatView::row_major(&[0.0f64, 1.0, 2.0], 3, 1).unwrap();

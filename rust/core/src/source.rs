@@ -104,10 +104,7 @@ impl<'a> MatView<'a> {
     /// A row-major view of a slice holding `nrows * ncols` elements.
     pub fn row_major<T: ViewElem>(data: &'a [T], nrows: usize, ncols: usize) -> Result<Self> {
         if nrows.checked_mul(ncols) != Some(data.len()) {
-            return invalid(format!(
-                "slice of length {} cannot be viewed as {nrows}×{ncols}",
-                data.len()
-            ));
+            return invalid(format!("slice of length {} cannot be viewed as {nrows}×{ncols}", data.len()));
         }
         let es = std::mem::size_of::<T>() as isize;
         Ok(MatView {
@@ -234,11 +231,7 @@ impl<'a> MatView<'a> {
         if d == 0 {
             return;
         }
-        out[..n * d]
-            .par_chunks_mut(d)
-            .with_min_len(16)
-            .enumerate()
-            .for_each(|(r, row)| self.read_row(row0 + r, row));
+        out[..n * d].par_chunks_mut(d).with_min_len(16).enumerate().for_each(|(r, row)| self.read_row(row0 + r, row));
     }
 }
 
@@ -247,10 +240,7 @@ pub fn first_non_finite<F: Float>(tile: &[F], d: usize) -> Option<(usize, usize)
     if d == 0 {
         return None;
     }
-    let row = tile
-        .par_chunks(d)
-        .with_min_len(16)
-        .position_first(|r| r.iter().any(|v| !v.is_finite_()))?;
+    let row = tile.par_chunks(d).with_min_len(16).position_first(|r| r.iter().any(|v| !v.is_finite_()))?;
     let col = tile[row * d..(row + 1) * d].iter().position(|v| !v.is_finite_()).unwrap_or(0);
     Some((row, col))
 }

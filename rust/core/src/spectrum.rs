@@ -71,7 +71,8 @@ pub fn sym_eigen_route(a_lower: MatRef<'_, f64>, route: EigRoute) -> Result<SymE
     let mut u = Mat::<f64>::zeros(d, d);
     let mut s = faer::diag::Diag::<f64>::zeros(d);
     {
-        let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(d, ComputeEigenvectors::Yes, par, params.into()));
+        let mut buf =
+            MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(d, ComputeEigenvectors::Yes, par, params.into()));
         evd::self_adjoint_evd(a_lower, s.as_mut(), Some(u.as_mut()), par, MemStack::new(&mut buf), params.into())
             .map_err(|e| Error::Numerical(format!("symmetric eigensolver failed: {e:?}")))?;
     }
@@ -145,9 +146,7 @@ pub struct SpectralScores {
 pub fn spectral_scores(values: &[f64], eps: f64) -> Result<SpectralScores> {
     let d = values.len();
     if d < 2 {
-        return Err(Error::InvalidArgument(format!(
-            "spectral isotropy scores need at least 2 dimensions, got {d}"
-        )));
+        return Err(Error::InvalidArgument(format!("spectral isotropy scores need at least 2 dimensions, got {d}")));
     }
     if !(eps > 0.0 && eps <= 1.0) {
         return Err(Error::InvalidArgument(format!("eps must lie in (0, 1], got {eps}")));

@@ -13,10 +13,7 @@ fn project_err<'py, A>(py: Python<'py>, cls: &str, args: A, msg: &str, fallback:
 where
     A: pyo3::call::PyCallArgs<'py>,
 {
-    let made = py
-        .import("isofast.errors")
-        .and_then(|m| m.getattr(cls))
-        .and_then(|c| c.call1(args));
+    let made = py.import("isofast.errors").and_then(|m| m.getattr(cls)).and_then(|c| c.call1(args));
     match made {
         Ok(inst) => PyErr::from_value(inst),
         Err(_) => fallback(msg.to_string()),
@@ -40,9 +37,9 @@ pub fn err(cls: &str, msg: impl Into<String>) -> PyErr {
 pub fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
-        Error::NonFinite { row, col } | Error::NonFiniteIn { row, col, .. } => Python::attach(|py| {
-            project_err(py, "NonFiniteError", (msg.clone(), row, col), &msg, PyValueError::new_err)
-        }),
+        Error::NonFinite { row, col } | Error::NonFiniteIn { row, col, .. } => {
+            Python::attach(|py| project_err(py, "NonFiniteError", (msg.clone(), row, col), &msg, PyValueError::new_err))
+        }
         Error::Empty(_) => err("EmptyInputError", msg),
         Error::DimMismatch { .. } => err("DimensionError", msg),
         Error::InvalidArgument(_) => err("InputError", msg),
@@ -95,9 +92,7 @@ pub fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send)
 /// The returned view borrows `arr`'s buffer; the caller keeps `arr` alive for
 /// as long as the view is used (it holds the Bound for the whole call).
 pub fn view<'a>(arr: &'a Bound<'_, PyAny>, elem: Option<&str>) -> PyResult<MatView<'a>> {
-    let arr = arr
-        .cast::<PyUntypedArray>()
-        .map_err(|_| err("ArgumentTypeError", "expected a numpy.ndarray"))?;
+    let arr = arr.cast::<PyUntypedArray>().map_err(|_| err("ArgumentTypeError", "expected a numpy.ndarray"))?;
     if arr.ndim() != 2 {
         return Err(err(
             "DimensionError",
@@ -116,10 +111,10 @@ pub fn view<'a>(arr: &'a Bound<'_, PyAny>, elem: Option<&str>) -> PyResult<MatVi
             let e = Elem::from_name(other)
                 .ok_or_else(|| err("ArgumentTypeError", format!("unsupported element type {other}")))?;
             if e.size() != base.size() {
-                return Err(err("ArgumentTypeError", format!(
-                    "element type {other} does not match the array's itemsize {}",
-                    base.size()
-                )));
+                return Err(err(
+                    "ArgumentTypeError",
+                    format!("element type {other} does not match the array's itemsize {}", base.size()),
+                ));
             }
             e
         }
@@ -133,7 +128,10 @@ pub fn view<'a>(arr: &'a Bound<'_, PyAny>, elem: Option<&str>) -> PyResult<MatVi
     if shape[1] == 0 {
         // Every statistic needs d ≥ 1; refusing here keeps 0-column views
         // out of every kernel (they panicked in some: chunks of size 0).
-        return Err(err("DimensionError", format!("input has {} rows and 0 columns: every statistic needs d ≥ 1", shape[0])));
+        return Err(err(
+            "DimensionError",
+            format!("input has {} rows and 0 columns: every statistic needs d ≥ 1", shape[0]),
+        ));
     }
     let strides = arr.strides();
     // SAFETY: shape/strides/data describe the live numpy buffer; numpy keeps

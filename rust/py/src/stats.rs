@@ -3,9 +3,9 @@
 
 use crate::array::{run, view};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
-use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::faer;
 use isofast_core::moments::Precision;
+use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as CoreMoments};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
@@ -154,7 +154,12 @@ impl Moments {
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
-    fn update(slf: &Bound<'_, Self>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
+    fn update(
+        slf: &Bound<'_, Self>,
+        x: &Bound<'_, PyAny>,
+        elem: Option<&str>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let v = view(x, elem)?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
@@ -192,7 +197,9 @@ impl Moments {
     }
     fn comoment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err("comoment: this Moments state's co-moment was released by second_pass(release=True)"));
+            return Err(PyValueError::new_err(
+                "comoment: this Moments state's co-moment was released by second_pass(release=True)",
+            ));
         }
         Ok(mat_to_py(py, self.inner.comoment().as_ref()))
     }
@@ -215,7 +222,11 @@ impl Moments {
 
     /// Covariance eigenvalues, descending (no eigenvectors).
     #[pyo3(signature = (n_threads=None))]
-    fn eigenvalues<'py>(&self, py: Python<'py>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn eigenvalues<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
@@ -242,15 +253,20 @@ impl Moments {
     ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
         check_finite_state(&self.inner)?;
         let inner = &mut self.inner;
-        let (ev, sp) =
-            run(py, || threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered, release, memory_budget)))?;
+        let (ev, sp) = run(py, || {
+            threads::install(n_threads, || second_pass_for(inner, f64_gemm, raw, centered, release, memory_budget))
+        })?;
         Ok((vec_to_py(py, ev), SecondPass { inner: sp }))
     }
 
     /// (covariance eigenvalues desc, their eigenvectors as columns): one
     /// decomposition, for callers that need no raw directions.
     #[pyo3(signature = (n_threads=None))]
-    fn cov_directions<'py>(&self, py: Python<'py>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    fn cov_directions<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
@@ -263,16 +279,28 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    ) -> PyResult<(
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray2<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray2<f64>>,
+    )> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
-        Ok((vec_to_py(py, ec.values), mat_to_py(py, ec.vectors.as_ref()), vec_to_py(py, er.values), mat_to_py(py, er.vectors.as_ref())))
+        Ok((
+            vec_to_py(py, ec.values),
+            mat_to_py(py, ec.vectors.as_ref()),
+            vec_to_py(py, er.values),
+            mat_to_py(py, er.vectors.as_ref()),
+        ))
     }
 
     fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err("this Moments state's co-moment was released by second_pass(release=True): it cannot be pickled"));
+            return Err(PyValueError::new_err(
+                "this Moments state's co-moment was released by second_pass(release=True): it cannot be pickled",
+            ));
         }
         let body = self.inner.to_bytes();
         let mut out = Vec::with_capacity(body.len() + 12);
@@ -307,12 +335,18 @@ impl Moments {
         (self.inner.dim(), self.inner.precision().name())
     }
     fn __repr__(&self) -> String {
-        format!("Moments(dim={}, n={}, precision={:?})", self.inner.dim(), self.inner.count(), self.inner.precision().name())
+        format!(
+            "Moments(dim={}, n={}, precision={:?})",
+            self.inner.dim(),
+            self.inner.count(),
+            self.inner.precision().name()
+        )
     }
 }
 
 fn parse_precision(name: &str) -> PyResult<Precision> {
-    Precision::from_name(name).ok_or_else(|| PyValueError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")))
+    Precision::from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")))
 }
 
 /// Second pass: partition functions (raw and centred) and centred cosine.
@@ -324,7 +358,12 @@ pub struct SecondPass {
 #[pymethods]
 impl SecondPass {
     #[new]
-    fn new(mean: PyReadonlyArray1<'_, f64>, dirs_raw: PyReadonlyArray2<'_, f64>, dirs_centered: PyReadonlyArray2<'_, f64>, f64_gemm: bool) -> PyResult<Self> {
+    fn new(
+        mean: PyReadonlyArray1<'_, f64>,
+        dirs_raw: PyReadonlyArray2<'_, f64>,
+        dirs_centered: PyReadonlyArray2<'_, f64>,
+        f64_gemm: bool,
+    ) -> PyResult<Self> {
         let mean = mean.as_array().to_vec();
         let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)
             .map_err(crate::array::to_py)?;
@@ -332,7 +371,13 @@ impl SecondPass {
     }
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
-    fn update(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<()> {
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        elem: Option<&str>,
+        #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+    ) -> PyResult<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
@@ -368,7 +413,11 @@ impl SecondPass {
 /// Eigendecomposition of a symmetric matrix (lower triangle read), descending.
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
-fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+fn sym_eigen<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, f64>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
@@ -380,7 +429,10 @@ fn sym_eigen<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f64>, #[pyo3(from_py
 fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> PyResult<Bound<'py, PyDict>> {
     let v = values.as_array().to_vec();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(crate::array::err("NumericalError", format!("eigenvalue {i} is {}: the variance overflows float64; rescale the input", v[i])));
+        return Err(crate::array::err(
+            "NumericalError",
+            format!("eigenvalue {i} is {}: the variance overflows float64; rescale the input", v[i]),
+        ));
     }
     if !eps.is_finite() {
         return Err(crate::array::err("InputError", format!("eps must lie in (0, 1], got {eps}")));
@@ -517,7 +569,12 @@ pub fn unit_sum<'py>(
 /// Column means in float64.
 #[pyfunction]
 #[pyo3(signature = (x, elem=None, n_threads=None))]
-pub fn column_mean<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, elem: Option<&str>, #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+pub fn column_mean<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    elem: Option<&str>,
+    #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let m = run(py, || threads::install(n_threads, || cosine::column_mean(&v)))?;
     Ok(vec_to_py(py, m))
