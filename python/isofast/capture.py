@@ -73,7 +73,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,6 +86,7 @@ import numpy as np
 from isofast import models as _models
 from isofast import store as _store
 from isofast.errors import InputError
+from isofast.progress import Progress
 from isofast.serializers import (
     ROLES,
     ChronosSerializer,
@@ -474,44 +474,6 @@ def _body(lm: _models.LoadedModel):
     return base if base is not None else m
 
 
-# ------------------------------------------------------------------ progress
-class _Progress:
-    def __init__(self, total: int, enabled: bool, desc: str):
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.t0 = time.perf_counter()
-        self.bar = None
-        self.last = 0.0
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, file=sys.stderr)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last >= 0.5 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-9)
-            print(
-                f"\rcapture: {self.done}/{self.total} tokens, {rate:,.0f} tok/s",
-                end="" if self.done < self.total else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --------------------------------------------------------------------- main
 def _fingerprint(items: list[_Item]) -> str:
     h = hashlib.sha256()
@@ -885,7 +847,14 @@ def capture(
 
     # ---- the loop
     remaining = items[start_window:]
-    bar = _Progress(int(sum(it.n_tokens for it in remaining)), progress, f"capture {lm.name}")
+    bar = Progress(
+        int(sum(it.n_tokens for it in remaining)),
+        desc=f"capture {lm.name}",
+        unit="tok",
+        noun="tokens",
+        enabled=progress,
+        unit_scale=True,
+    )
     shards = _ShardBuffer(
         writer,
         [(s, L) for s in sites for L in layer_map[s]],

@@ -25,6 +25,7 @@ import numpy as np
 
 from isofast import store as _store
 from isofast.errors import InputError
+from isofast.progress import Progress
 from isofast.serializers.base import DIGIT, ROLES
 from isofast.tsfm.base import TSFMAdapter
 
@@ -179,7 +180,8 @@ def capture_tsfm(
         per_window = max(1, ad.d_model * 4 * len(keys) * max(ser.n_tokens(w.values.size) for w in wins))
         step = max(batch_size, (shard_bytes // per_window) // batch_size * batch_size)
         done = start
-        bar = _cap._Progress(len(wins) - start, progress, f"capture {ad.family}")
+        # a TSFM's batches are windows (their token count is known only after embedding)
+        bar = Progress(len(wins) - start, desc=f"capture {ad.family}", unit="window", noun="windows", enabled=progress)
         try:
             while done < len(wins):
                 group = wins[done : done + step]
