@@ -95,12 +95,18 @@ def _capture_contexts(folder: str, model: str | None):
     return cap.layer(n_layers, "residual"), name, mf.get("weights_hash"), cap
 
 
-def _direct_contexts(args, lm):
+def _data_windows(args):
+    """The contexts of ``--data`` (read before any model is loaded, so a bad
+    name fails at once)."""
+    series, _ = resolve_data(args.data, args.column, args.time_column)
+    w, _ = cut_windows(series, args.context, 0, args.window_mode, args.context, args.n_windows, args.seed)
+    return w
+
+
+def _direct_contexts(args, lm, w):
     from isofast.head import head_inputs
     from isofast.serializers import get_serializer
 
-    series, _ = resolve_data(args.data, args.column, args.time_column)
-    w, _ = cut_windows(series, args.context, 0, args.window_mode, args.context, args.n_windows, args.seed)
     ser = get_serializer(args.serializer)
     rows = []
     for ctx in w.context:
@@ -110,11 +116,11 @@ def _direct_contexts(args, lm):
     return np.concatenate(rows)
 
 
-def _tsfm_with_head(spec: str, device):
-    """The TSFM adapter of ``spec`` when its family has a softmax head
-    (Chronos-T5); ``InputError`` (one line, exit 2) before loading otherwise."""
+def _tsfm_with_head(spec: str) -> str:
+    """``spec`` normalised when its family has a softmax head (Chronos-T5);
+    ``InputError`` (one line, exit 2) before anything is loaded otherwise."""
     from isofast.errors import InputError
-    from isofast.tsfm import adapter_class, load_tsfm, parse_spec
+    from isofast.tsfm import adapter_class, parse_spec
 
     ms = parse_spec(spec)
     if not adapter_class(ms.family).has_head:
@@ -123,20 +129,17 @@ def _tsfm_with_head(spec: str, device):
             f"tokens: a language model, or chronos:DIR (Chronos-T5, 4096 value bins); {ms.family} forecasts with a "
             "direct (quantile/regression) head"
         )
-    return load_tsfm(str(ms), device=device)
-
-
-def _tsfm_contexts(args, ad) -> np.ndarray:
-    series, _ = resolve_data(args.data, args.column, args.time_column)
-    w, _ = cut_windows(series, args.context, 0, args.window_mode, args.context, args.n_windows, args.seed)
-    return ad.head_inputs(list(w.context))
+    return str(ms)
 
 
 def _run_head_tsfm(args, spec: str) -> int:
     from isofast.head import head_diagnostics
+    from isofast.tsfm import load_tsfm
 
-    ad = _tsfm_with_head(spec, args.device)
-    C = _tsfm_contexts(args, ad)
+    spec = _tsfm_with_head(spec)
+    w = _data_windows(args)
+    ad = load_tsfm(spec, device=args.device)
+    C = ad.head_inputs(list(w.context))
     W, b = ad.head()
     rep = head_diagnostics(
         W, C, b, isotropy=not args.no_isotropy, head_isotropy=not args.no_isotropy, n_threads=args.threads
@@ -187,8 +190,9 @@ def run_head(args) -> int:
             )
         source = f"capture {args.capture} ({C.shape[0]} rows, layer {C.layer})"
     else:
+        w = _data_windows(args)
         lm = load_model(args.model or "smollm2", device=args.device)
-        C = _direct_contexts(args, lm)
+        C = _direct_contexts(args, lm, w)
         source = f"{args.data}: {C.shape[0]} hidden states ({args.positions} positions)"
     W, b = lm_head_weights(lm)
     rep = head_diagnostics(
