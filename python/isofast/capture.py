@@ -86,6 +86,7 @@ import numpy as np
 
 from isofast import models as _models
 from isofast import store as _store
+from isofast.data.series import as_named_series_list
 from isofast.errors import InputError
 from isofast.serializers import (
     ROLES,
@@ -161,53 +162,6 @@ def _is_windows(obj) -> bool:
     return all(hasattr(obj, a) for a in ("context", "series_id", "start"))
 
 
-def _series_list(series) -> tuple[list[np.ndarray], list[str] | None]:
-    """Normalise the accepted inputs to a list of 1-D float arrays."""
-    names = None
-    if isinstance(series, dict):
-        names = [str(k) for k in series]
-        items = list(series.values())
-    elif isinstance(series, np.ndarray) or _has_array_interface(series):
-        arr = np.asarray(series, dtype=np.float64)
-        if arr.ndim == 1:
-            items = [arr]
-        elif arr.ndim == 2:
-            items = list(arr)
-        else:
-            raise ValueError(f"series array must be 1-D or 2-D (series × time), got {arr.shape}")
-    elif hasattr(series, "columns") and hasattr(series, "to_numpy"):  # a DataFrame: columns
-        names = [str(c) for c in series.columns]
-        items = [np.asarray(series[c].to_numpy(), dtype=np.float64) for c in series.columns]
-    elif _is_series_obj(series):  # an isofast.data.series.Series (or a pandas Series)
-        names, items = [str(series.name)], [series.values]
-    elif isinstance(series, (list, tuple)):
-        if len(series) == 0:
-            raise ValueError("no series given (empty list)")
-        if all(np.ndim(s) == 0 for s in series):
-            items = [np.asarray(series, dtype=np.float64)]
-        elif all(_is_series_obj(s) for s in series):
-            names = [str(s.name) for s in series]
-            items = [s.values for s in series]
-        else:
-            items = [s.values if _is_series_obj(s) else s for s in series]
-    else:
-        raise TypeError(
-            "series must be a 1-D/2-D array, a list of 1-D arrays, a dict name → array "
-            f"or an isofast.data.windows.Windows, got {type(series).__name__}"
-        )
-    if not items:
-        raise ValueError("no series given")
-    return items, names
-
-
-def _is_series_obj(x) -> bool:
-    return hasattr(x, "values") and hasattr(x, "name") and not isinstance(x, (np.ndarray, dict))
-
-
-def _has_array_interface(x) -> bool:
-    return hasattr(x, "__array__") and not isinstance(x, (list, tuple, dict, str))
-
-
 def _windows(
     series,
     *,
@@ -227,7 +181,7 @@ def _windows(
             v = as_series(ctx[i], nan=nan, name=f"window {i}")
             out.append(_Window(int(sid[i]), int(st[i]), v))
         return out, getattr(series, "names", None)
-    items, names = _series_list(series)
+    items, names = as_named_series_list(series)
     cleaned = [as_series(s, nan=nan, name=f"series {names[i] if names else i}") for i, s in enumerate(items)]
     if context is None:
         return [_Window(i, 0, v) for i, v in enumerate(cleaned)], names
@@ -1008,12 +962,9 @@ def _discard(root: Path, manifest: dict) -> None:
 
 
 def _isofast_version() -> str:
-    try:
-        from isofast import __version__
+    from isofast import __version__
 
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "unknown"
+    return str(__version__)
 
 
 def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:

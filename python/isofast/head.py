@@ -35,7 +35,9 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix, check_int, file_rows
+from isofast.analysis import analyze
 from isofast.errors import renamed
+from isofast.report import jsonable
 
 __all__ = [
     "HeadLogits",
@@ -249,24 +251,9 @@ def shift_direction(W: Any, *, chunk_rows: int = 4096, dtype: str | None = None)
 
 
 # --------------------------------------------------------------- the report
-def _jsonable(v: Any) -> Any:
-    try:
-        from isofast.report import jsonable
-    except ImportError:  # pragma: no cover - the report module ships with isofast
-        jsonable = None
-    if jsonable is not None:
-        return jsonable(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+# head_cli still imports the old private name; the CLI package (issue 15 §3)
+# imports isofast.report.jsonable instead, and then this alias goes.
+_jsonable = jsonable
 
 
 #: Relative residual below which a shift direction counts as exact.
@@ -344,7 +331,7 @@ class HeadReport:
         if not arrays:
             for k in self._ARRAYS:
                 d.pop(k)
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, indent: int | None = 2, arrays: bool = False) -> str:
         return json.dumps(self.to_dict(arrays=arrays), indent=indent)
@@ -418,11 +405,7 @@ class _ReChunks:
         return iter(self.src.chunks())
 
 
-def _analyze_dict(X: Any, n_threads: int | None, dtype: str | None) -> dict | None:
-    try:
-        from isofast.analysis import analyze
-    except ImportError:  # pragma: no cover - analysis ships with isofast
-        return None
+def _analyze_dict(X: Any, n_threads: int | None, dtype: str | None) -> dict:
     return analyze(X, n_threads=n_threads, dtype=dtype).to_dict(arrays=False)
 
 
