@@ -14,20 +14,8 @@ Sites and layer numbering
 * ``"attention"`` — the self-attention sub-layer output of block L (after its
   output projection, before it is added to the residual stream), read with a
   forward hook as in the reference study (Shelim et al. 2025). Layers 1..n.
-  Modules hooked per architecture:
-
-  =================  ==============================================  ===========
-  architecture       module (L = 1..n is index L−1)                  output
-  =================  ==============================================  ===========
-  Llama / SmolLM2,   ``model.layers.{i}.self_attn``                  ``out[0]``
-  Mistral, Qwen2…
-  GPT-2              ``transformer.h.{i}.attn``                      ``out[0]``
-  T5 / Chronos       ``encoder.block.{i}.layer.0.SelfAttention``     ``out[0]``
-  BERT / MiniLM      ``encoder.layer.{i}.attention.output.dense``    tensor
-  =================  ==============================================  ===========
-
-  (BERT's ``attention`` module already adds the residual and normalises, so
-  its output projection ``dense`` is the comparable point.)
+  The module hooked per architecture is listed in :mod:`isofast.models`
+  (``ATTENTION_MODULES``).
 
 Encoder-decoder models (T5, Chronos) run their *encoder* only: the context is
 what the encoder reads; the reference study's decoder hooks kept only the last
@@ -99,21 +87,6 @@ from isofast.serializers import (
 from isofast.serializers.base import DIGIT, OTHER, SEPARATOR, SIGN
 
 SITES = ("residual", "attention")
-
-# Attention sub-layer modules per architecture (see the module docstring).
-ATTENTION_MODULES: dict[str, str] = {
-    "llama": "model.layers.{i}.self_attn",
-    "gpt2": "transformer.h.{i}.attn",
-    "t5": "encoder.block.{i}.layer.0.SelfAttention",
-    "bert": "encoder.layer.{i}.attention.output.dense",
-}
-# Fallback patterns (module-name suffixes) for other architectures.
-_ATTENTION_SUFFIXES = (
-    "layers.{i}.self_attn",
-    "h.{i}.attn",
-    "encoder.block.{i}.layer.0.SelfAttention",
-    "encoder.layer.{i}.attention.output.dense",
-)
 
 
 # --------------------------------------------------------------------- result
@@ -391,41 +364,6 @@ def _resolve_layers(layers, n_layers: int, sites: Sequence[str]) -> dict[str, li
                 raise ValueError(f"no attention layer requested (attention layers are 1..{n_layers})")
             out[site] = ls
     return out
-
-
-def _attention_modules(lm: _models.LoadedModel, layers: list[int]) -> dict[int, Any]:
-    named = dict(lm.model.named_modules())
-    found: dict[int, Any] = {}
-    pattern = ATTENTION_MODULES.get(lm.architecture)
-    for L in layers:
-        i = L - 1
-        if pattern and pattern.format(i=i) in named:
-            found[L] = named[pattern.format(i=i)]
-            continue
-        for suf in _ATTENTION_SUFFIXES:
-            hits = [
-                m
-                for name, m in named.items()
-                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i))) and ".decoder." not in f".{name}"
-            ]
-            if len(hits) == 1:
-                found[L] = hits[0]
-                break
-        if L not in found:
-            raise ValueError(
-                f"cannot find the attention module of layer {L} in a {lm.architecture!r} model; "
-                f"known layouts: {ATTENTION_MODULES}"
-            )
-    return found
-
-
-def _body(lm: _models.LoadedModel):
-    """The module whose forward yields the hidden states (no LM head: faster)."""
-    m = lm.model
-    if lm.kind == "encoder-decoder":
-        return m.get_encoder()
-    base = getattr(m, "base_model", m)
-    return base if base is not None else m
 
 
 # ------------------------------------------------------------------ progress
@@ -792,7 +730,7 @@ def capture(
             "roles": list(ROLES),
             "layer_numbering": "residual: 0 = embeddings, L = output of block L (last after final norm); "
             "attention: L = self-attention output of block L",
-            "attention_modules": ATTENTION_MODULES.get(lm.architecture),
+            "attention_modules": _models.ATTENTION_MODULES.get(lm.architecture),
             "nan_policy": nan,
             "truncate": truncate,
             "truncated_windows": enc.n_truncated,
@@ -807,13 +745,13 @@ def capture(
         return _result(manifest, root, lm, dev, 0, 0.0, start_window, caught)
 
     # ---- model plumbing
-    body = _body(lm)
+    body = _models.hidden_states_module(lm)
     att_layers = layer_map.get("attention", [])
     res_layers = layer_map.get("residual", [])
     grabbed: dict[int, Any] = {}
     hooks = []
     if att_layers:
-        for L, mod in _attention_modules(lm, att_layers).items():
+        for L, mod in _models.attention_modules(lm, att_layers).items():
 
             def hook(_m, _inp, output, L=L):
                 grabbed[L] = output[0] if isinstance(output, (tuple, list)) else output
