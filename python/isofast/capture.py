@@ -438,9 +438,9 @@ class _ShardBuffer:
         m = writer.manifest
         self.writer, self.keys, self.dim, self.sdtype = writer, list(keys), dim, sdtype
         self.shard_bytes = shard_bytes
-        self.first_window = int(m["windows_done"])
-        self.row_next = int(m["rows"])
-        self.k = len(m["shards"])
+        self.first_window = int(m.windows_done)
+        self.row_next = int(m.rows)
+        self.k = len(m.shards)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isofast-capture-writer")
         self.pending: Future | None = None
         self._reset()
@@ -673,75 +673,50 @@ def capture(
 
         out = tempfile.mkdtemp(prefix="isofast-capture-")
     root = Path(out).expanduser()
-    resume_key = {
-        "weights_hash": lm.weights_hash,
-        "serializer": ser.to_dict(),
-        "positions": positions,
-        "layers": layer_map,
-        "sites": sites,
-        "dtype": dname,
-        "batch_size": int(batch_size),
-        "shard_bytes": int(shard_bytes),
-        "windows": len(items),
-        "input_fingerprint": _fingerprint(items),
-        "patch_embed": None
+    resume_key = _store.ResumeKey(
+        weights_hash=lm.weights_hash,
+        serializer=ser.to_dict(),
+        positions=positions,
+        layers=layer_map,
+        sites=sites,
+        dtype=dname,
+        batch_size=int(batch_size),
+        shard_bytes=int(shard_bytes),
+        windows=len(items),
+        input_fingerprint=_fingerprint(items),
+        patch_embed=None
         if not isinstance(ser, PatchSerializer)
         else ("seeded-linear" if patch_embed is None else _models.hash_state_dict(patch_embed)),
-        "seed": int(seed),
-    }
-    previous = _store.read_manifest(root) if root.is_dir() else None
-    if previous is not None and resume:
-        if previous.get("resume_key") != resume_key:
-            diff = sorted(
-                k
-                for k in set(resume_key) | set(previous.get("resume_key", {}))
-                if previous.get("resume_key", {}).get(k) != resume_key.get(k)
-            )
-            raise ValueError(
-                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
-                "use another folder or pass resume=False to overwrite it"
-            )
-        manifest = previous
-    else:
-        if previous is not None:
-            _discard(root, previous)
-        manifest = {
-            "format": _store.FORMAT,
-            "format_version": _store.FORMAT_VERSION,
-            "isofast_version": _isofast_version(),
-            "complete": False,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": lm.to_dict(),
-            "weights_hash": lm.weights_hash,
-            "serializer": ser.to_dict(),
-            "dtype": dname,
-            "storage_dtype": str(_store.storage_dtype(dname)),
-            "sites": sites,
-            "layers": layer_map,
-            "positions": positions,
-            "dim": lm.hidden_size,
-            "n_windows": len(items),
-            "windows_done": 0,
-            "rows": 0,
-            "shapes": {},
-            "shards": [],
-            "series_names": names,
-            "token_table_format": "parquet" if _store.have_pyarrow() else "csv",
-            "roles": list(ROLES),
-            "layer_numbering": "residual: 0 = embeddings, L = output of block L (last after final norm); "
+        seed=int(seed),
+    )
+    writer = _store.open_writer(
+        root,
+        _store.Manifest(
+            model=lm.to_dict(),
+            weights_hash=lm.weights_hash,
+            serializer=ser.to_dict(),
+            dtype=dname,
+            sites=sites,
+            layers=layer_map,
+            positions=positions,
+            dim=lm.hidden_size,
+            n_windows=len(items),
+            series_names=names,
+            layer_numbering="residual: 0 = embeddings, L = output of block L (last after final norm); "
             "attention: L = self-attention output of block L",
-            "attention_modules": _models.ATTENTION_MODULES.get(lm.architecture),
-            "nan_policy": nan,
-            "truncate": truncate,
-            "truncated_windows": enc.n_truncated,
-            "max_length": enc.limit,
-            "device": str(dev),
-            "resume_key": resume_key,
-        }
-    writer = _store.CaptureWriter.prepare(root, manifest)
-    writer.remove_stale()
-    start_window = int(manifest["windows_done"])
-    if manifest.get("complete"):
+            attention_modules=_models.ATTENTION_MODULES.get(lm.architecture),
+            nan_policy=nan,
+            truncate=truncate,
+            truncated_windows=enc.n_truncated,
+            max_length=enc.limit,
+            device=str(dev),
+            resume_key=resume_key,
+        ),
+        resume=resume,
+    )
+    manifest = writer.manifest
+    start_window = int(manifest.windows_done)
+    if manifest.complete:
         return _result(manifest, root, lm, dev, 0, 0.0, start_window, caught)
 
     # ---- model plumbing
@@ -851,8 +826,8 @@ def capture(
         bar.close()
         shards.close()
     seconds = time.perf_counter() - t_loop
-    manifest["complete"] = True
-    manifest["seconds"] = round(time.perf_counter() - t_start, 3)
+    manifest.complete = True
+    manifest.seconds = round(time.perf_counter() - t_start, 3)
     writer.write_manifest()
     return _result(manifest, root, lm, dev, processed, seconds, start_window, caught)
 
@@ -888,40 +863,23 @@ def _check_device(device) -> None:
         raise InputError(f"device {device!r} is not supported by capture; available: {', '.join(have)}")
 
 
-def _discard(root: Path, manifest: dict) -> None:
-    """Remove an earlier capture's files (only those isofast writes)."""
-    import shutil
-
-    for site in manifest.get("sites", []):
-        shutil.rmtree(root / site, ignore_errors=True)
-    for sub in ("tokens", "windows"):
-        shutil.rmtree(root / sub, ignore_errors=True)
-    (root / _store.MANIFEST).unlink(missing_ok=True)
-
-
-def _isofast_version() -> str:
-    from isofast import __version__
-
-    return str(__version__)
-
-
-def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:
+def _result(manifest: _store.Manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:
     return CaptureResult(
         path=str(root),
         model=lm.name,
         weights_hash=lm.weights_hash,
-        n_windows=int(manifest["n_windows"]),
-        n_rows=int(manifest["rows"]),
-        dim=int(manifest["dim"]),
-        layers={k: list(v) for k, v in manifest["layers"].items()},
-        sites=list(manifest["sites"]),
-        dtype=manifest["dtype"],
+        n_windows=int(manifest.n_windows),
+        n_rows=int(manifest.rows),
+        dim=int(manifest.dim),
+        layers={k: list(v) for k, v in manifest.layers.items()},
+        sites=list(manifest.sites),
+        dtype=manifest.dtype,
         device=str(dev),
         tokens_processed=int(processed),
         seconds=round(float(seconds), 4),
         tokens_per_s=float(processed / seconds) if seconds > 0 else 0.0,
         resumed_from_window=int(start_window),
-        complete=bool(manifest.get("complete")),
+        complete=bool(manifest.complete),
         warnings=caught,
     )
 
