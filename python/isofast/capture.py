@@ -620,7 +620,88 @@ def capture(
             shard_bytes=shard_bytes,
             progress=progress,
         )
-    torch = _models._torch()
+    plan = _prepare(
+        model,
+        series,
+        serializer=serializer,
+        layers=layers,
+        positions=positions,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        sites=sites,
+        context=context,
+        window_mode=window_mode,
+        stride=stride,
+        n_windows=n_windows,
+        seed=seed,
+        nan=nan,
+        truncate=truncate,
+        shard_bytes=shard_bytes,
+        patch_embed=patch_embed,
+    )
+    writer = _open_or_resume(plan, out, resume=resume)
+    manifest = writer.manifest
+    start_window = int(manifest.windows_done)
+    if manifest.complete:
+        return _result(manifest, writer.root, plan.lm, plan.dev, 0, 0.0, start_window, plan.caught)
+    processed, seconds = _run_batches(plan, writer, start_window, progress=progress, on_batch=on_batch)
+    manifest.complete = True
+    manifest.seconds = round(time.perf_counter() - plan.t_start, 3)
+    writer.write_manifest()
+    return _result(manifest, writer.root, plan.lm, plan.dev, processed, seconds, start_window, plan.caught)
+
+
+@dataclass
+class _Plan:
+    """What :func:`_prepare` settled: the checked arguments, the model on its
+    device, and every window encoded (for the fingerprint and the total)."""
+
+    lm: _models.LoadedModel
+    ser: Any
+    dev: Any
+    tdtype: Any
+    dname: str
+    sites: list[str]
+    positions: Any
+    layer_map: dict[str, list[int]]
+    items: list[_Item]
+    names: list[str] | None
+    enc: _Encoder
+    batch_size: int
+    shard_bytes: int
+    seed: int
+    nan: str
+    truncate: str
+    patch_embed: Any
+    caught: list[str]
+    t_start: float
+
+
+def _prepare(
+    model,
+    series,
+    *,
+    serializer,
+    layers,
+    positions,
+    device,
+    dtype,
+    batch_size: int,
+    sites: Sequence[str],
+    context: int | None,
+    window_mode: str,
+    stride: int | None,
+    n_windows: int | None,
+    seed: int,
+    nan: str,
+    truncate: str,
+    shard_bytes: int,
+    patch_embed,
+) -> _Plan:
+    """Check the arguments, load the model onto its device, cut and encode the
+    windows (cheap: all up front, for the fingerprint and the progress total)."""
+    _models._torch()  # a missing torch extra is reported before anything else
     t_start = time.perf_counter()
     caught: list[str] = []
 
@@ -664,10 +745,39 @@ def capture(
             f"{enc.n_truncated} of {len(items)} window(s) were longer than the model's maximum "
             f"of {enc.limit} tokens; their oldest values were dropped (truncate='left')"
         )
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        warnings.warn(msg, UserWarning, stacklevel=3)  # the caller of capture()
         caught.append(msg)
 
-    # ---- output folder and manifest
+    return _Plan(
+        lm=lm,
+        ser=ser,
+        dev=dev,
+        tdtype=tdtype,
+        dname=dname,
+        sites=sites,
+        positions=positions,
+        layer_map=layer_map,
+        items=items,
+        names=names,
+        enc=enc,
+        batch_size=int(batch_size),
+        shard_bytes=int(shard_bytes),
+        seed=int(seed),
+        nan=nan,
+        truncate=truncate,
+        patch_embed=patch_embed,
+        caught=caught,
+        t_start=t_start,
+    )
+
+
+def _open_or_resume(plan: _Plan, out, *, resume: bool) -> _store.CaptureWriter:
+    """The capture folder's writer: the manifest and resume key of this
+    capture, resuming or discarding an earlier one there (:func:`isofast.store.open_writer`)."""
+    lm, ser, enc, items = plan.lm, plan.ser, plan.enc, plan.items
+    positions, layer_map, sites, dname = plan.positions, plan.layer_map, plan.sites, plan.dname
+    batch_size, shard_bytes, seed, patch_embed = plan.batch_size, plan.shard_bytes, plan.seed, plan.patch_embed
+    names, nan, truncate, dev = plan.names, plan.nan, plan.truncate, plan.dev
     if out is None:
         import tempfile
 
@@ -689,7 +799,7 @@ def capture(
         else ("seeded-linear" if patch_embed is None else _models.hash_state_dict(patch_embed)),
         seed=int(seed),
     )
-    writer = _store.open_writer(
+    return _store.open_writer(
         root,
         _store.Manifest(
             model=lm.to_dict(),
@@ -714,11 +824,22 @@ def capture(
         ),
         resume=resume,
     )
-    manifest = writer.manifest
-    start_window = int(manifest.windows_done)
-    if manifest.complete:
-        return _result(manifest, root, lm, dev, 0, 0.0, start_window, caught)
 
+
+def _run_batches(
+    plan: _Plan,
+    writer: _store.CaptureWriter,
+    start_window: int,
+    *,
+    progress: bool,
+    on_batch: Callable[[int, int], None] | None,
+) -> tuple[int, float]:
+    """Run the windows from ``start_window`` on in batches, buffer the kept
+    rows and write them as shards; returns (tokens processed, seconds)."""
+    torch = _models._torch()
+    lm, ser, dev, tdtype, dname = plan.lm, plan.ser, plan.dev, plan.tdtype, plan.dname
+    items, positions, layer_map, sites = plan.items, plan.positions, plan.layer_map, plan.sites
+    batch_size, shard_bytes, seed, patch_embed = plan.batch_size, plan.shard_bytes, plan.seed, plan.patch_embed
     # ---- model plumbing
     body = _models.hidden_states_module(lm)
     att_layers = layer_map.get("attention", [])
@@ -825,11 +946,7 @@ def capture(
             h.remove()
         bar.close()
         shards.close()
-    seconds = time.perf_counter() - t_loop
-    manifest.complete = True
-    manifest.seconds = round(time.perf_counter() - t_start, 3)
-    writer.write_manifest()
-    return _result(manifest, root, lm, dev, processed, seconds, start_window, caught)
+    return processed, time.perf_counter() - t_loop
 
 
 def _check_device(device) -> None:
