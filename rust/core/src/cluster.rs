@@ -55,17 +55,18 @@
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{
-    add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials,
-    nearest_block, sample_indices, seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef,
-    SplitMix64, BLOCK,
+    assign, best_of, kmeans_plusplus, local_trials, nearest_block, seeding_stream, tolerance, CentreSet, KMeansFit,
 };
 use crate::lse::{update_both_signs, LogSumExp};
 use crate::moments::Moments;
 use crate::partition::SecondPass;
+use crate::points::{distinct_rows, Points, PointsRef, BLOCK};
+use crate::random::{derive_seed, sample_indices, SplitMix64};
 use crate::silhouette::{silhouettes, Labelling};
 use crate::source::{first_non_finite, for_each_tile, tile_rows, MatView};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
+use crate::vector::{add_assign, axpy_centered, sqdist, sqnorm};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
 use std::time::Instant;

@@ -14,9 +14,9 @@
 //! near 1 instead of an undefined average).
 
 use crate::error::{Error, Result};
-use crate::kmeans::sqnorm;
 use crate::source::{for_each_tile, tile_mean, MatView};
 use crate::threads;
+use crate::vector::sqnorm;
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
 use std::collections::HashMap;

@@ -24,9 +24,11 @@
 //! number of threads.
 
 use crate::error::{invalid, Error, Result};
-use crate::kmeans::{sample_indices, sqdist, Points, PointsRef, SplitMix64, BLOCK};
+use crate::points::{Points, PointsRef, BLOCK};
+use crate::random::{sample_indices, SplitMix64};
 use crate::source::MatView;
 use crate::threads;
+use crate::vector::sqdist;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
