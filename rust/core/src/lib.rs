@@ -22,6 +22,7 @@ pub mod points;
 pub mod random;
 pub mod rankone;
 pub mod silhouette;
+mod simd;
 pub mod source;
 pub mod spectrum;
 pub mod threads;

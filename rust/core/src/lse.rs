@@ -7,6 +7,8 @@
 //! arguments (|rel. error| < 2e-16 on [−708, 0]; underflows flush to 0, which
 //! cannot matter next to the max term exp(0) = 1).
 
+use crate::simd::dispatch;
+
 /// Mergeable log-sum-exp accumulator.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogSumExp {
@@ -60,32 +62,10 @@ impl LogSumExp {
     }
 }
 
-/// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
-pub fn sum_exp_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { sum_exp_avx512(values, sign, shift) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { sum_exp_avx2(values, sign, shift) };
-        }
-    }
-    sum_exp_generic(values, sign, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_exp_avx512<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    sum_exp_generic(values, sign, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_exp_avx2<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    sum_exp_generic(values, sign, shift)
+dispatch! {
+    /// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
+    pub fn sum_exp_shifted[T: Copy + Into<f64>][T](values: &[T], sign: f64, shift: f64) -> f64
+        = sum_exp_generic; avx2 "avx2", "fma";
 }
 
 #[inline(always)]
@@ -194,7 +174,7 @@ pub fn update_both_signs<T: ExpSum>(pos: &mut LogSumExp, neg: &mut LogSumExp, z:
 }
 
 macro_rules! exp_sum_impl {
-    ($t:ty, $lanes:expr, $exp:ident, $avx512:ident, $avx2:ident, $generic:ident, $mm512:ident, $mm2:ident, $mmg:ident) => {
+    ($t:ty, $lanes:expr, $exp:ident) => {
         impl ExpSum for $t {
             fn sum_exp(z: &[$t], m: $t) -> f64 {
                 dispatch_sum::<false>(z, m)
@@ -202,51 +182,17 @@ macro_rules! exp_sum_impl {
             fn sum_exp_neg(z: &[$t], m: $t) -> f64 {
                 dispatch_sum::<true>(z, m)
             }
-            fn max_min(z: &[$t]) -> ($t, $t) {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $mm512(z) };
-                    }
-                    if std::arch::is_x86_feature_detected!("avx2") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $mm2(z) };
-                    }
-                }
-                $mmg(z)
+            dispatch! {
+                fn max_min(z: &[$t]) -> ($t, $t) = mm_generic; avx2 "avx2";
             }
         }
 
-        fn dispatch_sum<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the feature was detected at run time.
-                    return unsafe { $avx512::<NEG>(z, m) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were detected at run time.
-                    return unsafe { $avx2::<NEG>(z, m) };
-                }
-            }
-            $generic::<NEG>(z, m)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $avx512<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            $generic::<NEG>(z, m)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx2<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            $generic::<NEG>(z, m)
+        dispatch! {
+            fn dispatch_sum[const NEG: bool][NEG](z: &[$t], m: $t) -> f64 = sum_generic; avx2 "avx2", "fma";
         }
 
         #[inline(always)]
-        fn $generic<const NEG: bool>(z: &[$t], m: $t) -> f64 {
+        fn sum_generic<const NEG: bool>(z: &[$t], m: $t) -> f64 {
             const L: usize = $lanes;
             let mut acc = [0.0f64; L];
             let chunks = z.chunks_exact(L);
@@ -269,20 +215,8 @@ macro_rules! exp_sum_impl {
             s + tail
         }
 
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $mm512(z: &[$t]) -> ($t, $t) {
-            $mmg(z)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $mm2(z: &[$t]) -> ($t, $t) {
-            $mmg(z)
-        }
-
         #[inline(always)]
-        fn $mmg(z: &[$t]) -> ($t, $t) {
+        fn mm_generic(z: &[$t]) -> ($t, $t) {
             const L: usize = $lanes;
             let mut hi = [<$t>::NEG_INFINITY; L];
             let mut lo = [<$t>::INFINITY; L];
@@ -308,12 +242,12 @@ macro_rules! exp_sum_impl {
 
 mod f64_block {
     use super::*;
-    exp_sum_impl!(f64, 8, exp_nonpos, sum_avx512, sum_avx2, sum_generic, mm_avx512, mm_avx2, mm_generic);
+    exp_sum_impl!(f64, 8, exp_nonpos);
 }
 
 mod f32_block {
     use super::*;
-    exp_sum_impl!(f32, 16, exp_nonpos_f32, sum_avx512, sum_avx2, sum_generic, mm_avx512, mm_avx2, mm_generic);
+    exp_sum_impl!(f32, 16, exp_nonpos_f32);
 }
 
 /// exp(x) in f32 for x ≤ 0 (small positive rounding tolerated), branch-free:

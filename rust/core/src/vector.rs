@@ -2,6 +2,8 @@
 //! accumulation) with a fixed summation order, compiled for AVX-512/AVX2 and
 //! picked at run time; every path gives bitwise the same result.
 
+use crate::simd::dispatch;
+
 /// Σ_j a_j² (vectorised, fixed summation order).
 #[inline]
 pub fn sqnorm(a: &[f64]) -> f64 {
@@ -14,35 +16,10 @@ pub fn sqdist(a: &[f64], b: &[f64]) -> f64 {
     sqdist_dispatch(a, Some(b))
 }
 
-/// Runs the same fixed-order arithmetic compiled for AVX-512/AVX2 when the CPU
-/// has them (Rust never contracts a·b + c into an FMA on its own, so every
-/// path gives bitwise the same result).
-#[inline]
-fn sqdist_dispatch(a: &[f64], b: Option<&[f64]>) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { sqdist_avx512(a, b) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { sqdist_avx2(a, b) };
-        }
-    }
-    sqdist_generic(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sqdist_avx512(a: &[f64], b: Option<&[f64]>) -> f64 {
-    sqdist_generic(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sqdist_avx2(a: &[f64], b: Option<&[f64]>) -> f64 {
-    sqdist_generic(a, b)
+dispatch! {
+    /// Σ_j (a_j − b_j)², or Σ_j a_j² without `b` (see [`crate::simd`]).
+    #[inline]
+    fn sqdist_dispatch(a: &[f64], b: Option<&[f64]>) -> f64 = sqdist_generic; avx2 "avx2";
 }
 
 #[inline(always)]
@@ -90,34 +67,11 @@ fn sqdist_generic(a: &[f64], b: Option<&[f64]>) -> f64 {
     acc[0] + tail
 }
 
-/// dst += src (or dst −= src), element-wise; vectorised when the CPU allows
-/// (element-wise, so every path gives the same bits).
-#[inline]
-pub fn add_assign(dst: &mut [f64], src: &[f64], subtract: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { add_avx512(dst, src, subtract) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { add_avx2(dst, src, subtract) };
-        }
-    }
-    add_generic(dst, src, subtract)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn add_avx512(dst: &mut [f64], src: &[f64], subtract: bool) {
-    add_generic(dst, src, subtract)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn add_avx2(dst: &mut [f64], src: &[f64], subtract: bool) {
-    add_generic(dst, src, subtract)
+dispatch! {
+    /// dst += src (or dst −= src), element-wise; vectorised when the CPU allows
+    /// (element-wise, so every path gives the same bits).
+    #[inline]
+    pub fn add_assign(dst: &mut [f64], src: &[f64], subtract: bool) = add_generic; avx2 "avx2";
 }
 
 #[inline(always)]
@@ -129,33 +83,10 @@ fn add_generic(dst: &mut [f64], src: &[f64], subtract: bool) {
     }
 }
 
-/// dst += (x − m)·w, element-wise (vectorised when the CPU allows).
-#[inline]
-pub fn axpy_centered(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { axpy_avx512(dst, x, m, w) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { axpy_avx2(dst, x, m, w) };
-        }
-    }
-    axpy_generic(dst, x, m, w)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn axpy_avx512(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
-    axpy_generic(dst, x, m, w)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn axpy_avx2(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) {
-    axpy_generic(dst, x, m, w)
+dispatch! {
+    /// dst += (x − m)·w, element-wise (vectorised when the CPU allows).
+    #[inline]
+    pub fn axpy_centered(dst: &mut [f64], x: &[f64], m: &[f64], w: f64) = axpy_generic; avx2 "avx2";
 }
 
 #[inline(always)]
