@@ -66,7 +66,7 @@ use crate::silhouette::{silhouettes, Labelling};
 use crate::source::{first_non_finite, for_each_tile, tile_rows, MatView};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
-use crate::vector::{add_assign, axpy_centered, sqdist, sqnorm};
+use crate::vector::{add_assign, add_column_sums, axpy_centered, sqdist, sqnorm};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -258,7 +258,7 @@ fn validate(opts: &ClusterOptions) -> Result<Vec<usize>> {
 }
 
 /// Column means over every row of `x`, checking every value is finite
-/// (fixed-order summation: independent of the thread count).
+/// ([`add_column_sums`]'s fixed order: bitwise free of the thread count).
 pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     let (n, d) = (x.nrows(), x.ncols());
     let mut sum = vec![0.0f64; d];
@@ -266,33 +266,12 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         return Ok(sum);
     }
     for_each_tile(x, 0, |t, _| {
-        add_tile_sum(&mut sum, t, d);
+        add_column_sums(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / n as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
-}
-
-/// Adds the column sums of a row-major tile (rows of width `d`) to `sum`:
-/// blocks of 64 rows summed in parallel, then merged in block order, so the
-/// result does not depend on the thread count.
-fn add_tile_sum(sum: &mut [f64], t: &[f64], d: usize) {
-    let parts: Vec<Vec<f64>> = t
-        .par_chunks(64 * d)
-        .map(|blk| {
-            let mut s = vec![0.0f64; d];
-            for row in blk.chunks_exact(d) {
-                add_assign(&mut s, row, false);
-            }
-            s
-        })
-        .collect();
-    for p in &parts {
-        for (a, v) in sum.iter_mut().zip(p) {
-            *a += v;
-        }
-    }
 }
 
 /// Column means over the listed rows of `x` (fixed-order summation),
@@ -306,7 +285,7 @@ fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     }
     let src = RowSource::Indexed { x: *x, rows, center: &zero };
     src.for_each_tile(d, true, |_, t, _| {
-        add_tile_sum(&mut sum, t, d);
+        add_column_sums(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / rows.len() as f64;
@@ -1142,6 +1121,24 @@ mod tests {
         // Box–Muller.
         let (u, v) = (rng.uniform().max(1e-300), rng.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    #[test]
+    fn streamed_and_in_memory_means_agree_bitwise() {
+        // Several tiles (tile_rows(1100) = 1856 rows), one kernel: the same bits.
+        let (n, d) = (4000, 1100);
+        let mut rng = SplitMix64::new(11);
+        let data: Vec<f64> = (0..n * d).map(|_| 1e3 + gauss(&mut rng)).collect();
+        let x = MatView::row_major(&data, n, d).unwrap();
+        let streamed = stream_mean(&x).unwrap();
+        let in_memory = Points::gather(&x, None, None).unwrap().mean();
+        assert_eq!(streamed, in_memory);
+        let rows: Vec<usize> = (0..n).collect();
+        assert_eq!(indexed_mean(&x, &rows).unwrap(), in_memory);
+        let cosine = crate::cosine::column_mean(&x).unwrap();
+        for (a, b) in cosine.iter().zip(&in_memory) {
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} {b}");
+        }
     }
 
     fn blobs(n_per: usize, k: usize, d: usize, sep: f64, seed: u64) -> Vec<f64> {

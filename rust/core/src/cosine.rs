@@ -14,9 +14,9 @@
 //! near 1 instead of an undefined average).
 
 use crate::error::{Error, Result};
-use crate::source::{for_each_tile, tile_mean, MatView};
+use crate::source::{for_each_tile, MatView};
 use crate::threads;
-use crate::vector::sqnorm;
+use crate::vector::{add_column_sums, sqnorm};
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -260,7 +260,12 @@ pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
     Ok(acc)
 }
 
-/// Column means of `x` in f64 (one streamed pass; pairwise within tiles).
+/// Column means of `x` in f64 (one streamed pass).
+///
+/// Each tile's mean comes from the crate's column-sum kernel
+/// ([`add_column_sums`]: fixed block order, so the bits do not depend on the
+/// thread count) and is merged into the running mean by Chan's update
+/// μ ← μ + (μ_b − μ)·n_b/(n + n_b) (Chan, Golub & LeVeque 1979).
 pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     let (n, d) = (x.nrows(), x.ncols());
     if n == 0 {
@@ -277,8 +282,10 @@ pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         let nb = t.len() / d;
         let r0 = t[..d].to_vec();
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| row.iter_mut().zip(&r0).for_each(|(v, c)| *v -= c));
-        let mut mb = tile_mean(t, nb, d);
-        mb.iter_mut().zip(&r0).for_each(|(m, c)| *m += c);
+        let mut mb = vec![0.0f64; d];
+        add_column_sums(&mut mb, t, d);
+        let inv = 1.0 / nb as f64;
+        mb.iter_mut().zip(&r0).for_each(|(m, c)| *m = *m * inv + c);
         let f = nb as f64 / (seen + nb as u64) as f64;
         mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);
         seen += nb as u64;

@@ -65,15 +65,24 @@ impl LogSumExp {
 dispatch! {
     /// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
     pub fn sum_exp_shifted[T: Copy + Into<f64>][T](values: &[T], sign: f64, shift: f64) -> f64
-        = sum_exp_generic; avx2 "avx2", "fma";
+        = sum_exp_16; avx2 "avx2", "fma";
 }
 
 #[inline(always)]
-fn sum_exp_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
+fn sum_exp_16<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
     // Sixteen independent partial sums let the compiler vectorise without
     // reassociating a single float chain (which it may not do), two AVX-512
     // registers wide so the exp polynomials of two vectors overlap.
-    const L: usize = 16;
+    sum_exp_lanes::<T, 16>(values, sign, shift)
+}
+
+/// The crate's one float64 exp-sum kernel: Σ_i exp(sign·v_i + shift) with
+/// every exponential taken in f64 by [`exp_nonpos`], accumulated in `L`
+/// independent partial sums (lane i mod L, in order), then the lanes in
+/// order, then the remainder. The order is fixed by `L` alone, so results
+/// do not depend on threads or on the CPU path.
+#[inline(always)]
+fn sum_exp_lanes<T: Copy + Into<f64>, const L: usize>(values: &[T], sign: f64, shift: f64) -> f64 {
     let mut acc = [0.0f64; L];
     let chunks = values.chunks_exact(L);
     let rem = chunks.remainder();
@@ -173,8 +182,10 @@ pub fn update_both_signs<T: ExpSum>(pos: &mut LogSumExp, neg: &mut LogSumExp, z:
     neg.merge(&LogSumExp { max: -mn, sum: sum_exp_shifted(z, -1.0, mn) });
 }
 
+/// [`ExpSum`] for one precision: `$sum::<NEG>(z, m)` is the block's exp
+/// sum (Σ exp(z − m), or Σ exp(m − z) when NEG), dispatched at run time.
 macro_rules! exp_sum_impl {
-    ($t:ty, $lanes:expr, $exp:ident) => {
+    ($t:ty, $lanes:expr, $sum:ident) => {
         impl ExpSum for $t {
             fn sum_exp(z: &[$t], m: $t) -> f64 {
                 dispatch_sum::<false>(z, m)
@@ -188,31 +199,7 @@ macro_rules! exp_sum_impl {
         }
 
         dispatch! {
-            fn dispatch_sum[const NEG: bool][NEG](z: &[$t], m: $t) -> f64 = sum_generic; avx2 "avx2", "fma";
-        }
-
-        #[inline(always)]
-        fn sum_generic<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            const L: usize = $lanes;
-            let mut acc = [0.0f64; L];
-            let chunks = z.chunks_exact(L);
-            let rem = chunks.remainder();
-            for c in chunks {
-                for j in 0..L {
-                    let a = if NEG { m - c[j] } else { c[j] - m };
-                    acc[j] += $exp(a) as f64;
-                }
-            }
-            let mut tail = 0.0;
-            for &x in rem {
-                let a = if NEG { m - x } else { x - m };
-                tail += $exp(a) as f64;
-            }
-            let mut s = 0.0;
-            for a in acc {
-                s += a;
-            }
-            s + tail
+            fn dispatch_sum[const NEG: bool][NEG](z: &[$t], m: $t) -> f64 = $sum; avx2 "avx2", "fma";
         }
 
         #[inline(always)]
@@ -242,12 +229,48 @@ macro_rules! exp_sum_impl {
 
 mod f64_block {
     use super::*;
-    exp_sum_impl!(f64, 8, exp_nonpos);
+    exp_sum_impl!(f64, 8, sum_f64);
+
+    /// The f64 kernel on eight lanes: z − m is exactly 1·z + (−m), and m − z
+    /// exactly (−1)·z + m, so these are [`sum_exp_lanes`]'s terms.
+    #[inline(always)]
+    fn sum_f64<const NEG: bool>(z: &[f64], m: f64) -> f64 {
+        if NEG {
+            sum_exp_lanes::<f64, 8>(z, -1.0, m)
+        } else {
+            sum_exp_lanes::<f64, 8>(z, 1.0, -m)
+        }
+    }
 }
 
 mod f32_block {
     use super::*;
-    exp_sum_impl!(f32, 16, exp_nonpos_f32);
+    exp_sum_impl!(f32, 16, sum_f32);
+
+    /// Exponentials in f32 ([`exp_nonpos_f32`]), summed in f64 on 16 lanes.
+    #[inline(always)]
+    fn sum_f32<const NEG: bool>(z: &[f32], m: f32) -> f64 {
+        const L: usize = 16;
+        let mut acc = [0.0f64; L];
+        let chunks = z.chunks_exact(L);
+        let rem = chunks.remainder();
+        for c in chunks {
+            for j in 0..L {
+                let a = if NEG { m - c[j] } else { c[j] - m };
+                acc[j] += exp_nonpos_f32(a) as f64;
+            }
+        }
+        let mut tail = 0.0;
+        for &x in rem {
+            let a = if NEG { m - x } else { x - m };
+            tail += exp_nonpos_f32(a) as f64;
+        }
+        let mut s = 0.0;
+        for a in acc {
+            s += a;
+        }
+        s + tail
+    }
 }
 
 /// exp(x) in f32 for x ≤ 0 (small positive rounding tolerated), branch-free:
@@ -325,6 +348,30 @@ mod tests {
             let fast_neg = -(mn as f64) + f32::sum_exp_neg(&v32, mn).ln();
             assert!((fast_pos - plain(1.0, &w32)).abs() < 5e-7, "{n}");
             assert!((fast_neg - plain(-1.0, &w32)).abs() < 5e-7, "{n}");
+        }
+    }
+
+    #[test]
+    fn f64_block_sum_is_the_plain_difference_kernel_bitwise() {
+        // The f64 block sums reuse the shifted kernel (1·z + (−m) ≡ z − m):
+        // the bits must equal an eight-lane sum of exp(z − m) written out.
+        let plain = |z: &[f64], m: f64, neg: bool| {
+            let mut acc = [0.0f64; 8];
+            let ch = z.chunks_exact(8);
+            let rem = ch.remainder();
+            for c in ch {
+                for j in 0..8 {
+                    acc[j] += exp_nonpos(if neg { m - c[j] } else { c[j] - m });
+                }
+            }
+            let tail: f64 = rem.iter().fold(0.0, |t, &x| t + exp_nonpos(if neg { m - x } else { x - m }));
+            acc.iter().fold(0.0, |s, a| s + a) + tail
+        };
+        for n in [1usize, 8, 13, 1000] {
+            let z: Vec<f64> = (0..n).map(|i| -3.0 + ((i * 7919) % 1009) as f64 * 0.0173).collect();
+            let (mx, mn) = f64::max_min(&z);
+            assert_eq!(f64::sum_exp(&z, mx).to_bits(), plain(&z, mx, false).to_bits());
+            assert_eq!(f64::sum_exp_neg(&z, mn).to_bits(), plain(&z, mn, true).to_bits());
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::error::{invalid, Error, Result};
 use crate::source::{first_non_finite, tile_rows, MatView};
-use crate::vector::{add_assign, sqnorm};
+use crate::vector::{add_column_sums, sqnorm};
 use rayon::prelude::*;
 use std::collections::HashSet;
 
@@ -189,29 +189,16 @@ fn row_sq_norms(data: &[f64], d: usize) -> Vec<f64> {
     data.par_chunks(d).with_min_len(256).map(sqnorm).collect()
 }
 
-/// Column means of a point set, summed in fixed blocks (deterministic).
+/// Column means of a point set ([`add_column_sums`]'s fixed order: bitwise
+/// free of the thread count, and equal to the streamed [`crate::cluster::stream_mean`]
+/// of the same rows).
 pub fn column_mean(p: PointsRef<'_>) -> Vec<f64> {
     let d = p.d;
     let mut mean = vec![0.0f64; d];
     if p.n == 0 || d == 0 {
         return mean;
     }
-    let partial: Vec<Vec<f64>> = p
-        .data
-        .par_chunks(BLOCK * d)
-        .map(|blk| {
-            let mut s = vec![0.0f64; d];
-            for row in blk.chunks_exact(d) {
-                add_assign(&mut s, row, false);
-            }
-            s
-        })
-        .collect();
-    for s in &partial {
-        for (a, v) in mean.iter_mut().zip(s) {
-            *a += v;
-        }
-    }
+    add_column_sums(&mut mean, p.data, d);
     let inv = 1.0 / p.n as f64;
     mean.iter_mut().for_each(|v| *v *= inv);
     mean
