@@ -63,7 +63,7 @@ use crate::partition::SecondPass;
 use crate::points::{distinct_rows, Points, PointsRef, BLOCK};
 use crate::random::{derive_seed, sample_indices, SplitMix64};
 use crate::silhouette::{silhouettes, Labelling};
-use crate::source::{first_non_finite, for_each_tile, tile_rows, MatView};
+use crate::source::{for_each_tile, tile_rows, MatView, RowSource};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
 use crate::vector::{add_assign, add_column_sums, axpy_centered, sqdist, sqnorm};
@@ -291,82 +291,6 @@ fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     let inv = 1.0 / rows.len() as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
-}
-
-/// Where the clustered rows are read from in the streaming passes.
-enum RowSource<'a> {
-    /// All rows of a view, minus `center`.
-    View { x: MatView<'a>, center: Option<&'a [f64]> },
-    /// The listed rows of a view, minus `center`.
-    Indexed { x: MatView<'a>, rows: &'a [usize], center: &'a [f64] },
-}
-
-impl RowSource<'_> {
-    fn len(&self) -> usize {
-        match self {
-            RowSource::View { x, .. } => x.nrows(),
-            RowSource::Indexed { rows, .. } => rows.len(),
-        }
-    }
-
-    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows;
-    /// `check` rejects NaN/Inf (naming the input row) before `f` sees a tile.
-    fn for_each_tile(
-        &self,
-        d: usize,
-        check: bool,
-        mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>,
-    ) -> Result<()> {
-        let n = self.len();
-        if n == 0 || d == 0 {
-            return Ok(());
-        }
-        let b = tile_rows(d);
-        let mut tile = vec![0.0f64; b.min(n) * d];
-        let mut start = 0;
-        while start < n {
-            let nb = b.min(n - start);
-            let t = &mut tile[..nb * d];
-            let center = match self {
-                RowSource::View { x, center } => {
-                    x.read_tile(start, nb, t);
-                    *center
-                }
-                RowSource::Indexed { x, rows, center } => {
-                    t.par_chunks_mut(d)
-                        .zip(rows[start..start + nb].par_iter())
-                        .with_min_len(32)
-                        .for_each(|(out, &i)| x.rows(i, 1).read_tile(0, 1, out));
-                    Some(*center)
-                }
-            };
-            if check {
-                let (x, row0) = match self {
-                    RowSource::View { x, .. } => (x, start),
-                    RowSource::Indexed { x, .. } => (x, 0),
-                };
-                if x.elem().is_float() {
-                    if let Some((r, c)) = first_non_finite(t, d) {
-                        let row = match self {
-                            RowSource::View { .. } => row0 + r,
-                            RowSource::Indexed { rows, .. } => rows[start + r],
-                        };
-                        return Err(Error::NonFinite { row: row as u64, col: c });
-                    }
-                }
-            }
-            if let Some(c) = center {
-                t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
-                    for (v, m) in row.iter_mut().zip(c) {
-                        *v -= m;
-                    }
-                });
-            }
-            f(start, t, nb)?;
-            start += nb;
-        }
-        Ok(())
-    }
 }
 
 /// Per-cluster row buffers: rows of one cluster are collected until a buffer
