@@ -393,8 +393,25 @@ fn per_cluster(
     min_size: usize,
     clock: &mut Clock,
 ) -> Result<PerCluster> {
-    let n = src.len();
-    let (mut lab, known_sizes) = match labels {
+    let (lab, known_sizes) = checked_labels(&labels, src.len(), k)?;
+    let FirstPass { lab, sizes, means, varied, moments } =
+        first_pass(src, &labels, lab, known_sizes.as_deref(), k, d, spectra)?;
+    clock.lap("pass 1: labels, sizes, means, co-moments");
+    let mut plans = plan_clusters(&sizes, &means, &varied, moments, d, spectra, f64_gemm, min_size)?;
+    clock.lap("cluster covariance eigendecompositions");
+    second_pass(src, &lab, &sizes, &mut plans, k, d)?;
+    clock.lap("pass 2: partition functions, unit sums");
+    let stats: Vec<ClusterStats> =
+        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
+    clock.lap("small clusters (Gram route)");
+    Ok((lab, means, stats))
+}
+
+/// The label buffer of the passes, and the cluster sizes when the labels are
+/// given (checked: one per row, each in `0..k`); zeros and `None` when the
+/// labels are to be assigned in pass 1.
+fn checked_labels(labels: &LabelSource<'_>, n: usize, k: usize) -> Result<(Vec<u32>, Option<Vec<u64>>)> {
+    match labels {
         LabelSource::Known(l) => {
             if l.len() != n {
                 return invalid(format!("got {} labels for {n} rows", l.len()));
@@ -404,14 +421,39 @@ fn per_cluster(
             }
             let mut s = vec![0u64; k];
             l.iter().for_each(|&c| s[c as usize] += 1);
-            (l.to_vec(), Some(s))
+            Ok((l.to_vec(), Some(s)))
         }
-        LabelSource::Assign(_) => (vec![0u32; n], None),
-    };
-    // Pass 1. The co-moment is only needed for clusters that may have more
-    // rows than dimensions (sizes are unknown up front when assigning).
-    let need_moments: Vec<bool> =
-        (0..k).map(|c| spectra && known_sizes.as_ref().is_none_or(|s| s[c] as usize > d)).collect();
+        LabelSource::Assign(_) => Ok((vec![0u32; n], None)),
+    }
+}
+
+/// What pass 1 leaves for the plans: labels, and per cluster its size, mean
+/// (centred coordinates), whether any row differs from its first row, and
+/// its co-moment (kept only where spectra may need it).
+struct FirstPass {
+    lab: Vec<u32>,
+    sizes: Vec<u64>,
+    means: Vec<Vec<f64>>,
+    varied: Vec<bool>,
+    moments: Vec<Option<Moments>>,
+}
+
+/// Pass 1 over `src`: assign labels (nearest centre, when asked), then per
+/// cluster the size, the sum (in fixed sub-blocks merged in order, so the
+/// means are free of the thread count), the exact zero-variance test and —
+/// for clusters that may have more rows than dimensions — the co-moment.
+fn first_pass(
+    src: &RowSource<'_>,
+    labels: &LabelSource<'_>,
+    mut lab: Vec<u32>,
+    known_sizes: Option<&[u64]>,
+    k: usize,
+    d: usize,
+    spectra: bool,
+) -> Result<FirstPass> {
+    // The co-moment is only needed for clusters that may have more rows than
+    // dimensions (sizes are unknown up front when assigning).
+    let need_moments: Vec<bool> = (0..k).map(|c| spectra && known_sizes.is_none_or(|s| s[c] as usize > d)).collect();
     let mut moments: Vec<Option<Moments>> =
         need_moments.iter().map(|&m| if m { Some(Moments::new(d)) } else { None }).collect();
     let mut sums = vec![0.0f64; k * d];
@@ -506,10 +548,25 @@ fn per_cluster(
             sums[c * d..(c + 1) * d].iter().map(|v| v * inv).collect()
         })
         .collect();
-    drop(sums);
-    drop(first);
-    clock.lap("pass 1: labels, sizes, means, co-moments");
-    // Between the passes: one plan per cluster.
+    Ok(FirstPass { lab, sizes, means, varied, moments })
+}
+
+/// Between the passes, one plan per cluster: undefined (too few rows, below
+/// `min_size`, or zero variance), unit sum only (no spectra), the Gram route
+/// (n_c ≤ d: rows kept), or the primal route (covariance eigenvectors from
+/// the co-moment, then a streamed [`SecondPass`]).
+#[allow(clippy::too_many_arguments)]
+fn plan_clusters(
+    sizes: &[u64],
+    means: &[Vec<f64>],
+    varied: &[bool],
+    mut moments: Vec<Option<Moments>>,
+    d: usize,
+    spectra: bool,
+    f64_gemm: bool,
+    min_size: usize,
+) -> Result<Vec<Plan>> {
+    let k = sizes.len();
     let mut plans: Vec<Plan> = Vec::with_capacity(k);
     for c in 0..k {
         let nc = sizes[c];
@@ -549,11 +606,13 @@ fn per_cluster(
         let pass = SecondPass::new(means[c].clone(), Mat::zeros(d, 0), eig.vectors, f64_gemm)?;
         plans.push(Plan::Primal { pass: Box::new(pass), eigenvalues: eig.values });
     }
-    drop(moments);
-    clock.lap("cluster covariance eigendecompositions");
-    // Pass 2. Clusters stream through their SecondPass (route 1), keep their
-    // rows whole for the Gram route (2, at most d rows each), add their unit
-    // vectors directly (3), or are skipped (0).
+    Ok(plans)
+}
+
+/// Pass 2 over `src`: clusters stream through their [`SecondPass`] (route 1),
+/// keep their rows whole for the Gram route (2, at most d rows each), add
+/// their re-centred unit vectors directly (3), or are skipped (0).
+fn second_pass(src: &RowSource<'_>, lab: &[u32], sizes: &[u64], plans: &mut [Plan], k: usize, d: usize) -> Result<()> {
     let route: Vec<u8> = plans
         .iter()
         .map(|p| match p {
@@ -634,11 +693,7 @@ fn per_cluster(
             }
         }
     }
-    clock.lap("pass 2: partition functions, unit sums");
-    let stats: Vec<ClusterStats> =
-        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
-    clock.lap("small clusters (Gram route)");
-    Ok((lab, means, stats))
+    Ok(())
 }
 
 fn nan_stats(size: u64, note: String) -> ClusterStats {
