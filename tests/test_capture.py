@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from isofast import store  # noqa: E402
-from isofast.capture import ATTENTION_MODULES, capture  # noqa: E402
-from isofast.models import load_model, tiny_model  # noqa: E402
+from isofast.capture import capture  # noqa: E402
+from isofast.models import ATTENTION_MODULES, load_model, tiny_model  # noqa: E402
 from isofast.serializers import ChronosSerializer, LLMTimeSerializer  # noqa: E402
 from isofast.store import open_capture  # noqa: E402
 

@@ -11,6 +11,12 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+/// (eigenvalues descending, eigenvectors as columns) handed to Python.
+type Eigen<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+/// (cov eigenvalues, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors).
+type Directions<'py> =
+    (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
 use pyo3::types::{PyBytes, PyDict};
 
 fn mat_to_py<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
@@ -266,7 +272,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    ) -> PyResult<Eigen<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
@@ -279,12 +285,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<(
-        Bound<'py, PyArray1<f64>>,
-        Bound<'py, PyArray2<f64>>,
-        Bound<'py, PyArray1<f64>>,
-        Bound<'py, PyArray2<f64>>,
-    )> {
+    ) -> PyResult<Directions<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
@@ -417,7 +418,7 @@ fn sym_eigen<'py>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, f64>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> PyResult<Eigen<'py>> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
