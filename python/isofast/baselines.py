@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from isofast.data.series import as_series_list
+from isofast.errors import EmptyInputError, InputError
+
 __all__ = [
     "ETS_CANDIDATES",
     "BaselineForecast",
@@ -98,30 +101,16 @@ def _int_arg(v: Any, name: str, lo: int = 1) -> int:
 
 
 def _contexts(contexts: Any) -> list[np.ndarray]:
-    """A list of 1-D arrays or a 2-D array → list of finite float64 1-D arrays."""
-    if isinstance(contexts, np.ndarray):
-        if contexts.ndim != 2:
-            raise ValueError(f"contexts must be a 2-D array or a list of 1-D arrays, got shape {contexts.shape}")
-        rows = [np.asarray(r, np.float64) for r in contexts]
-    elif isinstance(contexts, (list, tuple)):
-        rows = []
-        for i, r in enumerate(contexts):
-            a = np.asarray(r, np.float64)
-            if a.ndim != 1:
-                raise ValueError(f"contexts[{i}] must be 1-D, got shape {a.shape}")
-            rows.append(a)
-    else:
-        raise ValueError(  # noqa: TRY004 - the API promises ValueError
-            f"contexts must be a 2-D array or a list of 1-D arrays, got {type(contexts).__name__}"
-        )
-    if not rows:
-        raise ValueError("contexts is empty")
+    """Contexts (anything :func:`isofast.data.series.as_series_list` reads)
+    → list of non-empty, finite float64 1-D arrays. A baseline has no NaN
+    policy: a gap in a context is refused, not filled."""
+    rows = as_series_list(contexts, name="contexts")
     for i, a in enumerate(rows):
         if a.size == 0:
-            raise ValueError(f"contexts[{i}] is empty")
+            raise EmptyInputError(f"contexts[{i}] is empty")
         bad = ~np.isfinite(a)
         if bad.any():
-            raise ValueError(f"contexts[{i}] is not finite at position {int(np.flatnonzero(bad)[0])}")
+            raise InputError(f"contexts[{i}] is not finite at position {int(np.flatnonzero(bad)[0])}")
     return rows
 
 
