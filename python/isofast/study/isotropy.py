@@ -37,29 +37,18 @@ import math
 
 import numpy as np
 
+from isofast.nulls import NULL_STATISTICS
 from isofast.study.config import IsotropyConfig
 
-GLOBAL_FIELDS = (
-    "avg_cosine",
-    "avg_cosine_centered",
-    "isoscore",
-    "participation_ratio",
-    "effective_dim",
-    "effective_rank",
-    "stable_rank",
-    "pc1_share",
-    "log_partition_isotropy",
-    "log_partition_isotropy_centered",
-    "total_variance",
-)
+#: the global statistics of every results row: those with an isotropic-Gaussian
+#: null (one list, isofast.nulls), and the total variance (scale, no null).
+GLOBAL_FIELDS = (*NULL_STATISTICS, "total_variance")
 CLUSTER_FIELDS = ("inter_cluster_cosine", "inter_cluster_cosine_weighted", "best_k", "silhouette", "n_small_clusters")
 #: validity columns of every results row.
 VALIDITY_FIELDS = ("n_rows", "n_available", "n_massive", "massive_variance_share", "dim")
 
 
 def null_fields() -> tuple[str, ...]:
-    from isofast.nulls import NULL_STATISTICS
-
     return tuple(f"{s}_null" for s in NULL_STATISTICS) + tuple(f"{s}_vs_null" for s in NULL_STATISTICS)
 
 
@@ -94,7 +83,7 @@ def layer_suite(X: np.ndarray, cfg: IsotropyConfig, seed: int, *, n_rows: int, w
     """
     from isofast import analyze, massive_rows
     from isofast.cluster import cluster_isotropy
-    from isofast.nulls import NULL_STATISTICS, null_statistics, relative_to_null
+    from isofast.nulls import null_statistics, relative_to_null
     from isofast.trust import window_statistics
 
     X = np.asarray(X, dtype=np.float32)
