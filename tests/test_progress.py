@@ -39,11 +39,15 @@ def test_disabled_and_idle_displays_write_nothing():
 
 
 def test_tqdm_when_available_plain_line_without(monkeypatch, capsys):
+    # not a terminal (a pipe, a log): no tqdm, whose first draw would precede a one-line error
+    assert Progress(5, desc="capture m", unit="tok", noun="tokens").bar is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     p = Progress(5, desc="capture m", unit="tok", noun="tokens")
     assert p.bar is not None  # tqdm is installed in the test environment
     p.update(5)
     p.close()
     capsys.readouterr()
+    monkeypatch.undo()  # stderr is no terminal again
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # "not installed"
     p = Progress(5, desc="capture m", unit="tok", noun="tokens")
     assert p.bar is None

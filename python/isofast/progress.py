@@ -75,7 +75,10 @@ class Progress:
         self.every = every if every is not None else (0.5 if self.tty else 10.0)
         self.t0 = self._last = time.perf_counter()
         self._drawn = False
-        if self.enabled and not self._own_stream:
+        # tqdm only on a terminal: in a pipe or a log its first draw would land
+        # before a one-line error (and its carriage returns make a log unreadable),
+        # so a non-terminal gets the plain line every `every` seconds instead.
+        if self.enabled and not self._own_stream and self.tty:
             try:
                 from tqdm.auto import tqdm
             except ImportError:  # tqdm ships with the torch extra; plain lines without it
