@@ -17,6 +17,10 @@ provides, per family:
   encoder-decoder; a decoder's prefill, with flip averaging and
   autoregressive steps switched off);
 * ``forecast(contexts, horizon, …)`` — through the family's own pipeline;
+* ``_fold(contexts, horizon, kw)`` — how that forecast's first pass of the
+  stack is the prefill (a :class:`FoldPlan`: expected calls, which tokens),
+  or why it is not; :meth:`TSFMAdapter.forecast_with_capture` then records
+  capture's rows from the forecast itself (one pass) or runs the prefill;
 * ``head()`` — the softmax matrix over value bins (Chronos only).
 
 Layer numbering (as :mod:`isofast.capture`): layer 0 is the input of the
