@@ -9,11 +9,17 @@ contexts (CO2, statsmodels) at a realistic context length:
 * ``bare prefill``: the family's own forward over the captured stack, no hooks;
 * ``capture``: ``adapter.embed`` of every layer and both sites (hooks, call
   and shape checks, copies to float32 numpy);
-* ``bare forecast``: the family's own forecast call.
+* ``bare forecast``: the family's own forecast call;
+* ``one pass``: ``adapter.forecast_with_capture`` (the forecast with the
+  capture hooks on its own first pass of the stack, every layer and both
+  sites; the separate prefill where the family's forecast does not run that
+  pass, docs/models.md).
 
 Overhead = the median over ``--repeat`` interleaved (prefill, capture) pairs
 of capture / bare prefill, − 1 (the target is ≤ 15%); capture / bare
-forecast is reported too. Timings are medians after one warm-up, torch on ``--threads`` threads. Peak RSS is reported
+forecast is reported too. The one-pass overhead = the median over
+``--fold-repeat`` interleaved (bare forecast, one pass) pairs of one pass /
+bare forecast, − 1: "forecast and capture" against "forecast alone". Timings are medians after one warm-up, torch on ``--threads`` threads. Peak RSS is reported
 per family (each family runs in its own process).
 
     python benches/bench_tsfm_capture.py                    # every installed family
@@ -72,7 +78,20 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(ts)
 
 
-def child(family: str, repeat: int, threads: int, batch: int) -> dict:
+def _pairs(a, b, repeat: int) -> tuple[list, list, list]:
+    """Times of ``repeat`` interleaved (a, b) / (b, a) pairs, and b / a per pair."""
+    ta, tb, ratios = [], [], []
+    for i in range(repeat):
+        got = {}
+        for fn in (a, b) if i % 2 == 0 else (b, a):
+            t = time.perf_counter()
+            fn()
+            got[fn] = time.perf_counter() - t
+        ta.append(got[a]), tb.append(got[b]), ratios.append(got[b] / got[a])
+    return ta, tb, ratios
+
+
+def child(family: str, repeat: int, threads: int, batch: int, fold_repeat: int | None = None) -> dict:
     import resource
 
     import torch
@@ -107,17 +126,21 @@ def child(family: str, repeat: int, threads: int, batch: int) -> dict:
         # shared VM's speed drifts by more than the overhead between blocks of
         # runs, so the overhead is the median of the per-pair ratios
         prefill(), capture()
-        bares, caps, ratios = [], [], []
-        for i in range(repeat):
-            order = (prefill, capture) if i % 2 == 0 else (capture, prefill)
-            got = {}
-            for fn in order:
-                t = time.perf_counter()
-                fn()
-                got[fn] = time.perf_counter() - t
-            bares.append(got[prefill]), caps.append(got[capture]), ratios.append(got[capture] / got[prefill])
+        bares, caps, ratios = _pairs(prefill, capture, repeat)
         bare, cap = statistics.median(bares), statistics.median(caps)
         fc = _median_time(lambda: m.forecast(ctxs, 64), max(1, repeat // 2))
+        info = {}
+
+        def forecast():
+            m.forecast(ctxs, 64)
+
+        def one_pass():
+            info.update(
+                m.forecast_with_capture(ctxs, 64, layers="all", sites=("residual", "attention"), batch_size=batch)[2]
+            )
+
+        one_pass()  # warm-up (forecast() ran above)
+        f_bare, f_one, f_ratios = _pairs(forecast, one_pass, fold_repeat or repeat)
     return {
         "family": family,
         "parameters": n_params,
@@ -134,6 +157,13 @@ def child(family: str, repeat: int, threads: int, batch: int) -> dict:
         "overhead_vs_prefill": statistics.median(ratios) - 1.0,
         "pair_ratios": ratios,
         "capture_over_forecast": cap / fc,
+        "one_pass_joint": bool(info.get("joint")),
+        "one_pass_calls": info.get("calls"),
+        "one_pass_reason": info.get("reason", ""),
+        "one_pass_bare_forecast_s": statistics.median(f_bare),
+        "one_pass_s": statistics.median(f_one),
+        "one_pass_overhead_vs_forecast": statistics.median(f_ratios) - 1.0,
+        "one_pass_pair_ratios": f_ratios,
         "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -142,13 +172,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--families", default=",".join(SIZES))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--fold-repeat", type=int, default=None, help="(forecast, one pass) pairs; default --repeat")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.repeat, a.threads, a.batch)))
+        print(json.dumps(child(a.child, a.repeat, a.threads, a.batch, a.fold_repeat)))
         return
     import importlib.util
     import os
@@ -174,7 +205,8 @@ def main() -> None:
                 str(a.threads),
                 "--batch",
                 str(a.batch),
-            ],
+            ]
+            + (["--fold-repeat", str(a.fold_repeat)] if a.fold_repeat else []),
             capture_output=True,
             text=True,
         )
@@ -191,6 +223,9 @@ def main() -> None:
             f"{fam:13s} {res['parameters'] / 1e6:6.1f}M params, ctx {res['context']} ({res['tokens']} tokens) × "
             f"{res['batch']}: prefill {res['bare_prefill_s'] * 1e3:8.1f} ms, capture {res['capture_s'] * 1e3:8.1f} ms "
             f"(overhead {100 * res['overhead_vs_prefill']:+5.1f}%), forecast {res['bare_forecast_s'] * 1e3:8.1f} ms, "
+            f"one pass {res['one_pass_s'] * 1e3:8.1f} ms vs forecast {res['one_pass_bare_forecast_s'] * 1e3:8.1f} ms "
+            f"({100 * res['one_pass_overhead_vs_forecast']:+5.1f}%, "
+            f"{'joint' if res['one_pass_joint'] else 'separate prefill'}), "
             f"peak {res['peak_rss_MiB']:.0f} MiB, load {load0:.1f}→{res['load_after']:.1f}",
             flush=True,
         )

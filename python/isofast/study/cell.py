@@ -10,8 +10,9 @@ Stages, each cached:
 
 1. the model's forecast (sample paths) of the cell's test windows → NMSE, MSE,
    MAE, MASE, CRPS (:mod:`isofast.metrics`);
-2. the per-layer embeddings of the test contexts (for language models the
-   capture can come from the forecast's own prefill: ``joint_capture``);
+2. the per-layer embeddings of the test contexts (for language models and
+   pretrained TSFMs the capture can come from the forecast's own pass:
+   ``joint_capture``);
 3. the isotropy suite of every captured layer
    (:func:`isofast.study.isotropy.layer_suite`) and the LM-head diagnostics
    (:func:`isofast.head.head_diagnostics`) on the layer that feeds the head;

@@ -20,6 +20,16 @@ quantile discretisation of the predictive distribution (its median is the
 The stand-in is recorded in each forecast's notes. Point forecasts (PatchTST,
 MOMENT) give one path.
 
+One pass (``joint_capture``): when a cell's forecast and capture are both
+missing, ``forecast(…, capture=folder)`` captures the study layers in the
+forecast's own first pass of the captured stack
+(:meth:`~isofast.tsfm.base.TSFMAdapter.forecast_with_capture`: the pass the
+separate capture records, per family in docs/models.md) and writes the entry
+:meth:`embed_cached` reads (``L<i>.npy`` files, then ``complete.json`` with
+their digests), so the cache layout is the two-pass route's. Families whose
+forecast does not run that pass (MOMENT; Chronos-2 and Moirai 1.x beyond one
+output patch) run the separate prefill inside the same call.
+
 Head diagnostics: Chronos-T5's softmax head reads the decoder's state while
 the study captures the encoder (the context), so the study reports no head
 columns for TSFMs; ``isofast head --model chronos:DIR`` runs them on the
@@ -28,6 +38,7 @@ decoder's first-step inputs.
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +52,7 @@ class TSFMModel(StudyModel):
     # Chronos-T5's softmax head reads the *decoder*; the study captures the
     # encoder (the context), so its head diagnostics run in ``isofast head``.
     has_head = False
+    joint_capture = True  # forecast(…, capture=folder) also writes the capture entry
 
     def __init__(self, cfg, **kw):
         super().__init__(cfg, **kw)
@@ -48,6 +60,7 @@ class TSFMModel(StudyModel):
         self.spec = cfg.path or cfg.model
         self.ad = None
         self._hash = None
+        self.last_fold = None  # info of the last one-pass forecast (tests, benches)
 
     # identification ---------------------------------------------------
     def _ms(self):
@@ -105,6 +118,14 @@ class TSFMModel(StudyModel):
         return {L.index: counts for L in self.layers}
 
     # work -------------------------------------------------------------
+    def _kept(self, emb) -> np.ndarray:
+        """The rows ``positions`` keeps: every token, or those that read values."""
+        if self.o["positions"] == "all":
+            return np.ones(emb.role.size, bool)
+        from isofast.serializers.base import DIGIT
+
+        return emb.role == DIGIT
+
     def embed(self, contexts, *, folder=None, aux=None) -> dict[int, np.ndarray]:
         self.prepare()
         idx = [L.index for L in self.layers]
@@ -114,25 +135,38 @@ class TSFMModel(StudyModel):
             sites=("residual",),
             batch_size=int(self.o["batch_size"]),
         )
-        if self.o["positions"] == "all":
-            keep = np.ones(emb.role.size, bool)
-        else:
-            from isofast.serializers.base import DIGIT
-
-            keep = emb.role == DIGIT
+        keep = self._kept(emb)
         return {L: emb.arrays[("residual", L)][keep] for L in idx}
 
-    def forecast(self, contexts, horizon, *, n_samples=20, seed=0) -> ForecastOutput:
+    def forecast(self, contexts, horizon, *, n_samples=20, seed=0, capture=None) -> ForecastOutput:
+        """Sample paths (module docstring). With ``capture`` (a folder) and no
+        complete entry there, the forecast's own pass also captures every study
+        layer, written as :meth:`embed_cached` writes it (files, then the
+        marker ``complete.json`` last, atomically)."""
         self.prepare()
         n = max(1, int(n_samples))
         levels = (np.arange(n) + 0.5) / n
-        fc = self.ad.forecast(
-            [np.asarray(c, np.float64) for c in contexts],
-            int(horizon),
-            n_samples=n,
-            seed=int(seed),
-            quantile_levels=levels.tolist(),
-        )
+        ctx = [np.asarray(c, np.float64) for c in contexts]
+        kw = {"n_samples": n, "seed": int(seed), "quantile_levels": levels.tolist()}
+        folder = None if capture is None else Path(capture)
+        if folder is not None and not (folder / "complete.json").is_file():
+            idx = [L.index for L in self.layers]
+            fc, emb, info = self.ad.forecast_with_capture(
+                ctx, int(horizon), layers=idx, sites=("residual",), batch_size=int(self.o["batch_size"]), **kw
+            )
+            self.last_fold = info
+            keep = self._kept(emb)
+            rows = {L: emb.arrays[("residual", L)][keep] for L in idx}
+            from isofast.store import write_json
+
+            files = self.store_embeddings(folder, rows)
+            doc = {"layers": idx, "rows": {str(k): int(v.shape[0]) for k, v in rows.items()}, "files": files}
+            write_json(folder / "complete.json", doc)  # the marker embed_cached writes, last
+        else:
+            fc = self.ad.forecast(ctx, int(horizon), **kw)
+        return self._output(fc, n, levels)
+
+    def _output(self, fc, n: int, levels: np.ndarray) -> ForecastOutput:
         if fc.samples is not None:
             return ForecastOutput(np.asarray(fc.samples, np.float64), notes=(f"{self.ad.family}: sample paths",))
         q = np.asarray(fc.quantiles, np.float64)

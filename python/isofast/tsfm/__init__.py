@@ -4,6 +4,11 @@ checkpoint, capture every layer, forecast, and (Chronos) read the softmax head.
     >>> m = isofast.load_tsfm("chronos-bolt:/models/chronos-bolt-small")  # doctest: +SKIP
     >>> emb = m.embed(series, layers="all")                                # doctest: +SKIP
     >>> fc = m.forecast(series, horizon=64)                                # doctest: +SKIP
+    >>> fc, emb, info = m.forecast_with_capture(series, 64, layers="all")  # doctest: +SKIP
+
+``forecast_with_capture`` records capture's pass from the forecast's own
+first pass of the stack where the family allows it (docs/models.md, "One
+pass"), else runs the separate prefill.
 
 Families (``isofast.tsfm.FAMILIES``; docs/models.md for loading, layers,
 serializers and licences): ``chronos``, ``chronos-bolt``, ``chronos-2``
@@ -20,12 +25,14 @@ from __future__ import annotations
 
 import importlib
 
-from isofast.tsfm.base import SITES, LayerTap, Stack, TSFMAdapter, TSFMEmbedding, TSFMForecast
+from isofast.tsfm.base import SITES, FirstPassTap, FoldPlan, LayerTap, Stack, TSFMAdapter, TSFMEmbedding, TSFMForecast
 from isofast.tsfm.spec import FAMILIES, ModelSpec, detect_family, looks_like_tsfm, parse_spec
 
 __all__ = [
     "FAMILIES",
     "SITES",
+    "FirstPassTap",
+    "FoldPlan",
     "LayerTap",
     "ModelSpec",
     "Stack",

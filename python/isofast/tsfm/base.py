@@ -17,6 +17,10 @@ provides, per family:
   encoder-decoder; a decoder's prefill, with flip averaging and
   autoregressive steps switched off);
 * ``forecast(contexts, horizon, …)`` — through the family's own pipeline;
+* ``_fold(contexts, horizon, kw)`` — how that forecast's first pass of the
+  stack is the prefill (a :class:`FoldPlan`: expected calls, which tokens),
+  or why it is not; :meth:`TSFMAdapter.forecast_with_capture` then records
+  capture's rows from the forecast itself (one pass) or runs the prefill;
 * ``head()`` — the softmax matrix over value bins (Chronos only).
 
 Layer numbering (as :mod:`isofast.capture`): layer 0 is the input of the
@@ -37,6 +41,7 @@ hidden states passed as keyword arguments are seen.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -226,18 +231,67 @@ class LayerTap:
                     "an autoregressive step, a second (flip-averaged) pass or sample expansion reached the captured "
                     "stack, so the rows would mix passes"
                 )
-            t = recs[0]
-            if self.rows is not None:
-                t = self.rows(t, batch, site)
-            want = (batch, tokens, self.d_model)
-            if tuple(t.shape) != want:
-                raise RuntimeError(
-                    f"{self.family}: {site} layer {L} captured a tensor of shape {tuple(t.shape)}, expected "
-                    f"(batch, tokens, d_model) = {want} from the serializer's token layout"
-                )
-            out[key] = t.float().cpu().numpy()
+            out[key] = self._checked(key, recs[0], batch, tokens)
         self.records = {k: [] for k in self.records}
         return out
+
+    def _checked(self, key, t, batch: int, tokens: int, select=None) -> np.ndarray:
+        """One recorded call as float32 numpy (batch, tokens, d): the family's
+        layout mapped (``rows``), then ``select(tensor, site)`` (the fold's
+        slice of the forecast's pass), then the shape checked."""
+        site, L = key
+        if self.rows is not None:
+            t = self.rows(t, batch, site)
+        if select is not None:
+            t = select(t, site)
+        want = (batch, tokens, self.d_model)
+        if tuple(t.shape) != want:
+            raise RuntimeError(
+                f"{self.family}: {site} layer {L} captured a tensor of shape {tuple(t.shape)}, expected "
+                f"(batch, tokens, d_model) = {want} from the serializer's token layout"
+            )
+        return t.float().cpu().numpy()
+
+
+class FirstPassTap(LayerTap):
+    """A :class:`LayerTap` for a whole forecast: keeps the *first* call of
+    every hooked layer (the pass capture records) and only counts the others
+    (autoregressive steps, the flip-averaged pass, sample expansion), so a
+    long forecast holds one pass in memory."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls: dict[tuple[str, int], int] = {}
+
+    def _rec(self, key):
+        def store(t):
+            self.calls[key] = self.calls.get(key, 0) + 1
+            if self.calls[key] == 1:
+                self.records.setdefault(key, []).append(t.detach().clone())  # later passes may reuse buffers
+
+        return store
+
+    def take_first(self, batch: int, tokens: int, *, calls: int | None = None, select=None):
+        """The first call of every hooked layer as float32 numpy (batch,
+        tokens, d), and the number of calls per layer. ``RuntimeError`` when a
+        layer never ran, when layers ran different numbers of times (every
+        pass runs the whole stack, so a difference means the hooks saw part
+        of a pass), when ``calls`` is given and differs, or on a shape."""
+        counts = {key: self.calls.get(key, 0) for key in self.records}
+        for key, c in counts.items():
+            if c == 0:
+                raise RuntimeError(f"{self.family}: {key[0]} layer {key[1]} never ran in the forecast")
+        if len(set(counts.values())) > 1:
+            raise RuntimeError(f"{self.family}: the hooked layers ran different numbers of times {counts}")
+        n = next(iter(counts.values()))
+        if calls is not None and n != calls:
+            raise RuntimeError(
+                f"{self.family}: the forecast ran the captured stack {n} times, expected {calls}: the first call "
+                "may not be the pass capture records"
+            )
+        out = {key: self._checked(key, recs[0], batch, tokens, select) for key, recs in self.records.items()}
+        self.records = {k: [] for k in self.records}
+        return out, n
 
 
 def resolve_layers(layers, n: int, sites: Sequence[str]) -> dict[str, list[int]]:
@@ -543,39 +597,151 @@ class TSFMAdapter:
         self.check_structure()
         want = resolve_layers(layers, self.n_layers, sites)
         ser = self.serializer
-        parts: dict[tuple[str, int], list] = {}
-        meta = {k: [] for k in ("window", "token", "role", "first", "last")}
-        kinds: list[str] = []
-        order: list[tuple] = []  # (window, chunk, index in chunk, token table): restores window order
-        chunks: list[tuple[list[int], dict]] = []
-        by_len = by_length(ctx)
+        chunks: list[tuple[list[int], dict, Any]] = []  # (windows, rows per key, token table)
         with torch.inference_mode(), LayerTap(self.stack, want, self.d_model, self.family, rows=self._rows) as tap:
-            for length, idx in by_len.items():
+            for length, idx in by_length(ctx).items():
                 table = ser.tokens(length)
                 for s in range(0, len(idx), batch_size):
                     group = idx[s : s + batch_size]
                     kept = ser.kept(length)
                     batch = np.stack([ctx[i][-kept:] for i in group]).astype(np.float32)
                     self._prefill(batch)
-                    got = tap.take(len(group), len(table))
-                    chunks.append((group, got))
-                    for j, w in enumerate(group):
-                        order.append((w, len(chunks) - 1, j, table))
-        order.sort(key=lambda t: t[0])
-        for w, ci, j, table in order:
-            got = chunks[ci][1]
-            for key, arr in got.items():
-                parts.setdefault(key, []).append(arr[j])
-            n_t = len(table)
-            meta["window"].append(np.full(n_t, w, np.int64))
-            meta["token"].append(np.arange(n_t, dtype=np.int64))
-            meta["role"].append(table.role)
-            meta["first"].append(table.first)
-            meta["last"].append(table.last)
-            kinds.extend(table.kind)
-        arrays = {k: np.ascontiguousarray(np.concatenate(v), dtype=np.float32) for k, v in parts.items()}
-        m = {k: np.concatenate(v) for k, v in meta.items()}
-        return TSFMEmbedding(arrays, m["window"], m["token"], m["role"], m["first"], m["last"], kinds)
+                    chunks.append((group, tap.take(len(group), len(table)), table))
+        return _assemble(chunks)
+
+    # ---- one pass: the forecast's own first pass serves the capture
+    def _fold(self, ctx: list[np.ndarray], horizon: int, forecast_kw: dict) -> FoldPlan | str:
+        """How the forecast of ``ctx`` runs the captured stack, as a
+        :class:`FoldPlan`, or why its first pass is not capture's prefill (a
+        string; the one-pass route then runs the separate prefill). The
+        default: no one-pass route for this family."""
+        return f"{self.family}: its forecast's first pass is not capture's prefill (docs/models.md)"
+
+    def _one_batch(self, ctx: list[np.ndarray]) -> str | None:
+        """Why the forecast's single batch of ``ctx`` is not one capture batch
+        (None when it is): the pipelines stack every context into one batch,
+        left-padding shorter ones, while capture batches contexts by length."""
+        lengths = {c.size for c in ctx}
+        if len(lengths) > 1:
+            return (
+                f"{self.family}: contexts of {len(lengths)} different lengths; the forecast pads them into one batch, "
+                "capture batches them by length"
+            )
+        return None
+
+    def forecast_with_capture(
+        self,
+        series,
+        horizon: int,
+        *,
+        layers="all",
+        sites: Sequence[str] = ("residual",),
+        batch_size: int = 8,
+        nan: str = "interpolate",
+        **forecast_kw,
+    ) -> tuple[TSFMForecast, TSFMEmbedding, dict]:
+        """:meth:`forecast` and :meth:`embed` of the same contexts with one
+        pass of the captured stack where the family allows it.
+
+        Hooks (:class:`FirstPassTap`: the hooks, checks and row layout of
+        :meth:`embed`) are attached while the family's own forecast runs; they
+        keep the first call of every hooked layer — the pass capture records
+        (docs/models.md, per family) — and count the others (autoregressive
+        steps, the flip-averaged pass, sample expansion), checked against the
+        family's expected count. Hooks only read, so the forecast is the bare
+        forecast's. The rows are :meth:`embed`'s with ``batch_size`` ≥ the
+        number of contexts, bitwise where the forecast's first pass reads the
+        same batch as the prefill; ``info["rows"]`` says where it does not
+        (TimesFM pads to the whole context: equal to float rounding).
+
+        Where the family's forecast does not run capture's pass (its reason
+        in ``info["reason"]``), this is :meth:`forecast` then :meth:`embed`.
+        Returns ``(forecast, embedding, info)``; ``info["joint"]`` says which
+        route ran, ``info["calls"]`` how often the forecast ran each layer."""
+        import torch
+
+        from isofast._input import check_int
+
+        H = check_horizon(horizon)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        ctx = self.contexts(series, nan=nan)
+        self.check_structure()
+        want = resolve_layers(layers, self.n_layers, sites)
+        plan = self._fold(ctx, H, forecast_kw)
+        t0 = time.perf_counter()
+        if isinstance(plan, str):
+            fc = self.forecast(ctx, H, nan=nan, **forecast_kw)
+            t1 = time.perf_counter()
+            emb = self.embed(ctx, layers=want, sites=sites, batch_size=batch_size, nan=nan)
+            info = {
+                "joint": False,
+                "reason": plan,
+                "forecast_seconds": t1 - t0,
+                "capture_seconds": time.perf_counter() - t1,
+            }
+            return fc, emb, info
+        table = self.serializer.tokens(ctx[0].size)
+        with torch.inference_mode(), FirstPassTap(self.stack, want, self.d_model, self.family, rows=self._rows) as tap:
+            fc = self.forecast(ctx, H, nan=nan, **forecast_kw)
+        got, n = tap.take_first(len(ctx), len(table), calls=plan.calls, select=plan.select)
+        emb = _assemble([(list(range(len(ctx))), got, table)])
+        info = {"joint": True, "calls": n, "rows": plan.rows, "seconds": time.perf_counter() - t0}
+        return fc, emb, info
+
+
+@dataclass
+class FoldPlan:
+    """How a forecast's first pass of the captured stack is capture's
+    prefill: ``calls`` — the calls of every hooked layer the whole forecast
+    makes (None: not checked beyond "the same for every layer");
+    ``select(tensor, site)`` — the capture's tokens in the first call's
+    (batch, tokens, d) tensor (None: all of them); ``rows`` — how the rows
+    compare with :meth:`TSFMAdapter.embed`'s."""
+
+    calls: int | None = None
+    select: Any = None
+    rows: str = "bitwise equal to embed's with one batch of every context"
+
+
+def _last_tokens(n: int):
+    """``select`` keeping the last ``n`` tokens (the forecast left-pads more)."""
+
+    def select(t, _site):
+        return t[:, -n:]
+
+    return select
+
+
+def _first_tokens(n: int):
+    """``select`` keeping the first ``n`` tokens (the forecast appends more)."""
+
+    def select(t, _site):
+        return t[:, :n]
+
+    return select
+
+
+def _assemble(chunks: list[tuple[list[int], dict, Any]]) -> TSFMEmbedding:
+    """A :class:`TSFMEmbedding` from batches ``(windows, {key: (batch, tokens,
+    d)}, token table)``, rows back in window order."""
+    parts: dict[tuple[str, int], list] = {}
+    meta = {k: [] for k in ("window", "token", "role", "first", "last")}
+    kinds: list[str] = []
+    order = sorted((w, ci, j) for ci, (group, _, _) in enumerate(chunks) for j, w in enumerate(group))
+    for w, ci, j in order:
+        _, got, table = chunks[ci]
+        for key, arr in got.items():
+            parts.setdefault(key, []).append(arr[j])
+        n_t = len(table)
+        meta["window"].append(np.full(n_t, w, np.int64))
+        meta["token"].append(np.arange(n_t, dtype=np.int64))
+        meta["role"].append(table.role)
+        meta["first"].append(table.first)
+        meta["last"].append(table.last)
+        kinds.extend(table.kind)
+    arrays = {k: np.ascontiguousarray(np.concatenate(v), dtype=np.float32) for k, v in parts.items()}
+    m = {k: np.concatenate(v) for k, v in meta.items()}
+    return TSFMEmbedding(arrays, m["window"], m["token"], m["role"], m["first"], m["last"], kinds)
 
 
 class T5EncoderStack:

@@ -80,9 +80,12 @@ def capture_tsfm(
     nan: str = "interpolate",
     shard_bytes: int = 256 << 20,
     progress: bool = True,
+    _embed=None,
 ):
     """Capture every requested layer of a TSFM into a capture folder (module
-    docstring). Arguments as :func:`isofast.capture.capture`."""
+    docstring). Arguments as :func:`isofast.capture.capture`. ``_embed(start,
+    windows, layers, sites)`` replaces the adapter's ``embed`` of each group of
+    windows (:func:`forecast_and_capture_tsfm` hands in the forecast's rows)."""
     from isofast import capture as _cap
     from isofast._input import check_int
     from isofast.tsfm import load_tsfm
@@ -164,7 +167,12 @@ def capture_tsfm(
         try:
             while done < len(wins):
                 group = wins[done : done + step]
-                emb = ad.embed([w.values for w in group], layers=layer_map, sites=sites, batch_size=batch_size, nan=nan)
+                if _embed is None:
+                    emb = ad.embed(
+                        [w.values for w in group], layers=layer_map, sites=sites, batch_size=batch_size, nan=nan
+                    )
+                else:
+                    emb = _embed(done, group, layer_map, sites)
                 keep = _keep(emb.role, emb.window, positions)
                 arrays = {}
                 for key in keys:
@@ -225,6 +233,88 @@ def capture_tsfm(
         resumed_from_window=start,
         complete=True,
         warnings=[],
+    )
+
+
+def forecast_and_capture_tsfm(
+    model,
+    series,
+    horizon: int,
+    *,
+    out=None,
+    layers="all",
+    positions="all",
+    sites: Sequence[str] = ("residual",),
+    batch_size: int = 8,
+    nan: str = "interpolate",
+    resume: bool = True,
+    shard_bytes: int = 256 << 20,
+    progress: bool = False,
+    device=None,
+    **forecast_kw,
+):
+    """The family's forecast of every series (each series one context) and
+    :func:`capture_tsfm` of them into ``out``, with one pass of the captured
+    stack where the family allows it
+    (:meth:`~isofast.tsfm.base.TSFMAdapter.forecast_with_capture`).
+
+    The folder is the one :func:`capture_tsfm` writes with the same
+    arguments (same manifest, resume key, shards; rows bitwise equal where
+    ``info["rows"]`` says so). The forecast equals
+    :meth:`~isofast.tsfm.base.TSFMAdapter.forecast` bitwise: hooks only read.
+    When the folder is already complete, the forecast runs alone
+    (``info["reason"]``). Returns ``(TSFMForecast, CaptureResult, info)``."""
+    from isofast import capture as _cap
+    from isofast.tsfm import load_tsfm
+
+    ad: TSFMAdapter = model if isinstance(model, TSFMAdapter) else load_tsfm(model, device=device)
+    wins, _ = _cap._windows(series, context=None, window_mode="last", stride=None, n=None, seed=0, nan=nan)
+    ctx = [w.values for w in wins]
+    state: dict = {}
+
+    def embed(start, group, layer_map, sites_):
+        if "emb" not in state:  # the first group runs the forecast over every window, once
+            fc, emb, info = ad.forecast_with_capture(
+                ctx, horizon, layers=layer_map, sites=sites_, batch_size=batch_size, nan=nan, **forecast_kw
+            )
+            state.update(fc=fc, emb=emb, info=info)
+        return _windows_of(state["emb"], start, start + len(group))
+
+    cap = capture_tsfm(
+        ad,
+        series,
+        layers=layers,
+        positions=positions,
+        out=out,
+        batch_size=batch_size,
+        sites=sites,
+        resume=resume,
+        nan=nan,
+        shard_bytes=shard_bytes,
+        progress=progress,
+        _embed=embed,
+    )
+    if "fc" not in state:
+        t0 = time.perf_counter()
+        state["fc"] = ad.forecast(ctx, horizon, nan=nan, **forecast_kw)
+        state["info"] = {"joint": False, "reason": "captured earlier", "forecast_seconds": time.perf_counter() - t0}
+    return state["fc"], cap, state["info"]
+
+
+def _windows_of(emb, a: int, b: int):
+    """The rows of windows ``a..b−1`` of a :class:`~isofast.tsfm.base.TSFMEmbedding`, renumbered from 0."""
+    from isofast.tsfm.base import TSFMEmbedding
+
+    keep = (emb.window >= a) & (emb.window < b)
+    idx = np.flatnonzero(keep)
+    return TSFMEmbedding(
+        {k: v[keep] for k, v in emb.arrays.items()},
+        emb.window[keep] - a,
+        emb.token[keep],
+        emb.role[keep],
+        emb.first[keep],
+        emb.last[keep],
+        [emb.kind[i] for i in idx],
     )
 
 

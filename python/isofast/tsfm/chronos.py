@@ -109,6 +109,7 @@ import numpy as np
 from isofast.errors import CheckpointError
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    FoldPlan,
     Stack,
     T5EncoderStack,
     TSFMAdapter,
@@ -234,6 +235,13 @@ class ChronosBoltAdapter(T5EncoderStack, _PipelineAdapter):
 
         ctx = torch.as_tensor(batch, dtype=torch.float32, device=self.model.device)
         self.model.encode(ctx)
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """``predict`` runs ``model(context)`` (= ``encode`` + one decoder
+        step) on the stacked batch, then once more per ``prediction_length``
+        block beyond the first with the batch × the quantiles: the first
+        encoder call is the prefill."""
+        return self._one_batch(ctx) or FoldPlan(calls=-(-int(horizon) // int(self.cc.prediction_length)))
 
     def forecast(
         self,
@@ -438,6 +446,13 @@ class ChronosAdapter(T5EncoderStack, _PipelineAdapter):
     def _prefill(self, batch: np.ndarray) -> None:
         ids, mask, _ = self._tokens(batch)
         self.pipeline.model.encode(input_ids=ids, attention_mask=mask)
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """``predict`` runs ``generate`` once per ``prediction_length`` block
+        (the context grown by the median path); ``generate`` runs the encoder
+        once on the batch, then expands its output to the sample paths for the
+        decoder (not hooked): the first encoder call is the prefill."""
+        return self._one_batch(ctx) or FoldPlan(calls=-(-int(horizon) // int(self.cc.prediction_length)))
 
     def forecast(
         self,
@@ -659,6 +674,26 @@ class Chronos2Adapter(_PipelineAdapter):
         ctx = torch.as_tensor(batch, dtype=torch.float32, device=dev)
         groups = torch.arange(ctx.shape[0], dtype=torch.long, device=dev)
         self.model.encode(context=ctx, group_ids=groups, num_output_patches=self.prefill_output_patches)
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """``predict_quantiles`` runs the model on batches of 256 contexts with
+        ``min(⌈H / output_patch⌉, max_output_patches)`` future tokens, then
+        unrolls longer horizons. Time attention is bidirectional, so the
+        context rows depend on the number of future tokens: the first call is
+        the prefill only when it appends the prefill's one (H ≤ output patch)."""
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        if len(ctx) > 256:
+            return f"{self.family}: the pipeline forecasts {len(ctx)} contexts in batches of 256"
+        ops = int(self.pipeline.model_output_patch_size)
+        n_out = min(-(-int(horizon) // ops), int(self.cc.max_output_patches))
+        if n_out != self.prefill_output_patches:
+            return (
+                f"{self.family}: horizon {horizon} makes the forecast append {n_out} future tokens (the prefill "
+                f"{self.prefill_output_patches}); bidirectional time attention makes the context rows depend on them"
+            )
+        return FoldPlan(calls=1)
 
     def forecast(
         self,

@@ -101,6 +101,8 @@ import numpy as np
 from isofast.errors import CheckpointError, InputError
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    FoldPlan,
+    _first_tokens,
     interp_quantiles,
     Stack,
     TSFMAdapter,
@@ -445,6 +447,24 @@ class MoiraiAdapter(_MoiraiBase):
         x, obs, pad = _tensors(batch, self._device, self._dtype)
         fc._get_distr(P, x, obs, pad)
 
+    def _fold(self, ctx, horizon, forecast_kw):
+        """A fixed-patch forecast is one module forward (``_get_distr``) then
+        sampling. It is the prefill only when its prediction window is the
+        prefill's one future patch (H ≤ P): attention is bidirectional, so
+        more future patches change every context row."""
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        P, H = self.patch_size, int(horizon)
+        if forecast_kw.get("patch_size") not in (None, P):
+            return f"{self.family}: the forecast's patch_size {forecast_kw['patch_size']!r} is not the prefill's {P}"
+        if -(-H // P) != self.prefill_future_tokens:
+            return (
+                f"{self.family}: horizon {H} makes {-(-H // P)} future patches (the prefill reads "
+                f"{self.prefill_future_tokens}); bidirectional attention makes the context rows depend on them"
+            )
+        return FoldPlan(calls=1)
+
     def forecast(
         self,
         series,
@@ -604,6 +624,23 @@ class Moirai2Adapter(_MoiraiBase):
         x, obs, pad = _tensors(batch, self._device, self._dtype)
         packed = fc._convert(P, x, obs, pad)
         self.module(*packed, training_mode=False)
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """``Moirai2Forecast`` calls the module once, then once per
+        autoregressive step (the batch × the quantiles); the first call reads
+        the context and up to ``num_predict_token`` future patches. Attention
+        is causal, so the context rows and the first future token's do not
+        depend on the later future tokens: the first tokens of the first call
+        are the prefill's (equal to float rounding: another sequence length)."""
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        n_tok = self.serializer.n_tokens(ctx[0].size)
+        return FoldPlan(
+            calls=1 + _ar_steps(int(horizon), self.patch_size, int(self.module.num_predict_token)),
+            select=_first_tokens(n_tok),
+            rows="equal to float rounding (the first call reads more future tokens)",
+        )
 
     def forecast(
         self,

@@ -349,6 +349,16 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         x, mask = self._inputs(batch)
         self.model.embed(x_enc=x, input_mask=mask, reduction="none")
 
+    def _fold(self, ctx, horizon, forecast_kw):
+        """Never: neither forecast path runs capture's pass. ``short_forecast``
+        shifts the input left by 8·⌈H/8⌉ steps and masks the end (another
+        input), and ``forecast`` embeds the padding patches as values rather
+        than as the mask embedding ``embed`` uses."""
+        return (
+            f"{self.family}: its forecast reads other inputs than capture's embed pass (short_forecast shifts and "
+            "masks the context; the forecasting head embeds padding as values)"
+        )
+
     # ---- forecasts
     def forecast(
         self,

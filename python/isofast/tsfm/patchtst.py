@@ -74,6 +74,7 @@ from isofast.errors import InputError
 from isofast.models import _quiet_transformers
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    FoldPlan,
     load_transformers,
     Stack,
     TSFMAdapter,
@@ -254,6 +255,12 @@ class PatchTSTAdapter(TSFMAdapter):
 
     def _prefill(self, batch: np.ndarray) -> None:
         self.model.model(past_values=self._input(batch))
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """The forecast is one ``PatchTSTForPrediction`` forward (point head)
+        or ``generate`` (one forward, then samples from its distribution): its
+        encoder pass is the prefill, on the same (batch, context_length) input."""
+        return self._one_batch(ctx) or FoldPlan(calls=1)
 
     # ---- forecasts
     def forecast(

@@ -150,6 +150,8 @@ from isofast.errors import CheckpointError, InputError, MissingPackageError
 from isofast.models import _quiet_transformers
 from isofast.serializers.tsfm import TokenSerializer
 from isofast.tsfm.base import (
+    FoldPlan,
+    _last_tokens,
     load_transformers,
     interp_quantiles,
     Stack,
@@ -606,6 +608,38 @@ class TimesFM25Adapter(TSFMAdapter):
             truncate_negative=False,
         )
 
+    def _fold(self, ctx, horizon, forecast_kw):
+        """The forecast's first decode is the prefill (flip pass on −x and AR
+        steps come after it). Package: ``compile`` pads to ``max_context`` =
+        the padded context length, as the prefill (the same tokens); the rows
+        agree to float rounding (the decode function's path). transformers: the
+        forecast pads to the whole ``context_length`` (more padding patches:
+        the last tokens are kept; equal to float rounding, docs/models.md)."""
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        H, p = int(horizon), self.patch
+        kept = self.serializer.kept(ctx[0].size)
+        n_tok = self.serializer.n_tokens(ctx[0].size)
+        if self.backend == "timesfm":
+            mod = self.model
+            o, limit = int(mod.o), int(mod.config.context_limit)
+            mh = _ceil_to(H, o)
+            if _ceil_to(kept, p) + mh > limit:
+                return f"{self.family}: horizon {H} makes the package cut the context below the prefill's"
+            return FoldPlan(
+                calls=2 * (mh // o),  # (prefill + AR steps) × (x, −x)
+                rows="equal to float rounding (the package's decode function on the same padded inputs)",
+            )
+        cfg = self.model.config
+        steps = -(-H // int(cfg.horizon_length))
+        same = _ceil_to(kept, p) == int(cfg.context_length)
+        return FoldPlan(
+            calls=steps * (2 if cfg.force_flip_invariance else 1),
+            select=_last_tokens(n_tok),
+            rows="bitwise (no extra padding)" if same else "equal to float rounding (the forecast pads more)",
+        )
+
     # ---- forecasts
     def forecast(
         self,
@@ -833,6 +867,24 @@ class TimesFMAdapter(TSFMAdapter):
         x = torch.as_tensor(np.asarray(batch), dtype=torch.float32, device=torch.device(self.device)).to(dt)
         B, L = x.shape
         m(past_values=list(x), freq=[self.freq] * B, forecast_context_len=_ceil_to(L, int(m.config.patch_length)))
+
+    def _fold(self, ctx, horizon, forecast_kw):
+        """One decoder pass per ``horizon_length`` block; the first is the
+        prefill, padded to the whole ``context_length`` (the last tokens are
+        kept; equal to float rounding where that adds padding patches)."""
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        if forecast_kw.get("freq") not in (None, self.freq):
+            return f"{self.family}: the forecast's freq {forecast_kw['freq']} is not the prefill's {self.freq}"
+        cfg = self.model.config
+        kept = self.serializer.kept(ctx[0].size)
+        same = _ceil_to(kept, int(cfg.patch_length)) == int(cfg.context_length)
+        return FoldPlan(
+            calls=-(-int(horizon) // int(cfg.horizon_length)),
+            select=_last_tokens(self.serializer.n_tokens(ctx[0].size)),
+            rows="bitwise (no extra padding)" if same else "equal to float rounding (the forecast pads more)",
+        )
 
     def forecast(
         self,
