@@ -2,20 +2,20 @@
 //! statistics and the whole recipe (isofast_core::{kmeans, silhouette, cluster}).
 
 use crate::array::{run, view};
+use crate::errors::{InputError, Result};
 use isofast_core::cluster::{self as core_cluster, ClusterOptions, ClusterStats};
 use isofast_core::kmeans::{kmeans_view, KMeansParams};
 use isofast_core::silhouette::silhouette_score as core_silhouette;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 /// Dense labels 0..k from an int64 array (negative or ≥ k is an error).
-fn dense_labels(labels: &PyReadonlyArray1<'_, i64>, k: usize) -> PyResult<Vec<u32>> {
+fn dense_labels(labels: &PyReadonlyArray1<'_, i64>, k: usize) -> Result<Vec<u32>> {
     let a = labels.as_array();
     if let Some(&bad) = a.iter().find(|&&v| v < 0 || v as u64 >= k as u64) {
-        return Err(PyValueError::new_err(format!("label {bad} outside 0..{k}")));
+        return Err(InputError::new_err(format!("label {bad} outside 0..{k}")).into());
     }
     Ok(a.iter().map(|&v| v as u32).collect())
 }
@@ -28,7 +28,7 @@ fn centers_to_py<'py>(py: Python<'py>, c: Vec<f64>, k: usize, d: usize) -> Bound
     Array2::from_shape_vec((k, d), c).expect("k×d centres").into_pyarray(py)
 }
 
-fn stats_to_py<'py>(py: Python<'py>, stats: &[ClusterStats]) -> PyResult<Bound<'py, PyList>> {
+fn stats_to_py<'py>(py: Python<'py>, stats: &[ClusterStats]) -> Result<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     for s in stats {
         let d = PyDict::new(py);
@@ -58,7 +58,7 @@ fn kmeans<'py>(
     tol: f64,
     seed: u64,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let params = KMeansParams { k, n_init, max_iter, tol, seed };
     let f = run(py, || kmeans_view(&v, &params, n_threads))?;
@@ -85,7 +85,7 @@ fn silhouette_score<'py>(
     sample_size: Option<usize>,
     seed: u64,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<f64> {
+) -> Result<f64> {
     let v = view(x, elem)?;
     let l = dense_labels(&labels, k)?;
     run(py, || core_silhouette(&v, &l, k, sample_size, seed, n_threads))
@@ -102,7 +102,7 @@ fn cluster_statistics<'py>(
     elem: Option<&str>,
     spectra: bool,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyList>> {
+) -> Result<Bound<'py, PyList>> {
     let v = view(x, elem)?;
     let l = dense_labels(&labels, k)?;
     let stats = run(py, || core_cluster::cluster_statistics(&v, &l, k, spectra, n_threads))?;
@@ -134,22 +134,22 @@ fn cluster_isotropy<'py>(
     min_cluster_size: usize,
     rows: Option<PyReadonlyArray1<'py, i64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let rows = match rows {
         None => None,
         Some(r) => {
             let a = r.as_array();
             if let Some(&bad) = a.iter().find(|&&i| i < 0) {
-                return Err(PyValueError::new_err(format!("rows contains {bad}: row indices must be ≥ 0")));
+                return Err(InputError::new_err(format!("rows contains {bad}: row indices must be ≥ 0")).into());
             }
             Some(a.iter().map(|&i| i as usize).collect::<Vec<usize>>())
         }
     };
     if let Some(&k) = k_range.iter().find(|&&k| k < 2) {
-        return Err(PyValueError::new_err(format!(
+        return Err(InputError::new_err(format!(
             "k_range contains k = {k}: model selection needs k ≥ 2 (k = 1 is the automatic fallback when no k reaches the silhouette threshold)"
-        )));
+        )).into());
     }
     let opts = ClusterOptions {
         k_range: k_range.iter().map(|&k| k as usize).collect(),
@@ -201,7 +201,7 @@ fn cluster_isotropy<'py>(
     Ok(d)
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
     m.add_function(wrap_pyfunction!(silhouette_score, m)?)?;
     m.add_function(wrap_pyfunction!(cluster_statistics, m)?)?;

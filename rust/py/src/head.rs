@@ -1,12 +1,12 @@
 //! Binding of the fused LM-head log-partition kernel (isofast_core::head).
 
 use crate::array::{run, view};
+use crate::errors::{InputError, Result};
 use isofast_core::head::{log_partition_head as core_head, log_partition_head_rows, HeadOptions};
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -27,7 +27,7 @@ fn log_partition_head<'py>(
     w_elem: Option<&str>,
     c_elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<Bound<'py, PyDict>> {
     let wv = view(w, w_elem)?;
     let cv = view(c, c_elem)?;
     // A C-contiguous, aligned float32/float64 W is read in place by the kernel
@@ -43,7 +43,7 @@ fn log_partition_head<'py>(
         Some(s) => {
             let a = s.as_array();
             if let Some(&neg) = a.iter().find(|&&t| t < 0) {
-                return Err(PyValueError::new_err(format!("subset token id {neg} is negative")));
+                return Err(InputError::new_err(format!("subset token id {neg} is negative")).into());
             }
             Some(a.iter().map(|&t| t as usize).collect())
         }
@@ -85,7 +85,7 @@ fn contiguous<'py, T: Element>(a: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2
     arr.try_readonly().ok()
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_function(wrap_pyfunction!(log_partition_head, m)?)?;
     Ok(())
 }

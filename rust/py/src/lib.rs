@@ -3,6 +3,7 @@
 
 mod array;
 mod cluster;
+mod errors;
 mod head;
 mod stats;
 
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::preload(m)?;
     stats::register(m)?;
     cluster::register(m)?;
     head::register(m)?;

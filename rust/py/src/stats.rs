@@ -2,6 +2,7 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
+use crate::errors::{ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::faer;
 use isofast_core::moments::Precision;
@@ -9,7 +10,6 @@ use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as CoreMoments};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -29,9 +29,9 @@ fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
 
 /// Refuse a state whose mean or co-moment overflowed float64: its spectrum
 /// would be Inf/NaN and read as "all rows identical" further on.
-fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
+fn check_finite_state(m: &CoreMoments) -> Result<()> {
     if m.mean().iter().any(|v| !v.is_finite()) {
-        return Err(crate::array::err("NumericalError", "the column means overflow float64: rescale the input (statistics are scale-invariant except total_variance)"));
+        return Err(NumericalError::new_err("the column means overflow float64: rescale the input (statistics are scale-invariant except total_variance)").into());
     }
     let c = m.comoment_lower();
     let bad = (0..c.ncols()).any(|j| (j..c.nrows()).any(|i| !c[(i, j)].is_finite()));
@@ -40,20 +40,18 @@ fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
     // (e.g. pc1_share 0.5 for a rank-one spread).
     let top = (0..c.ncols()).map(|j| c[(j, j)]).fold(0.0f64, f64::max);
     if !bad && top > 0.0 && top < f64::from_bits((1023 - 900) << 52) {
-        return Err(crate::array::err(
-            "NumericalError",
-            format!(
-                "the variance underflows float64 (largest co-moment {top:.3e}; differences between rows ≲ 1e-135): \
+        return Err(NumericalError::new_err(format!(
+            "the variance underflows float64 (largest co-moment {top:.3e}; differences between rows ≲ 1e-135): \
                  rescale the input, e.g. X / abs(X).max() (every statistic but total_variance is scale-invariant)"
-            ),
-        ));
+        ))
+        .into());
     }
     if bad {
-        return Err(crate::array::err(
-            "NumericalError",
+        return Err(NumericalError::new_err(
             "the variance overflows float64 (entries of magnitude ≳ 1e154): rescale the input, e.g. X / abs(X).max() \
              (every statistic but total_variance is scale-invariant)",
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -79,14 +77,14 @@ fn crc32(data: &[u8]) -> u32 {
 /// a flipped byte anywhere is detected before the state is parsed.
 const STATE_MAGIC: &[u8; 8] = b"ISOFCRC1";
 
-fn corrupt(why: String) -> PyErr {
-    crate::array::err("InputError", format!("corrupt Moments state: {why}"))
+fn corrupt(why: String) -> PyIsofastError {
+    InputError::new_err(format!("corrupt Moments state: {why}")).into()
 }
 
 /// What a state read from bytes must satisfy whatever its checksum says:
 /// the row counts add up, the mean and co-moment are finite, variances are
 /// ≥ 0 and ‖Σ x̂‖ ≤ the number of unit vectors.
-fn check_state_content(m: &CoreMoments) -> PyResult<()> {
+fn check_state_content(m: &CoreMoments) -> Result<()> {
     let (n, nz, z) = (m.count(), m.unit.n_nonzero, m.unit.n_zero);
     if nz.checked_add(z) != Some(n) {
         return Err(corrupt(format!("{n} rows but {nz} non-zero + {z} zero-norm rows")));
@@ -116,8 +114,7 @@ fn check_state_content(m: &CoreMoments) -> PyResult<()> {
 
 /// The error for a state used from two threads at once.
 fn busy() -> PyErr {
-    crate::array::err(
-        "InputError",
+    InputError::new_err(
         "this Moments state is being updated by another thread: use one state per thread and merge() them",
     )
 }
@@ -133,9 +130,9 @@ pub struct Moments {
 impl Moments {
     #[new]
     #[pyo3(signature = (dim, precision="exact"))]
-    fn new(dim: usize, precision: &str) -> PyResult<Self> {
+    fn new(dim: usize, precision: &str) -> Result<Self> {
         if dim == 0 {
-            return Err(PyValueError::new_err("dim must be at least 1"));
+            return Err(InputError::new_err("dim must be at least 1").into());
         }
         let p = parse_precision(precision)?;
         Ok(Moments { inner: CoreMoments::with_precision(dim, p) })
@@ -159,7 +156,7 @@ impl Moments {
         x: &Bound<'_, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         let py = slf.py();
         let v = view(x, elem)?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
@@ -169,14 +166,14 @@ impl Moments {
 
     /// Merge `other` into this state; `m.merge(m)` doubles the state (the
     /// same rows counted twice), as merging an equal copy would.
-    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> PyResult<()> {
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
         let theirs = if slf.is(other) {
             slf.try_borrow().map_err(|_| busy())?.inner.clone()
         } else {
             other.try_borrow().map_err(|_| busy())?.inner.clone()
         };
         let mut mine = slf.try_borrow_mut().map_err(|_| busy())?;
-        mine.inner.merge(&theirs).map_err(crate::array::to_py)
+        Ok(mine.inner.merge(&theirs)?)
     }
 
     fn copy(&self) -> Moments {
@@ -195,16 +192,17 @@ impl Moments {
     fn mean<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         vec_to_py(py, self.inner.mean().to_vec())
     }
-    fn comoment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn comoment<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err(
+            return Err(InputError::new_err(
                 "comoment: this Moments state's co-moment was released by second_pass(release=True)",
-            ));
+            )
+            .into());
         }
         Ok(mat_to_py(py, self.inner.comoment().as_ref()))
     }
-    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let c = self.inner.covariance().map_err(crate::array::to_py)?;
+    fn covariance<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
+        let c = self.inner.covariance()?;
         Ok(mat_to_py(py, c.as_ref()))
     }
     #[getter]
@@ -226,7 +224,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    ) -> Result<Bound<'py, PyArray1<f64>>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
@@ -250,7 +248,7 @@ impl Moments {
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
         release: bool,
         memory_budget: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
+    ) -> Result<(Bound<'py, PyArray1<f64>>, SecondPass)> {
         check_finite_state(&self.inner)?;
         let inner = &mut self.inner;
         let (ev, sp) = run(py, || {
@@ -266,7 +264,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    ) -> Result<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
@@ -279,7 +277,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<(
+    ) -> Result<(
         Bound<'py, PyArray1<f64>>,
         Bound<'py, PyArray2<f64>>,
         Bound<'py, PyArray1<f64>>,
@@ -296,11 +294,12 @@ impl Moments {
         ))
     }
 
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    fn __getstate__<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyBytes>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err(
+            return Err(InputError::new_err(
                 "this Moments state's co-moment was released by second_pass(release=True): it cannot be pickled",
-            ));
+            )
+            .into());
         }
         let body = self.inner.to_bytes();
         let mut out = Vec::with_capacity(body.len() + 12);
@@ -310,7 +309,7 @@ impl Moments {
         Ok(PyBytes::new(py, &out))
     }
     /// The precision set at construction (`__getnewargs__`) is kept.
-    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> PyResult<()> {
+    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> Result<()> {
         let p = self.inner.precision();
         let b = state.as_bytes();
         // States pickled before checksums (no envelope) are still read, and
@@ -325,7 +324,7 @@ impl Moments {
         } else {
             b
         };
-        let mut inner = CoreMoments::from_bytes(body).map_err(crate::array::to_py)?;
+        let mut inner = CoreMoments::from_bytes(body)?;
         check_state_content(&inner)?;
         inner.set_precision(p);
         self.inner = inner;
@@ -344,9 +343,9 @@ impl Moments {
     }
 }
 
-fn parse_precision(name: &str) -> PyResult<Precision> {
+fn parse_precision(name: &str) -> Result<Precision> {
     Precision::from_name(name)
-        .ok_or_else(|| PyValueError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")))
+        .ok_or_else(|| InputError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")).into())
 }
 
 /// Second pass: partition functions (raw and centred) and centred cosine.
@@ -363,10 +362,9 @@ impl SecondPass {
         dirs_raw: PyReadonlyArray2<'_, f64>,
         dirs_centered: PyReadonlyArray2<'_, f64>,
         f64_gemm: bool,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let mean = mean.as_array().to_vec();
-        let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)
-            .map_err(crate::array::to_py)?;
+        let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)?;
         Ok(SecondPass { inner })
     }
 
@@ -377,14 +375,14 @@ impl SecondPass {
         x: &Bound<'_, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
     }
 
-    fn merge(&mut self, other: &SecondPass) -> PyResult<()> {
-        self.inner.merge(&other.inner).map_err(crate::array::to_py)
+    fn merge(&mut self, other: &SecondPass) -> Result<()> {
+        Ok(self.inner.merge(&other.inner)?)
     }
 
     #[getter]
@@ -392,7 +390,7 @@ impl SecondPass {
         self.inner.count()
     }
 
-    fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn results<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         let s = &self.inner;
         d.set_item("log_z_raw_pos", vec_to_py(py, s.raw.log_z_pos()))?;
@@ -417,7 +415,7 @@ fn sym_eigen<'py>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, f64>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> Result<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
@@ -426,23 +424,24 @@ fn sym_eigen<'py>(
 /// Spectral scores from descending non-negative eigenvalues.
 #[pyfunction]
 #[pyo3(signature = (values, eps=0.8))]
-fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> PyResult<Bound<'py, PyDict>> {
+fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> Result<Bound<'py, PyDict>> {
     let v = values.as_array().to_vec();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(crate::array::err(
-            "NumericalError",
-            format!("eigenvalue {i} is {}: the variance overflows float64; rescale the input", v[i]),
-        ));
+        return Err(NumericalError::new_err(format!(
+            "eigenvalue {i} is {}: the variance overflows float64; rescale the input",
+            v[i]
+        ))
+        .into());
     }
     if !eps.is_finite() {
-        return Err(crate::array::err("InputError", format!("eps must lie in (0, 1], got {eps}")));
+        return Err(InputError::new_err(format!("eps must lie in (0, 1], got {eps}")).into());
     }
     // Every score but total_variance is scale-invariant: compute them on
     // λ / λ_max so that λ² (participation ratio) neither overflows nor
     // underflows, and scale total_variance back.
     let top = v.iter().cloned().fold(0.0f64, f64::max);
     let scaled: Vec<f64> = if top > 0.0 { v.iter().map(|x| x / top).collect() } else { v.clone() };
-    let mut s = spectrum::spectral_scores(&scaled, eps).map_err(crate::array::to_py)?;
+    let mut s = spectrum::spectral_scores(&scaled, eps)?;
     if top > 0.0 {
         s.total_variance *= top;
     }
@@ -468,7 +467,7 @@ fn self_similarity<'py>(
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<Bound<'py, PyDict>> {
     let v = view(x, elem)?;
     let g = groups.as_array().to_vec();
     let c = center.map(|c| c.as_array().to_vec());
@@ -493,20 +492,20 @@ fn all_but_the_top<'py>(
     out: &Bound<'py, PyAny>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<()> {
+) -> Result<()> {
     let v = view(x, elem)?;
     let mean = mean.as_array().to_vec();
     let top = mat_from_py(&top);
     if let Ok(o) = out.cast::<PyArray2<f64>>() {
-        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        let mut rw = o.try_readwrite().map_err(|e| InputError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| InputError::new_err("out must be C-contiguous"))?;
         run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
     } else if let Ok(o) = out.cast::<PyArray2<f32>>() {
-        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        let mut rw = o.try_readwrite().map_err(|e| InputError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| InputError::new_err("out must be C-contiguous"))?;
         run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
     } else {
-        Err(PyTypeError::new_err("out must be a float32 or float64 2-D array"))
+        Err(ArgumentTypeError::new_err("out must be a float32 or float64 2-D array").into())
     }
 }
 
@@ -519,7 +518,7 @@ fn log_partition<'py>(
     contexts: PyReadonlyArray2<'py, f64>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = mat_from_py(&contexts);
     let r = run(py, || partition::log_partition(&v, c.as_ref(), n_threads))?;
@@ -537,7 +536,7 @@ fn fast_tile_rows(d: usize) -> usize {
     isofast_core::moments::fast_tile_rows(d)
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_class::<Moments>()?;
     m.add_class::<SecondPass>()?;
     m.add_function(wrap_pyfunction!(sym_eigen, m)?)?;
@@ -559,7 +558,7 @@ pub fn unit_sum<'py>(
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, u64, u64)> {
+) -> Result<(Bound<'py, PyArray1<f64>>, u64, u64)> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
     let u = run(py, || threads::install(n_threads, || cosine::unit_sum_of(&v, c.as_deref())))?;
@@ -574,7 +573,7 @@ pub fn column_mean<'py>(
     x: &Bound<'py, PyAny>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let m = run(py, || threads::install(n_threads, || cosine::column_mean(&v)))?;
     Ok(vec_to_py(py, m))
@@ -591,14 +590,14 @@ pub fn row_norms<'py>(
     center: Option<PyReadonlyArray1<'py, f64>>,
     row_offset: u64,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
     let r = run(py, || threads::install(n_threads, || norms::row_norms(&v, c.as_deref(), row_offset)))?;
     Ok(vec_to_py(py, r))
 }
 
-pub fn register_extra(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register_extra(m: &Bound<'_, PyModule>) -> Result<()> {
     m.add_function(wrap_pyfunction!(row_norms, m)?)?;
     m.add_function(wrap_pyfunction!(unit_sum, m)?)?;
     m.add_function(wrap_pyfunction!(column_mean, m)?)?;
