@@ -238,8 +238,8 @@ def test_season_tables():
 
 
 def test_head_cli_uses_shared_table():
-    import isofast.head_cli as hc
+    from isofast.cli import _common, forecast, head
 
-    assert not hasattr(hc, "_SEASON")
-    _, season = hc._read("airpassengers", None, None)
+    assert not hasattr(forecast, "_SEASON") and not hasattr(head, "_SEASON")
+    _, season = _common.resolve_data("airpassengers", None, None)
     assert season == 12

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from isofast import store  # noqa: E402
-from isofast.capture import ATTENTION_MODULES, capture  # noqa: E402
-from isofast.models import load_model, tiny_model  # noqa: E402
+from isofast.capture import capture  # noqa: E402
+from isofast.models import ATTENTION_MODULES, load_model, tiny_model  # noqa: E402
 from isofast.serializers import ChronosSerializer, LLMTimeSerializer  # noqa: E402
 from isofast.store import open_capture  # noqa: E402
 
@@ -357,8 +357,8 @@ def test_tiny_model_hash_is_deterministic():
 def test_progress_line_without_tqdm(tiny_models, short_series, tmp_path, monkeypatch, capsys):
     import sys
 
+    lm = tiny_models("gpt2")  # first: transformers itself imports tqdm.auto
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # "not installed"
-    lm = tiny_models("gpt2")
     capture(lm, short_series, out=tmp_path / "a", layers=[1], progress=True)
     err = capsys.readouterr().err
     assert "tokens" in err and "tok/s" in err

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from isofast import capture_cli  # noqa: E402
+from isofast.cli import capture as capture_cli  # noqa: E402
 from isofast.store import open_capture  # noqa: E402
 
 

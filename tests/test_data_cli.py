@@ -79,7 +79,7 @@ def test_plot_without_matplotlib(monkeypatch, tmp_path, capsys):
 def test_plot_series_without_timestamps(tmp_path):
     _need("matplotlib")
     from isofast.data import Series
-    from isofast.data.cli import plot_series
+    from isofast.data.summary import plot_series
 
     s = Series("walk", np.cumsum(np.random.default_rng(0).standard_normal(300)))
     out = plot_series(s, str(tmp_path / "walk.png"))

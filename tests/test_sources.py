@@ -452,10 +452,10 @@ def test_cli_truncated_file_is_a_clean_error(tmp_path, X, capsys):
 
 
 def test_progress_line_has_eta(X):
-    from isofast.analyze_cli import Progress
+    from isofast.progress import SourceProgress
 
     buf = io.StringIO()
-    prog = Progress(X, passes=2, stream=buf, every=0.0)
+    prog = SourceProgress(X, passes=2, stream=buf, every=0.0)
     rep = isofast.analyze(prog)
     prog.finish()
     lines = buf.getvalue().splitlines()

@@ -14,20 +14,8 @@ Sites and layer numbering
 * ``"attention"`` — the self-attention sub-layer output of block L (after its
   output projection, before it is added to the residual stream), read with a
   forward hook as in the reference study (Shelim et al. 2025). Layers 1..n.
-  Modules hooked per architecture:
-
-  =================  ==============================================  ===========
-  architecture       module (L = 1..n is index L−1)                  output
-  =================  ==============================================  ===========
-  Llama / SmolLM2,   ``model.layers.{i}.self_attn``                  ``out[0]``
-  Mistral, Qwen2…
-  GPT-2              ``transformer.h.{i}.attn``                      ``out[0]``
-  T5 / Chronos       ``encoder.block.{i}.layer.0.SelfAttention``     ``out[0]``
-  BERT / MiniLM      ``encoder.layer.{i}.attention.output.dense``    tensor
-  =================  ==============================================  ===========
-
-  (BERT's ``attention`` module already adds the residual and normalises, so
-  its output projection ``dense`` is the comparable point.)
+  The module hooked per architecture is listed in :mod:`isofast.models`
+  (``ATTENTION_MODULES``).
 
 Encoder-decoder models (T5, Chronos) run their *encoder* only: the context is
 what the encoder reads; the reference study's decoder hooks kept only the last
@@ -73,7 +61,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,7 +73,9 @@ import numpy as np
 
 from isofast import models as _models
 from isofast import store as _store
+from isofast.data.series import as_named_series_list
 from isofast.errors import InputError
+from isofast.progress import Progress
 from isofast.serializers import (
     ROLES,
     ChronosSerializer,
@@ -98,21 +87,6 @@ from isofast.serializers import (
 from isofast.serializers.base import DIGIT, OTHER, SEPARATOR, SIGN
 
 SITES = ("residual", "attention")
-
-# Attention sub-layer modules per architecture (see the module docstring).
-ATTENTION_MODULES: dict[str, str] = {
-    "llama": "model.layers.{i}.self_attn",
-    "gpt2": "transformer.h.{i}.attn",
-    "t5": "encoder.block.{i}.layer.0.SelfAttention",
-    "bert": "encoder.layer.{i}.attention.output.dense",
-}
-# Fallback patterns (module-name suffixes) for other architectures.
-_ATTENTION_SUFFIXES = (
-    "layers.{i}.self_attn",
-    "h.{i}.attn",
-    "encoder.block.{i}.layer.0.SelfAttention",
-    "encoder.layer.{i}.attention.output.dense",
-)
 
 
 # --------------------------------------------------------------------- result
@@ -161,53 +135,6 @@ def _is_windows(obj) -> bool:
     return all(hasattr(obj, a) for a in ("context", "series_id", "start"))
 
 
-def _series_list(series) -> tuple[list[np.ndarray], list[str] | None]:
-    """Normalise the accepted inputs to a list of 1-D float arrays."""
-    names = None
-    if isinstance(series, dict):
-        names = [str(k) for k in series]
-        items = list(series.values())
-    elif isinstance(series, np.ndarray) or _has_array_interface(series):
-        arr = np.asarray(series, dtype=np.float64)
-        if arr.ndim == 1:
-            items = [arr]
-        elif arr.ndim == 2:
-            items = list(arr)
-        else:
-            raise ValueError(f"series array must be 1-D or 2-D (series × time), got {arr.shape}")
-    elif hasattr(series, "columns") and hasattr(series, "to_numpy"):  # a DataFrame: columns
-        names = [str(c) for c in series.columns]
-        items = [np.asarray(series[c].to_numpy(), dtype=np.float64) for c in series.columns]
-    elif _is_series_obj(series):  # an isofast.data.series.Series (or a pandas Series)
-        names, items = [str(series.name)], [series.values]
-    elif isinstance(series, (list, tuple)):
-        if len(series) == 0:
-            raise ValueError("no series given (empty list)")
-        if all(np.ndim(s) == 0 for s in series):
-            items = [np.asarray(series, dtype=np.float64)]
-        elif all(_is_series_obj(s) for s in series):
-            names = [str(s.name) for s in series]
-            items = [s.values for s in series]
-        else:
-            items = [s.values if _is_series_obj(s) else s for s in series]
-    else:
-        raise TypeError(
-            "series must be a 1-D/2-D array, a list of 1-D arrays, a dict name → array "
-            f"or an isofast.data.windows.Windows, got {type(series).__name__}"
-        )
-    if not items:
-        raise ValueError("no series given")
-    return items, names
-
-
-def _is_series_obj(x) -> bool:
-    return hasattr(x, "values") and hasattr(x, "name") and not isinstance(x, (np.ndarray, dict))
-
-
-def _has_array_interface(x) -> bool:
-    return hasattr(x, "__array__") and not isinstance(x, (list, tuple, dict, str))
-
-
 def _windows(
     series,
     *,
@@ -227,7 +154,7 @@ def _windows(
             v = as_series(ctx[i], nan=nan, name=f"window {i}")
             out.append(_Window(int(sid[i]), int(st[i]), v))
         return out, getattr(series, "names", None)
-    items, names = _series_list(series)
+    items, names = as_named_series_list(series)
     cleaned = [as_series(s, nan=nan, name=f"series {names[i] if names else i}") for i, s in enumerate(items)]
     if context is None:
         return [_Window(i, 0, v) for i, v in enumerate(cleaned)], names
@@ -439,79 +366,6 @@ def _resolve_layers(layers, n_layers: int, sites: Sequence[str]) -> dict[str, li
     return out
 
 
-def _attention_modules(lm: _models.LoadedModel, layers: list[int]) -> dict[int, Any]:
-    named = dict(lm.model.named_modules())
-    found: dict[int, Any] = {}
-    pattern = ATTENTION_MODULES.get(lm.architecture)
-    for L in layers:
-        i = L - 1
-        if pattern and pattern.format(i=i) in named:
-            found[L] = named[pattern.format(i=i)]
-            continue
-        for suf in _ATTENTION_SUFFIXES:
-            hits = [
-                m
-                for name, m in named.items()
-                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i))) and ".decoder." not in f".{name}"
-            ]
-            if len(hits) == 1:
-                found[L] = hits[0]
-                break
-        if L not in found:
-            raise ValueError(
-                f"cannot find the attention module of layer {L} in a {lm.architecture!r} model; "
-                f"known layouts: {ATTENTION_MODULES}"
-            )
-    return found
-
-
-def _body(lm: _models.LoadedModel):
-    """The module whose forward yields the hidden states (no LM head: faster)."""
-    m = lm.model
-    if lm.kind == "encoder-decoder":
-        return m.get_encoder()
-    base = getattr(m, "base_model", m)
-    return base if base is not None else m
-
-
-# ------------------------------------------------------------------ progress
-class _Progress:
-    def __init__(self, total: int, enabled: bool, desc: str):
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.t0 = time.perf_counter()
-        self.bar = None
-        self.last = 0.0
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, file=sys.stderr)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last >= 0.5 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-9)
-            print(
-                f"\rcapture: {self.done}/{self.total} tokens, {rate:,.0f} tok/s",
-                end="" if self.done < self.total else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --------------------------------------------------------------------- main
 def _fingerprint(items: list[_Item]) -> str:
     h = hashlib.sha256()
@@ -546,9 +400,9 @@ class _ShardBuffer:
         m = writer.manifest
         self.writer, self.keys, self.dim, self.sdtype = writer, list(keys), dim, sdtype
         self.shard_bytes = shard_bytes
-        self.first_window = int(m["windows_done"])
-        self.row_next = int(m["rows"])
-        self.k = len(m["shards"])
+        self.first_window = int(m.windows_done)
+        self.row_next = int(m.rows)
+        self.k = len(m.shards)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isofast-capture-writer")
         self.pending: Future | None = None
         self._reset()
@@ -728,7 +582,88 @@ def capture(
             shard_bytes=shard_bytes,
             progress=progress,
         )
-    torch = _models._torch()
+    plan = _prepare(
+        model,
+        series,
+        serializer=serializer,
+        layers=layers,
+        positions=positions,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        sites=sites,
+        context=context,
+        window_mode=window_mode,
+        stride=stride,
+        n_windows=n_windows,
+        seed=seed,
+        nan=nan,
+        truncate=truncate,
+        shard_bytes=shard_bytes,
+        patch_embed=patch_embed,
+    )
+    writer = _open_or_resume(plan, out, resume=resume)
+    manifest = writer.manifest
+    start_window = int(manifest.windows_done)
+    if manifest.complete:
+        return _result(manifest, writer.root, plan.lm, plan.dev, 0, 0.0, start_window, plan.caught)
+    processed, seconds = _run_batches(plan, writer, start_window, progress=progress, on_batch=on_batch)
+    manifest.complete = True
+    manifest.seconds = round(time.perf_counter() - plan.t_start, 3)
+    writer.write_manifest()
+    return _result(manifest, writer.root, plan.lm, plan.dev, processed, seconds, start_window, plan.caught)
+
+
+@dataclass
+class _Plan:
+    """What :func:`_prepare` settled: the checked arguments, the model on its
+    device, and every window encoded (for the fingerprint and the total)."""
+
+    lm: _models.LoadedModel
+    ser: Any
+    dev: Any
+    tdtype: Any
+    dname: str
+    sites: list[str]
+    positions: Any
+    layer_map: dict[str, list[int]]
+    items: list[_Item]
+    names: list[str] | None
+    enc: _Encoder
+    batch_size: int
+    shard_bytes: int
+    seed: int
+    nan: str
+    truncate: str
+    patch_embed: Any
+    caught: list[str]
+    t_start: float
+
+
+def _prepare(
+    model,
+    series,
+    *,
+    serializer,
+    layers,
+    positions,
+    device,
+    dtype,
+    batch_size: int,
+    sites: Sequence[str],
+    context: int | None,
+    window_mode: str,
+    stride: int | None,
+    n_windows: int | None,
+    seed: int,
+    nan: str,
+    truncate: str,
+    shard_bytes: int,
+    patch_embed,
+) -> _Plan:
+    """Check the arguments, load the model onto its device, cut and encode the
+    windows (cheap: all up front, for the fingerprint and the progress total)."""
+    _models._torch()  # a missing torch extra is reported before anything else
     t_start = time.perf_counter()
     caught: list[str] = []
 
@@ -772,94 +707,109 @@ def capture(
             f"{enc.n_truncated} of {len(items)} window(s) were longer than the model's maximum "
             f"of {enc.limit} tokens; their oldest values were dropped (truncate='left')"
         )
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        warnings.warn(msg, UserWarning, stacklevel=3)  # the caller of capture()
         caught.append(msg)
 
-    # ---- output folder and manifest
+    return _Plan(
+        lm=lm,
+        ser=ser,
+        dev=dev,
+        tdtype=tdtype,
+        dname=dname,
+        sites=sites,
+        positions=positions,
+        layer_map=layer_map,
+        items=items,
+        names=names,
+        enc=enc,
+        batch_size=int(batch_size),
+        shard_bytes=int(shard_bytes),
+        seed=int(seed),
+        nan=nan,
+        truncate=truncate,
+        patch_embed=patch_embed,
+        caught=caught,
+        t_start=t_start,
+    )
+
+
+def _open_or_resume(plan: _Plan, out, *, resume: bool) -> _store.CaptureWriter:
+    """The capture folder's writer: the manifest and resume key of this
+    capture, resuming or discarding an earlier one there (:func:`isofast.store.open_writer`)."""
+    lm, ser, enc, items = plan.lm, plan.ser, plan.enc, plan.items
+    positions, layer_map, sites, dname = plan.positions, plan.layer_map, plan.sites, plan.dname
+    batch_size, shard_bytes, seed, patch_embed = plan.batch_size, plan.shard_bytes, plan.seed, plan.patch_embed
+    names, nan, truncate, dev = plan.names, plan.nan, plan.truncate, plan.dev
     if out is None:
         import tempfile
 
         out = tempfile.mkdtemp(prefix="isofast-capture-")
     root = Path(out).expanduser()
-    resume_key = {
-        "weights_hash": lm.weights_hash,
-        "serializer": ser.to_dict(),
-        "positions": positions,
-        "layers": layer_map,
-        "sites": sites,
-        "dtype": dname,
-        "batch_size": int(batch_size),
-        "shard_bytes": int(shard_bytes),
-        "windows": len(items),
-        "input_fingerprint": _fingerprint(items),
-        "patch_embed": None
+    resume_key = _store.ResumeKey(
+        weights_hash=lm.weights_hash,
+        serializer=ser.to_dict(),
+        positions=positions,
+        layers=layer_map,
+        sites=sites,
+        dtype=dname,
+        batch_size=int(batch_size),
+        shard_bytes=int(shard_bytes),
+        windows=len(items),
+        input_fingerprint=_fingerprint(items),
+        patch_embed=None
         if not isinstance(ser, PatchSerializer)
         else ("seeded-linear" if patch_embed is None else _models.hash_state_dict(patch_embed)),
-        "seed": int(seed),
-    }
-    previous = _store.read_manifest(root) if root.is_dir() else None
-    if previous is not None and resume:
-        if previous.get("resume_key") != resume_key:
-            diff = sorted(
-                k
-                for k in set(resume_key) | set(previous.get("resume_key", {}))
-                if previous.get("resume_key", {}).get(k) != resume_key.get(k)
-            )
-            raise ValueError(
-                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
-                "use another folder or pass resume=False to overwrite it"
-            )
-        manifest = previous
-    else:
-        if previous is not None:
-            _discard(root, previous)
-        manifest = {
-            "format": _store.FORMAT,
-            "format_version": _store.FORMAT_VERSION,
-            "isofast_version": _isofast_version(),
-            "complete": False,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": lm.to_dict(),
-            "weights_hash": lm.weights_hash,
-            "serializer": ser.to_dict(),
-            "dtype": dname,
-            "storage_dtype": str(_store.storage_dtype(dname)),
-            "sites": sites,
-            "layers": layer_map,
-            "positions": positions,
-            "dim": lm.hidden_size,
-            "n_windows": len(items),
-            "windows_done": 0,
-            "rows": 0,
-            "shapes": {},
-            "shards": [],
-            "series_names": names,
-            "token_table_format": "parquet" if _store.have_pyarrow() else "csv",
-            "roles": list(ROLES),
-            "layer_numbering": "residual: 0 = embeddings, L = output of block L (last after final norm); "
+        seed=int(seed),
+    )
+    return _store.open_writer(
+        root,
+        _store.Manifest(
+            model=lm.to_dict(),
+            weights_hash=lm.weights_hash,
+            serializer=ser.to_dict(),
+            dtype=dname,
+            sites=sites,
+            layers=layer_map,
+            positions=positions,
+            dim=lm.hidden_size,
+            n_windows=len(items),
+            series_names=names,
+            layer_numbering="residual: 0 = embeddings, L = output of block L (last after final norm); "
             "attention: L = self-attention output of block L",
-            "attention_modules": ATTENTION_MODULES.get(lm.architecture),
-            "nan_policy": nan,
-            "truncate": truncate,
-            "truncated_windows": enc.n_truncated,
-            "max_length": enc.limit,
-            "device": str(dev),
-            "resume_key": resume_key,
-        }
-    writer = _store.CaptureWriter.prepare(root, manifest)
-    writer.remove_stale()
-    start_window = int(manifest["windows_done"])
-    if manifest.get("complete"):
-        return _result(manifest, root, lm, dev, 0, 0.0, start_window, caught)
+            attention_modules=_models.ATTENTION_MODULES.get(lm.architecture),
+            nan_policy=nan,
+            truncate=truncate,
+            truncated_windows=enc.n_truncated,
+            max_length=enc.limit,
+            device=str(dev),
+            resume_key=resume_key,
+        ),
+        resume=resume,
+    )
 
+
+def _run_batches(
+    plan: _Plan,
+    writer: _store.CaptureWriter,
+    start_window: int,
+    *,
+    progress: bool,
+    on_batch: Callable[[int, int], None] | None,
+) -> tuple[int, float]:
+    """Run the windows from ``start_window`` on in batches, buffer the kept
+    rows and write them as shards; returns (tokens processed, seconds)."""
+    torch = _models._torch()
+    lm, ser, dev, tdtype, dname = plan.lm, plan.ser, plan.dev, plan.tdtype, plan.dname
+    items, positions, layer_map, sites = plan.items, plan.positions, plan.layer_map, plan.sites
+    batch_size, shard_bytes, seed, patch_embed = plan.batch_size, plan.shard_bytes, plan.seed, plan.patch_embed
     # ---- model plumbing
-    body = _body(lm)
+    body = _models.hidden_states_module(lm)
     att_layers = layer_map.get("attention", [])
     res_layers = layer_map.get("residual", [])
     grabbed: dict[int, Any] = {}
     hooks = []
     if att_layers:
-        for L, mod in _attention_modules(lm, att_layers).items():
+        for L, mod in _models.attention_modules(lm, att_layers).items():
 
             def hook(_m, _inp, output, L=L):
                 grabbed[L] = output[0] if isinstance(output, (tuple, list)) else output
@@ -885,7 +835,14 @@ def capture(
 
     # ---- the loop
     remaining = items[start_window:]
-    bar = _Progress(int(sum(it.n_tokens for it in remaining)), progress, f"capture {lm.name}")
+    bar = Progress(
+        int(sum(it.n_tokens for it in remaining)),
+        desc=f"capture {lm.name}",
+        unit="tok",
+        noun="tokens",
+        enabled=progress,
+        unit_scale=True,
+    )
     shards = _ShardBuffer(
         writer,
         [(s, L) for s in sites for L in layer_map[s]],
@@ -958,11 +915,7 @@ def capture(
             h.remove()
         bar.close()
         shards.close()
-    seconds = time.perf_counter() - t_loop
-    manifest["complete"] = True
-    manifest["seconds"] = round(time.perf_counter() - t_start, 3)
-    writer.write_manifest()
-    return _result(manifest, root, lm, dev, processed, seconds, start_window, caught)
+    return processed, time.perf_counter() - t_loop
 
 
 def _check_device(device) -> None:
@@ -996,43 +949,23 @@ def _check_device(device) -> None:
         raise InputError(f"device {device!r} is not supported by capture; available: {', '.join(have)}")
 
 
-def _discard(root: Path, manifest: dict) -> None:
-    """Remove an earlier capture's files (only those isofast writes)."""
-    import shutil
-
-    for site in manifest.get("sites", []):
-        shutil.rmtree(root / site, ignore_errors=True)
-    for sub in ("tokens", "windows"):
-        shutil.rmtree(root / sub, ignore_errors=True)
-    (root / _store.MANIFEST).unlink(missing_ok=True)
-
-
-def _isofast_version() -> str:
-    try:
-        from isofast import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "unknown"
-
-
-def _result(manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:
+def _result(manifest: _store.Manifest, root, lm, dev, processed, seconds, start_window, caught) -> CaptureResult:
     return CaptureResult(
         path=str(root),
         model=lm.name,
         weights_hash=lm.weights_hash,
-        n_windows=int(manifest["n_windows"]),
-        n_rows=int(manifest["rows"]),
-        dim=int(manifest["dim"]),
-        layers={k: list(v) for k, v in manifest["layers"].items()},
-        sites=list(manifest["sites"]),
-        dtype=manifest["dtype"],
+        n_windows=int(manifest.n_windows),
+        n_rows=int(manifest.rows),
+        dim=int(manifest.dim),
+        layers={k: list(v) for k, v in manifest.layers.items()},
+        sites=list(manifest.sites),
+        dtype=manifest.dtype,
         device=str(dev),
         tokens_processed=int(processed),
         seconds=round(float(seconds), 4),
         tokens_per_s=float(processed / seconds) if seconds > 0 else 0.0,
         resumed_from_window=int(start_window),
-        complete=bool(manifest.get("complete")),
+        complete=bool(manifest.complete),
         warnings=caught,
     )
 

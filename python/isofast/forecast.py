@@ -77,6 +77,8 @@ from typing import Any
 
 import numpy as np
 
+from isofast.data.series import as_series_list
+from isofast.report import jsonable
 from isofast.serializers import LLMTimeSerializer, get_serializer
 from isofast.serializers.llmtime import Scaler
 
@@ -334,8 +336,6 @@ class ForecastResult:
         return int(self.samples.shape[2])
 
     def to_dict(self, samples: bool = True) -> dict:
-        from isofast.head import _jsonable
-
         d = {
             "median": self.median,
             "mean": self.mean,
@@ -352,36 +352,10 @@ class ForecastResult:
         }
         if samples:
             d["samples"] = self.samples
-        return _jsonable(d)
+        return jsonable(d)
 
 
 # ------------------------------------------------------------------ inputs
-def _series_list(x: Any) -> list:
-    """1-D → [it]; 2-D → rows; list of 1-D; Windows → its context rows."""
-    if hasattr(x, "context") and hasattr(x, "target") and hasattr(x, "series_id"):
-        return [np.asarray(r, np.float64) for r in x.context]
-    if hasattr(x, "values") and not isinstance(x, np.ndarray) and np.ndim(x.values) == 1:
-        return [np.asarray(x.values, np.float64)]
-    if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and x and np.isscalar(x[0])):
-        a = np.asarray(x, np.float64)
-        if a.ndim == 1:
-            return [a]
-        if a.ndim == 2:
-            return [a[i] for i in range(a.shape[0])]
-        raise ValueError(f"series must be 1-D or 2-D, got shape {a.shape}")
-    if isinstance(x, (list, tuple)):
-        if not x:
-            raise ValueError("no series given")
-        out = []
-        for i, s in enumerate(x):
-            v = np.asarray(getattr(s, "values", s), np.float64)
-            if v.ndim != 1:
-                raise ValueError(f"series {i} must be 1-D, got shape {v.shape}")
-            out.append(v)
-        return out
-    raise TypeError(f"cannot read {type(x).__name__} as series")
-
-
 def _load(model):
     from isofast.models import LoadedModel, load_model
 
@@ -1055,7 +1029,7 @@ def forecast(
     """
     torch = __import__("torch")
     _check_forecast_args(horizon, temperature, n_samples, top_p, max_batch)
-    series = _series_list(context)
+    series = as_series_list(context)
     target = _prepare_target(context, target, series, horizon)
     n = 1 if temperature == 0 else int(n_samples)
     sess = _Session(model, serializer, max_digits)
@@ -1085,7 +1059,7 @@ def continuous_nll(
     """LLMTime's continuous NLL per value of ``target`` given ``context``
     (one value per series; module docstring for the formula)."""
     torch = __import__("torch")
-    series = _series_list(context)
+    series = as_series_list(context)
     tgt = np.asarray(target, np.float64)
     if tgt.ndim == 1:
         tgt = tgt[None]
@@ -1110,7 +1084,7 @@ def next_value_first_digit(
     """The model's distribution over the first digit (and sign) of the value
     following each context: one forward pass, no sampling (:class:`FirstDigit`)."""
     torch = __import__("torch")
-    series = _series_list(context)
+    series = as_series_list(context)
     sess = _Session(model, serializer)
     out = []
     with torch.inference_mode(), _torch_threads(torch, n_threads):

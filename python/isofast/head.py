@@ -35,7 +35,10 @@ import numpy as np
 
 from isofast import _core
 from isofast._input import as_matrix, check_int, file_rows
+from isofast.analysis import analyze
 from isofast.errors import renamed
+from isofast.models import head_inputs, lm_head_weights  # public here too (isofast.head.__all__)
+from isofast.report import jsonable
 
 __all__ = [
     "HeadLogits",
@@ -249,26 +252,6 @@ def shift_direction(W: Any, *, chunk_rows: int = 4096, dtype: str | None = None)
 
 
 # --------------------------------------------------------------- the report
-def _jsonable(v: Any) -> Any:
-    try:
-        from isofast.report import jsonable
-    except ImportError:  # pragma: no cover - the report module ships with isofast
-        jsonable = None
-    if jsonable is not None:
-        return jsonable(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 #: Relative residual below which a shift direction counts as exact.
 EXACT_SHIFT_TOL = 1e-6
 
@@ -344,7 +327,7 @@ class HeadReport:
         if not arrays:
             for k in self._ARRAYS:
                 d.pop(k)
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, indent: int | None = 2, arrays: bool = False) -> str:
         return json.dumps(self.to_dict(arrays=arrays), indent=indent)
@@ -418,11 +401,7 @@ class _ReChunks:
         return iter(self.src.chunks())
 
 
-def _analyze_dict(X: Any, n_threads: int | None, dtype: str | None) -> dict | None:
-    try:
-        from isofast.analysis import analyze
-    except ImportError:  # pragma: no cover - analysis ships with isofast
-        return None
+def _analyze_dict(X: Any, n_threads: int | None, dtype: str | None) -> dict:
     return analyze(X, n_threads=n_threads, dtype=dtype).to_dict(arrays=False)
 
 
@@ -547,54 +526,3 @@ def head_diagnostics(
     if head_isotropy:
         rep.head_isotropy = _analyze_dict(w, n_threads, we)
     return rep
-
-
-# ------------------------------------------------- models: head and inputs
-def lm_head_weights(model: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """(W, b) of a Hugging Face causal LM's output layer as float32 numpy
-    arrays (b is None for bias-free heads such as Llama/SmolLM2 and GPT-2).
-    Accepts a model or an :class:`isofast.models.LoadedModel`."""
-    m = getattr(model, "model", model) if hasattr(model, "weights_hash") else model
-    head = m.get_output_embeddings()
-    if head is None:
-        raise ValueError(f"{type(m).__name__} has no output embeddings (not a language-model head)")
-    W = head.weight.detach().float().cpu().numpy()
-    bias = getattr(head, "bias", None)
-    b = None if bias is None else bias.detach().double().cpu().numpy()
-    return W, b
-
-
-def head_inputs(model: Any, input_ids: Any, attention_mask: Any = None) -> np.ndarray:
-    """The hidden states entering the LM head (after the final norm) for a
-    batch of token ids, as float32 rows (N×d, padded positions dropped).
-
-    Read with a forward pre-hook on ``get_output_embeddings()`` — exactly
-    what the head multiplies, whatever the architecture's final norm is.
-    """
-    import torch
-
-    m = getattr(model, "model", model) if hasattr(model, "weights_hash") else model
-    head = m.get_output_embeddings()
-    if head is None:
-        raise ValueError(f"{type(m).__name__} has no output embeddings (not a language-model head)")
-    got: list = []
-
-    def hook(_mod, args):
-        got.append(args[0].detach())
-
-    ids = torch.as_tensor(input_ids)
-    if ids.ndim == 1:
-        ids = ids[None]
-    dev = next(m.parameters()).device
-    mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(attention_mask)
-    if mask.ndim == 1:
-        mask = mask[None]
-    h = head.register_forward_pre_hook(hook)
-    try:
-        with torch.inference_mode():
-            m(input_ids=ids.to(dev), attention_mask=mask.to(dev))
-    finally:
-        h.remove()
-    hs = got[-1]  # (B, T, d)
-    keep = mask.to(hs.device).bool()
-    return hs[keep].float().cpu().numpy()

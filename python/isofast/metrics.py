@@ -38,27 +38,15 @@ from typing import Any
 
 import numpy as np
 
+from isofast.data.series import as_series_list
+from isofast.report import jsonable
+
 __all__ = ["ForecastMetrics", "crps", "evaluate", "mae", "mase", "mse", "nmse"]
 
 
 def _rows(x: Any, name: str) -> list:
     """A 1-D series, an S×H array or a list of 1-D arrays → list of float64 rows."""
-    if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and x and np.isscalar(x[0])):
-        a = np.asarray(x, np.float64)
-        if a.ndim == 1:
-            return [a]
-        if a.ndim == 2:
-            return [a[i] for i in range(a.shape[0])]
-        raise ValueError(f"{name} must be 1-D or 2-D, got shape {a.shape}")
-    if isinstance(x, (list, tuple)):
-        out = []
-        for i, r in enumerate(x):
-            a = np.asarray(r, np.float64)
-            if a.ndim != 1:
-                raise ValueError(f"{name}[{i}] must be 1-D, got shape {a.shape}")
-            out.append(a)
-        return out
-    raise TypeError(f"cannot read {type(x).__name__} as {name}")
+    return as_series_list(x, name=name, allow_empty=True)
 
 
 def _pair(y_true: Any, y_pred: Any):
@@ -148,12 +136,6 @@ def crps(samples: Any, y: Any, *, axis: int = 0, estimator: str = "standard") ->
     return term1 - pair_sum / denom
 
 
-def _jsonable(v: Any) -> Any:
-    from isofast.head import _jsonable as j
-
-    return j(v)
-
-
 @dataclass
 class ForecastMetrics:
     """Pooled and per-series accuracy of point (and sample) forecasts.
@@ -183,7 +165,7 @@ class ForecastMetrics:
         d = asdict(self)
         if not per_series:
             d.pop("per_series")
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

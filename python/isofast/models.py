@@ -30,6 +30,32 @@ Weights hash: sha256 over the weight files (``*.safetensors``, else ``*.bin`` /
 models built in memory, sha256 over the state dict (names, dtypes, shapes and
 bytes, in name order). It identifies the weights in a capture's manifest and
 guards resuming a capture with different weights.
+
+Architecture knowledge
+----------------------
+Everything isofast knows about a model family's module layout lives here, so
+adding a family means editing this module only:
+
+* :func:`hidden_states_module`: the module run by capture (the encoder of an
+  encoder-decoder, else the base model without its LM head).
+* :data:`ATTENTION_MODULES` / :func:`attention_modules`: the self-attention
+  sub-layer output hooked for the ``"attention"`` site (after the output
+  projection, before the residual add; Shelim et al. 2025):
+
+  =================  ==============================================  ===========
+  architecture       module (L = 1..n is index L−1)                  output
+  =================  ==============================================  ===========
+  Llama / SmolLM2,   ``model.layers.{i}.self_attn``                  ``out[0]``
+  Mistral, Qwen2…
+  GPT-2              ``transformer.h.{i}.attn``                      ``out[0]``
+  T5 / Chronos       ``encoder.block.{i}.layer.0.SelfAttention``     ``out[0]``
+  BERT / MiniLM      ``encoder.layer.{i}.attention.output.dense``    tensor
+  =================  ==============================================  ===========
+
+  (BERT's ``attention`` module already adds the residual and normalises, so
+  its output projection ``dense`` is the comparable point.)
+* :func:`lm_head_weights` / :func:`head_inputs`: the softmax head's (W, b)
+  and the vectors it multiplies (``get_output_embeddings()``).
 """
 
 from __future__ import annotations
@@ -45,6 +71,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
@@ -601,3 +629,114 @@ def load_model(name_or_path, *, device=None, dtype=None) -> LoadedModel:
     if dtype is not None:
         lm.model.to(resolve_dtype(dtype))
     return lm
+
+
+# ----------------------------------------------- architecture knowledge
+# Where capture hooks, where the head is: adding a model family means
+# adding its patterns here (and, for a new loader, to load_folder/_kind).
+
+#: Self-attention sub-layer module of block i per architecture (module docstring).
+ATTENTION_MODULES: dict[str, str] = {
+    "llama": "model.layers.{i}.self_attn",
+    "gpt2": "transformer.h.{i}.attn",
+    "t5": "encoder.block.{i}.layer.0.SelfAttention",
+    "bert": "encoder.layer.{i}.attention.output.dense",
+}
+# Fallback patterns (module-name suffixes) for other architectures.
+_ATTENTION_SUFFIXES = (
+    "layers.{i}.self_attn",
+    "h.{i}.attn",
+    "encoder.block.{i}.layer.0.SelfAttention",
+    "encoder.layer.{i}.attention.output.dense",
+)
+
+
+def attention_modules(lm: LoadedModel, layers: list[int]) -> dict[int, Any]:
+    """The self-attention sub-layer module of each layer L (1-based: block
+    L−1) of ``lm``: the :data:`ATTENTION_MODULES` pattern of its architecture,
+    else the one module whose name ends with a :data:`_ATTENTION_SUFFIXES`
+    pattern (decoder modules excluded: encoder-decoders run their encoder).
+    ``ValueError`` when a layer's module cannot be found."""
+    named = dict(lm.model.named_modules())
+    found: dict[int, Any] = {}
+    pattern = ATTENTION_MODULES.get(lm.architecture)
+    for L in layers:
+        i = L - 1
+        if pattern and pattern.format(i=i) in named:
+            found[L] = named[pattern.format(i=i)]
+            continue
+        for suf in _ATTENTION_SUFFIXES:
+            hits = [
+                m
+                for name, m in named.items()
+                if (name == suf.format(i=i) or name.endswith("." + suf.format(i=i))) and ".decoder." not in f".{name}"
+            ]
+            if len(hits) == 1:
+                found[L] = hits[0]
+                break
+        if L not in found:
+            raise ValueError(
+                f"cannot find the attention module of layer {L} in a {lm.architecture!r} model; "
+                f"known layouts: {ATTENTION_MODULES}"
+            )
+    return found
+
+
+def hidden_states_module(lm: LoadedModel):
+    """The module whose forward yields the hidden states: the encoder of an
+    encoder-decoder, else the base model without the LM head (faster)."""
+    m = lm.model
+    if lm.kind == "encoder-decoder":
+        return m.get_encoder()
+    base = getattr(m, "base_model", m)
+    return base if base is not None else m
+
+
+def lm_head_weights(model: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(W, b) of a Hugging Face causal LM's output layer as float32 numpy
+    arrays (b is None for bias-free heads such as Llama/SmolLM2 and GPT-2).
+    Accepts a model or an :class:`isofast.models.LoadedModel`."""
+    m = getattr(model, "model", model) if hasattr(model, "weights_hash") else model
+    head = m.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(m).__name__} has no output embeddings (not a language-model head)")
+    W = head.weight.detach().float().cpu().numpy()
+    bias = getattr(head, "bias", None)
+    b = None if bias is None else bias.detach().double().cpu().numpy()
+    return W, b
+
+
+def head_inputs(model: Any, input_ids: Any, attention_mask: Any = None) -> np.ndarray:
+    """The hidden states entering the LM head (after the final norm) for a
+    batch of token ids, as float32 rows (N×d, padded positions dropped).
+
+    Read with a forward pre-hook on ``get_output_embeddings()`` — exactly
+    what the head multiplies, whatever the architecture's final norm is.
+    """
+    torch = _torch()
+
+    m = getattr(model, "model", model) if hasattr(model, "weights_hash") else model
+    head = m.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(m).__name__} has no output embeddings (not a language-model head)")
+    got: list = []
+
+    def hook(_mod, args):
+        got.append(args[0].detach())
+
+    ids = torch.as_tensor(input_ids)
+    if ids.ndim == 1:
+        ids = ids[None]
+    dev = next(m.parameters()).device
+    mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(attention_mask)
+    if mask.ndim == 1:
+        mask = mask[None]
+    h = head.register_forward_pre_hook(hook)
+    try:
+        with torch.inference_mode():
+            m(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+    finally:
+        h.remove()
+    hs = got[-1]  # (B, T, d)
+    keep = mask.to(hs.device).bool()
+    return hs[keep].float().cpu().numpy()

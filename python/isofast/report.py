@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 def jsonable(v: Any, *, keep_nonfinite: bool = False) -> Any:
     """numpy → plain Python; non-finite floats → None (valid JSON), or kept
     as floats with ``keep_nonfinite`` (for readers that take ``NaN``, such
-    as the study's cache, where a NaN must read back as NaN)."""
+    as the study's cache, where a NaN must read back as NaN). Paths become
+    strings."""
     if isinstance(v, dict):
         return {str(k): jsonable(x, keep_nonfinite=keep_nonfinite) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -22,6 +24,8 @@ def jsonable(v: Any, *, keep_nonfinite: bool = False) -> Any:
         return jsonable(v.tolist(), keep_nonfinite=keep_nonfinite)
     if isinstance(v, np.generic):
         v = v.item()
+    if isinstance(v, PurePath):
+        return str(v)
     if isinstance(v, float) and not keep_nonfinite and not math.isfinite(v):
         return None
     return v

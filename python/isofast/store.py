@@ -52,14 +52,15 @@ import errno
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
 import numpy as np
 
-from isofast.errors import ChecksumError, CorruptFileError, file_error
+from isofast.errors import ChecksumError, CorruptFileError, InputError, file_error
 
 FORMAT = "isofast-capture"
 #: 2: per-file checksums in the shard entries and a manifest checksum.
@@ -314,6 +315,192 @@ def _read_table(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+# ---------------------------------------------------------------- manifest
+class _Absent:
+    """The value of a manifest field this kind of capture does not write: the
+    key is left out of the JSON (not written as null)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:  # read like a missing key: manifest.get(k) is falsy
+        return False
+
+
+ABSENT: Any = _Absent()
+
+
+def _ordered(obj, skip=()) -> dict:
+    """The dataclass's fields in declaration order (= JSON key order), without the ABSENT ones."""
+    return {
+        f.name: getattr(obj, f.name) for f in fields(obj) if f.name not in skip and getattr(obj, f.name) is not ABSENT
+    }
+
+
+@dataclass(kw_only=True)
+class ResumeKey:
+    """What must be equal for ``resume=True`` to continue a capture folder:
+    the same weights, serializer, selection, batching, sharding and input
+    windows give byte-identical shards. Field order is the JSON key order."""
+
+    weights_hash: str
+    #: TSFM captures only (isofast.tsfm.capture): the model family
+    family: str = ABSENT
+    serializer: dict
+    positions: Any
+    layers: dict
+    sites: list
+    dtype: str
+    batch_size: int
+    shard_bytes: int
+    #: number of windows
+    windows: int
+    #: sha256 over the encoded windows (LLM: ids/patches, roles, scaler; TSFM: the values)
+    input_fingerprint: str
+    #: serializer="patch" only: ``"seeded-linear"`` or the patch embedding's state-dict hash (else null)
+    patch_embed: Any = ABSENT
+    seed: int = ABSENT
+
+    def to_dict(self) -> dict:
+        return _ordered(self)
+
+
+@dataclass(kw_only=True)
+class Manifest:
+    """The record ``manifest.json`` holds: what was captured and which shards
+    are complete. The one owner of the manifest schema: capture builders
+    (:func:`isofast.capture`, :func:`isofast.tsfm.capture.capture_tsfm`)
+    construct it, :class:`CaptureWriter` commits it, :class:`Capture` reads
+    it. Field order is the JSON key order; ``ABSENT`` fields are not written;
+    keys this version does not know are kept in ``extra`` (written last).
+    """
+
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    isofast_version: str = field(default_factory=lambda: _isofast_version())
+    #: True once every window is written
+    complete: bool = False
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    #: LoadedModel.to_dict() (or the TSFM adapter's description); readers use ``name`` and ``num_layers``
+    model: dict
+    weights_hash: str
+    serializer: dict
+    #: "float32", "bfloat16" or "float16": the model's and the rows' dtype
+    dtype: str
+    #: numpy dtype of the stored rows (uint16 for bfloat16); derived from ``dtype`` when not given
+    storage_dtype: str = ABSENT
+    sites: list
+    #: site → captured layer indices
+    layers: dict
+    positions: Any
+    #: row width (d_model)
+    dim: int
+    n_windows: int
+    #: windows in complete shards (resume continues here)
+    windows_done: int = 0
+    #: rows in complete shards
+    rows: int = 0
+    #: site → {layer: [rows, dim]}
+    shapes: dict = field(default_factory=dict)
+    #: one entry per complete shard: index, rows, windows, tokens, windows_table, checksums
+    shards: list = field(default_factory=list)
+    series_names: list | None
+    #: "parquet" (pyarrow installed) or "csv"
+    token_table_format: str = field(default_factory=lambda: "parquet" if have_pyarrow() else "csv")
+    roles: list = field(default_factory=lambda: _roles())
+    layer_numbering: str
+    #: LLM captures: the hooked module pattern of the architecture (null when found by suffix)
+    attention_modules: str | None = ABSENT
+    nan_policy: str
+    #: LLM captures: the truncation policy, its count, and the token limit
+    truncate: str = ABSENT
+    truncated_windows: int = ABSENT
+    max_length: int | None = ABSENT
+    device: str
+    #: :class:`ResumeKey` as a dict
+    resume_key: dict
+    #: written by :meth:`CaptureWriter.write_manifest` (manifest_checksum)
+    checksum: str = ABSENT
+    #: wall time of the capture that completed the folder
+    seconds: float = ABSENT
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.resume_key, ResumeKey):
+            self.resume_key = self.resume_key.to_dict()
+        if self.storage_dtype is ABSENT and self.dtype is not ABSENT:
+            self.storage_dtype = str(storage_dtype(self.dtype))
+
+    def to_dict(self) -> dict:
+        """The JSON object (same objects, not copies)."""
+        return {**_ordered(self, skip=("extra",)), **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        """A manifest as read (or built by hand): missing keys stay ABSENT,
+        nothing is derived or added, unknown keys go to ``extra``."""
+        m = cls.__new__(cls)
+        names = {f.name for f in fields(cls)} - {"extra"}
+        for f in fields(cls):
+            if f.name != "extra":
+                setattr(m, f.name, d.get(f.name, ABSENT))
+        m.extra = {k: v for k, v in d.items() if k not in names}
+        return m
+
+
+def _isofast_version() -> str:
+    from isofast import __version__
+
+    return str(__version__)
+
+
+def _roles() -> list:
+    from isofast.serializers.base import ROLES
+
+    return list(ROLES)
+
+
+def discard(root: Path, manifest: dict | Manifest) -> None:
+    """Remove an earlier capture's files (only those isofast writes)."""
+    import shutil
+
+    m = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+    for site in m.get("sites", []):
+        shutil.rmtree(root / site, ignore_errors=True)
+    for sub in ("tokens", "windows"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    (root / MANIFEST).unlink(missing_ok=True)
+
+
+def open_writer(root, manifest: Manifest, *, resume: bool) -> CaptureWriter:
+    """A writer for ``manifest``'s capture in ``root``.
+
+    With ``resume=True`` a folder holding a capture with the same resume key
+    continues from its own manifest (after its last complete shard); a
+    different key raises :class:`~isofast.errors.InputError` naming the keys
+    that differ. ``resume=False`` discards the earlier capture's files
+    (:func:`discard`) and starts over. Stale shard files are removed.
+    """
+    root = Path(root).expanduser()
+    previous = read_manifest(root) if root.is_dir() else None
+    if previous is not None and resume:
+        old = previous.get("resume_key")
+        if old != manifest.resume_key:
+            old = old or {}
+            new = manifest.resume_key
+            diff = sorted(k for k in set(new) | set(old) if old.get(k) != new.get(k))
+            raise InputError(
+                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
+                "use another folder or pass resume=False to overwrite it"
+            )
+        manifest = Manifest.from_dict(previous)
+    elif previous is not None:
+        discard(root, previous)
+    writer = CaptureWriter.prepare(root, manifest)
+    writer.remove_stale()
+    return writer
+
+
 # ---------------------------------------------------------------- reading
 @dataclass
 class CaptureLayer:
@@ -410,50 +597,55 @@ def to_float32(arr: np.ndarray, isofast_dtype: str) -> np.ndarray:
 class Capture:
     """A capture folder opened for reading (:func:`open_capture`)."""
 
-    def __init__(self, root, manifest: dict):
+    def __init__(self, root, manifest: dict | Manifest):
         self.root = Path(root)
-        self.manifest = manifest
+        self.record = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest as the JSON object it is stored as (:class:`Manifest` is ``record``)."""
+        return self.record.to_dict()
 
     # -- description
     @property
     def sites(self) -> list[str]:
-        return list(self.manifest["sites"])
+        return list(self.record.sites)
 
     @property
     def layers(self) -> list[int]:
         """Every captured layer index (union over sites)."""
-        return sorted({int(layer) for site in self.sites for layer in self.manifest["layers"][site]})
+        return sorted({int(layer) for site in self.sites for layer in self.record.layers[site]})
 
     def layers_of(self, site: str) -> list[int]:
-        return [int(layer) for layer in self.manifest["layers"][site]]
+        return [int(layer) for layer in self.record.layers[site]]
 
     @property
     def complete(self) -> bool:
-        return bool(self.manifest.get("complete"))
+        return bool(self.record.complete)
 
     @property
     def n_rows(self) -> int:
-        return int(sum(s["rows"] for s in self.manifest["shards"]))
+        return int(sum(s["rows"] for s in self.record.shards))
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["dim"])
+        return int(self.record.dim)
 
     @property
     def isofast_dtype(self) -> str:
-        return self.manifest["dtype"]
+        return self.record.dtype
 
     # -- arrays
     def layer(self, layer: int, site: str = "residual") -> CaptureLayer:
-        if site not in self.manifest["layers"]:
+        if site not in self.record.layers:
             raise KeyError(f"site {site!r} was not captured; captured sites: {self.sites}")
         layers = self.layers_of(site)
         L = int(layer)
         if L < 0:  # -1 = the last captured layer of this site's model
-            L = self.manifest["model"]["num_layers"] + 1 + L
+            L = self.record.model["num_layers"] + 1 + L
         if L not in layers:
             raise KeyError(f"layer {layer} of site {site!r} was not captured; captured: {layers}")
-        shards = self.manifest["shards"]
+        shards = self.record.shards
         files = [shard_path(self.root, site, L, s["index"]) for s in shards]
         return CaptureLayer(
             root=self.root,
@@ -476,9 +668,7 @@ class Capture:
     # -- tables
     def _table(self, kind: str):
         key = "tokens" if kind == "tokens" else "windows_table"
-        parts = [
-            read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key])) for s in self.manifest["shards"]
-        ]
+        parts = [read_table(self.root / s[key], (s.get("checksums") or {}).get(s[key])) for s in self.record.shards]
         cols = TOKEN_COLUMNS if kind == "tokens" else WINDOW_COLUMNS
         if kind == "tokens" and parts:
             cols = cols + tuple(c for c in OPTIONAL_TOKEN_COLUMNS if all(c in p for p in parts))
@@ -502,10 +692,10 @@ class Capture:
         return self._table("windows")
 
     def __repr__(self) -> str:
-        m = self.manifest
+        m = self.record
         return (
-            f"Capture({str(self.root)!r}, model={m['model']['name']!r}, rows={self.n_rows}, "
-            f"dim={m['dim']}, sites={self.sites}, layers={self.layers}, dtype={m['dtype']!r}, "
+            f"Capture({str(self.root)!r}, model={m.model['name']!r}, rows={self.n_rows}, "
+            f"dim={m.dim}, sites={self.sites}, layers={self.layers}, dtype={m.dtype!r}, "
             f"complete={self.complete})"
         )
 
@@ -579,13 +769,13 @@ def open_capture(root) -> Capture:
 class CaptureWriter:
     """Appends shards to a capture folder; the manifest is the commit record."""
 
-    def __init__(self, root: Path, manifest: dict):
+    def __init__(self, root: Path, manifest: Manifest | dict):
         self.root = Path(root)
-        self.manifest = manifest
-        self.table_ext = manifest["token_table_format"]
+        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+        self.table_ext = self.manifest.token_table_format
 
     @classmethod
-    def prepare(cls, root, manifest: dict) -> CaptureWriter:
+    def prepare(cls, root, manifest: Manifest | dict) -> CaptureWriter:
         """Create the folder and check it is writable (clear ``OSError`` if not)."""
         root = Path(root).expanduser()
         try:
@@ -601,16 +791,17 @@ class CaptureWriter:
         return w
 
     def write_manifest(self) -> None:
-        self.manifest["format_version"] = FORMAT_VERSION
-        self.manifest["checksum"] = manifest_checksum(self.manifest)
-        write_json(self.root / MANIFEST, self.manifest)
+        m = self.manifest
+        m.format_version = FORMAT_VERSION
+        m.checksum = manifest_checksum(m.to_dict())
+        write_json(self.root / MANIFEST, m.to_dict())
 
     def remove_stale(self) -> None:
         """Delete temporary files and shards the manifest does not list (a
         previous run's interrupted shard), so nothing unlisted lingers."""
-        listed = {s["index"] for s in self.manifest["shards"]}
+        listed = {s["index"] for s in self.manifest.shards}
         dirs = [self.root / "tokens", self.root / "windows"]
-        for site in self.manifest["sites"]:
+        for site in self.manifest.sites:
             dirs += sorted((self.root / site).glob("L*")) if (self.root / site).is_dir() else []
         for d in dirs:
             if not d.is_dir():
@@ -646,7 +837,7 @@ class CaptureWriter:
         sums[tok_rel] = write_table(self.root / tok_rel, tokens)
         sums[win_rel] = write_table(self.root / win_rel, windows)
         # Only now does the manifest claim shard k.
-        self.manifest["shards"].append(
+        self.manifest.shards.append(
             {
                 "index": k,
                 "rows": int(n),
@@ -656,21 +847,19 @@ class CaptureWriter:
                 "checksums": sums,
             }
         )
-        self.manifest["windows_done"] = int(window_range[1])
+        self.manifest.windows_done = int(window_range[1])
         self._totals()
         try:
             self.write_manifest()
         except BaseException:
             # keep the in-memory record consistent with the file on disk
-            self.manifest["shards"].pop()
-            self.manifest["windows_done"] = int(window_range[0])
+            self.manifest.shards.pop()
+            self.manifest.windows_done = int(window_range[0])
             self._totals()
             raise
 
     def _totals(self) -> None:
-        total = int(sum(s["rows"] for s in self.manifest["shards"]))
-        self.manifest["rows"] = total
-        self.manifest["shapes"] = {
-            site: {str(layer): [total, int(self.manifest["dim"])] for layer in self.manifest["layers"][site]}
-            for site in self.manifest["sites"]
-        }
+        m = self.manifest
+        total = int(sum(s["rows"] for s in m.shards))
+        m.rows = total
+        m.shapes = {site: {str(layer): [total, int(m.dim)] for layer in m.layers[site]} for site in m.sites}

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from isofast.report import jsonable
+
 __all__ = ["AdaptationResult", "paired_test", "run_experiment"]
 
 CACHE_VERSION = "adapt-exp-1"
@@ -66,24 +68,7 @@ class AdaptationResult:
     counters: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, Path):
-        return str(v)
-    return v
+        return jsonable(asdict(self))
 
 
 def _nan(v) -> float:
@@ -407,7 +392,7 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
                     "tracking_seconds": tr.seconds,
                     "notes": tr.notes,
                 }
-                pre_path.write_text(json.dumps(_jsonable(pre)))
+                pre_path.write_text(json.dumps(jsonable(pre)))
                 counters["computed"] += 1
             log(f"{split.name}: NMSE before {pre['forecast']['nmse']:.4g}")
             for seed in acfg.seeds:
@@ -474,7 +459,7 @@ def run_experiment(acfg, out: Path, cache: Path, log: Callable[[str], None] = pr
                             "tracking_seconds": tr.seconds,
                             "forecast_seconds": fc["seconds"],
                         }
-                        path.write_text(json.dumps(_jsonable(run)))
+                        path.write_text(json.dumps(jsonable(run)))
                         counters["computed"] += 1
                         del lm
                     run.update(

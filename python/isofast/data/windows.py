@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .series import Series
+from .series import Series, as_series_list
 
 __all__ = [
     "Windows",
@@ -122,31 +122,6 @@ def _positive_int(name: str, v: Any, *, allow_zero: bool = False) -> int:
     return int(v)
 
 
-def _as_series_list(series: SeriesInput) -> list[np.ndarray]:
-    """1-D array -> [it]; 2-D array -> its rows; list of arrays/Series -> values."""
-    if isinstance(series, Series):
-        return [series.values]
-    if isinstance(series, np.ndarray):
-        if series.ndim == 1:
-            return [np.asarray(series, dtype=np.float64)]
-        if series.ndim == 2:
-            arr = np.asarray(series, dtype=np.float64)
-            return [arr[i] for i in range(arr.shape[0])]
-        raise ValueError(f"series array must be 1-D or 2-D, got shape {series.shape}")
-    if isinstance(series, (str, bytes)) or not hasattr(series, "__iter__"):
-        raise TypeError(f"series must be an array, a Series or a list of them, got {type(series).__name__}")
-    out = []
-    items = list(series)
-    if items and all(np.isscalar(x) for x in items):  # a plain list of numbers
-        return [np.asarray(items, dtype=np.float64)]
-    for i, s in enumerate(items):
-        v = s.values if isinstance(s, Series) else np.asarray(s, dtype=np.float64)
-        if v.ndim != 1:
-            raise ValueError(f"series {i} must be 1-D, got shape {v.shape}")
-        out.append(np.asarray(v, dtype=np.float64))
-    return out
-
-
 def make_windows(
     series: SeriesInput,
     context: int,
@@ -169,7 +144,7 @@ def make_windows(
     C = _positive_int("context", context)
     H = _positive_int("horizon", horizon, allow_zero=True)
     W = C + H
-    arrays = _as_series_list(series)
+    arrays = as_series_list(series)
     if not arrays:
         raise ValueError("no series given")
     usable: list[int] = []

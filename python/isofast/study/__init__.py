@@ -13,7 +13,7 @@ Chronos-style T5 trained on CPU), :mod:`~isofast.study.isotropy` (per-layer
 suite), :mod:`~isofast.study.stats` (correlations, bootstrap, permutation, BH),
 :mod:`~isofast.study.tables` (correlation tables), :mod:`~isofast.study.causal`
 (interventions), :mod:`~isofast.study.runner`, :mod:`~isofast.study.report`,
-:mod:`~isofast.study.cache`, :mod:`~isofast.study.cli`.
+:mod:`~isofast.study.cache`; the command is :mod:`isofast.cli.study`.
 """
 
 from isofast.study.config import (

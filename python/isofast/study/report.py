@@ -44,6 +44,21 @@ MIN_PCA_POINTS = 50
 SCATTER_STATS = ("inter_cluster_cosine", "isoscore", "log_partition_isotropy", "effective_dim", "avg_cosine_centered")
 
 
+#: Columns of a tested association in the report's held-out and trust tables, after its identifying columns.
+_TEST_COLUMNS = (
+    "method",
+    "selection_estimate",
+    "n",
+    "n_groups",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "significant",
+)
+
+
 def _plt():
     import matplotlib
 
@@ -756,22 +771,7 @@ def write_report(result) -> dict:
         parts.append(
             _table(
                 h,
-                [
-                    "scope",
-                    "layer_name",
-                    "statistic",
-                    "target",
-                    "method",
-                    "selection_estimate",
-                    "n",
-                    "n_groups",
-                    "estimate",
-                    "ci_low",
-                    "ci_high",
-                    "p_value",
-                    "q_value",
-                    "significant",
-                ],
+                ["scope", "layer_name", "statistic", "target", *_TEST_COLUMNS],
                 sig_col="significant",
                 left=("scope", "layer_name", "statistic"),
             )
@@ -793,21 +793,7 @@ def write_report(result) -> dict:
         parts.append(
             _table(
                 tr.sort_values("p_value"),
-                [
-                    "scope",
-                    "layer_name",
-                    "statistic",
-                    "method",
-                    "selection_estimate",
-                    "n",
-                    "n_groups",
-                    "estimate",
-                    "ci_low",
-                    "ci_high",
-                    "p_value",
-                    "q_value",
-                    "significant",
-                ],
+                ["scope", "layer_name", "statistic", *_TEST_COLUMNS],
                 sig_col="significant",
                 left=("scope", "layer_name", "statistic"),
             )

@@ -28,7 +28,6 @@ that before it submits anything (:func:`check_shared_cache`). See docs/cluster.m
 from __future__ import annotations
 
 import math
-import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from isofast.errors import ClusterError
+from isofast.progress import Progress
 from isofast.study.cache import CACHE_VERSION, StudyCache
 from isofast.study.cell import CellResult, CellRunner, baselines, build_model
 from isofast.study.config import StudyConfig, stable_hash
@@ -243,34 +243,34 @@ def failed_cell(spec: CellSpec, kind: str, err: str) -> CellResult:
 # --------------------------------------------------------------- progress
 class CellProgress:
     """The one progress display of a grid, the same in process and on a cluster:
-    cells done / total, failures, reused, ETA (tqdm on stderr)."""
+    cells done / total, failures, reused, ETA (:class:`isofast.progress.Progress`
+    on stderr). Reused cells count towards the total, not the rate."""
 
     def __init__(self, total: int, reused: int, enabled: bool):
-        self.total, self.failed, self.bar = total, 0, None
-        if enabled and total:
-            try:
-                from tqdm.auto import tqdm
+        self.total, self.reused, self.failed, self.current = total, reused, 0, ""
+        self.bar = Progress(
+            total, desc="study", unit="cell", noun="cells", initial=reused, enabled=enabled and bool(total)
+        )
 
-                self.bar = tqdm(
-                    total=total, initial=reused, unit="cell", desc="study", file=sys.stderr, dynamic_ncols=True
-                )
-            except ImportError:  # pragma: no cover - tqdm ships with the torch extra
-                self.bar = None
+    def _note(self) -> None:
+        parts = [f"{self.reused} reused"] if self.reused else []
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.current:
+            parts.append(self.current)
+        self.bar.set_postfix(", ".join(parts))
 
     def running(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
+        self.current = text
+        self._note()
 
     def done(self, res: CellResult) -> None:
         self.failed += bool(res.error)
-        if self.bar is not None:
-            if self.failed:
-                self.bar.set_postfix_str(f"{self.failed} failed")
-            self.bar.update(1)
+        self._note()
+        self.bar.update(1)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 # ------------------------------------------------------------- executors

@@ -513,10 +513,10 @@ class TSFMAdapter:
     def contexts(self, series, *, nan: str = "interpolate") -> list[np.ndarray]:
         """Validated 1-D float64 contexts (NaN policy of
         :func:`isofast.serializers.base.as_series`)."""
-        from isofast.forecast import _series_list
+        from isofast.data.series import as_series_list
 
         out = []
-        for i, s in enumerate(_series_list(series)):
+        for i, s in enumerate(as_series_list(series)):
             out.append(as_series(s, nan=nan, name=f"series {i}"))
         if not out:
             raise InputError("no series given")

@@ -17,6 +17,7 @@ window, or a collection of role names.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from isofast import store as _store
 from isofast.errors import InputError
+from isofast.progress import Progress
 from isofast.serializers.base import DIGIT, ROLES
 from isofast.tsfm.base import TSFMAdapter
 
@@ -102,7 +104,7 @@ def capture_tsfm(
     if not wins:
         raise InputError("no context windows to capture (are the series shorter than the context?)")
     ser = ad.serializer
-    fp = _cap.hashlib.sha256()
+    fp = hashlib.sha256()
     for w in wins:
         fp.update(np.asarray([w.series_id, w.start, w.values.size], np.int64).tobytes())
         fp.update(np.ascontiguousarray(w.values, np.float64).tobytes())
@@ -111,75 +113,54 @@ def capture_tsfm(
 
         out = tempfile.mkdtemp(prefix="isofast-capture-")
     root = Path(out).expanduser()
-    resume_key = {
-        "weights_hash": ad.weights_hash,
-        "family": ad.family,
-        "serializer": ser.to_dict(),
-        "positions": positions,
-        "layers": layer_map,
-        "sites": sites,
-        "dtype": "float32",
-        "batch_size": int(batch_size),
-        "shard_bytes": int(shard_bytes),
-        "windows": len(wins),
-        "input_fingerprint": fp.hexdigest(),
-    }
-    previous = _store.read_manifest(root) if root.is_dir() else None
-    if previous is not None and resume:
-        if previous.get("resume_key") != resume_key:
-            old = previous.get("resume_key", {})
-            diff = sorted(k for k in set(resume_key) | set(old) if old.get(k) != resume_key.get(k))
-            raise InputError(
-                f"{root} holds a different capture (differs in: {', '.join(diff)}); "
-                "use another folder or pass resume=False to overwrite it"
-            )
-        manifest = previous
-    else:
-        if previous is not None:
-            _cap._discard(root, previous)
-        manifest = {
-            "format": _store.FORMAT,
-            "format_version": _store.FORMAT_VERSION,
-            "isofast_version": _cap._isofast_version(),
-            "complete": False,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": {"name": f"{ad.family}:{ad.path}" if ad.path else ad.family, **ad.describe()},
-            "weights_hash": ad.weights_hash,
-            "serializer": ser.to_dict(),
-            "dtype": "float32",
-            "storage_dtype": str(_store.storage_dtype("float32")),
-            "sites": sites,
-            "layers": layer_map,
-            "positions": positions,
-            "dim": ad.d_model,
-            "n_windows": len(wins),
-            "windows_done": 0,
-            "rows": 0,
-            "shapes": {},
-            "shards": [],
-            "series_names": names,
-            "token_table_format": "parquet" if _store.have_pyarrow() else "csv",
-            "roles": list(ROLES),
-            "layer_numbering": "residual: 0 = input of block 1 (patch/token embedding), L = output of block L "
+    resume_key = _store.ResumeKey(
+        weights_hash=ad.weights_hash,
+        family=ad.family,
+        serializer=ser.to_dict(),
+        positions=positions,
+        layers=layer_map,
+        sites=sites,
+        dtype="float32",
+        batch_size=int(batch_size),
+        shard_bytes=int(shard_bytes),
+        windows=len(wins),
+        input_fingerprint=fp.hexdigest(),
+    )
+    writer = _store.open_writer(
+        root,
+        _store.Manifest(
+            model={"name": f"{ad.family}:{ad.path}" if ad.path else ad.family, **ad.describe()},
+            weights_hash=ad.weights_hash,
+            serializer=ser.to_dict(),
+            dtype="float32",
+            sites=sites,
+            layers=layer_map,
+            positions=positions,
+            dim=ad.d_model,
+            n_windows=len(wins),
+            series_names=names,
+            layer_numbering="residual: 0 = input of block 1 (patch/token embedding), L = output of block L "
             "(last after the final norm); attention: L = self-attention output of block L "
             f"(before the residual add); stack: {ad.stack.name}",
-            "nan_policy": nan,
-            "device": str(ad.device),
-            "resume_key": resume_key,
-        }
-    writer = _store.CaptureWriter.prepare(root, manifest)
-    writer.remove_stale()
-    start = int(manifest["windows_done"])
+            nan_policy=nan,
+            device=str(ad.device),
+            resume_key=resume_key,
+        ),
+        resume=resume,
+    )
+    manifest = writer.manifest
+    start = int(manifest.windows_done)
     processed = 0
     t_loop = time.perf_counter()
-    if not manifest.get("complete"):
+    if not manifest.complete:
         keys = [(s, L) for s in sites for L in layer_map[s]]
-        row_next = int(manifest["rows"])
-        k = len(manifest["shards"])
+        row_next = int(manifest.rows)
+        k = len(manifest.shards)
         per_window = max(1, ad.d_model * 4 * len(keys) * max(ser.n_tokens(w.values.size) for w in wins))
         step = max(batch_size, (shard_bytes // per_window) // batch_size * batch_size)
         done = start
-        bar = _cap._Progress(len(wins) - start, progress, f"capture {ad.family}")
+        # a TSFM's batches are windows (their token count is known only after embedding)
+        bar = Progress(len(wins) - start, desc=f"capture {ad.family}", unit="window", noun="windows", enabled=progress)
         try:
             while done < len(wins):
                 group = wins[done : done + step]
@@ -223,19 +204,19 @@ def capture_tsfm(
                 bar.update(len(group))
         finally:
             bar.close()
-        manifest["complete"] = True
-        manifest["seconds"] = round(time.perf_counter() - t_start, 3)
+        manifest.complete = True
+        manifest.seconds = round(time.perf_counter() - t_start, 3)
         writer.write_manifest()
     seconds = time.perf_counter() - t_loop
     return _cap.CaptureResult(
         path=str(root),
-        model=manifest["model"]["name"],
+        model=manifest.model["name"],
         weights_hash=ad.weights_hash,
-        n_windows=int(manifest["n_windows"]),
-        n_rows=int(manifest["rows"]),
-        dim=int(manifest["dim"]),
-        layers={s: list(v) for s, v in manifest["layers"].items()},
-        sites=list(manifest["sites"]),
+        n_windows=int(manifest.n_windows),
+        n_rows=int(manifest.rows),
+        dim=int(manifest.dim),
+        layers={s: list(v) for s, v in manifest.layers.items()},
+        sites=list(manifest.sites),
         dtype="float32",
         device=str(ad.device),
         tokens_processed=processed,

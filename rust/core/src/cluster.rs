@@ -55,17 +55,18 @@
 use crate::cosine::UnitSum;
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{
-    add_assign, assign, axpy_centered, best_of, derive_seed, distinct_rows, kmeans_plusplus, local_trials,
-    nearest_block, sample_indices, seeding_stream, sqdist, sqnorm, tolerance, CentreSet, KMeansFit, Points, PointsRef,
-    SplitMix64, BLOCK,
+    assign, best_of, kmeans_plusplus, local_trials, nearest_block, seeding_stream, tolerance, CentreSet, KMeansFit,
 };
 use crate::lse::{update_both_signs, LogSumExp};
 use crate::moments::Moments;
 use crate::partition::SecondPass;
+use crate::points::{distinct_rows, Points, PointsRef, BLOCK};
+use crate::random::{derive_seed, sample_indices, SplitMix64};
 use crate::silhouette::{silhouettes, Labelling};
-use crate::source::{first_non_finite, for_each_tile, tile_rows, MatView};
+use crate::source::{for_each_tile, tile_rows, MatView, RowSource};
 use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
+use crate::vector::{add_assign, add_column_sums, axpy_centered, sqdist, sqnorm};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -257,7 +258,7 @@ fn validate(opts: &ClusterOptions) -> Result<Vec<usize>> {
 }
 
 /// Column means over every row of `x`, checking every value is finite
-/// (fixed-order summation: independent of the thread count).
+/// ([`add_column_sums`]'s fixed order: bitwise free of the thread count).
 pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     let (n, d) = (x.nrows(), x.ncols());
     let mut sum = vec![0.0f64; d];
@@ -265,33 +266,12 @@ pub fn stream_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         return Ok(sum);
     }
     for_each_tile(x, 0, |t, _| {
-        add_tile_sum(&mut sum, t, d);
+        add_column_sums(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / n as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
-}
-
-/// Adds the column sums of a row-major tile (rows of width `d`) to `sum`:
-/// blocks of 64 rows summed in parallel, then merged in block order, so the
-/// result does not depend on the thread count.
-fn add_tile_sum(sum: &mut [f64], t: &[f64], d: usize) {
-    let parts: Vec<Vec<f64>> = t
-        .par_chunks(64 * d)
-        .map(|blk| {
-            let mut s = vec![0.0f64; d];
-            for row in blk.chunks_exact(d) {
-                add_assign(&mut s, row, false);
-            }
-            s
-        })
-        .collect();
-    for p in &parts {
-        for (a, v) in sum.iter_mut().zip(p) {
-            *a += v;
-        }
-    }
 }
 
 /// Column means over the listed rows of `x` (fixed-order summation),
@@ -305,88 +285,12 @@ fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     }
     let src = RowSource::Indexed { x: *x, rows, center: &zero };
     src.for_each_tile(d, true, |_, t, _| {
-        add_tile_sum(&mut sum, t, d);
+        add_column_sums(&mut sum, t, d);
         Ok(())
     })?;
     let inv = 1.0 / rows.len() as f64;
     sum.iter_mut().for_each(|v| *v *= inv);
     Ok(sum)
-}
-
-/// Where the clustered rows are read from in the streaming passes.
-enum RowSource<'a> {
-    /// All rows of a view, minus `center`.
-    View { x: MatView<'a>, center: Option<&'a [f64]> },
-    /// The listed rows of a view, minus `center`.
-    Indexed { x: MatView<'a>, rows: &'a [usize], center: &'a [f64] },
-}
-
-impl RowSource<'_> {
-    fn len(&self) -> usize {
-        match self {
-            RowSource::View { x, .. } => x.nrows(),
-            RowSource::Indexed { rows, .. } => rows.len(),
-        }
-    }
-
-    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows;
-    /// `check` rejects NaN/Inf (naming the input row) before `f` sees a tile.
-    fn for_each_tile(
-        &self,
-        d: usize,
-        check: bool,
-        mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>,
-    ) -> Result<()> {
-        let n = self.len();
-        if n == 0 || d == 0 {
-            return Ok(());
-        }
-        let b = tile_rows(d);
-        let mut tile = vec![0.0f64; b.min(n) * d];
-        let mut start = 0;
-        while start < n {
-            let nb = b.min(n - start);
-            let t = &mut tile[..nb * d];
-            let center = match self {
-                RowSource::View { x, center } => {
-                    x.read_tile(start, nb, t);
-                    *center
-                }
-                RowSource::Indexed { x, rows, center } => {
-                    t.par_chunks_mut(d)
-                        .zip(rows[start..start + nb].par_iter())
-                        .with_min_len(32)
-                        .for_each(|(out, &i)| x.rows(i, 1).read_tile(0, 1, out));
-                    Some(*center)
-                }
-            };
-            if check {
-                let (x, row0) = match self {
-                    RowSource::View { x, .. } => (x, start),
-                    RowSource::Indexed { x, .. } => (x, 0),
-                };
-                if x.elem().is_float() {
-                    if let Some((r, c)) = first_non_finite(t, d) {
-                        let row = match self {
-                            RowSource::View { .. } => row0 + r,
-                            RowSource::Indexed { rows, .. } => rows[start + r],
-                        };
-                        return Err(Error::NonFinite { row: row as u64, col: c });
-                    }
-                }
-            }
-            if let Some(c) = center {
-                t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
-                    for (v, m) in row.iter_mut().zip(c) {
-                        *v -= m;
-                    }
-                });
-            }
-            f(start, t, nb)?;
-            start += nb;
-        }
-        Ok(())
-    }
 }
 
 /// Per-cluster row buffers: rows of one cluster are collected until a buffer
@@ -489,8 +393,25 @@ fn per_cluster(
     min_size: usize,
     clock: &mut Clock,
 ) -> Result<PerCluster> {
-    let n = src.len();
-    let (mut lab, known_sizes) = match labels {
+    let (lab, known_sizes) = checked_labels(&labels, src.len(), k)?;
+    let FirstPass { lab, sizes, means, varied, moments } =
+        first_pass(src, &labels, lab, known_sizes.as_deref(), k, d, spectra)?;
+    clock.lap("pass 1: labels, sizes, means, co-moments");
+    let mut plans = plan_clusters(&sizes, &means, &varied, moments, d, spectra, f64_gemm, min_size)?;
+    clock.lap("cluster covariance eigendecompositions");
+    second_pass(src, &lab, &sizes, &mut plans, k, d)?;
+    clock.lap("pass 2: partition functions, unit sums");
+    let stats: Vec<ClusterStats> =
+        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
+    clock.lap("small clusters (Gram route)");
+    Ok((lab, means, stats))
+}
+
+/// The label buffer of the passes, and the cluster sizes when the labels are
+/// given (checked: one per row, each in `0..k`); zeros and `None` when the
+/// labels are to be assigned in pass 1.
+fn checked_labels(labels: &LabelSource<'_>, n: usize, k: usize) -> Result<(Vec<u32>, Option<Vec<u64>>)> {
+    match labels {
         LabelSource::Known(l) => {
             if l.len() != n {
                 return invalid(format!("got {} labels for {n} rows", l.len()));
@@ -500,14 +421,39 @@ fn per_cluster(
             }
             let mut s = vec![0u64; k];
             l.iter().for_each(|&c| s[c as usize] += 1);
-            (l.to_vec(), Some(s))
+            Ok((l.to_vec(), Some(s)))
         }
-        LabelSource::Assign(_) => (vec![0u32; n], None),
-    };
-    // Pass 1. The co-moment is only needed for clusters that may have more
-    // rows than dimensions (sizes are unknown up front when assigning).
-    let need_moments: Vec<bool> =
-        (0..k).map(|c| spectra && known_sizes.as_ref().is_none_or(|s| s[c] as usize > d)).collect();
+        LabelSource::Assign(_) => Ok((vec![0u32; n], None)),
+    }
+}
+
+/// What pass 1 leaves for the plans: labels, and per cluster its size, mean
+/// (centred coordinates), whether any row differs from its first row, and
+/// its co-moment (kept only where spectra may need it).
+struct FirstPass {
+    lab: Vec<u32>,
+    sizes: Vec<u64>,
+    means: Vec<Vec<f64>>,
+    varied: Vec<bool>,
+    moments: Vec<Option<Moments>>,
+}
+
+/// Pass 1 over `src`: assign labels (nearest centre, when asked), then per
+/// cluster the size, the sum (in fixed sub-blocks merged in order, so the
+/// means are free of the thread count), the exact zero-variance test and —
+/// for clusters that may have more rows than dimensions — the co-moment.
+fn first_pass(
+    src: &RowSource<'_>,
+    labels: &LabelSource<'_>,
+    mut lab: Vec<u32>,
+    known_sizes: Option<&[u64]>,
+    k: usize,
+    d: usize,
+    spectra: bool,
+) -> Result<FirstPass> {
+    // The co-moment is only needed for clusters that may have more rows than
+    // dimensions (sizes are unknown up front when assigning).
+    let need_moments: Vec<bool> = (0..k).map(|c| spectra && known_sizes.is_none_or(|s| s[c] as usize > d)).collect();
     let mut moments: Vec<Option<Moments>> =
         need_moments.iter().map(|&m| if m { Some(Moments::new(d)) } else { None }).collect();
     let mut sums = vec![0.0f64; k * d];
@@ -602,10 +548,25 @@ fn per_cluster(
             sums[c * d..(c + 1) * d].iter().map(|v| v * inv).collect()
         })
         .collect();
-    drop(sums);
-    drop(first);
-    clock.lap("pass 1: labels, sizes, means, co-moments");
-    // Between the passes: one plan per cluster.
+    Ok(FirstPass { lab, sizes, means, varied, moments })
+}
+
+/// Between the passes, one plan per cluster: undefined (too few rows, below
+/// `min_size`, or zero variance), unit sum only (no spectra), the Gram route
+/// (n_c ≤ d: rows kept), or the primal route (covariance eigenvectors from
+/// the co-moment, then a streamed [`SecondPass`]).
+#[allow(clippy::too_many_arguments)]
+fn plan_clusters(
+    sizes: &[u64],
+    means: &[Vec<f64>],
+    varied: &[bool],
+    mut moments: Vec<Option<Moments>>,
+    d: usize,
+    spectra: bool,
+    f64_gemm: bool,
+    min_size: usize,
+) -> Result<Vec<Plan>> {
+    let k = sizes.len();
     let mut plans: Vec<Plan> = Vec::with_capacity(k);
     for c in 0..k {
         let nc = sizes[c];
@@ -645,11 +606,13 @@ fn per_cluster(
         let pass = SecondPass::new(means[c].clone(), Mat::zeros(d, 0), eig.vectors, f64_gemm)?;
         plans.push(Plan::Primal { pass: Box::new(pass), eigenvalues: eig.values });
     }
-    drop(moments);
-    clock.lap("cluster covariance eigendecompositions");
-    // Pass 2. Clusters stream through their SecondPass (route 1), keep their
-    // rows whole for the Gram route (2, at most d rows each), add their unit
-    // vectors directly (3), or are skipped (0).
+    Ok(plans)
+}
+
+/// Pass 2 over `src`: clusters stream through their [`SecondPass`] (route 1),
+/// keep their rows whole for the Gram route (2, at most d rows each), add
+/// their re-centred unit vectors directly (3), or are skipped (0).
+fn second_pass(src: &RowSource<'_>, lab: &[u32], sizes: &[u64], plans: &mut [Plan], k: usize, d: usize) -> Result<()> {
     let route: Vec<u8> = plans
         .iter()
         .map(|p| match p {
@@ -730,11 +693,7 @@ fn per_cluster(
             }
         }
     }
-    clock.lap("pass 2: partition functions, unit sums");
-    let stats: Vec<ClusterStats> =
-        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
-    clock.lap("small clusters (Gram route)");
-    Ok((lab, means, stats))
+    Ok(())
 }
 
 fn nan_stats(size: u64, note: String) -> ClusterStats {
@@ -1141,6 +1100,24 @@ mod tests {
         // Box–Muller.
         let (u, v) = (rng.uniform().max(1e-300), rng.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    #[test]
+    fn streamed_and_in_memory_means_agree_bitwise() {
+        // Several tiles (tile_rows(1100) = 1856 rows), one kernel: the same bits.
+        let (n, d) = (4000, 1100);
+        let mut rng = SplitMix64::new(11);
+        let data: Vec<f64> = (0..n * d).map(|_| 1e3 + gauss(&mut rng)).collect();
+        let x = MatView::row_major(&data, n, d).unwrap();
+        let streamed = stream_mean(&x).unwrap();
+        let in_memory = Points::gather(&x, None, None).unwrap().mean();
+        assert_eq!(streamed, in_memory);
+        let rows: Vec<usize> = (0..n).collect();
+        assert_eq!(indexed_mean(&x, &rows).unwrap(), in_memory);
+        let cosine = crate::cosine::column_mean(&x).unwrap();
+        for (a, b) in cosine.iter().zip(&in_memory) {
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} {b}");
+        }
     }
 
     fn blobs(n_per: usize, k: usize, d: usize, sep: f64, seed: u64) -> Vec<f64> {

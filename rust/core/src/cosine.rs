@@ -14,9 +14,9 @@
 //! near 1 instead of an undefined average).
 
 use crate::error::{Error, Result};
-use crate::kmeans::sqnorm;
-use crate::source::{for_each_tile, tile_mean, MatView};
+use crate::source::{for_each_tile, MatView};
 use crate::threads;
+use crate::vector::{add_column_sums, sqnorm};
 use faer::{Accum, MatRef};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -260,7 +260,12 @@ pub fn unit_sum_of(x: &MatView<'_>, center: Option<&[f64]>) -> Result<UnitSum> {
     Ok(acc)
 }
 
-/// Column means of `x` in f64 (one streamed pass; pairwise within tiles).
+/// Column means of `x` in f64 (one streamed pass).
+///
+/// Each tile's mean comes from the crate's column-sum kernel
+/// ([`add_column_sums`]: fixed block order, so the bits do not depend on the
+/// thread count) and is merged into the running mean by Chan's update
+/// μ ← μ + (μ_b − μ)·n_b/(n + n_b) (Chan, Golub & LeVeque 1979).
 pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
     let (n, d) = (x.nrows(), x.ncols());
     if n == 0 {
@@ -277,12 +282,105 @@ pub fn column_mean(x: &MatView<'_>) -> Result<Vec<f64>> {
         let nb = t.len() / d;
         let r0 = t[..d].to_vec();
         t.par_chunks_mut(d).with_min_len(64).for_each(|row| row.iter_mut().zip(&r0).for_each(|(v, c)| *v -= c));
-        let mut mb = tile_mean(t, nb, d);
-        mb.iter_mut().zip(&r0).for_each(|(m, c)| *m += c);
+        let mut mb = vec![0.0f64; d];
+        add_column_sums(&mut mb, t, d);
+        let inv = 1.0 / nb as f64;
+        mb.iter_mut().zip(&r0).for_each(|(m, c)| *m = *m * inv + c);
         let f = nb as f64 / (seen + nb as u64) as f64;
         mean.iter_mut().zip(&mb).for_each(|(m, b)| *m += (b - *m) * f);
         seen += nb as u64;
         Ok(())
     })?;
     Ok(mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SplitMix64;
+
+    fn data(n: usize, d: usize, offset: f64, seed: u64) -> Vec<f64> {
+        let mut g = SplitMix64::new(seed);
+        (0..n * d).map(|_| offset + g.uniform() - 0.5).collect()
+    }
+
+    /// Mean cosine over ordered pairs i ≠ j of the rows minus `c`, skipping zero rows.
+    fn plain_avg_cos(x: &[f64], d: usize, c: &[f64]) -> f64 {
+        let u: Vec<Vec<f64>> = x
+            .chunks(d)
+            .map(|r| r.iter().zip(c).map(|(v, m)| v - m).collect::<Vec<f64>>())
+            .filter(|y| y.iter().any(|v| *v != 0.0))
+            .map(|y| {
+                let nrm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+                y.iter().map(|v| v / nrm).collect()
+            })
+            .collect();
+        let n = u.len();
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    s += u[i].iter().zip(&u[j]).map(|(a, b)| a * b).sum::<f64>();
+                }
+            }
+        }
+        s / (n * (n - 1)) as f64
+    }
+
+    fn plain_mean(x: &[f64], d: usize) -> Vec<f64> {
+        let n = x.len() / d;
+        (0..d).map(|j| x.iter().skip(j).step_by(d).sum::<f64>() / n as f64).collect()
+    }
+
+    #[test]
+    fn unit_sum_and_mean_match_plain_formulas() {
+        // Random data, N < d, and a huge offset (where the mean must be exact
+        // enough for the centred cosine to survive the cancellation).
+        for (n, d, offset) in [(200usize, 7usize, 0.0f64), (3, 10, 0.0), (150, 4, 1e6)] {
+            let x = data(n, d, offset, n as u64);
+            let v = MatView::row_major(&x, n, d).unwrap();
+            let mu = column_mean(&v).unwrap();
+            for (a, b) in mu.iter().zip(plain_mean(&x, d)) {
+                assert!((a - b).abs() <= 1e-15 * b.abs().max(1.0), "{a} {b}");
+            }
+            let raw = unit_sum_of(&v, None).unwrap();
+            assert_eq!(raw.n_nonzero, n as u64);
+            let zero = vec![0.0; d];
+            assert!((raw.average() - plain_avg_cos(&x, d, &zero)).abs() <= 1e-12);
+            let cen = unit_sum_of(&v, Some(&mu)).unwrap();
+            assert!((cen.average() - plain_avg_cos(&x, d, &mu)).abs() <= 1e-9, "{offset}");
+        }
+    }
+
+    #[test]
+    fn identical_rows_give_their_value_and_zero_rows_are_skipped() {
+        let (n, d) = (50, 3);
+        let row = [1e8 + 0.1, -3.3, 7.0];
+        let x: Vec<f64> = (0..n).flat_map(|_| row).collect();
+        let v = MatView::row_major(&x, n, d).unwrap();
+        assert_eq!(column_mean(&v).unwrap(), row.to_vec());
+        let mut y = x.clone();
+        y[..d].iter_mut().for_each(|v| *v = 0.0);
+        let u = unit_sum_of(&MatView::row_major(&y, n, d).unwrap(), None).unwrap();
+        assert_eq!((u.n_nonzero, u.n_zero), (n as u64 - 1, 1));
+        // n − 1 equal unit vectors: every pair has cosine 1.
+        assert!((u.average() - 1.0).abs() < 1e-12);
+        let c = unit_sum_of(&v, Some(&row)).unwrap();
+        assert_eq!((c.n_nonzero, c.n_zero), (0, n as u64));
+        assert!(c.average().is_nan());
+    }
+
+    #[test]
+    fn self_similarity_matches_per_group_formula() {
+        let (n, d) = (90, 5);
+        let x = data(n, d, 0.2, 3);
+        let groups: Vec<i64> = (0..n as i64).map(|i| i % 3 - 1).collect();
+        let s = self_similarity(&MatView::row_major(&x, n, d).unwrap(), &groups, None).unwrap();
+        let zero = vec![0.0; d];
+        for (gi, label) in s.labels.iter().enumerate() {
+            let rows: Vec<f64> =
+                x.chunks(d).zip(&groups).filter(|(_, g)| *g == label).flat_map(|(r, _)| r.to_vec()).collect();
+            assert!((s.per_group[gi] - plain_avg_cos(&rows, d, &zero)).abs() <= 1e-12);
+        }
+    }
 }

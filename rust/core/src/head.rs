@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 #[cfg(test)]
 use crate::lse::exp_nonpos_f32;
 use crate::lse::{exp_nonpos, ExpSum, LogSumExp};
+use crate::simd::dispatch;
 use crate::source::{first_non_finite, Float, MatView, ViewElem};
 use crate::threads;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -527,32 +528,10 @@ impl Fold for f32 {
     }
 }
 
-/// z_i = col_i + bias_i into `out`; returns (max z, every z finite).
-fn load_max<F: Float>(col: &[F], bias: Option<&[F]>, out: &mut [F]) -> (F, bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { load_max_avx512(col, bias, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { load_max_avx2(col, bias, out) };
-        }
-    }
-    load_max_generic(col, bias, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn load_max_avx512<F: Float>(col: &[F], bias: Option<&[F]>, out: &mut [F]) -> (F, bool) {
-    load_max_generic(col, bias, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_max_avx2<F: Float>(col: &[F], bias: Option<&[F]>, out: &mut [F]) -> (F, bool) {
-    load_max_generic(col, bias, out)
+dispatch! {
+    /// z_i = col_i + bias_i into `out`; returns (max z, every z finite).
+    fn load_max[F: Float][F](col: &[F], bias: Option<&[F]>, out: &mut [F]) -> (F, bool)
+        = load_max_generic; avx2 "avx2", "fma";
 }
 
 #[inline(always)]

@@ -18,11 +18,15 @@ pub mod lse;
 pub mod moments;
 pub mod norms;
 pub mod partition;
+pub mod points;
+pub mod random;
 pub mod rankone;
 pub mod silhouette;
+mod simd;
 pub mod source;
 pub mod spectrum;
 pub mod threads;
+pub mod vector;
 
 pub use analyze::{analyze, AnalyzeOptions, Report};
 pub use error::{Error, Result};

@@ -7,6 +7,8 @@
 //! arguments (|rel. error| < 2e-16 on [−708, 0]; underflows flush to 0, which
 //! cannot matter next to the max term exp(0) = 1).
 
+use crate::simd::dispatch;
+
 /// Mergeable log-sum-exp accumulator.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogSumExp {
@@ -60,40 +62,27 @@ impl LogSumExp {
     }
 }
 
-/// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
-pub fn sum_exp_shifted<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time.
-            return unsafe { sum_exp_avx512(values, sign, shift) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time.
-            return unsafe { sum_exp_avx2(values, sign, shift) };
-        }
-    }
-    sum_exp_generic(values, sign, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_exp_avx512<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    sum_exp_generic(values, sign, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_exp_avx2<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
-    sum_exp_generic(values, sign, shift)
+dispatch! {
+    /// Σ exp(sign·v_i + shift) where every argument is ≤ 0 (up to rounding).
+    pub fn sum_exp_shifted[T: Copy + Into<f64>][T](values: &[T], sign: f64, shift: f64) -> f64
+        = sum_exp_16; avx2 "avx2", "fma";
 }
 
 #[inline(always)]
-fn sum_exp_generic<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
+fn sum_exp_16<T: Copy + Into<f64>>(values: &[T], sign: f64, shift: f64) -> f64 {
     // Sixteen independent partial sums let the compiler vectorise without
     // reassociating a single float chain (which it may not do), two AVX-512
     // registers wide so the exp polynomials of two vectors overlap.
-    const L: usize = 16;
+    sum_exp_lanes::<T, 16>(values, sign, shift)
+}
+
+/// The crate's one float64 exp-sum kernel: Σ_i exp(sign·v_i + shift) with
+/// every exponential taken in f64 by [`exp_nonpos`], accumulated in `L`
+/// independent partial sums (lane i mod L, in order), then the lanes in
+/// order, then the remainder. The order is fixed by `L` alone, so results
+/// do not depend on threads or on the CPU path.
+#[inline(always)]
+fn sum_exp_lanes<T: Copy + Into<f64>, const L: usize>(values: &[T], sign: f64, shift: f64) -> f64 {
     let mut acc = [0.0f64; L];
     let chunks = values.chunks_exact(L);
     let rem = chunks.remainder();
@@ -193,8 +182,10 @@ pub fn update_both_signs<T: ExpSum>(pos: &mut LogSumExp, neg: &mut LogSumExp, z:
     neg.merge(&LogSumExp { max: -mn, sum: sum_exp_shifted(z, -1.0, mn) });
 }
 
+/// [`ExpSum`] for one precision: `$sum::<NEG>(z, m)` is the block's exp
+/// sum (Σ exp(z − m), or Σ exp(m − z) when NEG), dispatched at run time.
 macro_rules! exp_sum_impl {
-    ($t:ty, $lanes:expr, $exp:ident, $avx512:ident, $avx2:ident, $generic:ident, $mm512:ident, $mm2:ident, $mmg:ident) => {
+    ($t:ty, $lanes:expr, $sum:ident) => {
         impl ExpSum for $t {
             fn sum_exp(z: &[$t], m: $t) -> f64 {
                 dispatch_sum::<false>(z, m)
@@ -202,87 +193,17 @@ macro_rules! exp_sum_impl {
             fn sum_exp_neg(z: &[$t], m: $t) -> f64 {
                 dispatch_sum::<true>(z, m)
             }
-            fn max_min(z: &[$t]) -> ($t, $t) {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $mm512(z) };
-                    }
-                    if std::arch::is_x86_feature_detected!("avx2") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $mm2(z) };
-                    }
-                }
-                $mmg(z)
+            dispatch! {
+                fn max_min(z: &[$t]) -> ($t, $t) = mm_generic; avx2 "avx2";
             }
         }
 
-        fn dispatch_sum<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the feature was detected at run time.
-                    return unsafe { $avx512::<NEG>(z, m) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were detected at run time.
-                    return unsafe { $avx2::<NEG>(z, m) };
-                }
-            }
-            $generic::<NEG>(z, m)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $avx512<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            $generic::<NEG>(z, m)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx2<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            $generic::<NEG>(z, m)
+        dispatch! {
+            fn dispatch_sum[const NEG: bool][NEG](z: &[$t], m: $t) -> f64 = $sum; avx2 "avx2", "fma";
         }
 
         #[inline(always)]
-        fn $generic<const NEG: bool>(z: &[$t], m: $t) -> f64 {
-            const L: usize = $lanes;
-            let mut acc = [0.0f64; L];
-            let chunks = z.chunks_exact(L);
-            let rem = chunks.remainder();
-            for c in chunks {
-                for j in 0..L {
-                    let a = if NEG { m - c[j] } else { c[j] - m };
-                    acc[j] += $exp(a) as f64;
-                }
-            }
-            let mut tail = 0.0;
-            for &x in rem {
-                let a = if NEG { m - x } else { x - m };
-                tail += $exp(a) as f64;
-            }
-            let mut s = 0.0;
-            for a in acc {
-                s += a;
-            }
-            s + tail
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $mm512(z: &[$t]) -> ($t, $t) {
-            $mmg(z)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $mm2(z: &[$t]) -> ($t, $t) {
-            $mmg(z)
-        }
-
-        #[inline(always)]
-        fn $mmg(z: &[$t]) -> ($t, $t) {
+        fn mm_generic(z: &[$t]) -> ($t, $t) {
             const L: usize = $lanes;
             let mut hi = [<$t>::NEG_INFINITY; L];
             let mut lo = [<$t>::INFINITY; L];
@@ -308,12 +229,48 @@ macro_rules! exp_sum_impl {
 
 mod f64_block {
     use super::*;
-    exp_sum_impl!(f64, 8, exp_nonpos, sum_avx512, sum_avx2, sum_generic, mm_avx512, mm_avx2, mm_generic);
+    exp_sum_impl!(f64, 8, sum_f64);
+
+    /// The f64 kernel on eight lanes: z − m is exactly 1·z + (−m), and m − z
+    /// exactly (−1)·z + m, so these are [`sum_exp_lanes`]'s terms.
+    #[inline(always)]
+    fn sum_f64<const NEG: bool>(z: &[f64], m: f64) -> f64 {
+        if NEG {
+            sum_exp_lanes::<f64, 8>(z, -1.0, m)
+        } else {
+            sum_exp_lanes::<f64, 8>(z, 1.0, -m)
+        }
+    }
 }
 
 mod f32_block {
     use super::*;
-    exp_sum_impl!(f32, 16, exp_nonpos_f32, sum_avx512, sum_avx2, sum_generic, mm_avx512, mm_avx2, mm_generic);
+    exp_sum_impl!(f32, 16, sum_f32);
+
+    /// Exponentials in f32 ([`exp_nonpos_f32`]), summed in f64 on 16 lanes.
+    #[inline(always)]
+    fn sum_f32<const NEG: bool>(z: &[f32], m: f32) -> f64 {
+        const L: usize = 16;
+        let mut acc = [0.0f64; L];
+        let chunks = z.chunks_exact(L);
+        let rem = chunks.remainder();
+        for c in chunks {
+            for j in 0..L {
+                let a = if NEG { m - c[j] } else { c[j] - m };
+                acc[j] += exp_nonpos_f32(a) as f64;
+            }
+        }
+        let mut tail = 0.0;
+        for &x in rem {
+            let a = if NEG { m - x } else { x - m };
+            tail += exp_nonpos_f32(a) as f64;
+        }
+        let mut s = 0.0;
+        for a in acc {
+            s += a;
+        }
+        s + tail
+    }
 }
 
 /// exp(x) in f32 for x ≤ 0 (small positive rounding tolerated), branch-free:
@@ -391,6 +348,30 @@ mod tests {
             let fast_neg = -(mn as f64) + f32::sum_exp_neg(&v32, mn).ln();
             assert!((fast_pos - plain(1.0, &w32)).abs() < 5e-7, "{n}");
             assert!((fast_neg - plain(-1.0, &w32)).abs() < 5e-7, "{n}");
+        }
+    }
+
+    #[test]
+    fn f64_block_sum_is_the_plain_difference_kernel_bitwise() {
+        // The f64 block sums reuse the shifted kernel (1·z + (−m) ≡ z − m):
+        // the bits must equal an eight-lane sum of exp(z − m) written out.
+        let plain = |z: &[f64], m: f64, neg: bool| {
+            let mut acc = [0.0f64; 8];
+            let ch = z.chunks_exact(8);
+            let rem = ch.remainder();
+            for c in ch {
+                for j in 0..8 {
+                    acc[j] += exp_nonpos(if neg { m - c[j] } else { c[j] - m });
+                }
+            }
+            let tail: f64 = rem.iter().fold(0.0, |t, &x| t + exp_nonpos(if neg { m - x } else { x - m }));
+            acc.iter().fold(0.0, |s, a| s + a) + tail
+        };
+        for n in [1usize, 8, 13, 1000] {
+            let z: Vec<f64> = (0..n).map(|i| -3.0 + ((i * 7919) % 1009) as f64 * 0.0173).collect();
+            let (mx, mn) = f64::max_min(&z);
+            assert_eq!(f64::sum_exp(&z, mx).to_bits(), plain(&z, mx, false).to_bits());
+            assert_eq!(f64::sum_exp_neg(&z, mn).to_bits(), plain(&z, mn, true).to_bits());
         }
     }
 

@@ -449,7 +449,7 @@ fn unit_add_fixed(u: &mut UnitSum, t: &[f64], d: usize, inv: &mut Vec<f64>) {
     inv.clear();
     inv.resize(n, 0.0);
     t.par_chunks(d).zip(inv.par_iter_mut()).with_min_len(64).for_each(|(row, iv)| {
-        let s = crate::kmeans::sqnorm(row);
+        let s = crate::vector::sqnorm(row);
         *iv = if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 };
     });
     let zeros = inv.iter().filter(|v| **v == 0.0).count() as u64;

@@ -14,8 +14,8 @@
 //! are bitwise independent of tiling, row order and thread count.
 
 use crate::error::{Error, Result};
-use crate::kmeans::{sqdist, sqnorm};
 use crate::source::{for_each_tile, MatView};
+use crate::vector::{sqdist, sqnorm};
 use rayon::prelude::*;
 
 /// Below this Σy² the fast path may have lost underflowed squares.

@@ -303,3 +303,120 @@ pub fn log_partition(x: &MatView<'_>, c: MatRef<'_, f64>, n_threads: Option<usiz
         Ok(z)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SplitMix64;
+
+    /// n × d values: uniform noise of scale `s` around `offset`, with the last
+    /// `flat` columns copies of the first (rank-deficient when flat > 0).
+    fn data(n: usize, d: usize, offset: f64, s: f64, flat: usize, seed: u64) -> Vec<f64> {
+        let mut g = SplitMix64::new(seed);
+        let mut v = vec![0.0; n * d];
+        for i in 0..n {
+            for j in 0..d {
+                v[i * d + j] = if j >= d - flat { v[i * d + j - (d - flat)] } else { offset + s * (g.uniform() - 0.5) };
+            }
+        }
+        v
+    }
+
+    /// log Σ_i exp(±⟨x_i − μ, c⟩) in plain f64 (max-shifted).
+    fn plain_log_z(x: &[f64], d: usize, mu: &[f64], c: &[f64], sign: f64) -> f64 {
+        let z: Vec<f64> =
+            x.chunks(d).map(|r| sign * r.iter().zip(mu).zip(c).map(|((v, m), w)| (v - m) * w).sum::<f64>()).collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    }
+
+    fn plain_avg_cos(x: &[f64], d: usize, mu: &[f64]) -> f64 {
+        let u: Vec<Vec<f64>> = x
+            .chunks(d)
+            .map(|r| {
+                let y: Vec<f64> = r.iter().zip(mu).map(|(v, m)| v - m).collect();
+                let nrm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+                y.iter().map(|v| v / nrm).collect()
+            })
+            .collect();
+        let n = u.len();
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    s += u[i].iter().zip(&u[j]).map(|(a, b)| a * b).sum::<f64>();
+                }
+            }
+        }
+        s / (n * (n - 1)) as f64
+    }
+
+    fn check(n: usize, d: usize, offset: f64, flat: usize, f64_gemm: bool, tol: f64) {
+        let x = data(n, d, offset, 2.0, flat, 7 + n as u64);
+        let mu: Vec<f64> = (0..d).map(|j| x.iter().skip(j).step_by(d).sum::<f64>() / n as f64).collect();
+        // Two orthonormal directions: e_0 and (e_1 + e_2)/√2.
+        let mut w = Mat::<f64>::zeros(d, 2);
+        w[(0, 0)] = 1.0;
+        w[(1, 1)] = std::f64::consts::FRAC_1_SQRT_2;
+        w[(2, 1)] = std::f64::consts::FRAC_1_SQRT_2;
+        let mut sp = SecondPass::new(mu.clone(), w.clone(), w.clone(), f64_gemm).unwrap();
+        sp.update(&MatView::row_major(&x, n, d).unwrap()).unwrap();
+        assert_eq!(sp.count(), n as u64);
+        let zero = vec![0.0; d];
+        for k in 0..2 {
+            let c: Vec<f64> = (0..d).map(|j| w[(j, k)]).collect();
+            for (got, sign) in [(sp.raw.log_z_pos()[k], 1.0), (sp.raw.log_z_neg()[k], -1.0)] {
+                let want = plain_log_z(&x, d, &zero, &c, sign);
+                assert!((got - want).abs() <= tol * want.abs().max(1.0), "raw {k} {sign}: {got} vs {want}");
+            }
+            for (got, sign) in [(sp.centered.log_z_pos()[k], 1.0), (sp.centered.log_z_neg()[k], -1.0)] {
+                let want = plain_log_z(&x, d, &mu, &c, sign);
+                assert!((got - want).abs() <= tol * want.abs().max(1.0), "centred {k} {sign}: {got} vs {want}");
+            }
+        }
+        let want = plain_avg_cos(&x, d, &mu);
+        assert!((sp.unit_centered.average() - want).abs() <= 1e-12, "{} vs {want}", sp.unit_centered.average());
+        // log I is min − max over both signs of the centred directions.
+        let all: Vec<f64> = sp.centered.log_z_pos().into_iter().chain(sp.centered.log_z_neg()).collect();
+        let li =
+            all.iter().cloned().fold(f64::INFINITY, f64::min) - all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(sp.centered.log_isotropy(), li);
+    }
+
+    #[test]
+    fn second_pass_matches_plain_formulas() {
+        check(300, 5, 0.0, 0, true, 1e-12);
+        // N < d, and a rank-deficient input (two copied columns).
+        check(4, 9, 0.0, 0, true, 1e-12);
+        check(200, 6, 0.0, 2, true, 1e-12);
+        // Huge offset: raw projections near 1e6; the centred ones stay exact.
+        check(250, 4, 1e6, 0, true, 1e-12);
+        // f32 GEMMs: products rounded to f32.
+        check(300, 5, 0.0, 0, false, 1e-6);
+    }
+
+    #[test]
+    fn chunked_and_merged_second_passes_agree() {
+        let (n, d) = (301, 6);
+        let x = data(n, d, 3.0, 1.0, 0, 5);
+        let mu = vec![3.0; d];
+        let w = Mat::<f64>::identity(d, d);
+        let mut one = SecondPass::new(mu.clone(), w.clone(), w.clone(), true).unwrap();
+        one.update(&MatView::row_major(&x, n, d).unwrap()).unwrap();
+        let mut a = SecondPass::new(mu.clone(), w.clone(), w.clone(), true).unwrap();
+        let mut b = SecondPass::new(mu, w.clone(), w, true).unwrap();
+        a.update(&MatView::row_major(&x[..100 * d], 100, d).unwrap()).unwrap();
+        b.update(&MatView::row_major(&x[100 * d..], n - 100, d).unwrap()).unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(a.count(), one.count());
+        for (p, q) in a.raw.log_z_pos().iter().zip(one.raw.log_z_pos()) {
+            assert!((p - q).abs() <= 1e-12 * q.abs(), "{p} {q}");
+        }
+        for (p, q) in a.centered.log_z_neg().iter().zip(one.centered.log_z_neg()) {
+            assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0), "{p} {q}");
+        }
+        assert!((a.unit_centered.average() - one.unit_centered.average()).abs() <= 1e-13);
+        let bad = SecondPass::new(vec![0.0; 3], Mat::identity(3, 3), Mat::zeros(3, 0), true).unwrap();
+        assert!(a.merge(&bad).is_err());
+    }
+}

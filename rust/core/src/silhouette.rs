@@ -24,9 +24,12 @@
 //! number of threads.
 
 use crate::error::{invalid, Error, Result};
-use crate::kmeans::{sample_indices, sqdist, Points, PointsRef, SplitMix64, BLOCK};
+use crate::points::{Points, PointsRef, BLOCK};
+use crate::random::{sample_indices, SplitMix64};
+use crate::simd::dispatch;
 use crate::source::MatView;
 use crate::threads;
+use crate::vector::sqdist;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -187,42 +190,20 @@ pub(crate) trait Float: crate::source::Float {
 }
 
 macro_rules! float_impl {
-    ($t:ty, $eps:expr, $avx512:ident, $avx2:ident) => {
+    ($t:ty, $eps:expr) => {
         impl Float for $t {
             const EPS: f64 = $eps;
-            #[inline]
-            fn distances(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $avx512(col, sq_i, sq_j, kappa) };
-                    }
-                    if std::arch::is_x86_feature_detected!("avx2") {
-                        // SAFETY: the feature was detected at run time.
-                        return unsafe { $avx2(col, sq_i, sq_j, kappa) };
-                    }
-                }
-                distances_generic(col, sq_i, sq_j, kappa)
+            dispatch! {
+                #[inline]
+                fn distances(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool
+                    = distances_generic; avx2 "avx2";
             }
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $avx512(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
-            distances_generic(col, sq_i, sq_j, kappa)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $avx2(col: &mut [$t], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {
-            distances_generic(col, sq_i, sq_j, kappa)
         }
     };
 }
 
-float_impl!(f64, f64::EPSILON, distances_f64_avx512, distances_f64_avx2);
-float_impl!(f32, f32::EPSILON as f64, distances_f32_avx512, distances_f32_avx2);
+float_impl!(f64, f64::EPSILON);
+float_impl!(f32, f32::EPSILON as f64);
 
 #[inline(always)]
 fn distances_generic<F: crate::source::Float>(col: &mut [F], sq_i: &[f64], sq_j: f64, kappa: f64) -> bool {

@@ -372,15 +372,88 @@ pub fn for_each_tile(
 ) -> Result<()> {
     require_cols(x, "row tiles")?;
     let (n, d) = (x.nrows(), x.ncols());
+    stream_tiles(n, d, |start, nb, t| {
+        x.read_tile(start, nb, t);
+        check_finite(t, d, row_offset + start as u64, x.elem())?;
+        f(t, start)
+    })
+}
+
+/// Where the rows of a streaming pass are read from: all rows of a view, or
+/// the listed rows of one, minus an optional centre.
+pub(crate) enum RowSource<'a> {
+    /// All rows of a view, minus `center`.
+    View { x: MatView<'a>, center: Option<&'a [f64]> },
+    /// The listed rows of a view, minus `center`.
+    Indexed { x: MatView<'a>, rows: &'a [usize], center: &'a [f64] },
+}
+
+impl RowSource<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            RowSource::View { x, .. } => x.nrows(),
+            RowSource::Indexed { rows, .. } => rows.len(),
+        }
+    }
+
+    /// Call `f(start, tile, rows)` on consecutive tiles of centred f64 rows
+    /// ([`tile_rows`] rows each, as [`for_each_tile`]); `check` rejects
+    /// NaN/Inf (naming the input row) before `f` sees a tile.
+    pub(crate) fn for_each_tile(
+        &self,
+        d: usize,
+        check: bool,
+        mut f: impl FnMut(usize, &mut [f64], usize) -> Result<()>,
+    ) -> Result<()> {
+        let n = self.len();
+        if n == 0 || d == 0 {
+            return Ok(());
+        }
+        stream_tiles(n, d, |start, nb, t| {
+            let (x, center) = match self {
+                RowSource::View { x, center } => {
+                    x.read_tile(start, nb, t);
+                    (x, *center)
+                }
+                RowSource::Indexed { x, rows, center } => {
+                    t.par_chunks_mut(d)
+                        .zip(rows[start..start + nb].par_iter())
+                        .with_min_len(32)
+                        .for_each(|(out, &i)| x.rows(i, 1).read_tile(0, 1, out));
+                    (x, Some(*center))
+                }
+            };
+            if check && x.elem().is_float() {
+                if let Some((r, c)) = first_non_finite(t, d) {
+                    let row = match self {
+                        RowSource::View { .. } => start + r,
+                        RowSource::Indexed { rows, .. } => rows[start + r],
+                    };
+                    return Err(Error::NonFinite { row: row as u64, col: c });
+                }
+            }
+            if let Some(c) = center {
+                t.par_chunks_mut(d).with_min_len(64).for_each(|row| {
+                    for (v, m) in row.iter_mut().zip(c) {
+                        *v -= m;
+                    }
+                });
+            }
+            f(start, t, nb)
+        })
+    }
+}
+
+/// The tile loop every streaming read shares: one buffer of at most
+/// [`tile_rows`]`(d)` rows, `fill(start, rows, tile)` then `f` per tile, in
+/// row order.
+fn stream_tiles(n: usize, d: usize, mut fill_then: impl FnMut(usize, usize, &mut [f64]) -> Result<()>) -> Result<()> {
     let b = tile_rows(d);
     let mut buf = vec![0.0f64; b.min(n) * d];
     let mut start = 0;
     while start < n {
         let nb = b.min(n - start);
-        let t = &mut buf[..nb * d];
-        x.read_tile(start, nb, t);
-        check_finite(t, d, row_offset + start as u64, x.elem())?;
-        f(t, start)?;
+        fill_then(start, nb, &mut buf[..nb * d])?;
         start += nb;
     }
     Ok(())

@@ -13,6 +13,12 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, P
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+/// (eigenvalues descending, eigenvectors as columns) handed to Python.
+type Eigen<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+/// (cov eigenvalues, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors).
+type Directions<'py> =
+    (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
 fn mat_to_py<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
     let (r, c) = (m.nrows(), m.ncols());
     Array2::from_shape_fn((r, c), |(i, j)| m[(i, j)]).into_pyarray(py)
@@ -264,7 +270,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> Result<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    ) -> Result<Eigen<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
@@ -277,12 +283,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> Result<(
-        Bound<'py, PyArray1<f64>>,
-        Bound<'py, PyArray2<f64>>,
-        Bound<'py, PyArray1<f64>>,
-        Bound<'py, PyArray2<f64>>,
-    )> {
+    ) -> Result<Directions<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
@@ -415,7 +416,7 @@ fn sym_eigen<'py>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, f64>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> Result<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> Result<Eigen<'py>> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))

@@ -9,10 +9,9 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
-from collections.abc import Iterator
 
 from isofast.analysis import analyze
+from isofast.progress import SourceProgress
 from isofast.readahead import TILE_BYTES
 from isofast.report import jsonable
 from isofast.sources import EXAMPLE_LAYERS, load_example, open_source
@@ -28,109 +27,6 @@ def _rows(spec: str | None):
         return slice(int(a) if a else None, int(b) if b else None)
     except ValueError:
         raise ValueError(f"--rows expects A:B (e.g. 0:100000, :5000, 1000:), got {spec!r}") from None
-
-
-def _fmt_secs(s: float) -> str:
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
-
-
-class Progress:
-    """Wraps a source and reports rows/s, MB/s and the ETA on ``stream``.
-
-    ``passes`` is how often the analysis reads the source (2 for the full
-    suite), so the ETA covers all of them. On a terminal the line is
-    rewritten in place (at most twice a second); otherwise a line is written
-    every ``every`` seconds. The wrapper is itself a re-iterable source with
-    the wrapped one's ``isofast_dtype``.
-    """
-
-    def __init__(
-        self, source: Any, *, passes: int = 2, stream: TextIO | None = None, every: float | None = None, label: str = ""
-    ):
-        self.source = source
-        self.passes = int(passes)
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.every = every if every is not None else (0.5 if self.tty else 10.0)
-        self.label = label
-        self.isofast_dtype = getattr(source, "isofast_dtype", None)
-        n = source.shape[0] if hasattr(source, "shape") else None
-        self.total_rows = int(n) * self.passes if n is not None else None
-        self.rows = 0
-        self.bytes = 0
-        self.pass_no = 0
-        self._t0: float | None = None
-        self._last = 0.0
-
-    @property
-    def shape(self):
-        return self.source.shape
-
-    # the wrapped source's row selection and name, so that a NaN row is
-    # numbered in the file (isofast._input.in_file_rows)
-    @property
-    def _start(self):
-        return getattr(self.source, "_start", 0)
-
-    @property
-    def _stop(self):
-        return getattr(self.source, "_stop", None)
-
-    def _describe(self) -> str:
-        d = getattr(self.source, "_describe", None)
-        return d() if callable(d) else ""
-
-    def _tiles(self) -> Iterator[Any]:
-        if hasattr(self.source, "iter_chunks"):
-            return self.source.iter_chunks()
-        arr = self.source  # an in-memory array: zero-copy row slices, so progress moves
-        step = max(1, TILE_BYTES // max(1, arr.shape[1] * arr.dtype.itemsize))
-        return (arr[a : a + step] for a in range(0, arr.shape[0], step))
-
-    def iter_chunks(self) -> Iterator[Any]:
-        self.pass_no += 1
-        if self._t0 is None:
-            self._t0 = self._last = time.perf_counter()
-        for c in self._tiles():
-            yield c
-            self.rows += c.shape[0]
-            self.bytes += c.nbytes
-            now = time.perf_counter()
-            if now - self._last >= self.every:
-                self._last = now
-                self._write(self.line(now), final=False)
-
-    def line(self, now: float | None = None) -> str:
-        el = max((now or time.perf_counter()) - (self._t0 or 0.0), 1e-9)
-        rate, mbs = self.rows / el, self.bytes / el / 1e6
-        parts = [f"isofast analyze{(' ' + self.label) if self.label else ''}: pass {self.pass_no}/{self.passes}"]
-        if self.total_rows:
-            parts.append(f"{self.rows:,}/{self.total_rows:,} rows ({100.0 * self.rows / self.total_rows:.1f}%)")
-        else:
-            parts.append(f"{self.rows:,} rows")
-        parts.append(f"{rate:,.0f} rows/s, {mbs:,.1f} MB/s")
-        if self.total_rows and rate > 0:
-            parts.append(f"ETA {_fmt_secs(max(self.total_rows - self.rows, 0) / rate)}")
-        return "  ".join(parts)
-
-    def _write(self, text: str, final: bool) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        el = max(time.perf_counter() - (self._t0 or time.perf_counter()), 1e-9)
-        self._write(
-            f"isofast analyze{(' ' + self.label) if self.label else ''}: read {self.rows:,} rows "
-            f"({self.bytes / 1e6:,.1f} MB) in {_fmt_secs(el)}: {self.rows / el:,.0f} rows/s, "
-            f"{self.bytes / el / 1e6:,.1f} MB/s",
-            final=True,
-        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -205,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         src = x
         prog = None
         if not (args.quiet or args.example):  # the bundled example is tiny: no progress noise
-            prog = src = Progress(x, passes=2, label="" if len(targets) == 1 else name)
+            prog = src = SourceProgress(x, passes=2, label="" if len(targets) == 1 else name)
         # a NaN row is numbered in the file, not in --rows (isofast._input.file_rows;
         # the progress wrapper passes the selection through)
         rep = analyze(src, eps=args.eps, n_threads=args.threads, dtype=args.dtype)

@@ -1,9 +1,12 @@
-"""The ``isofast`` command line.
+"""The ``isofast`` command line: one module per command in this package
+(``isofast.cli.analyze``, ``.capture``, ``.forecast``, ``.head``, ``.data``,
+``.study``, ``.adapt``, ``.demo``, ``.doctor``), helpers they share in
+:mod:`isofast.cli._common`. No command module imports another.
 
-Each subcommand lives beside the concept it drives; a module listed in
-``_SUBCOMMANDS`` exposes ``register(subparsers)`` which adds its parser and sets
-``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an
-exit code).
+Each command module exposes ``register(subparsers)``, which adds its parser
+and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and
+returning an exit code). A command whose optional packages are missing still
+registers its parser; it raises a clear error when run.
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-# (module, required extra or None). A module whose optional dependencies are
-# missing still registers its parser; it raises a clear error when run.
-_SUBCOMMANDS: list[str] = [
-    "isofast.analyze_cli",
-    "isofast.data.cli",
-    "isofast.capture_cli",
-    "isofast.head_cli",
-    "isofast.study.cli",
-    "isofast.adapt.cli",
-    "isofast.demo_cli",
-    "isofast.doctor",
+#: command modules, in the order ``isofast --help`` lists their commands
+COMMANDS: list[str] = [
+    "isofast.cli.analyze",
+    "isofast.cli.data",
+    "isofast.cli.capture",
+    "isofast.cli.forecast",
+    "isofast.cli.head",
+    "isofast.cli.study",
+    "isofast.cli.adapt",
+    "isofast.cli.demo",
+    "isofast.cli.doctor",
 ]
 
 
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _SUBCOMMANDS:
+    for name in COMMANDS:
         importlib.import_module(name).register(sub)
     return parser
 

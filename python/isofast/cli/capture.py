@@ -13,20 +13,19 @@ patching; ``--serializer`` does not apply to it, and its rows are the patches
 (or value bins) of the captured stack, with the time steps each one reads in
 the token table (``first_step``, ``last_step``).
 
-Data files: ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) and ``.parquet``
-are read with :func:`isofast.data.readers.read_table` — every column is a
-series unless ``--column`` names one; ``.npy`` holds a 1-D series or a 2-D
-array with one series per row (``--column K`` keeps row K).
+``--data`` is a file or a bundled dataset name (``isofast data list``). Data
+files: ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``) and ``.parquet`` are
+read with :func:`isofast.data.readers.read_table` — every column is a series
+unless ``--column`` names one; ``.npy`` holds a 1-D series or a 2-D array with
+one series per row (``--column K`` keeps row K).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-import numpy as np
+from isofast.cli._common import DATA_HELP, resolve_data
 
 
 def _layers(text: str):
@@ -58,7 +57,7 @@ def register(subparsers) -> None:
         "(chronos, chronos-bolt, chronos-2, timesfm-2.5, timesfm, patchtst, moirai, moirai-2, moment; "
         "docs/models.md) (default: smollm2)",
     )
-    p.add_argument("--data", required=True, help="a .csv/.tsv/.parquet or .npy file of series")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument(
         "--column", default=None, help="CSV/parquet column to use (default: all); for 2-D .npy the row index"
     )
@@ -100,31 +99,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_series(path: str, column: str | None, time_column: str | None = None):
-    """A data file → dict name → 1-D float array."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no data file {path!r}")
-    if p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-        if arr.ndim == 1:
-            if column not in (None, "0"):
-                raise ValueError(f"{path} holds one series; --column {column} does not apply")
-            return {p.stem: arr.astype(np.float64)}
-        if arr.ndim != 2:
-            raise ValueError(f"{path}: expected a 1-D or 2-D array, got shape {arr.shape}")
-        if column is not None:
-            k = int(column)
-            if not -arr.shape[0] <= k < arr.shape[0]:
-                raise ValueError(f"{path} has {arr.shape[0]} rows; no row {k}")
-            return {f"{p.stem}[{k}]": arr[k].astype(np.float64)}
-        return {f"{p.stem}[{i}]": arr[i].astype(np.float64) for i in range(arr.shape[0])}
-    from isofast.data.readers import read_table
-
-    series = read_table(str(p), column=column, time_column=time_column, nan="keep")
-    return {s.name: s.values for s in series}
-
-
 def run(args) -> int:
     from isofast.capture import capture
 
@@ -134,7 +108,7 @@ def run(args) -> int:
     stride = args.stride
     if args.window_mode == "sliding" and stride is None and args.context:
         stride = args.context  # non-overlapping contexts by default
-    data = read_series(args.data, args.column, args.time_column)
+    data, _ = resolve_data(args.data, args.column, args.time_column)
     result = capture(
         args.model,
         data,
@@ -172,10 +146,3 @@ def run(args) -> int:
         else:
             print("already complete; nothing recomputed")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(prog="isofast")
-    register(parser.add_subparsers(dest="command", required=True))
-    a = parser.parse_args()
-    sys.exit(a.func(a))
