@@ -35,6 +35,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from collections.abc import Callable
 
@@ -249,19 +250,20 @@ class SecondPassPartial:
         lo, hi = float(allz.min()), float(allz.max())
         return lo - hi if math.isfinite(lo) and math.isfinite(hi) else float("nan")
 
-    def results(self) -> dict:
-        """The fields ``_core.SecondPass.results()`` reports."""
+    def results(self) -> SimpleNamespace:
+        """The fields of ``_core.SecondPass.results()`` that the report needs,
+        as attributes (as ``_core.SecondPassResults`` has them)."""
         n = float(self.n_nonzero)
         if self.unit_sum is None or self.n_nonzero < 2:
             cos = float("nan")
         else:
             cos = float((self.unit_sum @ self.unit_sum - n) / (n * (n - 1.0)))
-        return {
-            "log_partition_isotropy": self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
-            "log_partition_isotropy_centered": self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
-            "avg_cosine_centered": cos,
-            "n_zero_norm_centered": int(self.n_zero),
-        }
+        return SimpleNamespace(
+            log_partition_isotropy=self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
+            log_partition_isotropy_centered=self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
+            avg_cosine_centered=cos,
+            n_zero_norm_centered=int(self.n_zero),
+        )
 
 
 def _block_second(
@@ -276,9 +278,9 @@ def _block_second(
             sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
             sp.update(arr, elem, nt)
             r = sp.results()
-            z = (r["log_z_raw_pos"], r["log_z_raw_neg"], r["log_z_centered_pos"], r["log_z_centered_neg"])
+            z = (r.log_z_raw_pos, r.log_z_raw_neg, r.log_z_centered_pos, r.log_z_centered_neg)
             if spec.center:
-                u, nz, n0 = r["unit_sum_centered"], r["n_nonzero_centered"], r["n_zero_norm_centered"]
+                u, nz, n0 = r.unit_sum_centered, r.n_nonzero_centered, r.n_zero_norm_centered
         else:
             z = (empty, empty, empty, empty)
             if spec.center:
@@ -677,7 +679,7 @@ def _cluster_pass2(
                 sp = _core.SecondPass(mean, np.zeros((d, 0)), spec.vectors[c], spec.f64)
                 sp.update(rows, None, nt)
                 r = sp.results()
-                zp, zn = r["log_z_centered_pos"], r["log_z_centered_neg"]
+                zp, zn = r.log_z_centered_pos, r.log_z_centered_neg
             elif route == "primal":
                 zp = zn = np.full(spec.vectors[c].shape[1], -np.inf)
             else:
@@ -713,7 +715,7 @@ def _nan_cluster(size: int, note: str) -> dict:
 
 def _isoscore(values: np.ndarray):
     try:
-        return float(_core.spectral_scores(np.ascontiguousarray(values, dtype=np.float64), 0.8)["isoscore"]), None
+        return float(_core.spectral_scores(np.ascontiguousarray(values, dtype=np.float64), 0.8).isoscore), None
     except (ValueError, ArithmeticError) as exc:
         return float("nan"), f"IsoScore undefined: {exc}"
 
@@ -910,7 +912,7 @@ def cluster_isotropy(
             r = p2.second.results()
             st = dict(
                 size=int(p.n),
-                avg_cosine_centered=r["avg_cosine_centered"],
+                avg_cosine_centered=r.avg_cosine_centered,
                 n_zero_norm=int(p2.second.n_zero),
                 partition_isotropy=float("nan"),
                 log_partition_isotropy=float("nan"),
@@ -918,7 +920,7 @@ def cluster_isotropy(
                 note=None,
             )
             if route == "primal":
-                li = r["log_partition_isotropy_centered"]
+                li = r.log_partition_isotropy_centered
                 iso, note = _isoscore(eigvals[c])
                 st.update(log_partition_isotropy=li, partition_isotropy=math.exp(li), isoscore=iso, note=note)
         st["label"] = c

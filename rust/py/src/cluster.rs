@@ -3,13 +3,12 @@
 
 use crate::array::{run, view};
 use crate::errors::{InputError, Result};
-use isofast_core::cluster::{self as core_cluster, ClusterOptions, ClusterStats};
+use crate::results::{ClusterIsotropyResult, ClusterStatistics, KMeansFit};
+use isofast_core::cluster::{self as core_cluster, ClusterOptions};
 use isofast_core::kmeans::{kmeans_view, KMeansParams};
 use isofast_core::silhouette::silhouette_score as core_silhouette;
-use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
 
 /// Dense labels 0..k from an int64 array (negative or ≥ k is an error).
 fn dense_labels(labels: &PyReadonlyArray1<'_, i64>, k: usize) -> Result<Vec<u32>> {
@@ -18,30 +17,6 @@ fn dense_labels(labels: &PyReadonlyArray1<'_, i64>, k: usize) -> Result<Vec<u32>
         return Err(InputError::new_err(format!("label {bad} outside 0..{k}")).into());
     }
     Ok(a.iter().map(|&v| v as u32).collect())
-}
-
-fn labels_to_py<'py>(py: Python<'py>, l: &[u32]) -> Bound<'py, PyArray1<i64>> {
-    PyArray1::from_vec(py, l.iter().map(|&v| v as i64).collect())
-}
-
-fn centers_to_py<'py>(py: Python<'py>, c: Vec<f64>, k: usize, d: usize) -> Bound<'py, numpy::PyArray2<f64>> {
-    Array2::from_shape_vec((k, d), c).expect("k×d centres").into_pyarray(py)
-}
-
-fn stats_to_py<'py>(py: Python<'py>, stats: &[ClusterStats]) -> Result<Bound<'py, PyList>> {
-    let out = PyList::empty(py);
-    for s in stats {
-        let d = PyDict::new(py);
-        d.set_item("size", s.size)?;
-        d.set_item("avg_cosine_centered", s.avg_cosine_centered)?;
-        d.set_item("n_zero_norm", s.n_zero_norm)?;
-        d.set_item("partition_isotropy", s.partition_isotropy)?;
-        d.set_item("log_partition_isotropy", s.log_partition_isotropy)?;
-        d.set_item("isoscore", s.isoscore)?;
-        d.set_item("note", s.note.clone())?;
-        out.append(d)?;
-    }
-    Ok(out)
 }
 
 /// k-means (k-means++ greedy seeding, Lloyd with Hamerly bounds), seeded.
@@ -58,18 +33,11 @@ fn kmeans<'py>(
     tol: f64,
     seed: u64,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> Result<Bound<'py, PyDict>> {
+) -> Result<KMeansFit> {
     let v = view(x, elem)?;
     let params = KMeansParams { k, n_init, max_iter, tol, seed };
     let f = run(py, || kmeans_view(&v, &params, n_threads))?;
-    let d = PyDict::new(py);
-    d.set_item("centers", centers_to_py(py, f.centers, f.k, v.ncols()))?;
-    d.set_item("labels", labels_to_py(py, &f.labels))?;
-    d.set_item("inertia", f.inertia)?;
-    d.set_item("n_iter", f.n_iter)?;
-    d.set_item("converged", f.converged)?;
-    d.set_item("n_relocated", f.n_relocated)?;
-    Ok(d)
+    Ok(KMeansFit::new(py, f, v.ncols()))
 }
 
 /// Mean silhouette coefficient (Euclidean) of dense labels 0..k.
@@ -102,14 +70,14 @@ fn cluster_statistics<'py>(
     elem: Option<&str>,
     spectra: bool,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> Result<Bound<'py, PyList>> {
+) -> Result<Vec<Py<ClusterStatistics>>> {
     let v = view(x, elem)?;
     let l = dense_labels(&labels, k)?;
     let stats = run(py, || core_cluster::cluster_statistics(&v, &l, k, spectra, n_threads))?;
-    stats_to_py(py, &stats)
+    Ok(ClusterStatistics::list(py, &stats)?)
 }
 
-/// The clustered-isotropy recipe; returns a dict of plain values and arrays.
+/// The clustered-isotropy recipe.
 #[pyfunction]
 #[pyo3(signature = (
     x, k_range, elem=None, threshold=0.1, sample_size=None, silhouette_sample_size=20000,
@@ -134,7 +102,7 @@ fn cluster_isotropy<'py>(
     min_cluster_size: usize,
     rows: Option<PyReadonlyArray1<'py, i64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> Result<Bound<'py, PyDict>> {
+) -> Result<ClusterIsotropyResult> {
     let v = view(x, elem)?;
     let rows = match rows {
         None => None,
@@ -167,38 +135,7 @@ fn cluster_isotropy<'py>(
         n_threads,
     };
     let r = run(py, || core_cluster::cluster_isotropy(&v, &opts))?;
-    let d = PyDict::new(py);
-    d.set_item("n", r.n)?;
-    d.set_item("dim", r.dim)?;
-    d.set_item("mean", PyArray1::from_vec(py, r.mean))?;
-    d.set_item(
-        "clustered_rows",
-        r.clustered_rows.map(|c| PyArray1::from_vec(py, c.into_iter().map(|i| i as i64).collect())),
-    )?;
-    d.set_item("n_fit", r.n_fit)?;
-    d.set_item("n_silhouette", r.n_silhouette)?;
-    d.set_item("silhouette_exact", r.silhouette_exact)?;
-    let ks: Vec<usize> = r.scores.iter().map(|s| s.k).collect();
-    d.set_item("k", ks)?;
-    d.set_item("silhouettes", r.scores.iter().map(|s| s.silhouette).collect::<Vec<_>>())?;
-    d.set_item("inertias", r.scores.iter().map(|s| s.inertia).collect::<Vec<_>>())?;
-    d.set_item("n_iter", r.scores.iter().map(|s| s.n_iter).collect::<Vec<_>>())?;
-    d.set_item("converged", r.scores.iter().map(|s| s.converged).collect::<Vec<_>>())?;
-    d.set_item("best_k", r.best_k)?;
-    d.set_item("silhouette", r.silhouette)?;
-    d.set_item("labels", labels_to_py(py, &r.labels))?;
-    d.set_item("centers", centers_to_py(py, r.centers, r.best_k, r.dim))?;
-    d.set_item("clusters", stats_to_py(py, &r.clusters)?)?;
-    d.set_item("inter_cluster_cosine", r.inter_cluster_cosine)?;
-    d.set_item("inter_cluster_cosine_weighted", r.inter_cluster_cosine_weighted)?;
-    d.set_item("min_cluster_size", r.min_cluster_size)?;
-    d.set_item("n_small_clusters", r.n_small_clusters)?;
-    let t = PyDict::new(py);
-    for (name, secs) in &r.timings {
-        t.set_item(*name, *secs)?;
-    }
-    d.set_item("timings", t)?;
-    Ok(d)
+    Ok(ClusterIsotropyResult::new(py, r)?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {

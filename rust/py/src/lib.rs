@@ -5,6 +5,7 @@ mod array;
 mod cluster;
 mod errors;
 mod head;
+mod results;
 mod stats;
 
 use pyo3::prelude::*;
@@ -17,5 +18,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cluster::register(m)?;
     head::register(m)?;
     stats::register_extra(m)?;
+    m.add_class::<results::SpectralScores>()?;
+    m.add_class::<results::SelfSimilarityResult>()?;
+    m.add_class::<results::SecondPassResults>()?;
+    m.add_class::<results::KMeansFit>()?;
+    m.add_class::<results::ClusterStatistics>()?;
+    m.add_class::<results::ClusterIsotropyResult>()?;
+    m.add_class::<results::HeadResult>()?;
     Ok(())
 }

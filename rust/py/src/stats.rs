@@ -3,6 +3,7 @@
 
 use crate::array::{run, view};
 use crate::errors::{ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
+use crate::results::{SecondPassResults, SelfSimilarityResult, SpectralScores};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::faer;
 use isofast_core::moments::Precision;
@@ -11,7 +12,7 @@ use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 
 /// (eigenvalues descending, eigenvectors as columns) handed to Python.
 type Eigen<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
@@ -391,21 +392,8 @@ impl SecondPass {
         self.inner.count()
     }
 
-    fn results<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let s = &self.inner;
-        d.set_item("log_z_raw_pos", vec_to_py(py, s.raw.log_z_pos()))?;
-        d.set_item("log_z_raw_neg", vec_to_py(py, s.raw.log_z_neg()))?;
-        d.set_item("log_z_centered_pos", vec_to_py(py, s.centered.log_z_pos()))?;
-        d.set_item("log_z_centered_neg", vec_to_py(py, s.centered.log_z_neg()))?;
-        d.set_item("log_partition_isotropy", s.raw.log_isotropy())?;
-        d.set_item("log_partition_isotropy_centered", s.centered.log_isotropy())?;
-        d.set_item("avg_cosine_centered", s.unit_centered.average())?;
-        d.set_item("n_zero_norm_centered", s.unit_centered.n_zero)?;
-        // The raw parts, so partial results can be merged outside Rust (Dask).
-        d.set_item("unit_sum_centered", vec_to_py(py, s.unit_centered.sum.clone()))?;
-        d.set_item("n_nonzero_centered", s.unit_centered.n_nonzero)?;
-        Ok(d)
+    fn results(&self, py: Python<'_>) -> SecondPassResults {
+        SecondPassResults::new(py, &self.inner)
     }
 }
 
@@ -425,7 +413,7 @@ fn sym_eigen<'py>(
 /// Spectral scores from descending non-negative eigenvalues.
 #[pyfunction]
 #[pyo3(signature = (values, eps=0.8))]
-fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> Result<Bound<'py, PyDict>> {
+fn spectral_scores(py: Python<'_>, values: PyReadonlyArray1<'_, f64>, eps: f64) -> Result<SpectralScores> {
     let v = values.as_array().to_vec();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(NumericalError::new_err(format!(
@@ -446,16 +434,7 @@ fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps
     if top > 0.0 {
         s.total_variance *= top;
     }
-    let d = PyDict::new(py);
-    d.set_item("explained_variance_ratio", vec_to_py(py, s.explained_variance_ratio))?;
-    d.set_item("effective_dim", s.effective_dim)?;
-    d.set_item("participation_ratio", s.participation_ratio)?;
-    d.set_item("isoscore", s.isoscore)?;
-    d.set_item("stable_rank", s.stable_rank)?;
-    d.set_item("pc1_share", s.pc1_share)?;
-    d.set_item("effective_rank", s.effective_rank)?;
-    d.set_item("total_variance", s.total_variance)?;
-    Ok(d)
+    Ok(SpectralScores::new(py, s))
 }
 
 /// Per-group average cosine.
@@ -468,18 +447,12 @@ fn self_similarity<'py>(
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> Result<Bound<'py, PyDict>> {
+) -> Result<SelfSimilarityResult> {
     let v = view(x, elem)?;
     let g = groups.as_array().to_vec();
     let c = center.map(|c| c.as_array().to_vec());
     let r = run(py, || threads::install(n_threads, || cosine::self_similarity(&v, &g, c.as_deref())))?;
-    let d = PyDict::new(py);
-    d.set_item("mean", r.mean)?;
-    d.set_item("labels", PyArray1::from_vec(py, r.labels))?;
-    d.set_item("per_group", vec_to_py(py, r.per_group))?;
-    d.set_item("counts", PyArray1::from_vec(py, r.counts))?;
-    d.set_item("n_zero_norm", r.n_zero)?;
-    Ok(d)
+    Ok(SelfSimilarityResult::new(py, r))
 }
 
 /// All-but-the-top into a preallocated C-contiguous float32/float64 output.
