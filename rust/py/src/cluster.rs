@@ -23,7 +23,7 @@ fn dense_labels(labels: &PyReadonlyArray1<'_, i64>, k: usize) -> Result<Vec<u32>
 #[pyfunction]
 #[pyo3(signature = (x, k, elem=None, n_init=1, max_iter=300, tol=1e-4, seed=0, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn kmeans<'py>(
+pub fn kmeans<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     k: usize,
@@ -44,7 +44,7 @@ fn kmeans<'py>(
 #[pyfunction]
 #[pyo3(signature = (x, labels, k, elem=None, sample_size=None, seed=0, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn silhouette_score<'py>(
+pub fn silhouette_score<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     labels: PyReadonlyArray1<'py, i64>,
@@ -62,7 +62,7 @@ fn silhouette_score<'py>(
 /// Per-cluster statistics for dense labels 0..k (one per row).
 #[pyfunction]
 #[pyo3(signature = (x, labels, k, elem=None, spectra=true, n_threads=None))]
-fn cluster_statistics<'py>(
+pub fn cluster_statistics<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     labels: PyReadonlyArray1<'py, i64>,
@@ -85,7 +85,7 @@ fn cluster_statistics<'py>(
     min_cluster_size=0, rows=None, n_threads=None
 ))]
 #[allow(clippy::too_many_arguments)]
-fn cluster_isotropy<'py>(
+pub fn cluster_isotropy<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     k_range: Vec<i64>,
@@ -136,12 +136,4 @@ fn cluster_isotropy<'py>(
     };
     let r = run(py, || core_cluster::cluster_isotropy(&v, &opts))?;
     Ok(ClusterIsotropyResult::new(py, r)?)
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
-    m.add_function(wrap_pyfunction!(kmeans, m)?)?;
-    m.add_function(wrap_pyfunction!(silhouette_score, m)?)?;
-    m.add_function(wrap_pyfunction!(cluster_statistics, m)?)?;
-    m.add_function(wrap_pyfunction!(cluster_isotropy, m)?)?;
-    Ok(())
 }

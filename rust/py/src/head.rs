@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(signature = (w, c, bias=None, topk=0, subset=None, w_elem=None, c_elem=None, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn log_partition_head<'py>(
+pub fn log_partition_head<'py>(
     py: Python<'py>,
     w: &Bound<'py, PyAny>,
     c: &Bound<'py, PyAny>,
@@ -66,9 +66,4 @@ fn contiguous<'py, T: Element>(a: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2
         return None;
     }
     arr.try_readonly().ok()
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
-    m.add_function(wrap_pyfunction!(log_partition_head, m)?)?;
-    Ok(())
 }

@@ -400,7 +400,7 @@ impl SecondPass {
 /// Eigendecomposition of a symmetric matrix (lower triangle read), descending.
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
-fn sym_eigen<'py>(
+pub fn sym_eigen<'py>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, f64>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
@@ -413,7 +413,7 @@ fn sym_eigen<'py>(
 /// Spectral scores from descending non-negative eigenvalues.
 #[pyfunction]
 #[pyo3(signature = (values, eps=0.8))]
-fn spectral_scores(py: Python<'_>, values: PyReadonlyArray1<'_, f64>, eps: f64) -> Result<SpectralScores> {
+pub fn spectral_scores(py: Python<'_>, values: PyReadonlyArray1<'_, f64>, eps: f64) -> Result<SpectralScores> {
     let v = values.as_array().to_vec();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(NumericalError::new_err(format!(
@@ -440,7 +440,7 @@ fn spectral_scores(py: Python<'_>, values: PyReadonlyArray1<'_, f64>, eps: f64) 
 /// Per-group average cosine.
 #[pyfunction]
 #[pyo3(signature = (x, groups, elem=None, center=None, n_threads=None))]
-fn self_similarity<'py>(
+pub fn self_similarity<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     groups: PyReadonlyArray1<'py, i64>,
@@ -458,7 +458,7 @@ fn self_similarity<'py>(
 /// All-but-the-top into a preallocated C-contiguous float32/float64 output.
 #[pyfunction]
 #[pyo3(signature = (x, mean, top, out, elem=None, n_threads=None))]
-fn all_but_the_top<'py>(
+pub fn all_but_the_top<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     mean: PyReadonlyArray1<'py, f64>,
@@ -486,7 +486,7 @@ fn all_but_the_top<'py>(
 /// log Σ_i exp(⟨x_i, c⟩) for each column c of `contexts` (d × m).
 #[pyfunction]
 #[pyo3(signature = (x, contexts, elem=None, n_threads=None))]
-fn log_partition<'py>(
+pub fn log_partition<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     contexts: PyReadonlyArray2<'py, f64>,
@@ -500,27 +500,14 @@ fn log_partition<'py>(
 }
 
 #[pyfunction]
-fn available_threads() -> usize {
+pub fn available_threads() -> usize {
     threads::available()
 }
 
 /// Rows per tile of precision="fast" at width d (the b of its error bound).
 #[pyfunction]
-fn fast_tile_rows(d: usize) -> usize {
+pub fn fast_tile_rows(d: usize) -> usize {
     isofast_core::moments::fast_tile_rows(d)
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> Result<()> {
-    m.add_class::<Moments>()?;
-    m.add_class::<SecondPass>()?;
-    m.add_function(wrap_pyfunction!(sym_eigen, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral_scores, m)?)?;
-    m.add_function(wrap_pyfunction!(self_similarity, m)?)?;
-    m.add_function(wrap_pyfunction!(all_but_the_top, m)?)?;
-    m.add_function(wrap_pyfunction!(log_partition, m)?)?;
-    m.add_function(wrap_pyfunction!(available_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(fast_tile_rows, m)?)?;
-    Ok(())
 }
 
 /// (Σ x̂, n_nonzero, n_zero) over rows of x (minus `center` when given).
@@ -569,11 +556,4 @@ pub fn row_norms<'py>(
     let c = center.map(|c| c.as_array().to_vec());
     let r = run(py, || threads::install(n_threads, || norms::row_norms(&v, c.as_deref(), row_offset)))?;
     Ok(vec_to_py(py, r))
-}
-
-pub fn register_extra(m: &Bound<'_, PyModule>) -> Result<()> {
-    m.add_function(wrap_pyfunction!(row_norms, m)?)?;
-    m.add_function(wrap_pyfunction!(unit_sum, m)?)?;
-    m.add_function(wrap_pyfunction!(column_mean, m)?)?;
-    Ok(())
 }
