@@ -16,6 +16,8 @@ use pyo3::types::PyBytes;
 
 /// (eigenvalues descending, eigenvectors as columns) handed to Python.
 type Eigen<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+/// SecondPass.__getnewargs__: (mean, raw directions, centred directions, f64_gemm).
+type Placeholder<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>, bool);
 /// (cov eigenvalues, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors).
 type Directions<'py> =
     (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
@@ -80,12 +82,39 @@ fn crc32(data: &[u8]) -> u32 {
     !data.iter().fold(!0u32, |c, b| t[((c ^ *b as u32) & 0xFF) as usize] ^ (c >> 8))
 }
 
-/// Pickled states are `STATE_MAGIC ‖ crc32 (4 bytes LE) ‖ the core's bytes`:
-/// a flipped byte anywhere is detected before the state is parsed.
+/// Pickled states (Moments, SecondPass) are `STATE_MAGIC ‖ crc32 (4 bytes
+/// LE) ‖ the core's bytes`: a flipped byte anywhere is detected before the
+/// state is parsed.
 const STATE_MAGIC: &[u8; 8] = b"ISOFCRC1";
 
 fn corrupt(why: String) -> PyIsofastError {
     InputError::new_err(format!("corrupt Moments state: {why}")).into()
+}
+
+/// The core's bytes in the checksummed envelope.
+fn seal<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&crc32(body).to_le_bytes());
+    out.extend_from_slice(body);
+    PyBytes::new(py, &out)
+}
+
+/// The core's bytes out of the envelope, if `b` has one; Err when its
+/// checksum does not match, with "corrupt {what} state" in the message.
+fn unseal<'b>(b: &'b [u8], what: &str) -> Result<Option<&'b [u8]>> {
+    if b.len() < 12 || &b[..8] != STATE_MAGIC {
+        return Ok(None);
+    }
+    let want = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let got = crc32(&b[12..]);
+    if got != want {
+        return Err(InputError::new_err(format!(
+            "corrupt {what} state: checksum {got:08x} ≠ {want:08x} (bytes changed after pickling)"
+        ))
+        .into());
+    }
+    Ok(Some(&b[12..]))
 }
 
 /// What a state read from bytes must satisfy whatever its checksum says:
@@ -303,12 +332,7 @@ impl Moments {
             )
             .into());
         }
-        let body = self.inner.to_bytes();
-        let mut out = Vec::with_capacity(body.len() + 12);
-        out.extend_from_slice(STATE_MAGIC);
-        out.extend_from_slice(&crc32(&body).to_le_bytes());
-        out.extend_from_slice(&body);
-        Ok(PyBytes::new(py, &out))
+        Ok(seal(py, &self.inner.to_bytes()))
     }
     /// The precision set at construction (`__getnewargs__`) is kept.
     fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> Result<()> {
@@ -316,16 +340,7 @@ impl Moments {
         let b = state.as_bytes();
         // States pickled before checksums (no envelope) are still read, and
         // checked for content below.
-        let body = if b.len() >= 12 && &b[..8] == STATE_MAGIC {
-            let want = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-            let got = crc32(&b[12..]);
-            if got != want {
-                return Err(corrupt(format!("checksum {got:08x} ≠ {want:08x} (bytes changed after pickling)")));
-            }
-            &b[12..]
-        } else {
-            b
-        };
+        let body = unseal(b, "Moments")?.unwrap_or(b);
         let mut inner = CoreMoments::from_bytes(body)?;
         check_state_content(&inner)?;
         inner.set_precision(p);
@@ -351,7 +366,10 @@ fn parse_precision(name: &str) -> Result<Precision> {
 }
 
 /// Second pass: partition functions (raw and centred) and centred cosine.
+/// Picklable like Moments (checksummed core bytes, `__getnewargs__` a
+/// placeholder of the right dimension that `__setstate__` replaces).
 #[pyclass(module = "isofast._core", name = "SecondPass")]
+#[derive(Clone)]
 pub struct SecondPass {
     inner: CoreSecondPass,
 }
@@ -383,13 +401,71 @@ impl SecondPass {
         run(py, || threads::install(n_threads, || inner.update(&v)))
     }
 
-    fn merge(&mut self, other: &SecondPass) -> Result<()> {
-        Ok(self.inner.merge(&other.inner)?)
+    /// Merge `other` into this state; `s.merge(s)` doubles it, as for Moments.
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
+        let busy = || InputError::new_err("this SecondPass state is in use by another thread: use one per thread");
+        if slf.is(other) {
+            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
+            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
+        }
+        // Borrowed, not cloned: the other state may hold d × m directions.
+        let theirs = other.try_borrow().map_err(|_| busy())?;
+        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
+    }
+
+    fn copy(&self) -> SecondPass {
+        self.clone()
+    }
+
+    /// Drop the directions once the last rows are in: the state still
+    /// merges, reports and pickles, in O(d + m) bytes, but cannot update.
+    fn release(&mut self) {
+        self.inner.release();
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        self.inner.is_released()
     }
 
     #[getter]
     fn n(&self) -> u64 {
         self.inner.count()
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn __getstate__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        seal(py, &self.inner.to_bytes())
+    }
+    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> Result<()> {
+        let b = state.as_bytes();
+        let body = unseal(b, "SecondPass")?.ok_or_else(|| -> PyIsofastError {
+            InputError::new_err("corrupt SecondPass state: no checksummed header").into()
+        })?;
+        self.inner = CoreSecondPass::from_bytes(body)?;
+        Ok(())
+    }
+    fn __getnewargs__<'py>(&self, py: Python<'py>) -> Placeholder<'py> {
+        let d = self.inner.dim();
+        (
+            vec_to_py(py, vec![0.0; d]),
+            Array2::<f64>::zeros((d, 0)).into_pyarray(py),
+            Array2::<f64>::zeros((d, 0)).into_pyarray(py),
+            self.inner.f64_gemm(),
+        )
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "SecondPass(dim={}, n={}, f64_gemm={}, released={})",
+            self.inner.dim(),
+            self.inner.count(),
+            self.inner.f64_gemm(),
+            self.inner.is_released()
+        )
     }
 
     fn results(&self, py: Python<'_>) -> SecondPassResults {
