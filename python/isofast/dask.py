@@ -190,7 +190,9 @@ def _block_moments(block: Any, dtype: str | None, plan: ThreadPlan, index: int, 
     return m
 
 
-def _merge_moments(*states: Moments) -> Moments:
+def _merge_states(*states: Any) -> Any:
+    """One state for the union of the rows of ``states`` (Moments or
+    ``_core.SecondPass``: anything with ``copy`` and ``merge``)."""
     acc = states[0].copy()  # never mutate an input: a retried task must see it unchanged
     for s in states[1:]:
         acc.merge(s)
@@ -199,19 +201,20 @@ def _merge_moments(*states: Moments) -> Moments:
 
 @dataclass
 class SecondPassSpec:
-    """What every block needs for the second pass (broadcast once per worker)."""
+    """What every block needs for the second pass (broadcast once per worker):
+    the arguments of ``_core.SecondPass``."""
 
     mean: np.ndarray
     dirs_raw: np.ndarray
     dirs_centered: np.ndarray
     f64: bool
-    center: bool
-    partition: bool
 
 
 @dataclass
 class SecondPassPartial:
-    """Mergeable, picklable result of the second pass over some rows.
+    """Mergeable, picklable result of the second pass over some rows, as the
+    clustered pass (:func:`cluster_isotropy`) keeps it per cluster; the global
+    pass merges ``_core.SecondPass`` states themselves.
 
     log Z(±c) per direction (merged by log-add-exp) and the centred
     unit-vector sum with its counts (merged by addition), both taken from one
@@ -268,33 +271,17 @@ class SecondPassPartial:
 
 def _block_second(
     block: Any, spec: SecondPassSpec, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
-) -> SecondPassPartial:
+) -> _core.SecondPass:
+    """The block's ``_core.SecondPass`` state, its directions released: it
+    travels and waits to be merged in O(d + m) bytes, not 2·d·m."""
     arr, elem = as_matrix(np.asarray(block), dtype)
-    nt = _task_threads(plan)
-    empty = np.empty(0)
     try:
-        u, nz, n0 = None, 0, 0
-        if spec.partition:
-            sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
-            sp.update(arr, elem, nt)
-            r = sp.results()
-            z = (r.log_z_raw_pos, r.log_z_raw_neg, r.log_z_centered_pos, r.log_z_centered_neg)
-            if spec.center:
-                u, nz, n0 = r.unit_sum_centered, r.n_nonzero_centered, r.n_zero_norm_centered
-        else:
-            z = (empty, empty, empty, empty)
-            if spec.center:
-                u, nz, n0 = _core.unit_sum(arr, elem, spec.mean, nt)
+        sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
+        sp.update(arr, elem, _task_threads(plan))
     except ValueError as exc:
         raise ValueError(f"{exc}{_where(index, row0)}") from None
-    return SecondPassPartial(int(arr.shape[0]), *z, u, int(nz), int(n0))
-
-
-def _merge_partials(*parts: SecondPassPartial) -> SecondPassPartial:
-    acc = parts[0]
-    for p in parts[1:]:
-        acc = acc.merge(p)
-    return acc
+    sp.release()
+    return sp
 
 
 # ------------------------------------------------------------------ sources on workers
@@ -430,7 +417,7 @@ def _moments_graph(x, dtype, plan, split_every, name):
         _dask.delayed(_block_moments, pure=False)(b, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
         for i, b in enumerate(_blocks(x))
     ]
-    return _tree(leaves, _merge_moments, split_every, name)
+    return _tree(leaves, _merge_states, split_every, name)
 
 
 def moments(
@@ -504,8 +491,6 @@ def analyze(
         dirs_raw=W if partition else empty,
         dirs_centered=U if (partition and center) else empty,
         f64=_needs_f64(np.empty((0, d), x.dtype), "bfloat16" if dtype == "bfloat16" else None),
-        center=center,
-        partition=partition,
     )
     name = _name("second")
     # One key holds the broadcast data; every block task depends on it, so
@@ -518,10 +503,10 @@ def analyze(
         )
         for i, b in enumerate(_blocks(x))
     ]
-    part: SecondPassPartial = _compute(_tree(leaves, _merge_partials, split_every, name), client, scheduler)
-    if part.n != state.n:
-        raise ValueError(f"the input changed between passes: {state.n} rows, then {part.n}")
-    fill_second_pass(rep, part.results(), center, partition)
+    sp: _core.SecondPass = _compute(_tree(leaves, _merge_states, split_every, name), client, scheduler)
+    if sp.n != state.n:
+        raise ValueError(f"the input changed between passes: {state.n} rows, then {sp.n}")
+    fill_second_pass(rep, sp.results(), center, partition)
     return rep
 
 
