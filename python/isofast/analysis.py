@@ -31,6 +31,9 @@ from isofast.report import IsotropyReport, jsonable
 def _needs_f64(arr: np.ndarray, elem: str | None) -> bool:
     """float64 and integer inputs get float64 projections; narrower floats
     (float32/16, bfloat16) get float32 GEMMs, matching their own precision."""
+    # The rule of the core's Elem::needs_f64 (source.rs), applied across a
+    # stream's chunks: Moments does not record its inputs' precision, and
+    # Moments.second_pass / SecondPass take the choice as an argument.
     return elem is None and (arr.dtype == np.float64 or arr.dtype.kind in "iu")
 
 
@@ -64,6 +67,10 @@ def _first_pass(X: Any, n_threads: int | None, dtype: str | None, precision: str
 
 
 def _check_rows(state) -> None:
+    # The core refuses n < 2 alike (analyze.rs check_spectral, the same
+    # EmptyInputError message), but d < 2 only in spectral_scores, as an
+    # InputError after the eigendecomposition: checked here, first and in
+    # this order, so it stays a DimensionError.
     if state.n < 2:
         raise EmptyInputError(f"isotropy statistics need at least 2 rows, got {state.n}")
     if state.dim < 2:

@@ -111,8 +111,8 @@ pub struct SecondPassResults {
     /// Average cosine of the centred rows, and the rows equal to the mean.
     avg_cosine_centered: f64,
     n_zero_norm_centered: u64,
-    /// The raw parts of the centred cosine, so partial results can be merged
-    /// outside Rust (Dask): Σ of the centred unit vectors and their count.
+    /// The raw parts of the centred cosine: Σ of the centred unit vectors
+    /// and their count.
     unit_sum_centered: Vector<f64>,
     n_nonzero_centered: u64,
 }
