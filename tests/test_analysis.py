@@ -266,8 +266,8 @@ def test_core_moments_decomposition_methods_agree_and_reject_bad_states():
     np.testing.assert_array_equal(ev3, ev)
     sp.update(X.astype(np.float32))
     full = isofast.analyze(X.astype(np.float32))
-    assert sp.results()["log_partition_isotropy"] == pytest.approx(full.log_partition_isotropy, rel=1e-12)
-    u = sp.results()["unit_sum_centered"]
+    assert sp.results().log_partition_isotropy == pytest.approx(full.log_partition_isotropy, rel=1e-12)
+    u = sp.results().unit_sum_centered
     Y = X.astype(np.float32).astype(np.float64) - m.mean
     np.testing.assert_allclose(u, (Y / np.linalg.norm(Y, axis=1, keepdims=True)).sum(0), rtol=1e-10, atol=1e-10)
     one = _core.Moments(6)

@@ -31,6 +31,9 @@ from isofast.report import IsotropyReport, jsonable
 def _needs_f64(arr: np.ndarray, elem: str | None) -> bool:
     """float64 and integer inputs get float64 projections; narrower floats
     (float32/16, bfloat16) get float32 GEMMs, matching their own precision."""
+    # The rule of the core's Elem::needs_f64 (source.rs), applied across a
+    # stream's chunks: Moments does not record its inputs' precision, and
+    # Moments.second_pass / SecondPass take the choice as an argument.
     return elem is None and (arr.dtype == np.float64 or arr.dtype.kind in "iu")
 
 
@@ -64,6 +67,10 @@ def _first_pass(X: Any, n_threads: int | None, dtype: str | None, precision: str
 
 
 def _check_rows(state) -> None:
+    # The core refuses n < 2 alike (analyze.rs check_spectral, the same
+    # EmptyInputError message), but d < 2 only in spectral_scores, as an
+    # InputError after the eigendecomposition: checked here, first and in
+    # this order, so it stays a DimensionError.
     if state.n < 2:
         raise EmptyInputError(f"isotropy statistics need at least 2 rows, got {state.n}")
     if state.dim < 2:
@@ -150,15 +157,15 @@ def report_from_moments(
         dim=int(state.dim),
         mean=state.mean,
         eigenvalues=ev_c,
-        explained_variance_ratio=s["explained_variance_ratio"],
-        effective_dim=int(s["effective_dim"]),
+        explained_variance_ratio=s.explained_variance_ratio,
+        effective_dim=int(s.effective_dim),
         eps=float(eps),
-        participation_ratio=s["participation_ratio"],
-        isoscore=s["isoscore"],
-        stable_rank=s["stable_rank"],
-        pc1_share=s["pc1_share"],
-        effective_rank=s["effective_rank"],
-        total_variance=s["total_variance"],
+        participation_ratio=s.participation_ratio,
+        isoscore=s.isoscore,
+        stable_rank=s.stable_rank,
+        pc1_share=s.pc1_share,
+        effective_rank=s.effective_rank,
+        total_variance=s.total_variance,
         avg_cosine=state.avg_cosine,
         n_zero_norm=int(state.n_zero_norm),
         notes=_notes(int(state.n), int(state.dim), int(state.n_zero_norm)),
@@ -332,12 +339,13 @@ def _analyze(
     return rep
 
 
-def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool) -> None:
-    """Copy second-pass results (``SecondPass.results()``) into a report; shared
-    by :func:`analyze` and :func:`isofast.dask.analyze` so both fill it alike."""
+def fill_second_pass(rep: IsotropyReport, r: Any, center: bool, partition: bool) -> None:
+    """Copy second-pass results (``SecondPass.results()``, a
+    ``_core.SecondPassResults``, or anything with its attributes) into a report;
+    shared by :func:`analyze` and :func:`isofast.dask.analyze` so both fill it alike."""
     if center:
-        rep.avg_cosine_centered = r["avg_cosine_centered"]
-        rep.n_zero_norm_centered = int(r["n_zero_norm_centered"])
+        rep.avg_cosine_centered = r.avg_cosine_centered
+        rep.n_zero_norm_centered = int(r.n_zero_norm_centered)
         if rep.n_zero_norm_centered:
             rep.notes.append(f"{rep.n_zero_norm_centered} rows equal to the mean were skipped in avg_cosine_centered")
         if math.isnan(rep.avg_cosine_centered):
@@ -345,10 +353,10 @@ def fill_second_pass(rep: IsotropyReport, r: dict, center: bool, partition: bool
                 "avg_cosine_centered is NaN (undefined): fewer than 2 rows differ from the mean beyond float64 rounding"
             )
     if partition:
-        rep.log_partition_isotropy = r["log_partition_isotropy"]
+        rep.log_partition_isotropy = r.log_partition_isotropy
         rep.partition_isotropy = math.exp(rep.log_partition_isotropy)
         if center:
-            rep.log_partition_isotropy_centered = r["log_partition_isotropy_centered"]
+            rep.log_partition_isotropy_centered = r.log_partition_isotropy_centered
             rep.partition_isotropy_centered = math.exp(rep.log_partition_isotropy_centered)
 
 
@@ -580,9 +588,9 @@ def self_similarity(
         codes = codes.astype(np.int64)
     mu = _core.column_mean(arr, elem, n_threads) if center else None
     r = _core.self_similarity(arr, codes, elem, mu, n_threads)
-    labels = r["labels"] if uniq is None else uniq[r["labels"]]
+    labels = r.labels if uniq is None else uniq[r.labels]
     notes = []
-    single = int(np.sum(r["counts"] < 2))
+    single = int(np.sum(r.counts < 2))
     if single:
         notes.append(f"{single} groups with fewer than 2 rows were left out of the mean")
-    return SelfSimilarity(float(r["mean"]), labels, r["per_group"], r["counts"], int(r["n_zero_norm"]), notes)
+    return SelfSimilarity(float(r.mean), labels, r.per_group, r.counts, int(r.n_zero_norm), notes)

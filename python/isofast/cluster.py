@@ -357,13 +357,13 @@ def reference_recipe(
     )
 
 
-def _report(r: dict, params: dict) -> ClusterReport:
-    ks = list(r["k"])
-    sil = {k: float(s) for k, s in zip(ks, r["silhouettes"])}
-    clustered = r["clustered_rows"]
-    n_clustered = int(r["n"]) if clustered is None else len(clustered)
+def _report(r: _core.ClusterIsotropyResult, params: dict) -> ClusterReport:
+    ks = list(r.k)
+    sil = {k: float(s) for k, s in zip(ks, r.silhouettes)}
+    clustered = r.clustered_rows
+    n_clustered = int(r.n) if clustered is None else len(clustered)
     notes = []
-    best_k = int(r["best_k"])
+    best_k = int(r.best_k)
     if best_k == 1:
         finite = {k: s for k, s in sil.items() if np.isfinite(s)}
         if finite:
@@ -374,61 +374,75 @@ def _report(r: dict, params: dict) -> ClusterReport:
             )
         else:
             notes.append("the silhouette was undefined for every k: one cluster (k = 1)")
-    if r["n_fit"] < n_clustered:
+    if r.n_fit < n_clustered:
         notes.append(
-            f"k-means fitted on a seeded sample of {r['n_fit']:,} of {n_clustered:,} clustered rows; "
+            f"k-means fitted on a seeded sample of {r.n_fit:,} of {n_clustered:,} clustered rows; "
             "every clustered row assigned to its nearest centre"
         )
-    if not r["silhouette_exact"]:
-        notes.append(f"silhouette on a seeded sample of {r['n_silhouette']:,} of {n_clustered:,} clustered rows")
-    unconv = [k for k, c in zip(ks, r["converged"]) if not c]
+    if not r.silhouette_exact:
+        notes.append(f"silhouette on a seeded sample of {r.n_silhouette:,} of {n_clustered:,} clustered rows")
+    unconv = [k for k, c in zip(ks, r.converged) if not c]
     if unconv:
         notes.append(f"k-means reached max_iter={params['max_iter']} without converging for k = {unconv}")
-    m = int(r["min_cluster_size"])
+    m = int(r.min_cluster_size)
     if m <= 2:
         notes.append("reference recipe without floors: clusters of any size enter the mean")
-    elif r["n_small_clusters"]:
+    elif r.n_small_clusters:
         notes.append(
-            f"{r['n_small_clusters']} of {best_k} clusters have fewer than min_cluster_size = {m} rows: "
+            f"{r.n_small_clusters} of {best_k} clusters have fewer than min_cluster_size = {m} rows: "
             "NaN statistics, left out of inter_cluster_cosine(_weighted)"
         )
-    if not np.isfinite(r["inter_cluster_cosine"]):
+    if not np.isfinite(r.inter_cluster_cosine):
         notes.append("no cluster qualifies (size ≥ min_cluster_size, not constant): inter_cluster_cosine is NaN")
     clusters = []
-    for i, c in enumerate(r["clusters"]):
-        c = dict(c)
+    for i, s in enumerate(r.clusters):
+        c = _cluster_dict(s)
         c["label"] = i
         if c.get("note"):
             notes.append(f"cluster {i}: {c['note']}")
         clusters.append(c)
     return ClusterReport(
         best_k=best_k,
-        silhouette=float(r["silhouette"]),
+        silhouette=float(r.silhouette),
         silhouettes=sil,
-        inertias={k: float(v) for k, v in zip(ks, r["inertias"])},
-        inter_cluster_cosine=float(r["inter_cluster_cosine"]),
-        inter_cluster_cosine_weighted=float(r["inter_cluster_cosine_weighted"]),
-        labels=np.asarray(r["labels"], dtype=np.intp),
+        inertias={k: float(v) for k, v in zip(ks, r.inertias)},
+        inter_cluster_cosine=float(r.inter_cluster_cosine),
+        inter_cluster_cosine_weighted=float(r.inter_cluster_cosine_weighted),
+        labels=np.asarray(r.labels, dtype=np.intp),
         clusters=clusters,
         seed=params["seed"],
-        n=int(r["n"]),
-        dim=int(r["dim"]),
+        n=int(r.n),
+        dim=int(r.dim),
         mode="full" if params["sample_size"] is None else "reference",
         threshold=params["threshold"],
         n_clustered=n_clustered,
-        n_fit=int(r["n_fit"]),
-        n_silhouette=int(r["n_silhouette"]),
-        silhouette_exact=bool(r["silhouette_exact"]),
+        n_fit=int(r.n_fit),
+        n_silhouette=int(r.n_silhouette),
+        silhouette_exact=bool(r.silhouette_exact),
         clustered_rows=None if clustered is None else np.asarray(clustered, dtype=np.intp),
-        centers=np.asarray(r["centers"]),
-        n_iter={k: int(v) for k, v in zip(ks, r["n_iter"])},
-        converged={k: bool(v) for k, v in zip(ks, r["converged"])},
+        centers=np.asarray(r.centers),
+        n_iter={k: int(v) for k, v in zip(ks, r.n_iter)},
+        converged={k: bool(v) for k, v in zip(ks, r.converged)},
         params={k: v for k, v in params.items() if k != "seed"},
         notes=notes,
-        timings={str(k): float(v) for k, v in r.get("timings", {}).items()},
-        min_cluster_size=int(r["min_cluster_size"]),
-        n_small_clusters=int(r["n_small_clusters"]),
-        floors=int(r["min_cluster_size"]) > 2,
+        timings={str(k): float(v) for k, v in r.timings.items()},
+        min_cluster_size=int(r.min_cluster_size),
+        n_small_clusters=int(r.n_small_clusters),
+        floors=int(r.min_cluster_size) > 2,
+    )
+
+
+def _cluster_dict(s: _core.ClusterStatistics) -> dict:
+    """One cluster's statistics as the dict of ``ClusterReport.clusters`` and
+    :func:`cluster_statistics` (the public shape; ``label`` is added by the caller)."""
+    return dict(
+        size=s.size,
+        avg_cosine_centered=s.avg_cosine_centered,
+        n_zero_norm=s.n_zero_norm,
+        partition_isotropy=s.partition_isotropy,
+        log_partition_isotropy=s.log_partition_isotropy,
+        isoscore=s.isoscore,
+        note=s.note,
     )
 
 
@@ -512,12 +526,12 @@ def kmeans(
         n_threads=n_threads,
     )
     return KMeansResult(
-        centers=np.asarray(r["centers"]),
-        labels=np.asarray(r["labels"], dtype=np.intp),
-        inertia=float(r["inertia"]),
-        n_iter=int(r["n_iter"]),
-        converged=bool(r["converged"]),
-        n_relocated=int(r["n_relocated"]),
+        centers=np.asarray(r.centers),
+        labels=np.asarray(r.labels, dtype=np.intp),
+        inertia=float(r.inertia),
+        n_iter=int(r.n_iter),
+        converged=bool(r.converged),
+        n_relocated=int(r.n_relocated),
     )
 
 
@@ -537,8 +551,8 @@ def cluster_statistics(
     uniq, dense = _dense(labels, arr.shape[0])
     out = _core.cluster_statistics(arr, dense, len(uniq), elem=elem, spectra=bool(spectra), n_threads=n_threads)
     res = []
-    for lab, c in zip(uniq.tolist(), out):
-        c = dict(c)
+    for lab, s in zip(uniq.tolist(), out):
+        c = _cluster_dict(s)
         c["label"] = lab
         res.append(c)
     return res

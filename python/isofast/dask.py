@@ -35,6 +35,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from collections.abc import Callable
 
@@ -189,7 +190,9 @@ def _block_moments(block: Any, dtype: str | None, plan: ThreadPlan, index: int, 
     return m
 
 
-def _merge_moments(*states: Moments) -> Moments:
+def _merge_states(*states: Any) -> Any:
+    """One state for the union of the rows of ``states`` (Moments or
+    ``_core.SecondPass``: anything with ``copy`` and ``merge``)."""
     acc = states[0].copy()  # never mutate an input: a retried task must see it unchanged
     for s in states[1:]:
         acc.merge(s)
@@ -198,19 +201,20 @@ def _merge_moments(*states: Moments) -> Moments:
 
 @dataclass
 class SecondPassSpec:
-    """What every block needs for the second pass (broadcast once per worker)."""
+    """What every block needs for the second pass (broadcast once per worker):
+    the arguments of ``_core.SecondPass``."""
 
     mean: np.ndarray
     dirs_raw: np.ndarray
     dirs_centered: np.ndarray
     f64: bool
-    center: bool
-    partition: bool
 
 
 @dataclass
 class SecondPassPartial:
-    """Mergeable, picklable result of the second pass over some rows.
+    """Mergeable, picklable result of the second pass over some rows, as the
+    clustered pass (:func:`cluster_isotropy`) keeps it per cluster; the global
+    pass merges ``_core.SecondPass`` states themselves.
 
     log Z(±c) per direction (merged by log-add-exp) and the centred
     unit-vector sum with its counts (merged by addition), both taken from one
@@ -249,50 +253,35 @@ class SecondPassPartial:
         lo, hi = float(allz.min()), float(allz.max())
         return lo - hi if math.isfinite(lo) and math.isfinite(hi) else float("nan")
 
-    def results(self) -> dict:
-        """The fields ``_core.SecondPass.results()`` reports."""
+    def results(self) -> SimpleNamespace:
+        """The fields of ``_core.SecondPass.results()`` that the report needs,
+        as attributes (as ``_core.SecondPassResults`` has them)."""
         n = float(self.n_nonzero)
         if self.unit_sum is None or self.n_nonzero < 2:
             cos = float("nan")
         else:
             cos = float((self.unit_sum @ self.unit_sum - n) / (n * (n - 1.0)))
-        return {
-            "log_partition_isotropy": self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
-            "log_partition_isotropy_centered": self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
-            "avg_cosine_centered": cos,
-            "n_zero_norm_centered": int(self.n_zero),
-        }
+        return SimpleNamespace(
+            log_partition_isotropy=self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
+            log_partition_isotropy_centered=self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
+            avg_cosine_centered=cos,
+            n_zero_norm_centered=int(self.n_zero),
+        )
 
 
 def _block_second(
     block: Any, spec: SecondPassSpec, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
-) -> SecondPassPartial:
+) -> _core.SecondPass:
+    """The block's ``_core.SecondPass`` state, its directions released: it
+    travels and waits to be merged in O(d + m) bytes, not 2·d·m."""
     arr, elem = as_matrix(np.asarray(block), dtype)
-    nt = _task_threads(plan)
-    empty = np.empty(0)
     try:
-        u, nz, n0 = None, 0, 0
-        if spec.partition:
-            sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
-            sp.update(arr, elem, nt)
-            r = sp.results()
-            z = (r["log_z_raw_pos"], r["log_z_raw_neg"], r["log_z_centered_pos"], r["log_z_centered_neg"])
-            if spec.center:
-                u, nz, n0 = r["unit_sum_centered"], r["n_nonzero_centered"], r["n_zero_norm_centered"]
-        else:
-            z = (empty, empty, empty, empty)
-            if spec.center:
-                u, nz, n0 = _core.unit_sum(arr, elem, spec.mean, nt)
+        sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
+        sp.update(arr, elem, _task_threads(plan))
     except ValueError as exc:
         raise ValueError(f"{exc}{_where(index, row0)}") from None
-    return SecondPassPartial(int(arr.shape[0]), *z, u, int(nz), int(n0))
-
-
-def _merge_partials(*parts: SecondPassPartial) -> SecondPassPartial:
-    acc = parts[0]
-    for p in parts[1:]:
-        acc = acc.merge(p)
-    return acc
+    sp.release()
+    return sp
 
 
 # ------------------------------------------------------------------ sources on workers
@@ -428,7 +417,7 @@ def _moments_graph(x, dtype, plan, split_every, name):
         _dask.delayed(_block_moments, pure=False)(b, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
         for i, b in enumerate(_blocks(x))
     ]
-    return _tree(leaves, _merge_moments, split_every, name)
+    return _tree(leaves, _merge_states, split_every, name)
 
 
 def moments(
@@ -502,8 +491,6 @@ def analyze(
         dirs_raw=W if partition else empty,
         dirs_centered=U if (partition and center) else empty,
         f64=_needs_f64(np.empty((0, d), x.dtype), "bfloat16" if dtype == "bfloat16" else None),
-        center=center,
-        partition=partition,
     )
     name = _name("second")
     # One key holds the broadcast data; every block task depends on it, so
@@ -516,10 +503,10 @@ def analyze(
         )
         for i, b in enumerate(_blocks(x))
     ]
-    part: SecondPassPartial = _compute(_tree(leaves, _merge_partials, split_every, name), client, scheduler)
-    if part.n != state.n:
-        raise ValueError(f"the input changed between passes: {state.n} rows, then {part.n}")
-    fill_second_pass(rep, part.results(), center, partition)
+    sp: _core.SecondPass = _compute(_tree(leaves, _merge_states, split_every, name), client, scheduler)
+    if sp.n != state.n:
+        raise ValueError(f"the input changed between passes: {state.n} rows, then {sp.n}")
+    fill_second_pass(rep, sp.results(), center, partition)
     return rep
 
 
@@ -677,7 +664,7 @@ def _cluster_pass2(
                 sp = _core.SecondPass(mean, np.zeros((d, 0)), spec.vectors[c], spec.f64)
                 sp.update(rows, None, nt)
                 r = sp.results()
-                zp, zn = r["log_z_centered_pos"], r["log_z_centered_neg"]
+                zp, zn = r.log_z_centered_pos, r.log_z_centered_neg
             elif route == "primal":
                 zp = zn = np.full(spec.vectors[c].shape[1], -np.inf)
             else:
@@ -713,7 +700,7 @@ def _nan_cluster(size: int, note: str) -> dict:
 
 def _isoscore(values: np.ndarray):
     try:
-        return float(_core.spectral_scores(np.ascontiguousarray(values, dtype=np.float64), 0.8)["isoscore"]), None
+        return float(_core.spectral_scores(np.ascontiguousarray(values, dtype=np.float64), 0.8).isoscore), None
     except (ValueError, ArithmeticError) as exc:
         return float("nan"), f"IsoScore undefined: {exc}"
 
@@ -910,7 +897,7 @@ def cluster_isotropy(
             r = p2.second.results()
             st = dict(
                 size=int(p.n),
-                avg_cosine_centered=r["avg_cosine_centered"],
+                avg_cosine_centered=r.avg_cosine_centered,
                 n_zero_norm=int(p2.second.n_zero),
                 partition_isotropy=float("nan"),
                 log_partition_isotropy=float("nan"),
@@ -918,7 +905,7 @@ def cluster_isotropy(
                 note=None,
             )
             if route == "primal":
-                li = r["log_partition_isotropy_centered"]
+                li = r.log_partition_isotropy_centered
                 iso, note = _isoscore(eigvals[c])
                 st.update(log_partition_isotropy=li, partition_isotropy=math.exp(li), isoscore=iso, note=note)
         st["label"] = c

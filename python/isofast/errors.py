@@ -23,7 +23,7 @@ of the built-in classes callers already catch, so ``except ValueError`` (or
         └── ChecksumError                 bytes differ from the checksum isofast wrote
 
 The Rust kernels' errors are mapped onto the same classes by the bindings
-(``rust/py/src/array.rs`` imports this module), so a NaN found in Rust is a
+(``rust/py/src/errors.rs`` imports these classes), so a NaN found in Rust is a
 :class:`NonFiniteError` with ``.row`` and ``.col`` like one found in Python.
 """
 

@@ -175,13 +175,13 @@ def log_partition_head(
     ids = _subset_ids(subset, w.shape[0])
     r = _core.log_partition_head(w, c, bias, int(topk), ids, we, ce, n_threads)
     if topk == 0 and ids is None:
-        return r["log_z"]
+        return r.log_z
     return HeadLogits(
-        log_z=r["log_z"],
-        topk_indices=r.get("topk_indices"),
-        topk_logits=r.get("topk_logits"),
-        topk_probs=r.get("topk_probs"),
-        subset_log_mass=r.get("subset_log_mass"),
+        log_z=r.log_z,
+        topk_indices=r.topk_indices,
+        topk_logits=r.topk_logits,
+        topk_probs=r.topk_probs,
+        subset_log_mass=r.subset_log_mass,
     )
 
 
@@ -454,7 +454,7 @@ def head_diagnostics(
     for c, ce in chunks:
         if c.shape[1] != d:
             raise ValueError(f"dimension mismatch: contexts C have {c.shape[1]} columns, the head W has {d}")
-        log_zs.append(_core.log_partition_head(w, c, bias, 0, None, we, ce, n_threads)["log_z"])
+        log_zs.append(_core.log_partition_head(w, c, bias, 0, None, we, ce, n_threads).log_z)
         for s0 in range(0, c.shape[0], chunk_rows):
             blk = _rows_f64(c, ce, s0, min(c.shape[0], s0 + chunk_rows))
             nrm = np.linalg.norm(blk, axis=1)

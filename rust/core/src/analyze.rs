@@ -173,7 +173,17 @@ pub fn second_pass_for(
     Ok((values, SecondPass::new(m.mean().to_vec(), w, u, f64_gemm)?))
 }
 
-/// Run the suite over `views` (chunks of one stream, equal d).
+/// Run the suite over `views` (chunks of one stream, equal d): the Rust
+/// entry point of the global suite, composing the same steps as the Python
+/// pipeline (`isofast.analysis._analyze`: [`Moments`] → [`second_pass_for`]
+/// with `release` → [`SecondPass`] over the chunks again).
+///
+/// No binding calls it — Python streams chunks through `Moments` and
+/// `SecondPass` itself — and the Python pipeline is not tested against it
+/// (the Python tests use the numpy reference `tests/reference.py`). Its
+/// callers are this crate's tests: the suite's own (isotropic corners,
+/// thread count and chunking) and `cluster.rs`, which checks the per-cluster
+/// statistics at k = 1 against it.
 pub fn analyze(views: &[MatView<'_>], opts: &AnalyzeOptions) -> Result<Report> {
     let d = views.first().map(|v| v.ncols()).ok_or_else(|| Error::Empty("no input".into()))?;
     for v in views {

@@ -120,9 +120,11 @@ pub struct SecondPass {
     dim: usize,
     mean: Vec<f64>,
     /// Directions for raw rows (e.g. eigenvectors of XᵀX) and for centred
-    /// rows (e.g. covariance eigenvectors).
-    /// Its variant is the GEMM precision.
-    dirs: Dirs,
+    /// rows (e.g. covariance eigenvectors), in the GEMM precision; None once
+    /// [`SecondPass::release`]d (the state still merges and reports).
+    dirs: Option<Dirs>,
+    /// GEMMs in f64 (else f32).
+    f64_gemm: bool,
     pub raw: PartitionState,
     pub centered: PartitionState,
     pub unit_centered: UnitSum,
@@ -156,7 +158,8 @@ impl SecondPass {
         Ok(SecondPass {
             dim: d,
             mean,
-            dirs,
+            dirs: Some(dirs),
+            f64_gemm,
             raw: PartitionState::new(mr),
             centered: PartitionState::new(mc),
             unit_centered: UnitSum::new(d),
@@ -175,15 +178,33 @@ impl SecondPass {
         if x.ncols() != self.dim {
             return Err(Error::DimMismatch { what: "second pass".into(), expected: self.dim, got: x.ncols() });
         }
-        match self.dirs {
-            Dirs::F64(..) => self.update_in::<f64>(x),
-            Dirs::F32(..) => self.update_in::<f32>(x),
+        if self.dirs.is_none() {
+            return Err(Error::InvalidArgument(
+                "this second-pass state's directions were released: it can be merged and read, not updated".into(),
+            ));
+        }
+        if self.f64_gemm {
+            self.update_in::<f64>(x)
+        } else {
+            self.update_in::<f32>(x)
         }
     }
 
     /// GEMMs in f64 (else f32).
     pub fn f64_gemm(&self) -> bool {
-        matches!(self.dirs, Dirs::F64(..))
+        self.f64_gemm
+    }
+
+    /// Drop the directions (d × m each, 128 MiB per f64 matrix at d = 4096)
+    /// once the last rows are in: a partial state that only waits to be
+    /// merged (a Dask block's) then holds and serialises O(d + m) numbers.
+    pub fn release(&mut self) {
+        self.dirs = None;
+    }
+
+    /// True once [`SecondPass::release`] has dropped the directions.
+    pub fn is_released(&self) -> bool {
+        self.dirs.is_none()
     }
 
     fn update_in<F: Float + ExpSum + DirsIn>(&mut self, x: &MatView<'_>) -> Result<()> {
@@ -196,7 +217,7 @@ impl SecondPass {
         let mut t64 = vec![0.0f64; cap * d];
         let mut raw_f: Vec<F> = vec![F::default(); cap * d];
         let mut cen_f: Vec<F> = vec![F::default(); cap * d];
-        let (wr, wc) = F::dirs(&self.dirs);
+        let (wr, wc) = F::dirs(self.dirs.as_ref().expect("update checks the directions are kept"));
         let mut pr: Mat<F> = Mat::zeros(cap, wr.ncols());
         let mut pc: Mat<F> = Mat::zeros(cap, wc.ncols());
         let mut scratch = Vec::new();
@@ -266,6 +287,229 @@ impl SecondPass {
         self.unit_centered.merge(&other.unit_centered)?;
         self.n += other.n;
         Ok(())
+    }
+
+    /// Serialise to bytes (little endian), as [`crate::Moments::to_bytes`]:
+    /// magic (version in its last byte); u64 dim, n, m_raw, m_centered,
+    /// unit-vector counts (non-zero, zero) and flags (bit 0: f64 GEMMs, bit 1:
+    /// directions kept); f64 mean; (max, sum) of log Z(+c), then of log Z(−c),
+    /// raw then centred; f64 unit-vector sum; then, unless released, the raw
+    /// and centred directions column by column in the GEMM precision.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (d, mr, mc) = (self.dim, self.raw.pos.len(), self.centered.pos.len());
+        let flags = u64::from(self.f64_gemm) | (u64::from(self.dirs.is_some()) << 1);
+        let mut out = Vec::with_capacity(SP_HEADER + 8 * (2 * d + 4 * (mr + mc)));
+        out.extend_from_slice(SP_MAGIC);
+        let (nz, z) = (self.unit_centered.n_nonzero, self.unit_centered.n_zero);
+        for v in [d as u64, self.n, mr as u64, mc as u64, nz, z, flags] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut f = |v: f64| out.extend_from_slice(&v.to_le_bytes());
+        self.mean.iter().for_each(|&v| f(v));
+        for st in [&self.raw, &self.centered] {
+            st.pos.iter().chain(&st.neg).for_each(|l| {
+                f(l.max);
+                f(l.sum);
+            });
+        }
+        self.unit_centered.sum.iter().for_each(|&v| f(v));
+        match &self.dirs {
+            Some(Dirs::F64(r, c)) => {
+                for m in [r, c] {
+                    (0..m.ncols()).for_each(|j| (0..d).for_each(|i| out.extend_from_slice(&m[(i, j)].to_le_bytes())));
+                }
+            }
+            Some(Dirs::F32(r, c)) => {
+                for m in [r, c] {
+                    (0..m.ncols()).for_each(|j| (0..d).for_each(|i| out.extend_from_slice(&m[(i, j)].to_le_bytes())));
+                }
+            }
+            None => {}
+        }
+        out
+    }
+
+    /// Read [`SecondPass::to_bytes`]'s layout back. Refuses, with a message
+    /// starting "corrupt SecondPass state", a wrong magic or version, a
+    /// length that does not match the stored sizes, and content no state can
+    /// hold (row counts that do not add up, a non-finite mean, direction or
+    /// unit-vector sum, a NaN or +∞ log-sum-exp, ‖Σ x̂‖ above the rows summed).
+    pub fn from_bytes(bytes: &[u8]) -> Result<SecondPass> {
+        let bad = |why: String| Error::InvalidArgument(format!("corrupt SecondPass state: {why}"));
+        if bytes.len() < SP_HEADER || &bytes[..8] != SP_MAGIC {
+            return Err(bad("bad header (not a SecondPass state of this version)".into()));
+        }
+        let u = |k: usize| u64::from_le_bytes(bytes[8 + 8 * k..16 + 8 * k].try_into().expect("8 bytes"));
+        let (n, nz, z, flags) = (u(1), u(4), u(5), u(6));
+        let (d, mr, mc) = (usize::try_from(u(0)), usize::try_from(u(2)), usize::try_from(u(3)));
+        let (Ok(d), Ok(mr), Ok(mc)) = (d, mr, mc) else {
+            return Err(bad("sizes beyond this machine's address space".into()));
+        };
+        if flags > 3 {
+            return Err(bad(format!("unknown flags {flags:#x}")));
+        }
+        let (f64_gemm, kept) = (flags & 1 != 0, flags & 2 != 0);
+        let width = if f64_gemm { 8 } else { 4 };
+        let need = mr
+            .checked_add(mc)
+            .and_then(|m| m.checked_mul(4))
+            .and_then(|k| k.checked_add(d.checked_mul(2)?))
+            .and_then(|k| k.checked_mul(8))
+            .and_then(|k| {
+                let dirs = if kept { d.checked_mul(mr.checked_add(mc)?)?.checked_mul(width)? } else { 0 };
+                k.checked_add(dirs)
+            })
+            .and_then(|k| k.checked_add(SP_HEADER));
+        if need != Some(bytes.len()) {
+            return Err(bad("length does not match the stored dimension and directions".into()));
+        }
+        if d == 0 {
+            return Err(bad("dimension 0".into()));
+        }
+        if nz.checked_add(z) != Some(n) {
+            return Err(bad(format!("{n} rows but {nz} non-zero + {z} zero-norm unit vectors")));
+        }
+        let mut pos = SP_HEADER;
+        let mut next = || {
+            let v = f64::from_le_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
+            pos += 8;
+            v
+        };
+        let mean: Vec<f64> = (0..d).map(|_| next()).collect();
+        if let Some(j) = mean.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("mean holds {} at column {j}", mean[j])));
+        }
+        let mut lse = |m: usize| -> Result<Vec<LogSumExp>> {
+            (0..m)
+                .map(|_| {
+                    let l = LogSumExp { max: next(), sum: next() };
+                    let empty = l.sum == 0.0 && l.max == f64::NEG_INFINITY;
+                    if empty || (l.max.is_finite() && l.sum.is_finite() && l.sum > 0.0) {
+                        Ok(l)
+                    } else {
+                        Err(bad(format!("log-sum-exp (max {}, sum {}) no stream can give", l.max, l.sum)))
+                    }
+                })
+                .collect()
+        };
+        let raw = PartitionState { pos: lse(mr)?, neg: lse(mr)? };
+        let centered = PartitionState { pos: lse(mc)?, neg: lse(mc)? };
+        if n == 0 && raw.pos.iter().chain(&raw.neg).chain(&centered.pos).chain(&centered.neg).any(|l| l.sum != 0.0) {
+            return Err(bad("an empty state with partition sums".into()));
+        }
+        let sum: Vec<f64> = (0..d).map(|_| next()).collect();
+        let s2: f64 = sum.iter().map(|v| v * v).sum();
+        if !s2.is_finite() || s2.sqrt() > nz as f64 * (1.0 + 1e-9) + 1e-9 {
+            return Err(bad(format!("‖Σ x̂‖ = {} exceeds the {nz} unit vectors summed", s2.sqrt())));
+        }
+        let mut at = pos;
+        let dirs = if !kept {
+            None
+        } else if f64_gemm {
+            let mut m = |k: usize| {
+                let v = Mat::from_fn(d, k, |i, j| {
+                    let o = at + 8 * (i + j * d);
+                    f64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"))
+                });
+                at += 8 * d * k;
+                v
+            };
+            let r = m(mr);
+            Some(Dirs::F64(r, m(mc)))
+        } else {
+            let mut m = |k: usize| {
+                let v = Mat::from_fn(d, k, |i, j| {
+                    let o = at + 4 * (i + j * d);
+                    f32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"))
+                });
+                at += 4 * d * k;
+                v
+            };
+            let r = m(mr);
+            Some(Dirs::F32(r, m(mc)))
+        };
+        let finite = |r: MatRef<'_, f64>| (0..r.ncols()).all(|j| (0..r.nrows()).all(|i| r[(i, j)].is_finite()));
+        let ok = match &dirs {
+            None => true,
+            Some(Dirs::F64(r, c)) => finite(r.as_ref()) && finite(c.as_ref()),
+            Some(Dirs::F32(r, c)) => {
+                let f = |m: &Mat<f32>| (0..m.ncols()).all(|j| (0..d).all(|i| m[(i, j)].is_finite()));
+                f(r) && f(c)
+            }
+        };
+        if !ok {
+            return Err(bad("a direction holds NaN or Inf".into()));
+        }
+        Ok(SecondPass {
+            dim: d,
+            mean,
+            dirs,
+            f64_gemm,
+            raw,
+            centered,
+            unit_centered: UnitSum { sum, n_nonzero: nz, n_zero: z },
+            n,
+        })
+    }
+}
+
+/// Magic of [`SecondPass::to_bytes`]; its last byte is the layout version.
+const SP_MAGIC: &[u8; 8] = b"ISOFSEC1";
+/// Magic and seven u64 fields.
+const SP_HEADER: usize = 8 + 7 * 8;
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+
+    fn pass(x: &[f64], d: usize, f64_gemm: bool) -> SecondPass {
+        let mu: Vec<f64> = (0..d).map(|j| 0.1 * j as f64).collect();
+        let w = Mat::from_fn(d, 3, |i, j| ((i + 2 * j) as f64 * 0.37).sin());
+        let mut sp = SecondPass::new(mu, w.clone(), w, f64_gemm).unwrap();
+        sp.update(&MatView::row_major(x, x.len() / d, d).unwrap()).unwrap();
+        sp
+    }
+
+    #[test]
+    fn second_pass_bytes_round_trip_and_refuse_damage() {
+        let d = 5;
+        let x: Vec<f64> = (0..60 * d).map(|i| ((i * 7919) % 113) as f64 / 50.0 - 1.0).collect();
+        for f64_gemm in [true, false] {
+            let (a, b) = (pass(&x[..20 * d], d, f64_gemm), pass(&x[20 * d..], d, f64_gemm));
+            let back = SecondPass::from_bytes(&a.to_bytes()).unwrap();
+            assert_eq!(back.to_bytes(), a.to_bytes());
+            // a restored state keeps updating like the original
+            let (mut p, mut q) = (a.clone(), back);
+            p.update(&MatView::row_major(&x[..d], 1, d).unwrap()).unwrap();
+            q.update(&MatView::row_major(&x[..d], 1, d).unwrap()).unwrap();
+            assert_eq!(p.to_bytes(), q.to_bytes());
+            // merging restored partial states is bitwise the merge of the originals
+            let mut rb = b.clone();
+            rb.release();
+            let rb = SecondPass::from_bytes(&rb.to_bytes()).unwrap();
+            assert!(rb.is_released());
+            let (mut m1, mut m2) = (a.clone(), SecondPass::from_bytes(&a.to_bytes()).unwrap());
+            m1.merge(&b).unwrap();
+            m2.merge(&rb).unwrap();
+            assert_eq!(m1.raw.log_z_pos(), m2.raw.log_z_pos());
+            assert_eq!(m1.centered.log_z_neg(), m2.centered.log_z_neg());
+            assert_eq!(m1.unit_centered.sum, m2.unit_centered.sum);
+            assert!(rb.clone().update(&MatView::row_major(&x[..d], 1, d).unwrap()).is_err());
+            let bytes = a.to_bytes();
+            for cut in [0, 8, SP_HEADER, bytes.len() - 1] {
+                assert!(SecondPass::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+            }
+            let mut bad = bytes.clone();
+            bad[7] = b'9'; // another layout version
+            assert!(SecondPass::from_bytes(&bad).is_err());
+            let mut bad = bytes.clone();
+            bad[16..24].copy_from_slice(&1u64.to_le_bytes()); // n ≠ unit-vector counts
+            assert!(SecondPass::from_bytes(&bad).is_err());
+            let mut bad = bytes;
+            bad[SP_HEADER..SP_HEADER + 8].copy_from_slice(&f64::NAN.to_le_bytes()); // mean[0]
+            let e = SecondPass::from_bytes(&bad).unwrap_err().to_string();
+            assert!(e.contains("corrupt SecondPass state") && e.contains("mean"), "{e}");
+        }
     }
 }
 

@@ -1,23 +1,20 @@
 //! Binding of the fused LM-head log-partition kernel (isofast_core::head).
 
 use crate::array::{run, view};
+use crate::errors::{InputError, Result};
+use crate::results::HeadResult;
 use isofast_core::head::{log_partition_head as core_head, log_partition_head_rows, HeadOptions};
-use numpy::ndarray::Array2;
-use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
-use pyo3::exceptions::PyValueError;
+use numpy::{Element, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 /// log Z(c_n) = logsumexp_w(⟨v_w, c_n⟩ + b_w) for every row of `c`; `w` is the
-/// V×d output matrix. Returns a dict: ``log_z`` (N,), and when requested
-/// ``topk_indices``/``topk_logits``/``topk_probs`` (N×k) and
+/// V×d output matrix. Returns a [`HeadResult`]: ``log_z`` (N,), and when
+/// requested ``topk_indices``/``topk_logits``/``topk_probs`` (N×k) and
 /// ``subset_log_mass`` (N,).
 #[pyfunction]
 #[pyo3(signature = (w, c, bias=None, topk=0, subset=None, w_elem=None, c_elem=None, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
-fn log_partition_head<'py>(
+pub fn log_partition_head<'py>(
     py: Python<'py>,
     w: &Bound<'py, PyAny>,
     c: &Bound<'py, PyAny>,
@@ -27,7 +24,7 @@ fn log_partition_head<'py>(
     w_elem: Option<&str>,
     c_elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<HeadResult> {
     let wv = view(w, w_elem)?;
     let cv = view(c, c_elem)?;
     // A C-contiguous, aligned float32/float64 W is read in place by the kernel
@@ -43,7 +40,7 @@ fn log_partition_head<'py>(
         Some(s) => {
             let a = s.as_array();
             if let Some(&neg) = a.iter().find(|&&t| t < 0) {
-                return Err(PyValueError::new_err(format!("subset token id {neg} is negative")));
+                return Err(InputError::new_err(format!("subset token id {neg} is negative")).into());
             }
             Some(a.iter().map(|&t| t as usize).collect())
         }
@@ -54,21 +51,7 @@ fn log_partition_head<'py>(
         (_, Some(ws)) => run(py, || log_partition_head_rows(ws, nv, nd, &cv, &opts, n_threads))?,
         _ => run(py, || core_head(&wv, &cv, &opts, n_threads))?,
     };
-    let d = PyDict::new(py);
-    let (n, k) = (r.n, r.topk);
-    if k > 0 {
-        let probs = r.topk_probs();
-        let idx: Vec<i64> = r.topk_indices.iter().map(|&i| i as i64).collect();
-        let to2 = |v: Vec<f64>| Array2::from_shape_vec((n, k), v).expect("N×k buffer");
-        d.set_item("topk_indices", Array2::from_shape_vec((n, k), idx).expect("N×k buffer").into_pyarray(py))?;
-        d.set_item("topk_logits", to2(r.topk_logits).into_pyarray(py))?;
-        d.set_item("topk_probs", to2(probs).into_pyarray(py))?;
-    }
-    if let Some(sm) = r.subset_log_mass {
-        d.set_item("subset_log_mass", PyArray1::from_vec(py, sm))?;
-    }
-    d.set_item("log_z", PyArray1::from_vec(py, r.log_z))?;
-    Ok(d)
+    Ok(HeadResult::new(py, r))
 }
 
 /// A read-only borrow of `a` when it is a C-contiguous, aligned 2-D array of T.
@@ -83,9 +66,4 @@ fn contiguous<'py, T: Element>(a: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2
         return None;
     }
     arr.try_readonly().ok()
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(log_partition_head, m)?)?;
-    Ok(())
 }

@@ -2,6 +2,8 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
+use crate::errors::{ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
+use crate::results::{SecondPassResults, SelfSimilarityResult, SpectralScores};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::faer;
 use isofast_core::moments::Precision;
@@ -9,15 +11,16 @@ use isofast_core::partition::SecondPass as CoreSecondPass;
 use isofast_core::{abtt, cosine, norms, partition, spectrum, threads, Moments as CoreMoments};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 /// (eigenvalues descending, eigenvectors as columns) handed to Python.
 type Eigen<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+/// SecondPass.__getnewargs__: (mean, raw directions, centred directions, f64_gemm).
+type Placeholder<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>, bool);
 /// (cov eigenvalues, cov eigenvectors, XᵀX eigenvalues, XᵀX eigenvectors).
 type Directions<'py> =
     (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
-use pyo3::types::{PyBytes, PyDict};
 
 fn mat_to_py<'py>(py: Python<'py>, m: faer::MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
     let (r, c) = (m.nrows(), m.ncols());
@@ -35,9 +38,9 @@ fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
 
 /// Refuse a state whose mean or co-moment overflowed float64: its spectrum
 /// would be Inf/NaN and read as "all rows identical" further on.
-fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
+fn check_finite_state(m: &CoreMoments) -> Result<()> {
     if m.mean().iter().any(|v| !v.is_finite()) {
-        return Err(crate::array::err("NumericalError", "the column means overflow float64: rescale the input (statistics are scale-invariant except total_variance)"));
+        return Err(NumericalError::new_err("the column means overflow float64: rescale the input (statistics are scale-invariant except total_variance)").into());
     }
     let c = m.comoment_lower();
     let bad = (0..c.ncols()).any(|j| (j..c.nrows()).any(|i| !c[(i, j)].is_finite()));
@@ -46,20 +49,18 @@ fn check_finite_state(m: &CoreMoments) -> PyResult<()> {
     // (e.g. pc1_share 0.5 for a rank-one spread).
     let top = (0..c.ncols()).map(|j| c[(j, j)]).fold(0.0f64, f64::max);
     if !bad && top > 0.0 && top < f64::from_bits((1023 - 900) << 52) {
-        return Err(crate::array::err(
-            "NumericalError",
-            format!(
-                "the variance underflows float64 (largest co-moment {top:.3e}; differences between rows ≲ 1e-135): \
+        return Err(NumericalError::new_err(format!(
+            "the variance underflows float64 (largest co-moment {top:.3e}; differences between rows ≲ 1e-135): \
                  rescale the input, e.g. X / abs(X).max() (every statistic but total_variance is scale-invariant)"
-            ),
-        ));
+        ))
+        .into());
     }
     if bad {
-        return Err(crate::array::err(
-            "NumericalError",
+        return Err(NumericalError::new_err(
             "the variance overflows float64 (entries of magnitude ≳ 1e154): rescale the input, e.g. X / abs(X).max() \
              (every statistic but total_variance is scale-invariant)",
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -81,18 +82,45 @@ fn crc32(data: &[u8]) -> u32 {
     !data.iter().fold(!0u32, |c, b| t[((c ^ *b as u32) & 0xFF) as usize] ^ (c >> 8))
 }
 
-/// Pickled states are `STATE_MAGIC ‖ crc32 (4 bytes LE) ‖ the core's bytes`:
-/// a flipped byte anywhere is detected before the state is parsed.
+/// Pickled states (Moments, SecondPass) are `STATE_MAGIC ‖ crc32 (4 bytes
+/// LE) ‖ the core's bytes`: a flipped byte anywhere is detected before the
+/// state is parsed.
 const STATE_MAGIC: &[u8; 8] = b"ISOFCRC1";
 
-fn corrupt(why: String) -> PyErr {
-    crate::array::err("InputError", format!("corrupt Moments state: {why}"))
+fn corrupt(why: String) -> PyIsofastError {
+    InputError::new_err(format!("corrupt Moments state: {why}")).into()
+}
+
+/// The core's bytes in the checksummed envelope.
+fn seal<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&crc32(body).to_le_bytes());
+    out.extend_from_slice(body);
+    PyBytes::new(py, &out)
+}
+
+/// The core's bytes out of the envelope, if `b` has one; Err when its
+/// checksum does not match, with "corrupt {what} state" in the message.
+fn unseal<'b>(b: &'b [u8], what: &str) -> Result<Option<&'b [u8]>> {
+    if b.len() < 12 || &b[..8] != STATE_MAGIC {
+        return Ok(None);
+    }
+    let want = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let got = crc32(&b[12..]);
+    if got != want {
+        return Err(InputError::new_err(format!(
+            "corrupt {what} state: checksum {got:08x} ≠ {want:08x} (bytes changed after pickling)"
+        ))
+        .into());
+    }
+    Ok(Some(&b[12..]))
 }
 
 /// What a state read from bytes must satisfy whatever its checksum says:
 /// the row counts add up, the mean and co-moment are finite, variances are
 /// ≥ 0 and ‖Σ x̂‖ ≤ the number of unit vectors.
-fn check_state_content(m: &CoreMoments) -> PyResult<()> {
+fn check_state_content(m: &CoreMoments) -> Result<()> {
     let (n, nz, z) = (m.count(), m.unit.n_nonzero, m.unit.n_zero);
     if nz.checked_add(z) != Some(n) {
         return Err(corrupt(format!("{n} rows but {nz} non-zero + {z} zero-norm rows")));
@@ -122,8 +150,7 @@ fn check_state_content(m: &CoreMoments) -> PyResult<()> {
 
 /// The error for a state used from two threads at once.
 fn busy() -> PyErr {
-    crate::array::err(
-        "InputError",
+    InputError::new_err(
         "this Moments state is being updated by another thread: use one state per thread and merge() them",
     )
 }
@@ -139,9 +166,9 @@ pub struct Moments {
 impl Moments {
     #[new]
     #[pyo3(signature = (dim, precision="exact"))]
-    fn new(dim: usize, precision: &str) -> PyResult<Self> {
+    fn new(dim: usize, precision: &str) -> Result<Self> {
         if dim == 0 {
-            return Err(PyValueError::new_err("dim must be at least 1"));
+            return Err(InputError::new_err("dim must be at least 1").into());
         }
         let p = parse_precision(precision)?;
         Ok(Moments { inner: CoreMoments::with_precision(dim, p) })
@@ -165,7 +192,7 @@ impl Moments {
         x: &Bound<'_, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         let py = slf.py();
         let v = view(x, elem)?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
@@ -175,14 +202,14 @@ impl Moments {
 
     /// Merge `other` into this state; `m.merge(m)` doubles the state (the
     /// same rows counted twice), as merging an equal copy would.
-    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> PyResult<()> {
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
         let theirs = if slf.is(other) {
             slf.try_borrow().map_err(|_| busy())?.inner.clone()
         } else {
             other.try_borrow().map_err(|_| busy())?.inner.clone()
         };
         let mut mine = slf.try_borrow_mut().map_err(|_| busy())?;
-        mine.inner.merge(&theirs).map_err(crate::array::to_py)
+        Ok(mine.inner.merge(&theirs)?)
     }
 
     fn copy(&self) -> Moments {
@@ -201,16 +228,17 @@ impl Moments {
     fn mean<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         vec_to_py(py, self.inner.mean().to_vec())
     }
-    fn comoment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn comoment<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err(
+            return Err(InputError::new_err(
                 "comoment: this Moments state's co-moment was released by second_pass(release=True)",
-            ));
+            )
+            .into());
         }
         Ok(mat_to_py(py, self.inner.comoment().as_ref()))
     }
-    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let c = self.inner.covariance().map_err(crate::array::to_py)?;
+    fn covariance<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyArray2<f64>>> {
+        let c = self.inner.covariance()?;
         Ok(mat_to_py(py, c.as_ref()))
     }
     #[getter]
@@ -232,7 +260,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    ) -> Result<Bound<'py, PyArray1<f64>>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let ev = run(py, || threads::install(n_threads, || cov_eigenvalues(inner)))?;
@@ -256,7 +284,7 @@ impl Moments {
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
         release: bool,
         memory_budget: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, SecondPass)> {
+    ) -> Result<(Bound<'py, PyArray1<f64>>, SecondPass)> {
         check_finite_state(&self.inner)?;
         let inner = &mut self.inner;
         let (ev, sp) = run(py, || {
@@ -272,7 +300,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<Eigen<'py>> {
+    ) -> Result<Eigen<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let e = run(py, || threads::install(n_threads, || cov_eigen(inner)))?;
@@ -285,7 +313,7 @@ impl Moments {
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<Directions<'py>> {
+    ) -> Result<Directions<'py>> {
         check_finite_state(&self.inner)?;
         let inner = &self.inner;
         let (ec, er) = run(py, || threads::install(n_threads, || directions(inner)))?;
@@ -297,36 +325,23 @@ impl Moments {
         ))
     }
 
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    fn __getstate__<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyBytes>> {
         if self.inner.is_released() {
-            return Err(PyValueError::new_err(
+            return Err(InputError::new_err(
                 "this Moments state's co-moment was released by second_pass(release=True): it cannot be pickled",
-            ));
+            )
+            .into());
         }
-        let body = self.inner.to_bytes();
-        let mut out = Vec::with_capacity(body.len() + 12);
-        out.extend_from_slice(STATE_MAGIC);
-        out.extend_from_slice(&crc32(&body).to_le_bytes());
-        out.extend_from_slice(&body);
-        Ok(PyBytes::new(py, &out))
+        Ok(seal(py, &self.inner.to_bytes()))
     }
     /// The precision set at construction (`__getnewargs__`) is kept.
-    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> PyResult<()> {
+    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> Result<()> {
         let p = self.inner.precision();
         let b = state.as_bytes();
         // States pickled before checksums (no envelope) are still read, and
         // checked for content below.
-        let body = if b.len() >= 12 && &b[..8] == STATE_MAGIC {
-            let want = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-            let got = crc32(&b[12..]);
-            if got != want {
-                return Err(corrupt(format!("checksum {got:08x} ≠ {want:08x} (bytes changed after pickling)")));
-            }
-            &b[12..]
-        } else {
-            b
-        };
-        let mut inner = CoreMoments::from_bytes(body).map_err(crate::array::to_py)?;
+        let body = unseal(b, "Moments")?.unwrap_or(b);
+        let mut inner = CoreMoments::from_bytes(body)?;
         check_state_content(&inner)?;
         inner.set_precision(p);
         self.inner = inner;
@@ -345,13 +360,16 @@ impl Moments {
     }
 }
 
-fn parse_precision(name: &str) -> PyResult<Precision> {
+fn parse_precision(name: &str) -> Result<Precision> {
     Precision::from_name(name)
-        .ok_or_else(|| PyValueError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")))
+        .ok_or_else(|| InputError::new_err(format!("precision must be 'exact' or 'fast', got {name:?}")).into())
 }
 
 /// Second pass: partition functions (raw and centred) and centred cosine.
+/// Picklable like Moments (checksummed core bytes, `__getnewargs__` a
+/// placeholder of the right dimension that `__setstate__` replaces).
 #[pyclass(module = "isofast._core", name = "SecondPass")]
+#[derive(Clone)]
 pub struct SecondPass {
     inner: CoreSecondPass,
 }
@@ -364,10 +382,9 @@ impl SecondPass {
         dirs_raw: PyReadonlyArray2<'_, f64>,
         dirs_centered: PyReadonlyArray2<'_, f64>,
         f64_gemm: bool,
-    ) -> PyResult<Self> {
+    ) -> Result<Self> {
         let mean = mean.as_array().to_vec();
-        let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)
-            .map_err(crate::array::to_py)?;
+        let inner = CoreSecondPass::new(mean, mat_from_py(&dirs_raw), mat_from_py(&dirs_centered), f64_gemm)?;
         Ok(SecondPass { inner })
     }
 
@@ -378,14 +395,37 @@ impl SecondPass {
         x: &Bound<'_, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
         run(py, || threads::install(n_threads, || inner.update(&v)))
     }
 
-    fn merge(&mut self, other: &SecondPass) -> PyResult<()> {
-        self.inner.merge(&other.inner).map_err(crate::array::to_py)
+    /// Merge `other` into this state; `s.merge(s)` doubles it, as for Moments.
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
+        let busy = || InputError::new_err("this SecondPass state is in use by another thread: use one per thread");
+        if slf.is(other) {
+            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
+            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
+        }
+        // Borrowed, not cloned: the other state may hold d × m directions.
+        let theirs = other.try_borrow().map_err(|_| busy())?;
+        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
+    }
+
+    fn copy(&self) -> SecondPass {
+        self.clone()
+    }
+
+    /// Drop the directions once the last rows are in: the state still
+    /// merges, reports and pickles, in O(d + m) bytes, but cannot update.
+    fn release(&mut self) {
+        self.inner.release();
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        self.inner.is_released()
     }
 
     #[getter]
@@ -393,32 +433,54 @@ impl SecondPass {
         self.inner.count()
     }
 
-    fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let s = &self.inner;
-        d.set_item("log_z_raw_pos", vec_to_py(py, s.raw.log_z_pos()))?;
-        d.set_item("log_z_raw_neg", vec_to_py(py, s.raw.log_z_neg()))?;
-        d.set_item("log_z_centered_pos", vec_to_py(py, s.centered.log_z_pos()))?;
-        d.set_item("log_z_centered_neg", vec_to_py(py, s.centered.log_z_neg()))?;
-        d.set_item("log_partition_isotropy", s.raw.log_isotropy())?;
-        d.set_item("log_partition_isotropy_centered", s.centered.log_isotropy())?;
-        d.set_item("avg_cosine_centered", s.unit_centered.average())?;
-        d.set_item("n_zero_norm_centered", s.unit_centered.n_zero)?;
-        // The raw parts, so partial results can be merged outside Rust (Dask).
-        d.set_item("unit_sum_centered", vec_to_py(py, s.unit_centered.sum.clone()))?;
-        d.set_item("n_nonzero_centered", s.unit_centered.n_nonzero)?;
-        Ok(d)
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn __getstate__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        seal(py, &self.inner.to_bytes())
+    }
+    fn __setstate__(&mut self, state: &Bound<'_, PyBytes>) -> Result<()> {
+        let b = state.as_bytes();
+        let body = unseal(b, "SecondPass")?.ok_or_else(|| -> PyIsofastError {
+            InputError::new_err("corrupt SecondPass state: no checksummed header").into()
+        })?;
+        self.inner = CoreSecondPass::from_bytes(body)?;
+        Ok(())
+    }
+    fn __getnewargs__<'py>(&self, py: Python<'py>) -> Placeholder<'py> {
+        let d = self.inner.dim();
+        (
+            vec_to_py(py, vec![0.0; d]),
+            Array2::<f64>::zeros((d, 0)).into_pyarray(py),
+            Array2::<f64>::zeros((d, 0)).into_pyarray(py),
+            self.inner.f64_gemm(),
+        )
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "SecondPass(dim={}, n={}, f64_gemm={}, released={})",
+            self.inner.dim(),
+            self.inner.count(),
+            self.inner.f64_gemm(),
+            self.inner.is_released()
+        )
+    }
+
+    fn results(&self, py: Python<'_>) -> SecondPassResults {
+        SecondPassResults::new(py, &self.inner)
     }
 }
 
 /// Eigendecomposition of a symmetric matrix (lower triangle read), descending.
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
-fn sym_eigen<'py>(
+pub fn sym_eigen<'py>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, f64>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Eigen<'py>> {
+) -> Result<Eigen<'py>> {
     let m = mat_from_py(&a);
     let e = run(py, || threads::install(n_threads, || spectrum::sym_eigen(m.as_ref())))?;
     Ok((vec_to_py(py, e.values), mat_to_py(py, e.vectors.as_ref())))
@@ -427,66 +489,52 @@ fn sym_eigen<'py>(
 /// Spectral scores from descending non-negative eigenvalues.
 #[pyfunction]
 #[pyo3(signature = (values, eps=0.8))]
-fn spectral_scores<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>, eps: f64) -> PyResult<Bound<'py, PyDict>> {
+pub fn spectral_scores(py: Python<'_>, values: PyReadonlyArray1<'_, f64>, eps: f64) -> Result<SpectralScores> {
     let v = values.as_array().to_vec();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(crate::array::err(
-            "NumericalError",
-            format!("eigenvalue {i} is {}: the variance overflows float64; rescale the input", v[i]),
-        ));
+        return Err(NumericalError::new_err(format!(
+            "eigenvalue {i} is {}: the variance overflows float64; rescale the input",
+            v[i]
+        ))
+        .into());
     }
     if !eps.is_finite() {
-        return Err(crate::array::err("InputError", format!("eps must lie in (0, 1], got {eps}")));
+        return Err(InputError::new_err(format!("eps must lie in (0, 1], got {eps}")).into());
     }
     // Every score but total_variance is scale-invariant: compute them on
     // λ / λ_max so that λ² (participation ratio) neither overflows nor
     // underflows, and scale total_variance back.
     let top = v.iter().cloned().fold(0.0f64, f64::max);
     let scaled: Vec<f64> = if top > 0.0 { v.iter().map(|x| x / top).collect() } else { v.clone() };
-    let mut s = spectrum::spectral_scores(&scaled, eps).map_err(crate::array::to_py)?;
+    let mut s = spectrum::spectral_scores(&scaled, eps)?;
     if top > 0.0 {
         s.total_variance *= top;
     }
-    let d = PyDict::new(py);
-    d.set_item("explained_variance_ratio", vec_to_py(py, s.explained_variance_ratio))?;
-    d.set_item("effective_dim", s.effective_dim)?;
-    d.set_item("participation_ratio", s.participation_ratio)?;
-    d.set_item("isoscore", s.isoscore)?;
-    d.set_item("stable_rank", s.stable_rank)?;
-    d.set_item("pc1_share", s.pc1_share)?;
-    d.set_item("effective_rank", s.effective_rank)?;
-    d.set_item("total_variance", s.total_variance)?;
-    Ok(d)
+    Ok(SpectralScores::new(py, s))
 }
 
 /// Per-group average cosine.
 #[pyfunction]
 #[pyo3(signature = (x, groups, elem=None, center=None, n_threads=None))]
-fn self_similarity<'py>(
+pub fn self_similarity<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     groups: PyReadonlyArray1<'py, i64>,
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> Result<SelfSimilarityResult> {
     let v = view(x, elem)?;
     let g = groups.as_array().to_vec();
     let c = center.map(|c| c.as_array().to_vec());
     let r = run(py, || threads::install(n_threads, || cosine::self_similarity(&v, &g, c.as_deref())))?;
-    let d = PyDict::new(py);
-    d.set_item("mean", r.mean)?;
-    d.set_item("labels", PyArray1::from_vec(py, r.labels))?;
-    d.set_item("per_group", vec_to_py(py, r.per_group))?;
-    d.set_item("counts", PyArray1::from_vec(py, r.counts))?;
-    d.set_item("n_zero_norm", r.n_zero)?;
-    Ok(d)
+    Ok(SelfSimilarityResult::new(py, r))
 }
 
 /// All-but-the-top into a preallocated C-contiguous float32/float64 output.
 #[pyfunction]
 #[pyo3(signature = (x, mean, top, out, elem=None, n_threads=None))]
-fn all_but_the_top<'py>(
+pub fn all_but_the_top<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     mean: PyReadonlyArray1<'py, f64>,
@@ -494,33 +542,33 @@ fn all_but_the_top<'py>(
     out: &Bound<'py, PyAny>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<()> {
+) -> Result<()> {
     let v = view(x, elem)?;
     let mean = mean.as_array().to_vec();
     let top = mat_from_py(&top);
     if let Ok(o) = out.cast::<PyArray2<f64>>() {
-        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        let mut rw = o.try_readwrite().map_err(|e| InputError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| InputError::new_err("out must be C-contiguous"))?;
         run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
     } else if let Ok(o) = out.cast::<PyArray2<f32>>() {
-        let mut rw = o.try_readwrite().map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let s = rw.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
+        let mut rw = o.try_readwrite().map_err(|e| InputError::new_err(e.to_string()))?;
+        let s = rw.as_slice_mut().map_err(|_| InputError::new_err("out must be C-contiguous"))?;
         run(py, || threads::install(n_threads, || abtt::all_but_the_top(&v, &mean, top.as_ref(), s)))
     } else {
-        Err(PyTypeError::new_err("out must be a float32 or float64 2-D array"))
+        Err(ArgumentTypeError::new_err("out must be a float32 or float64 2-D array").into())
     }
 }
 
 /// log Σ_i exp(⟨x_i, c⟩) for each column c of `contexts` (d × m).
 #[pyfunction]
 #[pyo3(signature = (x, contexts, elem=None, n_threads=None))]
-fn log_partition<'py>(
+pub fn log_partition<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     contexts: PyReadonlyArray2<'py, f64>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = mat_from_py(&contexts);
     let r = run(py, || partition::log_partition(&v, c.as_ref(), n_threads))?;
@@ -528,27 +576,14 @@ fn log_partition<'py>(
 }
 
 #[pyfunction]
-fn available_threads() -> usize {
+pub fn available_threads() -> usize {
     threads::available()
 }
 
 /// Rows per tile of precision="fast" at width d (the b of its error bound).
 #[pyfunction]
-fn fast_tile_rows(d: usize) -> usize {
+pub fn fast_tile_rows(d: usize) -> usize {
     isofast_core::moments::fast_tile_rows(d)
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Moments>()?;
-    m.add_class::<SecondPass>()?;
-    m.add_function(wrap_pyfunction!(sym_eigen, m)?)?;
-    m.add_function(wrap_pyfunction!(spectral_scores, m)?)?;
-    m.add_function(wrap_pyfunction!(self_similarity, m)?)?;
-    m.add_function(wrap_pyfunction!(all_but_the_top, m)?)?;
-    m.add_function(wrap_pyfunction!(log_partition, m)?)?;
-    m.add_function(wrap_pyfunction!(available_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(fast_tile_rows, m)?)?;
-    Ok(())
 }
 
 /// (Σ x̂, n_nonzero, n_zero) over rows of x (minus `center` when given).
@@ -560,7 +595,7 @@ pub fn unit_sum<'py>(
     elem: Option<&str>,
     center: Option<PyReadonlyArray1<'py, f64>>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, u64, u64)> {
+) -> Result<(Bound<'py, PyArray1<f64>>, u64, u64)> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
     let u = run(py, || threads::install(n_threads, || cosine::unit_sum_of(&v, c.as_deref())))?;
@@ -575,7 +610,7 @@ pub fn column_mean<'py>(
     x: &Bound<'py, PyAny>,
     elem: Option<&str>,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let m = run(py, || threads::install(n_threads, || cosine::column_mean(&v)))?;
     Ok(vec_to_py(py, m))
@@ -592,16 +627,9 @@ pub fn row_norms<'py>(
     center: Option<PyReadonlyArray1<'py, f64>>,
     row_offset: u64,
     #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let v = view(x, elem)?;
     let c = center.map(|c| c.as_array().to_vec());
     let r = run(py, || threads::install(n_threads, || norms::row_norms(&v, c.as_deref(), row_offset)))?;
     Ok(vec_to_py(py, r))
-}
-
-pub fn register_extra(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(row_norms, m)?)?;
-    m.add_function(wrap_pyfunction!(unit_sum, m)?)?;
-    m.add_function(wrap_pyfunction!(column_mean, m)?)?;
-    Ok(())
 }
