@@ -10,6 +10,7 @@
 pub mod abtt;
 pub mod analyze;
 pub mod cluster;
+pub mod cluster_pass;
 pub mod cosine;
 pub mod error;
 pub mod head;
