@@ -58,7 +58,7 @@ pub use crate::cluster_pass::ClusterStats;
 use crate::cluster_pass::{ClusterFirstPass, ClusterSecondPass};
 use crate::error::{invalid, Error, Result};
 use crate::kmeans::{assign, best_of, kmeans_plusplus, local_trials, seeding_stream, tolerance, KMeansFit};
-use crate::points::{distinct_rows, Points};
+use crate::points::{distinct_rows, Points, PointsRef};
 use crate::random::{derive_seed, sample_indices, SplitMix64};
 use crate::silhouette::{silhouettes, Labelling};
 use crate::source::{for_each_tile, tile_rows, MatView, RowSource};
@@ -401,9 +401,31 @@ pub fn cluster_isotropy(x: &MatView<'_>, opts: &ClusterOptions) -> Result<Cluste
     threads::install(opts.n_threads, || run(x, opts, &ks))
 }
 
-fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
-    let (n, d) = (x.nrows(), x.ncols());
-    let mut clock = Clock::new();
+/// The rows the recipe works on (module docs, steps 1–2): the clustered rows
+/// C and, in memory, the prefix of one random ordering P of C that k-means
+/// is fitted on (`fit_n` rows) and the silhouette computed on (`sil_n`).
+struct Sample {
+    /// Global mean (reference mode: a pass over every row).
+    global_mean: Option<Vec<f64>>,
+    /// Sorted input rows clustered (`None` = all rows).
+    clustered: Option<Vec<usize>>,
+    /// Number of clustered rows.
+    nc: usize,
+    fit_n: usize,
+    sil_n: usize,
+    /// P is C in input order (all clustered rows are in memory).
+    natural: bool,
+    /// Rows of P, centred at `center`.
+    points: Points,
+    /// The centre subtracted from every row (global or sample mean).
+    center: Vec<f64>,
+}
+
+/// Step 1–2: the global mean (reference mode), the clustered rows, and the
+/// fit/silhouette rows gathered into memory and centred. Refuses k values
+/// the rows cannot support.
+fn sample_rows(x: &MatView<'_>, opts: &ClusterOptions, k_max: usize, clock: &mut Clock) -> Result<Sample> {
+    let n = x.nrows();
     // Reference mode centres at the global mean, as the study does (one pass
     // over every row, which also rejects NaN/Inf anywhere). Full mode reads
     // every row in its first streaming pass anyway, so it centres at the mean
@@ -455,7 +477,6 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         (Some(p), None) => Some(p.clone()),
         (Some(p), Some(c)) => Some(p.iter().map(|&i| c[i]).collect()),
     };
-    let k_max = *ks.last().expect("validated non-empty");
     let limit = fit_n.min(sil_n);
     if k_max + 1 > limit {
         let role = if limit == nc {
@@ -483,9 +504,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         // Distance GEMMs in the input's precision (see `PointsRef`).
         points = points.with_f32_mirror();
     }
-    let pts = points.as_ref();
-    let fit_p = pts.rows(0, fit_n);
-    let n_distinct = distinct_rows(fit_p, k_max);
+    let n_distinct = distinct_rows(points.as_ref().rows(0, fit_n), k_max);
     if n_distinct < 2 {
         return invalid(format!(
             "all {fit_n} rows being clustered are identical: clustering and the re-centred cosine are undefined"
@@ -497,6 +516,13 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         ));
     }
     clock.lap("sample rows into memory");
+    Ok(Sample { global_mean, clustered, nc, fit_n, sil_n, natural, points, center })
+}
+
+/// Step 3a: k-means on the fit rows for every k (k-means++ seeded, best of
+/// `n_init`), in ascending k.
+fn fit_every_k(fit_p: PointsRef<'_>, ks: &[usize], opts: &ClusterOptions) -> Vec<KMeansFit> {
+    let d = fit_p.d;
     let tol_abs = tolerance(fit_p, opts.tol);
     // Seedings: k-means++ streams depend on the number of local trials only,
     // so one seeding per (trials, restart), as long as the group's largest k,
@@ -529,9 +555,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         })
         .collect();
     fits.reverse();
-    clock.lap("k-means (all k)");
-    // Silhouettes of every k in one sweep.
-    let sil_p = pts.rows(0, sil_n);
+    fits
+}
+
+/// Step 3b: the silhouette of every fit on the silhouette rows, in one
+/// sweep (rows past the fit rows are labelled by assignment).
+fn silhouette_every_k(s: &Sample, fits: &[KMeansFit], f32_gemm: bool) -> Result<Vec<f64>> {
+    let pts = s.points.as_ref();
+    let (fit_n, sil_n) = (s.fit_n, s.sil_n);
     let sil_labels: Vec<Vec<u32>> = fits
         .iter()
         .map(|f| {
@@ -545,15 +576,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         })
         .collect();
     let labellings: Vec<Labelling<'_>> =
-        sil_labels.iter().zip(&fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
-    let sils = silhouettes(sil_p, &labellings, !x.elem().needs_f64())?;
-    clock.lap("silhouettes (all k)");
-    let scores: Vec<KScore> = fits
-        .iter()
-        .zip(&sils)
-        .map(|(f, &s)| KScore { k: f.k, silhouette: s, inertia: f.inertia, n_iter: f.n_iter, converged: f.converged })
-        .collect();
-    // Model selection: best silhouette (first on ties), threshold rule.
+        sil_labels.iter().zip(fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
+    silhouettes(pts.rows(0, sil_n), &labellings, f32_gemm)
+}
+
+/// Step 4, model selection: the best silhouette (first on ties) and the
+/// index of the fit kept — `None` (k = 1) when that silhouette is below
+/// `threshold` or none is defined.
+fn choose_k(sils: &[f64], threshold: f64) -> (f64, Option<usize>) {
     let mut best: Option<usize> = None;
     for (i, s) in sils.iter().enumerate() {
         if s.is_finite() && best.is_none_or(|b| *s > sils[b]) {
@@ -562,60 +592,98 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     }
     let best_sil = best.map_or(f64::NAN, |b| sils[b]);
     let chosen = match best {
-        Some(b) if best_sil >= opts.threshold => Some(b),
+        Some(b) if best_sil >= threshold => Some(b),
         _ => None,
     };
-    let best_k = chosen.map_or(1, |b| fits[b].k);
-    // Labels of every clustered row and the per-cluster statistics.
-    let f64_gemm = x.elem().needs_f64();
-    let src = if natural {
-        RowSource::View { x: points.view(), center: None }
+    (best_sil, chosen)
+}
+
+/// Step 5: labels of every clustered row and the per-cluster statistics
+/// (the two streaming passes), with the chosen fit's centres or one cluster.
+fn cluster_every_row(
+    x: &MatView<'_>,
+    s: &Sample,
+    chosen: Option<&KMeansFit>,
+    opts: &ClusterOptions,
+    min_size: usize,
+    clock: &mut Clock,
+) -> Result<PerCluster> {
+    let src = if s.natural {
+        RowSource::View { x: s.points.view(), center: None }
     } else {
-        match &clustered {
-            None => RowSource::View { x: *x, center: Some(&center) },
-            Some(rows) => RowSource::Indexed { x: *x, rows, center: &center },
+        match &s.clustered {
+            None => RowSource::View { x: *x, center: Some(&s.center) },
+            Some(rows) => RowSource::Indexed { x: *x, rows, center: &s.center },
         }
     };
     let zeros;
-    let label_src = match chosen {
+    let (k, label_src) = match chosen {
         None => {
-            zeros = vec![0u32; nc];
-            LabelSource::Known(&zeros)
+            zeros = vec![0u32; s.nc];
+            (1, LabelSource::Known(&zeros))
         }
-        Some(b) if natural && fit_n == nc => LabelSource::Known(&fits[b].labels),
-        Some(b) => LabelSource::Assign(&fits[b].centers),
+        Some(f) if s.natural && s.fit_n == s.nc => (f.k, LabelSource::Known(&f.labels)),
+        Some(f) => (f.k, LabelSource::Assign(&f.centers)),
     };
-    let min_size = opts.min_cluster_size.max(2);
-    let (labels, means, clusters) =
-        per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm, min_size, &mut clock)?;
-    let n_small_clusters = clusters.iter().filter(|c| (c.size as usize) < min_size).count();
-    drop(points);
+    per_cluster(&src, label_src, k, x.ncols(), opts.spectra, x.elem().needs_f64(), min_size, clock)
+}
+
+/// Step 6: cluster means in input coordinates (`k × d`) and the global mean
+/// — in full mode, where every row was clustered, the size-weighted mean of
+/// the cluster means.
+fn input_means(s: &Sample, means: &[Vec<f64>], clusters: &[ClusterStats], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let center = &s.center;
     let centers: Vec<f64> =
-        means.iter().flat_map(|m| m.iter().zip(&center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
-    let mean = match global_mean {
-        Some(m) => m,
+        means.iter().flat_map(|m| m.iter().zip(center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
+    let mean = match &s.global_mean {
+        Some(m) => m.clone(),
         None => {
-            // Full mode: every row was clustered, so the global mean is the
-            // size-weighted mean of the cluster means.
             let mut g = vec![0.0f64; d];
-            for (c, s) in means.iter().zip(&clusters) {
-                let w = s.size as f64 / nc as f64;
+            for (c, st) in means.iter().zip(clusters) {
+                let w = st.size as f64 / s.nc as f64;
                 for (a, v) in g.iter_mut().zip(c) {
                     *a += w * v;
                 }
             }
-            g.iter().zip(&center).map(|(a, b)| a + b).collect()
+            g.iter().zip(center).map(|(a, b)| a + b).collect()
         }
     };
+    (centers, mean)
+}
+
+/// The recipe in its named steps (module docs): sample, fit every k, score
+/// every k, choose k, cluster every row, means.
+fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut clock = Clock::new();
+    let k_max = *ks.last().expect("validated non-empty");
+    let sample = sample_rows(x, opts, k_max, &mut clock)?;
+    let fits = fit_every_k(sample.points.as_ref().rows(0, sample.fit_n), ks, opts);
+    clock.lap("k-means (all k)");
+    let sils = silhouette_every_k(&sample, &fits, !x.elem().needs_f64())?;
+    clock.lap("silhouettes (all k)");
+    let scores: Vec<KScore> = fits
+        .iter()
+        .zip(&sils)
+        .map(|(f, &s)| KScore { k: f.k, silhouette: s, inertia: f.inertia, n_iter: f.n_iter, converged: f.converged })
+        .collect();
+    let (best_sil, chosen) = choose_k(&sils, opts.threshold);
+    let best_k = chosen.map_or(1, |b| fits[b].k);
+    let min_size = opts.min_cluster_size.max(2);
+    let (labels, means, clusters) =
+        cluster_every_row(x, &sample, chosen.map(|b| &fits[b]), opts, min_size, &mut clock)?;
+    let n_small_clusters = clusters.iter().filter(|c| (c.size as usize) < min_size).count();
+    let (centers, mean) = input_means(&sample, &means, &clusters, d);
     let (icc, iccw) = cluster_means(&clusters);
+    let (nc, n_fit, n_silhouette) = (sample.nc, sample.fit_n, sample.sil_n);
     Ok(ClusterReport {
         n: n as u64,
         dim: d,
         mean,
-        clustered_rows: clustered,
-        n_fit: fit_n,
-        n_silhouette: sil_n,
-        silhouette_exact: sil_n == nc,
+        clustered_rows: sample.clustered,
+        n_fit,
+        n_silhouette,
+        silhouette_exact: n_silhouette == nc,
         scores,
         best_k,
         silhouette: best_sil,
