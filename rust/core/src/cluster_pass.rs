@@ -264,6 +264,10 @@ impl ClusterFirstPass {
     pub fn dim(&self) -> usize {
         self.d
     }
+    /// Whether the co-moments for the covariance spectra are kept.
+    pub fn spectra(&self) -> bool {
+        self.spectra
+    }
     /// Rows seen.
     pub fn count(&self) -> u64 {
         self.sizes.iter().sum()

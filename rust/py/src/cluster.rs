@@ -28,7 +28,7 @@ fn centers_to_py<'py>(py: Python<'py>, c: Vec<f64>, k: usize, d: usize) -> Bound
     Array2::from_shape_vec((k, d), c).expect("k×d centres").into_pyarray(py)
 }
 
-fn stats_to_py<'py>(py: Python<'py>, stats: &[ClusterStats]) -> PyResult<Bound<'py, PyList>> {
+pub(crate) fn stats_to_py<'py>(py: Python<'py>, stats: &[ClusterStats]) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     for s in stats {
         let d = PyDict::new(py);

@@ -3,6 +3,7 @@
 
 mod array;
 mod cluster;
+mod cluster_pass;
 mod head;
 mod stats;
 
@@ -13,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     stats::register(m)?;
     cluster::register(m)?;
+    cluster_pass::register(m)?;
     head::register(m)?;
     stats::register_extra(m)?;
     Ok(())
