@@ -4,7 +4,6 @@ isofast.analyze (≤ 1e-12 relative), including a worker killed mid-run."""
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 import time
 
@@ -110,18 +109,6 @@ def test_from_source_bfloat16_safetensors(client, X, tmp_path):
     x = idask.from_source(tmp_path / "h.safetensors", block_rows=2000)
     assert x.dtype == bf.dtype
     same(idask.analyze(x, client=client), isofast.analyze(bf))
-
-
-def test_second_pass_partial_pickles_and_merges():
-    a = idask.SecondPassPartial(
-        2, np.array([0.0, 1.0]), np.array([2.0, -np.inf]), np.zeros(0), np.zeros(0), np.ones(3), 2, 0
-    )
-    b = pickle.loads(pickle.dumps(a))
-    c = a.merge(b)
-    assert c.n == 4 and c.n_nonzero == 4
-    np.testing.assert_allclose(c.log_z_raw_pos, np.array([0.0, 1.0]) + np.log(2))
-    assert c.log_z_raw_neg[1] == -np.inf
-    assert a.n == 2  # inputs untouched
 
 
 def test_bad_inputs(client, X):

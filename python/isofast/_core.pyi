@@ -14,6 +14,9 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "ClusterFirstPass",
+    "ClusterPlan",
+    "ClusterSecondPass",
     "ClusterIsotropyResult",
     "ClusterStatistics",
     "HeadResult",
@@ -420,3 +423,78 @@ def log_partition_head(
 ) -> HeadResult:
     """``log_z`` (N,) = logsumexp_w(⟨v_w, c_n⟩ + b_w), fused GEMM tiles and
     streaming log-sum-exp; optional ``topk_*`` (N×k) and ``subset_log_mass``."""
+
+# --- per-cluster passes (isofast_core::cluster_pass) -------------------------
+
+@final
+class ClusterFirstPass:
+    """Pass 1 of the per-cluster statistics: every row shifted by ``shift``
+    and assigned to its nearest centre (exact argmin, ties → lowest label),
+    then per cluster size, sum, exact zero-variance test and (``spectra``)
+    co-moment. Mergeable; pickles as versioned, checksummed bytes."""
+
+    def __new__(cls, centers: _F64, shift: _F64, spectra: bool = True) -> ClusterFirstPass: ...
+    def update(self, x: np.ndarray, elem: str | None = None, n_threads: int | None = None) -> None: ...
+    def merge(self, other: ClusterFirstPass) -> None: ...
+    def copy(self) -> ClusterFirstPass: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def sizes(self) -> list[int]: ...
+    def finish(self, min_cluster_size: int = 0, n_threads: int | None = None) -> ClusterPlan:
+        """Cluster means and one route per cluster (covariance eigenvectors of
+        clusters with more rows than columns); below ``min_cluster_size`` rows
+        (≤ 2: no floor) a cluster's statistics are NaN."""
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None: ...
+    def __getnewargs__(self) -> tuple[_F64, _F64, bool]: ...
+
+@final
+class ClusterPlan:
+    """Between the passes: per cluster its size, mean and route. Made by
+    :meth:`ClusterFirstPass.finish`; ``ClusterPlan()`` is an empty placeholder
+    (for unpickling)."""
+
+    def __new__(cls) -> ClusterPlan: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def sizes(self) -> list[int]: ...
+    @property
+    def shift(self) -> _F64: ...
+    @property
+    def means(self) -> _F64:
+        """Cluster means (k × d), input coordinates."""
+    @property
+    def routes(self) -> list[str]:
+        """``"undefined"``, ``"cosine"``, ``"primal"`` or ``"gram"`` per cluster."""
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None: ...
+    def __getnewargs__(self) -> tuple[()]: ...
+
+@final
+class ClusterSecondPass:
+    """Pass 2 under a :class:`ClusterPlan`: per cluster centred log Z(±u_k) and
+    unit sum, or the rows (Gram route, ≤ d rows). ``ClusterSecondPass()`` (no
+    plan) is the identity of :meth:`merge`. Pickles as bytes."""
+
+    def __new__(cls, plan: ClusterPlan | None = None) -> ClusterSecondPass: ...
+    def update(
+        self, plan: ClusterPlan, x: np.ndarray, elem: str | None = None, n_threads: int | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Fold every row of ``x``; returns its labels."""
+    def merge(self, other: ClusterSecondPass) -> None: ...
+    def copy(self) -> ClusterSecondPass: ...
+    @property
+    def n(self) -> int: ...
+    def finish(self, plan: ClusterPlan, n_threads: int | None = None) -> list[ClusterStatistics]:
+        """Per-cluster statistics, as :func:`cluster_statistics` gives them."""
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None: ...
+    def __getnewargs__(self) -> tuple[()]: ...

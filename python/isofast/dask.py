@@ -35,7 +35,6 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 from collections.abc import Callable
 
@@ -54,7 +53,6 @@ __all__ = [
     "moments",
     "from_source",
     "rust_threads",
-    "SecondPassPartial",
 ]
 
 ThreadPlan = int | dict[str, int] | None
@@ -208,65 +206,6 @@ class SecondPassSpec:
     dirs_raw: np.ndarray
     dirs_centered: np.ndarray
     f64: bool
-
-
-@dataclass
-class SecondPassPartial:
-    """Mergeable, picklable result of the second pass over some rows, as the
-    clustered pass (:func:`cluster_isotropy`) keeps it per cluster; the global
-    pass merges ``_core.SecondPass`` states themselves.
-
-    log Z(±c) per direction (merged by log-add-exp) and the centred
-    unit-vector sum with its counts (merged by addition), both taken from one
-    ``_core.SecondPass`` over the block (``_core.unit_sum`` when only the
-    centred cosine is asked for).
-    """
-
-    n: int
-    log_z_raw_pos: np.ndarray
-    log_z_raw_neg: np.ndarray
-    log_z_centered_pos: np.ndarray
-    log_z_centered_neg: np.ndarray
-    unit_sum: np.ndarray | None
-    n_nonzero: int
-    n_zero: int
-
-    def merge(self, other: SecondPassPartial) -> SecondPassPartial:
-        """A new partial for the union of the rows (inputs unchanged)."""
-        return SecondPassPartial(
-            self.n + other.n,
-            np.logaddexp(self.log_z_raw_pos, other.log_z_raw_pos),
-            np.logaddexp(self.log_z_raw_neg, other.log_z_raw_neg),
-            np.logaddexp(self.log_z_centered_pos, other.log_z_centered_pos),
-            np.logaddexp(self.log_z_centered_neg, other.log_z_centered_neg),
-            None if self.unit_sum is None else self.unit_sum + other.unit_sum,
-            self.n_nonzero + other.n_nonzero,
-            self.n_zero + other.n_zero,
-        )
-
-    @staticmethod
-    def _log_isotropy(pos: np.ndarray, neg: np.ndarray) -> float:
-        """min log Z − max log Z over both signs (NaN if any side is empty)."""
-        allz = np.concatenate([pos, neg])
-        if allz.size == 0:
-            return float("nan")
-        lo, hi = float(allz.min()), float(allz.max())
-        return lo - hi if math.isfinite(lo) and math.isfinite(hi) else float("nan")
-
-    def results(self) -> SimpleNamespace:
-        """The fields of ``_core.SecondPass.results()`` that the report needs,
-        as attributes (as ``_core.SecondPassResults`` has them)."""
-        n = float(self.n_nonzero)
-        if self.unit_sum is None or self.n_nonzero < 2:
-            cos = float("nan")
-        else:
-            cos = float((self.unit_sum @ self.unit_sum - n) / (n * (n - 1.0)))
-        return SimpleNamespace(
-            log_partition_isotropy=self._log_isotropy(self.log_z_raw_pos, self.log_z_raw_neg),
-            log_partition_isotropy_centered=self._log_isotropy(self.log_z_centered_pos, self.log_z_centered_neg),
-            avg_cosine_centered=cos,
-            n_zero_norm_centered=int(self.n_zero),
-        )
 
 
 def _block_second(
@@ -520,226 +459,47 @@ def fit_sample_rows(n: int, m: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, int(m), replace=False))
 
 
-def _assign(t: np.ndarray, centers: np.ndarray, csq: np.ndarray) -> np.ndarray:
-    """Nearest centre of every row of the shifted float64 tile (ties: lowest
-    label), by ‖x‖² − 2x·c + ‖c‖² in row blocks (no n×k×d temporaries)."""
-    out = np.empty(t.shape[0], dtype=np.int64)
-    step = 8192
-    for a in range(0, t.shape[0], step):
-        blk = t[a : a + step]
-        d2 = np.einsum("ij,ij->i", blk, blk)[:, None] - 2.0 * (blk @ centers.T) + csq[None, :]
-        out[a : a + step] = np.argmin(d2, axis=1)
-    return out
+def _in_block(update: Callable, index: int, row0: int | None):
+    """Run ``update()``; a bad value is reported with the Dask block it is in
+    (and a NaN/Inf with its row in the whole array when the block's start is known)."""
+    from isofast.errors import NonFiniteError
 
-
-def _shifted(block: Any, dtype: str | None, shift: np.ndarray) -> np.ndarray:
-    """A block as float64 rows minus ``shift`` (the fit sample's mean): the
-    statistics are translation-invariant, and centred rows keep the distance
-    arithmetic well conditioned (LLM rows carry norms in the thousands)."""
-    arr, elem = as_matrix(np.asarray(block), dtype)
-    t = np.empty(arr.shape, np.float64)
-    if elem == "bfloat16":
-        t[...] = (arr.astype(np.uint32) << 16).view(np.float32)
-    else:
-        t[...] = arr
-    if not np.all(np.isfinite(t)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(t), axis=1))[0])
-        raise ValueError(f"row {bad} holds NaN or Inf")
-    t -= shift
-    return t
-
-
-@dataclass
-class _ClusterSpec:
-    """Broadcast to every block of the clustering passes."""
-
-    shift: np.ndarray
-    centers: np.ndarray  # shifted coordinates, k × d
-    spectra: bool
-    dtype: str | None
-    f64: bool
-    # pass 2 only: per cluster "skip", "cosine", "primal" or "dual", cluster
-    # means (shifted) and covariance eigenvectors of primal clusters
-    routes: list[str] | None = None
-    means: list[np.ndarray] | None = None
-    vectors: list[np.ndarray | None] | None = None
-
-    @property
-    def csq(self) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.centers, self.centers)
-
-
-@dataclass
-class _ClusterPart:
-    """Pass-1 state of one cluster over some rows: count, sum, exact
-    zero-variance test (first row, whether any row differs) and — when
-    spectra are wanted — the co-moment."""
-
-    n: int
-    total: np.ndarray
-    first: np.ndarray | None
-    varied: bool
-    moments: Moments | None
-
-    def merge(self, o: _ClusterPart) -> _ClusterPart:
-        if o.n == 0:
-            return self
-        if self.n == 0:
-            return o
-        m = None
-        if self.moments is not None:
-            m = self.moments.copy().merge(o.moments)
-        varied = self.varied or o.varied or not np.array_equal(self.first, o.first)
-        return _ClusterPart(self.n + o.n, self.total + o.total, self.first, varied, m)
-
-
-def _cluster_pass1(
-    block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: int | None
-) -> list[_ClusterPart]:
     try:
-        t = _shifted(block, spec.dtype, spec.shift)
+        return update()
+    except NonFiniteError as exc:
+        row = None if row0 is None or exc.row is None else row0 + exc.row
+        raise NonFiniteError(f"{exc}{_where(index, row0)}", row, exc.col) from None
     except ValueError as exc:
-        raise ValueError(f"{exc}{_where(index, row0)}") from None
-    lab = _assign(t, spec.centers, spec.csq)
-    nt = _task_threads(plan)
-    d = t.shape[1]
-    parts = []
-    for c in range(spec.centers.shape[0]):
-        rows = t[lab == c]
-        if rows.shape[0] == 0:
-            parts.append(_ClusterPart(0, np.zeros(d), None, False, Moments(d) if spec.spectra else None))
-            continue
-        m = None
-        if spec.spectra:
-            m = Moments(d)
-            m._state.update(rows, None, nt)
-        varied = bool(np.any(rows != rows[0]))
-        parts.append(_ClusterPart(rows.shape[0], rows.sum(axis=0), rows[0].copy(), varied, m))
-    return parts
+        raise type(exc)(f"{exc}{_where(index, row0)}") from None
 
 
-def _merge_cluster_parts(*lists: list[_ClusterPart]) -> list[_ClusterPart]:
-    return [_merge_list(ps) for ps in zip(*lists)]
+def _cluster_block1(
+    block: Any, empty: _core.ClusterFirstPass, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
+) -> _core.ClusterFirstPass:
+    """Pass 1 of one block: labels (nearest centre), sizes, sums, co-moments."""
+    arr, elem = as_matrix(np.asarray(block), dtype)
+    state = empty.copy()
+    _in_block(lambda: state.update(arr, elem, _task_threads(plan)), index, row0)
+    return state
 
 
-def _merge_list(ps) -> _ClusterPart:
-    acc = ps[0]
-    for p in ps[1:]:
-        acc = acc.merge(p)
+def _cluster_block2(
+    block: Any, cplan: _core.ClusterPlan, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
+) -> tuple[_core.ClusterSecondPass, np.ndarray]:
+    """Pass 2 of one block under the plan, and the block's labels."""
+    arr, elem = as_matrix(np.asarray(block), dtype)
+    state = _core.ClusterSecondPass(cplan)
+    labels = _in_block(lambda: state.update(cplan, arr, elem, _task_threads(plan)), index, row0)
+    return state, labels
+
+
+def _merge_cluster_states(*states: Any) -> Any:
+    """One pass state for the union of the rows of ``states`` (copied: a
+    retried task must see its inputs unchanged)."""
+    acc = states[0].copy()
+    for s in states[1:]:
+        acc.merge(s)
     return acc
-
-
-@dataclass
-class _ClusterPart2:
-    """Pass-2 state of one cluster: centred log Z(±u_k) and unit sum
-    (primal/cosine routes), or the rows themselves (dual route, ≤ d rows)."""
-
-    second: SecondPassPartial | None
-    rows: np.ndarray | None
-
-    def merge(self, o: _ClusterPart2) -> _ClusterPart2:
-        second = self.second.merge(o.second) if self.second is not None else None
-        rows = np.concatenate([self.rows, o.rows]) if self.rows is not None else None
-        return _ClusterPart2(second, rows)
-
-
-def _cluster_pass2(
-    block: Any, spec: _ClusterSpec, plan: ThreadPlan, index: int, row0: int | None
-) -> list[_ClusterPart2]:
-    t = _shifted(block, spec.dtype, spec.shift)
-    lab = _assign(t, spec.centers, spec.csq)
-    nt = _task_threads(plan)
-    d = t.shape[1]
-    empty = np.empty(0)
-    out = []
-    for c, route in enumerate(spec.routes):
-        rows = np.ascontiguousarray(t[lab == c])
-        if route == "skip":
-            out.append(_ClusterPart2(None, None))
-        elif route == "dual":
-            out.append(_ClusterPart2(None, rows))
-        else:
-            mean = spec.means[c]
-            if route == "primal" and rows.shape[0]:
-                sp = _core.SecondPass(mean, np.zeros((d, 0)), spec.vectors[c], spec.f64)
-                sp.update(rows, None, nt)
-                r = sp.results()
-                zp, zn = r.log_z_centered_pos, r.log_z_centered_neg
-            elif route == "primal":
-                zp = zn = np.full(spec.vectors[c].shape[1], -np.inf)
-            else:
-                zp = zn = empty
-            if rows.shape[0]:
-                u, nz, n0 = _core.unit_sum(rows, None, mean, nt)
-            else:
-                u, nz, n0 = np.zeros(d), 0, 0
-            out.append(_ClusterPart2(SecondPassPartial(rows.shape[0], empty, empty, zp, zn, u, int(nz), int(n0)), None))
-    return out
-
-
-def _merge_cluster_parts2(*lists: list[_ClusterPart2]) -> list[_ClusterPart2]:
-    return [_merge_list(ps) for ps in zip(*lists)]
-
-
-def _block_labels(block: Any, spec: _ClusterSpec) -> np.ndarray:
-    return _assign(_shifted(block, spec.dtype, spec.shift), spec.centers, spec.csq).astype(np.int32)
-
-
-def _nan_cluster(size: int, note: str) -> dict:
-    nan = float("nan")
-    return dict(
-        size=int(size),
-        avg_cosine_centered=nan,
-        n_zero_norm=0,
-        partition_isotropy=nan,
-        log_partition_isotropy=nan,
-        isoscore=nan,
-        note=note,
-    )
-
-
-def _isoscore(values: np.ndarray):
-    try:
-        return float(_core.spectral_scores(np.ascontiguousarray(values, dtype=np.float64), 0.8).isoscore), None
-    except (ValueError, ArithmeticError) as exc:
-        return float("nan"), f"IsoScore undefined: {exc}"
-
-
-def _dual_cluster(rows: np.ndarray, mean: np.ndarray, d: int) -> dict:
-    """Statistics of a cluster of n_c ≤ d rows from its n_c×n_c Gram matrix
-    (as the in-memory kernel does): same non-zero eigenvalues as the
-    covariance, projections on u_k are √Λ_k·v_k, and every null direction
-    has log Z = ln n_c."""
-    nc = rows.shape[0]
-    y = rows - mean
-    u, nz, n0 = _core.unit_sum(np.ascontiguousarray(y), None, None, 1)
-    nzf = float(nz)
-    cos = float((u @ u - nzf) / (nzf * (nzf - 1.0))) if nz >= 2 else float("nan")
-    lam, vec = np.linalg.eigh(y @ y.T)
-    lam, vec = lam[::-1], vec[:, ::-1]
-    if not lam.sum() > 0.0:
-        return _nan_cluster(nc, "all rows of the cluster are identical (zero variance)")
-    values = np.zeros(max(d, nc))
-    values[:nc] = np.maximum(lam, 0.0) / (nc - 1.0)
-    iso, note = _isoscore(values)
-    # Centring leaves a null direction whose Gram eigenvalue is rounding
-    # noise of either sign: count only eigenvalues above that noise level
-    # (a √noise-sized projection would shift log Z by ~1e-9 at random).
-    rank = int(np.sum(lam > lam[0] * nc * np.finfo(np.float64).eps))
-    proj = np.sqrt(lam[:rank])[None, :] * vec[:, :rank]
-    lz = np.concatenate([np.logaddexp.reduce(proj, axis=0), np.logaddexp.reduce(-proj, axis=0)])
-    if rank < d:
-        lz = np.append(lz, math.log(nc))
-    li = float(lz.min() - lz.max())
-    return dict(
-        size=int(nc),
-        avg_cosine_centered=cos,
-        n_zero_norm=int(n0),
-        partition_isotropy=math.exp(li),
-        log_partition_isotropy=li,
-        isoscore=iso,
-        note=note,
-    )
 
 
 def cluster_isotropy(
@@ -769,12 +529,18 @@ def cluster_isotropy(
        client and :func:`isofast.cluster.cluster_isotropy` picks k (k-means++
        for each k in ``k_range``, silhouette on at most
        ``silhouette_sample_size`` of them, ``threshold``) and the centres;
-    2. distributed pass 1 assigns every row to its nearest centre and builds
-       per-cluster states (size, mean, co-moment), tree-merged;
-    3. the client eigendecomposes every cluster covariance;
-    4. distributed pass 2 (eigenvectors broadcast once per worker) builds
-       per-cluster centred partition functions and unit-vector sums; clusters
-       of at most d rows are gathered instead and use the Gram route.
+    2. distributed pass 1 maps :class:`isofast._core.ClusterFirstPass` over
+       the blocks (every row assigned to its nearest centre by the kernel's
+       exact, tie-guarded search: the labels the in-memory recipe gives) and
+       tree-merges the states (size, mean, co-moment per cluster);
+    3. the client turns the merged state into a :class:`isofast._core.ClusterPlan`
+       (every cluster covariance eigendecomposed);
+    4. distributed pass 2 (the plan broadcast once per worker) maps
+       :class:`isofast._core.ClusterSecondPass` over the blocks — centred
+       partition functions and unit-vector sums; clusters of at most d rows
+       keep their rows for the Gram route — tree-merged and finished on the
+       client. Python only schedules: the statistics are the same Rust code
+       as in memory.
 
     The per-cluster values equal
     ``isofast.cluster.cluster_statistics(X, report.labels)`` in memory (to
@@ -813,103 +579,48 @@ def cluster_isotropy(
         n_threads=n_threads,
         dtype=dtype,
     )
-    bf16 = "bfloat16" if dtype == "bfloat16" else None
-    shift = _shifted(sample, dtype, np.zeros(d)).mean(axis=0)
+    # The fit sample's mean conditions the arithmetic (rows of LLMs carry
+    # norms in the thousands; every statistic is translation-invariant).
+    arr, elem = as_matrix(np.asarray(sample), dtype)
+    shift = _core.column_mean(arr, elem, n_threads)
     k = int(fit.best_k)
-    centers = (np.asarray(fit.centers, dtype=np.float64).reshape(k, d) - shift) if k > 1 else np.zeros((1, d))
-    f64 = _needs_f64(np.empty((0, d), x.dtype), bf16)
-    spec = _ClusterSpec(shift=shift, centers=centers, spectra=bool(spectra), dtype=dtype, f64=f64)
+    centers = np.asarray(fit.centers, dtype=np.float64).reshape(k, d) if k > 1 else shift[None, :]
     plan = _plan(n_threads, client, scheduler)
     starts = _row_starts(x)
     blocks = _blocks(x)
 
-    # pass 1: sizes, means, co-moments per cluster
+    # pass 1: labels, sizes, means, co-moments per cluster (ClusterFirstPass states, tree-merged)
     name = _name("cluster1")
-    spec_d = _dask.delayed(spec, pure=True, name=f"{name}-spec")
+    empty = _dask.delayed(_core.ClusterFirstPass(centers, shift, bool(spectra)), pure=True, name=f"{name}-empty")
     leaves = [
-        _dask.delayed(_cluster_pass1, pure=False)(b, spec_d, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
+        _dask.delayed(_cluster_block1, pure=False)(
+            b, empty, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}"
+        )
         for i, b in enumerate(blocks)
     ]
-    parts: list[_ClusterPart] = _compute(_tree(leaves, _merge_cluster_parts, split_every, name), client, scheduler)
+    first: _core.ClusterFirstPass = _compute(_tree(leaves, _merge_cluster_states, split_every, name), client, scheduler)
+    if first.n != n:
+        raise ValueError(f"the input changed: {n} rows, but the first pass read {first.n}")
+    # between the passes, on the client: one route per cluster (the covariance eigendecompositions)
+    cplan = first.finish(0, n_threads)
 
-    # between the passes: one route per cluster, as the in-memory kernel
-    routes, means, vectors, eigvals, undefined = [], [], [], [], {}
-    for c, p in enumerate(parts):
-        mean = p.total / p.n if p.n else np.zeros(d)
-        means.append(mean)
-        vectors.append(None)
-        eigvals.append(None)
-        if p.n < 2:
-            routes.append("skip")
-            undefined[c] = f"cluster has {p.n} row(s): the cosine over pairs and the covariance need at least 2"
-        elif not p.varied:
-            routes.append("skip")
-            undefined[c] = "all rows of the cluster are identical (zero variance)"
-        elif not spectra:
-            routes.append("cosine")
-        elif p.n <= d:
-            routes.append("dual")
-        else:
-            lam, vec = _core.sym_eigen(p.moments.covariance(), n_threads)
-            if not np.sum(lam) > 0.0:
-                routes.append("skip")
-                undefined[c] = "all rows of the cluster are identical (zero variance)"
-            else:
-                routes.append("primal")
-                vectors[c], eigvals[c] = np.ascontiguousarray(vec), lam
-
-    # pass 2 (and the labels, computed in the same graph run so each block is read once)
-    spec2 = _ClusterSpec(
-        shift=shift,
-        centers=centers,
-        spectra=bool(spectra),
-        dtype=dtype,
-        f64=f64,
-        routes=routes,
-        means=means,
-        vectors=vectors,
-    )
+    # pass 2 (plan broadcast once per worker) and the labels, in one graph run so each block is read once
     name = _name("cluster2")
-    spec2_d = _dask.delayed(spec2, pure=True, name=f"{name}-spec")
-    leaves = [
-        _dask.delayed(_cluster_pass2, pure=False)(b, spec2_d, plan, i, starts[i], dask_key_name=f"{name}-block-{i}")
+    cplan_d = _dask.delayed(cplan, pure=True, name=f"{name}-plan")
+    outs = [
+        _dask.delayed(_cluster_block2, pure=False, nout=2)(
+            b, cplan_d, dtype, plan, i, starts[i], dask_key_name=f"{name}-block-{i}"
+        )
         for i, b in enumerate(blocks)
     ]
-    root = _tree(leaves, _merge_cluster_parts2, split_every, name)
+    root = _tree([o[0] for o in outs], _merge_cluster_states, split_every, name)
     if labels:
-        lab_parts = [
-            _dask.delayed(_block_labels, pure=False)(b, spec2_d, dask_key_name=f"{name}-labels-{i}")
-            for i, b in enumerate(blocks)
-        ]
-        parts2, lab_list = _compute((root, lab_parts), client, scheduler)
+        second, lab_list = _compute((root, [o[1] for o in outs]), client, scheduler)
         all_labels = np.concatenate(lab_list).astype(np.intp) if lab_list else np.empty(0, np.intp)
     else:
-        parts2 = _compute(root, client, scheduler)
+        second = _compute(root, client, scheduler)
         all_labels = np.empty(0, np.intp)
-
-    clusters = []
-    for c, (p, p2, route) in enumerate(zip(parts, parts2, routes)):
-        if route == "skip":
-            st = _nan_cluster(p.n, undefined[c])
-        elif route == "dual":
-            st = _dual_cluster(p2.rows, means[c], d)
-        else:
-            r = p2.second.results()
-            st = dict(
-                size=int(p.n),
-                avg_cosine_centered=r.avg_cosine_centered,
-                n_zero_norm=int(p2.second.n_zero),
-                partition_isotropy=float("nan"),
-                log_partition_isotropy=float("nan"),
-                isoscore=float("nan"),
-                note=None,
-            )
-            if route == "primal":
-                li = r.log_partition_isotropy_centered
-                iso, note = _isoscore(eigvals[c])
-                st.update(log_partition_isotropy=li, partition_isotropy=math.exp(li), isoscore=iso, note=note)
-        st["label"] = c
-        clusters.append(st)
+    clusters = [dict(_cluster._cluster_dict(s), label=c) for c, s in enumerate(second.finish(cplan, n_threads))]
     ok = [s for s in clusters if math.isfinite(s["avg_cosine_centered"])]
     inter = float(np.mean([s["avg_cosine_centered"] for s in ok])) if ok else float("nan")
     w = float(sum(s["size"] for s in ok))
@@ -944,7 +655,7 @@ def cluster_isotropy(
         n_silhouette=int(fit.n_silhouette),
         silhouette_exact=bool(fit.silhouette_exact and len(rows) == n),
         clustered_rows=None,
-        centers=np.stack([m + shift for m in means]),
+        centers=cplan.means,
         n_iter=fit.n_iter,
         converged=fit.converged,
         params=dict(fit.params, fit_sample_size=fit_sample_size, dask_blocks=x.numblocks[0]),

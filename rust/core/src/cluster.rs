@@ -31,6 +31,8 @@
 //! the silhouette sample outside the fit sample are labelled by assignment,
 //! exactly the labels the full assignment gives them.
 //!
+//! The per-cluster passes are the public, mergeable states of
+//! [`crate::cluster_pass`] (also mapped over blocks by isofast.dask).
 //! Per-cluster statistics reuse the global kernels: [`Moments`] (co-moment),
 //! [`sym_eigen`], [`spectral_scores`] (IsoScore) and [`SecondPass`] (centred
 //! partition functions over ±u_k and the centred unit-vector sum, Ethayarajh's
@@ -52,22 +54,16 @@
 //! `rows` restricts the recipe to a subset of input rows (e.g. all rows but
 //! massive activations) without copying: the rows are read by index.
 
-use crate::cosine::UnitSum;
+pub use crate::cluster_pass::ClusterStats;
+use crate::cluster_pass::{ClusterFirstPass, ClusterSecondPass};
 use crate::error::{invalid, Error, Result};
-use crate::kmeans::{
-    assign, best_of, kmeans_plusplus, local_trials, nearest_block, seeding_stream, tolerance, CentreSet, KMeansFit,
-};
-use crate::lse::{update_both_signs, LogSumExp};
-use crate::moments::Moments;
-use crate::partition::SecondPass;
-use crate::points::{distinct_rows, Points, PointsRef, BLOCK};
+use crate::kmeans::{assign, best_of, kmeans_plusplus, local_trials, seeding_stream, tolerance, KMeansFit};
+use crate::points::{distinct_rows, Points, PointsRef};
 use crate::random::{derive_seed, sample_indices, SplitMix64};
 use crate::silhouette::{silhouettes, Labelling};
 use crate::source::{for_each_tile, tile_rows, MatView, RowSource};
-use crate::spectrum::{spectral_scores, sym_eigen};
 use crate::threads;
-use crate::vector::{add_assign, add_column_sums, axpy_centered, sqdist, sqnorm};
-use faer::{Accum, Mat, MatRef};
+use crate::vector::add_column_sums;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -145,23 +141,6 @@ pub struct KScore {
     pub inertia: f64,
     pub n_iter: usize,
     pub converged: bool,
-}
-
-/// Statistics of one cluster.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterStats {
-    pub size: u64,
-    /// Mean cosine over ordered pairs after re-centring at the cluster mean.
-    pub avg_cosine_centered: f64,
-    /// Rows equal to the cluster mean (left out of the cosine).
-    pub n_zero_norm: u64,
-    /// log I over c ∈ {±u_k} of the cluster covariance, cluster-centred rows.
-    pub log_partition_isotropy: f64,
-    pub partition_isotropy: f64,
-    /// (PR − 1)/(d − 1) of the cluster covariance (biased low when n_c ≪ d).
-    pub isoscore: f64,
-    /// Why some values are NaN, if they are.
-    pub note: Option<String>,
 }
 
 /// Result of [`cluster_isotropy`].
@@ -293,81 +272,6 @@ fn indexed_mean(x: &MatView<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     Ok(sum)
 }
 
-/// Per-cluster row buffers: rows of one cluster are collected until a buffer
-/// is full, then handed to that cluster's state as one contiguous tile.
-struct Gather {
-    d: usize,
-    cap_rows: usize,
-    bufs: Vec<Vec<f64>>,
-}
-
-impl Gather {
-    fn new(k: usize, d: usize) -> Self {
-        // ~96 MiB for all buffers together, 64..tile_rows rows each.
-        let cap_rows = ((96usize << 20) / (8 * k.max(1) * d.max(1))).clamp(64, tile_rows(d));
-        Gather { d, cap_rows, bufs: vec![Vec::new(); k] }
-    }
-
-    fn push(
-        &mut self,
-        c: usize,
-        row: &[f64],
-        flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>,
-    ) -> Result<()> {
-        let b = &mut self.bufs[c];
-        if b.capacity() == 0 {
-            b.reserve_exact(self.cap_rows * self.d);
-        }
-        b.extend_from_slice(row);
-        if b.len() == self.cap_rows * self.d {
-            flush(c, b, self.cap_rows)?;
-            b.clear();
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, flush: &mut impl FnMut(usize, &mut [f64], usize) -> Result<()>) -> Result<()> {
-        for (c, b) in self.bufs.iter_mut().enumerate() {
-            if !b.is_empty() {
-                let rows = b.len() / self.d;
-                flush(c, b, rows)?;
-                b.clear();
-            }
-            *b = Vec::new();
-        }
-        Ok(())
-    }
-}
-
-/// One sub-block's contribution to the first pass.
-struct TilePart {
-    sizes: Vec<u64>,
-    sums: Vec<f64>,
-    /// Row (within the tile) of each cluster's first row in this sub-block.
-    first: Vec<Option<usize>>,
-    varied: Vec<bool>,
-}
-
-impl TilePart {
-    fn new(k: usize, d: usize) -> Self {
-        TilePart { sizes: vec![0; k], sums: vec![0.0; k * d], first: vec![None; k], varied: vec![false; k] }
-    }
-}
-
-/// How one cluster's statistics are computed.
-enum Plan {
-    /// Fewer than 2 rows, or all rows identical.
-    Undefined(String),
-    /// Mean-centred unit sum only (no spectra requested), accumulated row by
-    /// row in pass 2: (x − m)/‖x − m‖ summed — the [`UnitSum`] of the
-    /// re-centred rows without gathering them.
-    CosineOnly { mean: Vec<f64>, unit: UnitSum },
-    /// n_c > d: covariance eigenvectors, streamed second pass.
-    Primal { pass: Box<SecondPass>, eigenvalues: Vec<f64> },
-    /// n_c ≤ d: rows kept (≤ d² values), spectrum from the n_c×n_c Gram matrix.
-    Dual { rows: Vec<f64>, mean: Vec<f64> },
-}
-
 /// Labels of the streamed rows, cluster means (centred coordinates) and
 /// per-cluster statistics.
 type PerCluster = (Vec<u32>, Vec<Vec<f64>>, Vec<ClusterStats>);
@@ -379,9 +283,10 @@ enum LabelSource<'a> {
     Assign(&'a [f64]),
 }
 
-/// Labels and per-cluster statistics of the rows of `src` in two streaming
-/// passes (pass 1: labels, sizes, sums and — for clusters that may need it —
-/// the co-moment; pass 2: the centred partition functions and unit sums).
+/// Labels and per-cluster statistics of the rows of `src` in the two
+/// streaming passes of [`crate::cluster_pass`] (pass 1: labels, sizes, sums
+/// and — for clusters that may need it — the co-moment; pass 2: the centred
+/// partition functions and unit sums, or the Gram route's rows).
 #[allow(clippy::too_many_arguments)]
 fn per_cluster(
     src: &RowSource<'_>,
@@ -393,18 +298,26 @@ fn per_cluster(
     min_size: usize,
     clock: &mut Clock,
 ) -> Result<PerCluster> {
-    let (lab, known_sizes) = checked_labels(&labels, src.len(), k)?;
-    let FirstPass { lab, sizes, means, varied, moments } =
-        first_pass(src, &labels, lab, known_sizes.as_deref(), k, d, spectra)?;
+    let (mut lab, known_sizes) = checked_labels(&labels, src.len(), k)?;
+    let mut first = match (&labels, &known_sizes) {
+        (LabelSource::Known(_), Some(s)) => ClusterFirstPass::with_labels(k, d, s, spectra, f64_gemm),
+        (LabelSource::Assign(c), _) => ClusterFirstPass::with_centers(c.to_vec(), k, d, spectra, f64_gemm),
+        (LabelSource::Known(_), None) => unreachable!("known labels come with their sizes"),
+    };
+    src.for_each_tile(d, true, |start, t, nb| first.update_tile(t, nb, &mut lab[start..start + nb]))?;
+    first.flush()?;
     clock.lap("pass 1: labels, sizes, means, co-moments");
-    let mut plans = plan_clusters(&sizes, &means, &varied, moments, d, spectra, f64_gemm, min_size)?;
+    let mut plan = first.finish(min_size)?;
     clock.lap("cluster covariance eigendecompositions");
-    second_pass(src, &lab, &sizes, &mut plans, k, d)?;
+    let mut second = ClusterSecondPass::new(&plan);
+    // The eigenvectors move into the pass-2 kernels (no second d×d copy per
+    // cluster); the plan is not used for another pass.
+    let vectors = plan.take_vectors();
+    second.update_source(&plan, Some(vectors), src, &mut lab, false)?;
     clock.lap("pass 2: partition functions, unit sums");
-    let stats: Vec<ClusterStats> =
-        plans.into_iter().zip(&sizes).map(|(plan, &nc)| finish_cluster(plan, nc, d)).collect::<Result<_>>()?;
+    let stats = second.finish(&plan)?;
     clock.lap("small clusters (Gram route)");
-    Ok((lab, means, stats))
+    Ok((lab, plan.means().to_vec(), stats))
 }
 
 /// The label buffer of the passes, and the cluster sizes when the labels are
@@ -425,380 +338,6 @@ fn checked_labels(labels: &LabelSource<'_>, n: usize, k: usize) -> Result<(Vec<u
         }
         LabelSource::Assign(_) => Ok((vec![0u32; n], None)),
     }
-}
-
-/// What pass 1 leaves for the plans: labels, and per cluster its size, mean
-/// (centred coordinates), whether any row differs from its first row, and
-/// its co-moment (kept only where spectra may need it).
-struct FirstPass {
-    lab: Vec<u32>,
-    sizes: Vec<u64>,
-    means: Vec<Vec<f64>>,
-    varied: Vec<bool>,
-    moments: Vec<Option<Moments>>,
-}
-
-/// Pass 1 over `src`: assign labels (nearest centre, when asked), then per
-/// cluster the size, the sum (in fixed sub-blocks merged in order, so the
-/// means are free of the thread count), the exact zero-variance test and —
-/// for clusters that may have more rows than dimensions — the co-moment.
-fn first_pass(
-    src: &RowSource<'_>,
-    labels: &LabelSource<'_>,
-    mut lab: Vec<u32>,
-    known_sizes: Option<&[u64]>,
-    k: usize,
-    d: usize,
-    spectra: bool,
-) -> Result<FirstPass> {
-    // The co-moment is only needed for clusters that may have more rows than
-    // dimensions (sizes are unknown up front when assigning).
-    let need_moments: Vec<bool> = (0..k).map(|c| spectra && known_sizes.is_none_or(|s| s[c] as usize > d)).collect();
-    let mut moments: Vec<Option<Moments>> =
-        need_moments.iter().map(|&m| if m { Some(Moments::new(d)) } else { None }).collect();
-    let mut sums = vec![0.0f64; k * d];
-    let mut sizes = vec![0u64; k];
-    // Zero variance is detected exactly: does any row differ from the
-    // cluster's first row? (A rounded mean would leave ~ε-sized residuals.)
-    let mut first = vec![0.0f64; k * d];
-    let mut varied = vec![false; k];
-    {
-        let mut gather = Gather::new(k, d);
-        let mut scratch = Vec::new();
-        let mut flush = |c: usize, buf: &mut [f64], rows: usize| -> Result<()> {
-            if let Some(m) = moments[c].as_mut() {
-                m.add_tile(&mut buf[..rows * d], rows, &mut scratch);
-            }
-            Ok(())
-        };
-        let cent = match labels {
-            LabelSource::Assign(c) => Some(CentreSet::new(c, k, d, false)),
-            LabelSource::Known(_) => None,
-        };
-        src.for_each_tile(d, true, |start, t, nb| {
-            if let Some(cent) = &cent {
-                let found: Vec<u32> = t
-                    .par_chunks(BLOCK * d)
-                    .map(|blk| {
-                        let sq: Vec<f64> = blk.chunks_exact(d).map(sqnorm).collect();
-                        let rows = PointsRef { data: blk, sq: &sq, n: sq.len(), d, data32: None };
-                        nearest_block(rows, None, cent).into_iter().map(|f| f.label).collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<_>>()
-                    .concat();
-                lab[start..start + nb].copy_from_slice(&found);
-            }
-            // Sizes, sums and the zero-variance test on fixed sub-blocks in
-            // parallel, merged in order (deterministic).
-            let lab_t = &lab[start..start + nb];
-            let parts: Vec<TilePart> = t
-                .par_chunks(BLOCK * d)
-                .enumerate()
-                .map(|(b, blk)| {
-                    let mut part = TilePart::new(k, d);
-                    for (r, row) in blk.chunks_exact(d).enumerate() {
-                        let c = lab_t[b * BLOCK + r] as usize;
-                        part.sizes[c] += 1;
-                        match part.first[c] {
-                            None => part.first[c] = Some(b * BLOCK + r),
-                            Some(f) => {
-                                if !part.varied[c] && t[f * d..(f + 1) * d] != *row {
-                                    part.varied[c] = true;
-                                }
-                            }
-                        }
-                        add_assign(&mut part.sums[c * d..(c + 1) * d], row, false);
-                    }
-                    part
-                })
-                .collect();
-            for part in parts {
-                for c in 0..k {
-                    if part.sizes[c] == 0 {
-                        continue;
-                    }
-                    let f = part.first[c].expect("a first row when the size is positive");
-                    let row = &t[f * d..(f + 1) * d];
-                    let g = &mut first[c * d..(c + 1) * d];
-                    if sizes[c] == 0 {
-                        g.copy_from_slice(row);
-                    } else if !varied[c] && *g != *row {
-                        varied[c] = true;
-                    }
-                    varied[c] |= part.varied[c];
-                    sizes[c] += part.sizes[c];
-                    add_assign(&mut sums[c * d..(c + 1) * d], &part.sums[c * d..(c + 1) * d], false);
-                }
-            }
-            if need_moments.iter().any(|&m| m) {
-                for r in 0..nb {
-                    let c = lab_t[r] as usize;
-                    if need_moments[c] {
-                        gather.push(c, &t[r * d..(r + 1) * d], &mut flush)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        gather.finish(&mut flush)?;
-    }
-    let means: Vec<Vec<f64>> = (0..k)
-        .map(|c| {
-            let inv = if sizes[c] > 0 { 1.0 / sizes[c] as f64 } else { 0.0 };
-            sums[c * d..(c + 1) * d].iter().map(|v| v * inv).collect()
-        })
-        .collect();
-    Ok(FirstPass { lab, sizes, means, varied, moments })
-}
-
-/// Between the passes, one plan per cluster: undefined (too few rows, below
-/// `min_size`, or zero variance), unit sum only (no spectra), the Gram route
-/// (n_c ≤ d: rows kept), or the primal route (covariance eigenvectors from
-/// the co-moment, then a streamed [`SecondPass`]).
-#[allow(clippy::too_many_arguments)]
-fn plan_clusters(
-    sizes: &[u64],
-    means: &[Vec<f64>],
-    varied: &[bool],
-    mut moments: Vec<Option<Moments>>,
-    d: usize,
-    spectra: bool,
-    f64_gemm: bool,
-    min_size: usize,
-) -> Result<Vec<Plan>> {
-    let k = sizes.len();
-    let mut plans: Vec<Plan> = Vec::with_capacity(k);
-    for c in 0..k {
-        let nc = sizes[c];
-        if nc < 2 {
-            plans.push(Plan::Undefined(format!(
-                "cluster has {nc} row(s): the cosine over pairs and the covariance need at least 2"
-            )));
-            continue;
-        }
-        if (nc as usize) < min_size {
-            plans.push(Plan::Undefined(format!(
-                "below min_cluster_size = {min_size}: cluster has {nc} rows (statistics of very small clusters are dominated by their size; a 2-row cluster's re-centred cosine is exactly -1)"
-            )));
-            continue;
-        }
-        if !varied[c] {
-            plans.push(Plan::Undefined("all rows of the cluster are identical (zero variance)".into()));
-            continue;
-        }
-        if !spectra {
-            plans.push(Plan::CosineOnly { mean: means[c].clone(), unit: UnitSum::new(d) });
-            continue;
-        }
-        if nc as usize <= d {
-            plans.push(Plan::Dual { rows: Vec::with_capacity(nc as usize * d), mean: means[c].clone() });
-            continue;
-        }
-        let m = moments[c].take().expect("co-moment kept for clusters larger than d");
-        let cov = m.covariance()?;
-        let eig = sym_eigen(cov.as_ref())?;
-        // (The exact-equality test above catches identical rows; this guards
-        // a spectrum that rounds to zero. Written so that NaN also fails.)
-        if eig.values.iter().sum::<f64>().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-            plans.push(Plan::Undefined("all rows of the cluster are identical (zero variance)".into()));
-            continue;
-        }
-        let pass = SecondPass::new(means[c].clone(), Mat::zeros(d, 0), eig.vectors, f64_gemm)?;
-        plans.push(Plan::Primal { pass: Box::new(pass), eigenvalues: eig.values });
-    }
-    Ok(plans)
-}
-
-/// Pass 2 over `src`: clusters stream through their [`SecondPass`] (route 1),
-/// keep their rows whole for the Gram route (2, at most d rows each), add
-/// their re-centred unit vectors directly (3), or are skipped (0).
-fn second_pass(src: &RowSource<'_>, lab: &[u32], sizes: &[u64], plans: &mut [Plan], k: usize, d: usize) -> Result<()> {
-    let route: Vec<u8> = plans
-        .iter()
-        .map(|p| match p {
-            Plan::Primal { .. } => 1,
-            Plan::Dual { .. } => 2,
-            Plan::CosineOnly { .. } => 3,
-            Plan::Undefined(_) => 0,
-        })
-        .collect();
-    if route.iter().any(|&r| r != 0) {
-        let mut dual_rows: Vec<Vec<f64>> = (0..k)
-            .map(|c| if route[c] == 2 { Vec::with_capacity(sizes[c] as usize * d) } else { Vec::new() })
-            .collect();
-        let cos_means: Vec<Option<Vec<f64>>> = plans
-            .iter()
-            .map(|p| match p {
-                Plan::CosineOnly { mean, .. } => Some(mean.clone()),
-                _ => None,
-            })
-            .collect();
-        let mut units: Vec<UnitSum> = (0..k).map(|_| UnitSum::new(if route.contains(&3) { d } else { 0 })).collect();
-        let mut gather = Gather::new(k, d);
-        let mut flush = |c: usize, buf: &mut [f64], rows: usize| -> Result<()> {
-            match &mut plans[c] {
-                Plan::Primal { pass, .. } => pass.update(&MatView::row_major(&buf[..rows * d], rows, d)?),
-                _ => Ok(()),
-            }
-        };
-        src.for_each_tile(d, false, |start, t, nb| {
-            let lab_t = &lab[start..start + nb];
-            if route.contains(&3) {
-                let parts: Vec<Vec<UnitSum>> = t
-                    .par_chunks(BLOCK * d)
-                    .enumerate()
-                    .map(|(b, blk)| {
-                        let mut part: Vec<UnitSum> = (0..k).map(|_| UnitSum::new(d)).collect();
-                        for (r, row) in blk.chunks_exact(d).enumerate() {
-                            let c = lab_t[b * BLOCK + r] as usize;
-                            if let Some(m) = &cos_means[c] {
-                                let s2 = sqdist(row, m);
-                                let u = &mut part[c];
-                                if s2 > 0.0 {
-                                    u.n_nonzero += 1;
-                                    axpy_centered(&mut u.sum, row, m, 1.0 / s2.sqrt());
-                                } else {
-                                    u.n_zero += 1;
-                                }
-                            }
-                        }
-                        part
-                    })
-                    .collect();
-                for part in parts {
-                    for (u, p) in units.iter_mut().zip(&part) {
-                        if p.n_nonzero + p.n_zero > 0 {
-                            u.merge(p)?;
-                        }
-                    }
-                }
-            }
-            for r in 0..nb {
-                let c = lab_t[r] as usize;
-                let row = &t[r * d..(r + 1) * d];
-                match route[c] {
-                    1 => gather.push(c, row, &mut flush)?,
-                    2 => dual_rows[c].extend_from_slice(row),
-                    _ => {}
-                }
-            }
-            Ok(())
-        })?;
-        gather.finish(&mut flush)?;
-        for ((plan, r), u) in plans.iter_mut().zip(dual_rows).zip(units) {
-            match plan {
-                Plan::Dual { rows, .. } => *rows = r,
-                Plan::CosineOnly { unit, .. } => *unit = u,
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-fn nan_stats(size: u64, note: String) -> ClusterStats {
-    ClusterStats {
-        size,
-        avg_cosine_centered: f64::NAN,
-        n_zero_norm: 0,
-        log_partition_isotropy: f64::NAN,
-        partition_isotropy: f64::NAN,
-        isoscore: f64::NAN,
-        note: Some(note),
-    }
-}
-
-fn isoscore_of(values: &[f64]) -> (f64, Option<String>) {
-    match spectral_scores(values, 0.8) {
-        Ok(s) => (s.isoscore, None),
-        Err(e) => (f64::NAN, Some(format!("IsoScore undefined: {e}"))),
-    }
-}
-
-fn finish_cluster(plan: Plan, nc: u64, d: usize) -> Result<ClusterStats> {
-    Ok(match plan {
-        Plan::Undefined(note) => nan_stats(nc, note),
-        Plan::CosineOnly { unit, .. } => ClusterStats {
-            size: nc,
-            avg_cosine_centered: unit.average(),
-            n_zero_norm: unit.n_zero,
-            log_partition_isotropy: f64::NAN,
-            partition_isotropy: f64::NAN,
-            isoscore: f64::NAN,
-            note: None,
-        },
-        Plan::Primal { pass, eigenvalues } => {
-            let (isoscore, note) = isoscore_of(&eigenvalues);
-            let li = pass.centered.log_isotropy();
-            ClusterStats {
-                size: nc,
-                avg_cosine_centered: pass.unit_centered.average(),
-                n_zero_norm: pass.unit_centered.n_zero,
-                log_partition_isotropy: li,
-                partition_isotropy: li.exp(),
-                isoscore,
-                note,
-            }
-        }
-        Plan::Dual { mut rows, mean } => dual_stats(&mut rows, &mean, nc as usize, d)?,
-    })
-}
-
-/// Statistics of a cluster of n_c ≤ d rows from its n_c×n_c Gram matrix.
-///
-/// With Y the re-centred rows, YYᵀ = VΛVᵀ and YᵀY share their non-zero
-/// eigenvalues; u_k = Yᵀv_k/√Λ_k, so the projections Y·u_k = √Λ_k·v_k. The
-/// covariance eigenvalues are Λ/(n_c − 1) padded with zeros to d, and every
-/// null direction u (Yu = 0) has Z(±u) = n_c, i.e. log Z = ln n_c — which is
-/// also the smallest possible log Z of centred rows (Jensen), as in the
-/// primal computation.
-fn dual_stats(rows: &mut [f64], mean: &[f64], nc: usize, d: usize) -> Result<ClusterStats> {
-    rows.par_chunks_mut(d).for_each(|r| crate::cosine::center_row(r, mean));
-    let mut unit = UnitSum::new(d);
-    let mut scratch = Vec::new();
-    unit.add_tile(rows, d, &mut scratch);
-    let y = MatRef::from_row_major_slice(&rows[..], nc, d);
-    let mut g = Mat::<f64>::zeros(nc, nc);
-    faer::linalg::matmul::matmul(g.as_mut(), Accum::Replace, y, y.transpose(), 1.0, threads::par());
-    let eig = sym_eigen(g.as_ref())?;
-    let total: f64 = eig.values.iter().sum();
-    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        return Ok(nan_stats(nc as u64, "all rows of the cluster are identical (zero variance)".into()));
-    }
-    let mut values: Vec<f64> = eig.values.iter().map(|v| v / (nc as f64 - 1.0)).collect();
-    values.resize(d.max(values.len()), 0.0);
-    let (isoscore, note) = isoscore_of(&values);
-    let rank = eig.values.iter().filter(|&&v| v > 0.0).count();
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    let logs: Vec<(f64, f64)> = (0..rank)
-        .into_par_iter()
-        .map(|k| {
-            let s = eig.values[k].sqrt();
-            let proj: Vec<f64> = (0..nc).map(|i| s * eig.vectors[(i, k)]).collect();
-            let (mut p, mut m) = (LogSumExp::default(), LogSumExp::default());
-            update_both_signs(&mut p, &mut m, &proj);
-            (p.value(), m.value())
-        })
-        .collect();
-    for (p, m) in logs {
-        lo = lo.min(p.min(m));
-        hi = hi.max(p.max(m));
-    }
-    if rank < d {
-        let null = (nc as f64).ln();
-        lo = lo.min(null);
-        hi = hi.max(null);
-    }
-    let li = lo - hi;
-    Ok(ClusterStats {
-        size: nc as u64,
-        avg_cosine_centered: unit.average(),
-        n_zero_norm: unit.n_zero,
-        log_partition_isotropy: li,
-        partition_isotropy: li.exp(),
-        isoscore,
-        note,
-    })
 }
 
 /// Unweighted and size-weighted means of the finite per-cluster cosines.
@@ -862,9 +401,31 @@ pub fn cluster_isotropy(x: &MatView<'_>, opts: &ClusterOptions) -> Result<Cluste
     threads::install(opts.n_threads, || run(x, opts, &ks))
 }
 
-fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
-    let (n, d) = (x.nrows(), x.ncols());
-    let mut clock = Clock::new();
+/// The rows the recipe works on (module docs, steps 1–2): the clustered rows
+/// C and, in memory, the prefix of one random ordering P of C that k-means
+/// is fitted on (`fit_n` rows) and the silhouette computed on (`sil_n`).
+struct Sample {
+    /// Global mean (reference mode: a pass over every row).
+    global_mean: Option<Vec<f64>>,
+    /// Sorted input rows clustered (`None` = all rows).
+    clustered: Option<Vec<usize>>,
+    /// Number of clustered rows.
+    nc: usize,
+    fit_n: usize,
+    sil_n: usize,
+    /// P is C in input order (all clustered rows are in memory).
+    natural: bool,
+    /// Rows of P, centred at `center`.
+    points: Points,
+    /// The centre subtracted from every row (global or sample mean).
+    center: Vec<f64>,
+}
+
+/// Step 1–2: the global mean (reference mode), the clustered rows, and the
+/// fit/silhouette rows gathered into memory and centred. Refuses k values
+/// the rows cannot support.
+fn sample_rows(x: &MatView<'_>, opts: &ClusterOptions, k_max: usize, clock: &mut Clock) -> Result<Sample> {
+    let n = x.nrows();
     // Reference mode centres at the global mean, as the study does (one pass
     // over every row, which also rejects NaN/Inf anywhere). Full mode reads
     // every row in its first streaming pass anyway, so it centres at the mean
@@ -916,7 +477,6 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         (Some(p), None) => Some(p.clone()),
         (Some(p), Some(c)) => Some(p.iter().map(|&i| c[i]).collect()),
     };
-    let k_max = *ks.last().expect("validated non-empty");
     let limit = fit_n.min(sil_n);
     if k_max + 1 > limit {
         let role = if limit == nc {
@@ -944,9 +504,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         // Distance GEMMs in the input's precision (see `PointsRef`).
         points = points.with_f32_mirror();
     }
-    let pts = points.as_ref();
-    let fit_p = pts.rows(0, fit_n);
-    let n_distinct = distinct_rows(fit_p, k_max);
+    let n_distinct = distinct_rows(points.as_ref().rows(0, fit_n), k_max);
     if n_distinct < 2 {
         return invalid(format!(
             "all {fit_n} rows being clustered are identical: clustering and the re-centred cosine are undefined"
@@ -958,6 +516,13 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         ));
     }
     clock.lap("sample rows into memory");
+    Ok(Sample { global_mean, clustered, nc, fit_n, sil_n, natural, points, center })
+}
+
+/// Step 3a: k-means on the fit rows for every k (k-means++ seeded, best of
+/// `n_init`), in ascending k.
+fn fit_every_k(fit_p: PointsRef<'_>, ks: &[usize], opts: &ClusterOptions) -> Vec<KMeansFit> {
+    let d = fit_p.d;
     let tol_abs = tolerance(fit_p, opts.tol);
     // Seedings: k-means++ streams depend on the number of local trials only,
     // so one seeding per (trials, restart), as long as the group's largest k,
@@ -990,9 +555,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         })
         .collect();
     fits.reverse();
-    clock.lap("k-means (all k)");
-    // Silhouettes of every k in one sweep.
-    let sil_p = pts.rows(0, sil_n);
+    fits
+}
+
+/// Step 3b: the silhouette of every fit on the silhouette rows, in one
+/// sweep (rows past the fit rows are labelled by assignment).
+fn silhouette_every_k(s: &Sample, fits: &[KMeansFit], f32_gemm: bool) -> Result<Vec<f64>> {
+    let pts = s.points.as_ref();
+    let (fit_n, sil_n) = (s.fit_n, s.sil_n);
     let sil_labels: Vec<Vec<u32>> = fits
         .iter()
         .map(|f| {
@@ -1006,15 +576,14 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
         })
         .collect();
     let labellings: Vec<Labelling<'_>> =
-        sil_labels.iter().zip(&fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
-    let sils = silhouettes(sil_p, &labellings, !x.elem().needs_f64())?;
-    clock.lap("silhouettes (all k)");
-    let scores: Vec<KScore> = fits
-        .iter()
-        .zip(&sils)
-        .map(|(f, &s)| KScore { k: f.k, silhouette: s, inertia: f.inertia, n_iter: f.n_iter, converged: f.converged })
-        .collect();
-    // Model selection: best silhouette (first on ties), threshold rule.
+        sil_labels.iter().zip(fits).map(|(l, f)| Labelling { labels: l, k: f.k }).collect();
+    silhouettes(pts.rows(0, sil_n), &labellings, f32_gemm)
+}
+
+/// Step 4, model selection: the best silhouette (first on ties) and the
+/// index of the fit kept — `None` (k = 1) when that silhouette is below
+/// `threshold` or none is defined.
+fn choose_k(sils: &[f64], threshold: f64) -> (f64, Option<usize>) {
     let mut best: Option<usize> = None;
     for (i, s) in sils.iter().enumerate() {
         if s.is_finite() && best.is_none_or(|b| *s > sils[b]) {
@@ -1023,60 +592,98 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
     }
     let best_sil = best.map_or(f64::NAN, |b| sils[b]);
     let chosen = match best {
-        Some(b) if best_sil >= opts.threshold => Some(b),
+        Some(b) if best_sil >= threshold => Some(b),
         _ => None,
     };
-    let best_k = chosen.map_or(1, |b| fits[b].k);
-    // Labels of every clustered row and the per-cluster statistics.
-    let f64_gemm = x.elem().needs_f64();
-    let src = if natural {
-        RowSource::View { x: points.view(), center: None }
+    (best_sil, chosen)
+}
+
+/// Step 5: labels of every clustered row and the per-cluster statistics
+/// (the two streaming passes), with the chosen fit's centres or one cluster.
+fn cluster_every_row(
+    x: &MatView<'_>,
+    s: &Sample,
+    chosen: Option<&KMeansFit>,
+    opts: &ClusterOptions,
+    min_size: usize,
+    clock: &mut Clock,
+) -> Result<PerCluster> {
+    let src = if s.natural {
+        RowSource::View { x: s.points.view(), center: None }
     } else {
-        match &clustered {
-            None => RowSource::View { x: *x, center: Some(&center) },
-            Some(rows) => RowSource::Indexed { x: *x, rows, center: &center },
+        match &s.clustered {
+            None => RowSource::View { x: *x, center: Some(&s.center) },
+            Some(rows) => RowSource::Indexed { x: *x, rows, center: &s.center },
         }
     };
     let zeros;
-    let label_src = match chosen {
+    let (k, label_src) = match chosen {
         None => {
-            zeros = vec![0u32; nc];
-            LabelSource::Known(&zeros)
+            zeros = vec![0u32; s.nc];
+            (1, LabelSource::Known(&zeros))
         }
-        Some(b) if natural && fit_n == nc => LabelSource::Known(&fits[b].labels),
-        Some(b) => LabelSource::Assign(&fits[b].centers),
+        Some(f) if s.natural && s.fit_n == s.nc => (f.k, LabelSource::Known(&f.labels)),
+        Some(f) => (f.k, LabelSource::Assign(&f.centers)),
     };
-    let min_size = opts.min_cluster_size.max(2);
-    let (labels, means, clusters) =
-        per_cluster(&src, label_src, best_k, d, opts.spectra, f64_gemm, min_size, &mut clock)?;
-    let n_small_clusters = clusters.iter().filter(|c| (c.size as usize) < min_size).count();
-    drop(points);
+    per_cluster(&src, label_src, k, x.ncols(), opts.spectra, x.elem().needs_f64(), min_size, clock)
+}
+
+/// Step 6: cluster means in input coordinates (`k × d`) and the global mean
+/// — in full mode, where every row was clustered, the size-weighted mean of
+/// the cluster means.
+fn input_means(s: &Sample, means: &[Vec<f64>], clusters: &[ClusterStats], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let center = &s.center;
     let centers: Vec<f64> =
-        means.iter().flat_map(|m| m.iter().zip(&center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
-    let mean = match global_mean {
-        Some(m) => m,
+        means.iter().flat_map(|m| m.iter().zip(center).map(|(a, b)| a + b).collect::<Vec<_>>()).collect();
+    let mean = match &s.global_mean {
+        Some(m) => m.clone(),
         None => {
-            // Full mode: every row was clustered, so the global mean is the
-            // size-weighted mean of the cluster means.
             let mut g = vec![0.0f64; d];
-            for (c, s) in means.iter().zip(&clusters) {
-                let w = s.size as f64 / nc as f64;
+            for (c, st) in means.iter().zip(clusters) {
+                let w = st.size as f64 / s.nc as f64;
                 for (a, v) in g.iter_mut().zip(c) {
                     *a += w * v;
                 }
             }
-            g.iter().zip(&center).map(|(a, b)| a + b).collect()
+            g.iter().zip(center).map(|(a, b)| a + b).collect()
         }
     };
+    (centers, mean)
+}
+
+/// The recipe in its named steps (module docs): sample, fit every k, score
+/// every k, choose k, cluster every row, means.
+fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterReport> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut clock = Clock::new();
+    let k_max = *ks.last().expect("validated non-empty");
+    let sample = sample_rows(x, opts, k_max, &mut clock)?;
+    let fits = fit_every_k(sample.points.as_ref().rows(0, sample.fit_n), ks, opts);
+    clock.lap("k-means (all k)");
+    let sils = silhouette_every_k(&sample, &fits, !x.elem().needs_f64())?;
+    clock.lap("silhouettes (all k)");
+    let scores: Vec<KScore> = fits
+        .iter()
+        .zip(&sils)
+        .map(|(f, &s)| KScore { k: f.k, silhouette: s, inertia: f.inertia, n_iter: f.n_iter, converged: f.converged })
+        .collect();
+    let (best_sil, chosen) = choose_k(&sils, opts.threshold);
+    let best_k = chosen.map_or(1, |b| fits[b].k);
+    let min_size = opts.min_cluster_size.max(2);
+    let (labels, means, clusters) =
+        cluster_every_row(x, &sample, chosen.map(|b| &fits[b]), opts, min_size, &mut clock)?;
+    let n_small_clusters = clusters.iter().filter(|c| (c.size as usize) < min_size).count();
+    let (centers, mean) = input_means(&sample, &means, &clusters, d);
     let (icc, iccw) = cluster_means(&clusters);
+    let (nc, n_fit, n_silhouette) = (sample.nc, sample.fit_n, sample.sil_n);
     Ok(ClusterReport {
         n: n as u64,
         dim: d,
         mean,
-        clustered_rows: clustered,
-        n_fit: fit_n,
-        n_silhouette: sil_n,
-        silhouette_exact: sil_n == nc,
+        clustered_rows: sample.clustered,
+        n_fit,
+        n_silhouette,
+        silhouette_exact: n_silhouette == nc,
         scores,
         best_k,
         silhouette: best_sil,
@@ -1095,6 +702,7 @@ fn run(x: &MatView<'_>, opts: &ClusterOptions, ks: &[usize]) -> Result<ClusterRe
 mod tests {
     use super::*;
     use crate::analyze::{analyze, AnalyzeOptions};
+    use crate::vector::sqnorm;
 
     fn gauss(rng: &mut SplitMix64) -> f64 {
         // Box–Muller.

@@ -9,7 +9,9 @@
 
 pub mod abtt;
 pub mod analyze;
+pub mod checksum;
 pub mod cluster;
+pub mod cluster_pass;
 pub mod cosine;
 pub mod error;
 pub mod head;

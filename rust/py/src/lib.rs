@@ -6,6 +6,7 @@
 
 mod array;
 mod cluster;
+mod cluster_pass;
 mod errors;
 mod head;
 mod results;
@@ -25,6 +26,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::cluster::{cluster_isotropy, cluster_statistics, kmeans, silhouette_score};
+
+    #[pymodule_export]
+    use crate::cluster_pass::{ClusterFirstPass, ClusterPlan, ClusterSecondPass};
 
     #[pymodule_export]
     use crate::head::log_partition_head;

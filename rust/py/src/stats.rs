@@ -5,6 +5,7 @@ use crate::array::{run, view};
 use crate::errors::{ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
 use crate::results::{SecondPassResults, SelfSimilarityResult, SpectralScores};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
+use isofast_core::checksum::crc32;
 use isofast_core::faer;
 use isofast_core::moments::Precision;
 use isofast_core::partition::SecondPass as CoreSecondPass;
@@ -63,23 +64,6 @@ fn check_finite_state(m: &CoreMoments) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// CRC-32 (IEEE 802.3, as zlib.crc32) of `data`.
-fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-            *e = c;
-        }
-        t
-    });
-    !data.iter().fold(!0u32, |c, b| t[((c ^ *b as u32) & 0xFF) as usize] ^ (c >> 8))
 }
 
 /// Pickled states (Moments, SecondPass) are `STATE_MAGIC ‖ crc32 (4 bytes
