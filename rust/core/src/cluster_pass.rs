@@ -494,19 +494,18 @@ impl ClusterFirstPass {
         let first = r.f64s(k * d)?;
         let varied = r.bools(k)?;
         let mut moments = Vec::with_capacity(k);
-        for c in 0..k {
+        for (c, &size) in sizes.iter().enumerate() {
             let len = r.len()?;
             if len == 0 {
                 moments.push(None);
                 continue;
             }
             let m = Moments::from_bytes(r.take(len)?).map_err(|e| r.bad(format!("cluster {c}: {e}")))?;
-            if m.dim() != d || m.count() != sizes[c] {
+            if m.dim() != d || m.count() != size {
                 return Err(r.bad(format!(
-                    "cluster {c}: co-moment of {} rows × {} for {} rows",
+                    "cluster {c}: co-moment of {} rows × {} for {size} rows",
                     m.count(),
                     m.dim(),
-                    sizes[c]
                 )));
             }
             moments.push(Some(m));
@@ -1070,7 +1069,7 @@ impl ClusterSecondPass {
             Ok(UnitSum { sum: r.f64s(d)?, n_nonzero, n_zero })
         };
         let mut accs = Vec::with_capacity(k);
-        for c in 0..k {
+        for (c, &rows) in seen.iter().enumerate() {
             accs.push(match r.u64()? {
                 0 => Acc::Skip,
                 1 => Acc::Unit(unit(&mut r)?),
@@ -1087,8 +1086,9 @@ impl ClusterSecondPass {
                 }
                 3 => {
                     let len = r.len()?;
-                    if len != seen[c] as usize * d {
-                        return Err(r.bad(format!("cluster {c}: {len} values for {} rows", seen[c])));
+                    // checked: lying bytes may claim any row count
+                    if rows.checked_mul(d as u64) != Some(len as u64) {
+                        return Err(r.bad(format!("cluster {c}: {len} values for {rows} rows")));
                     }
                     Acc::Rows(r.f64s(len)?)
                 }
@@ -1464,7 +1464,8 @@ mod tests {
         let plan = first.clone().finish(0).unwrap();
         let mut second = ClusterSecondPass::new(&plan);
         second.update(&plan, &v).unwrap();
-        let all: [(Vec<u8>, fn(&[u8]) -> Result<()>); 3] = [
+        type Read = fn(&[u8]) -> Result<()>;
+        let all: [(Vec<u8>, Read); 3] = [
             (first.to_bytes().unwrap(), |b| ClusterFirstPass::from_bytes(b).map(|_| ())),
             (plan.to_bytes(), |b| ClusterPlan::from_bytes(b).map(|_| ())),
             (second.to_bytes(), |b| ClusterSecondPass::from_bytes(b).map(|_| ())),
