@@ -152,7 +152,7 @@ def child_ooc(path: str, rows, threads, drop_cache) -> dict:
     }
 
 
-def child_dask(path: str, rows: int, d: int, chunk: int, reps: int = 3) -> dict:
+def child_dask(path: str, rows: int, d: int, chunk: int, reps: int = 3, cluster: bool = False) -> dict:
     import dask
     import dask.array as da
     from distributed import Client, LocalCluster, wait
@@ -199,6 +199,30 @@ def child_dask(path: str, rows: int, d: int, chunk: int, reps: int = 3) -> dict:
             "dask": summary(r_dk),
             "blocks": x.numblocks[0],
         }
+        if cluster:
+            # clustered isotropy (k-means on the 20k-row sample, every row
+            # labelled, per-cluster spectra), the same interleaving
+            c_in, c_dk = [], []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                k_in = isofast.cluster_isotropy(X, seed=0)
+                c_in.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                k_dk = idask.cluster_isotropy(x, seed=0, client=c)
+                c_dk.append(time.perf_counter() - t0)
+            worst = 0.0
+            for a, b in zip(k_dk.clusters, k_in.clusters):
+                for key in ("avg_cosine_centered", "log_partition_isotropy", "isoscore"):
+                    if np.isfinite(b[key]):
+                        worst = max(worst, abs(a[key] - b[key]) / max(abs(b[key]), 1e-300))
+            out["cluster"] = {
+                "inproc_seconds": c_in,
+                "dask_seconds": c_dk,
+                "overhead": float(np.median([a / b - 1.0 for a, b in zip(c_dk, c_in)])),
+                "best_k": [k_in.best_k, k_dk.best_k],
+                "sizes_equal": [s["size"] for s in k_in.clusters] == [s["size"] for s in k_dk.clusters],
+                "max_rel_diff": worst,
+            }
     return out
 
 
@@ -228,6 +252,7 @@ def main() -> None:
     ap.add_argument("--dask-rows", type=int, default=1_000_000)
     ap.add_argument("--dask-chunk", type=int, default=50_000, help="rows per Dask block")
     ap.add_argument("--dask-reps", type=int, default=3, help="interleaved in-process/Dask pairs")
+    ap.add_argument("--dask-cluster", action="store_true", help="also time cluster_isotropy, in-process vs Dask")
     ap.add_argument("--threads", type=int, default=None, help="Rust threads (default all cores)")
     ap.add_argument("--drop-cache", action="store_true", help="force dropping read pages (default: auto by size)")
     ap.add_argument("--skip-ooc", action="store_true")
@@ -303,7 +328,16 @@ def main() -> None:
             results["ooc_ratio"] = ratio
         if not args.skip_dask:
             dr = min(args.dask_rows, n)
-            dk = run_child(args, "dask", path=str(path), rows=dr, d=d, chunk=args.dask_chunk, reps=args.dask_reps)
+            dk = run_child(
+                args,
+                "dask",
+                path=str(path),
+                rows=dr,
+                d=d,
+                chunk=args.dask_chunk,
+                reps=args.dask_reps,
+                cluster=args.dask_cluster,
+            )
             results["dask"] = dk
             print(
                 f"dask 2x1    {dr:>10,} rows: in-process {', '.join(f'{t:.1f}' for t in dk['inproc_seconds'])} s, "
@@ -312,6 +346,14 @@ def main() -> None:
                 f"{100 * dk['overhead']:+.1f}%, total {100 * dk['overhead_total']:+.1f}% (target ≤ 15%); "
                 f"max rel. diff {rel_diff(dk['dask'], dk['inproc']):.1e}"
             )
+            if "cluster" in dk:
+                ck = dk["cluster"]
+                print(
+                    f"dask 2x1 cluster_isotropy: in-process {', '.join(f'{t:.1f}' for t in ck['inproc_seconds'])} s, "
+                    f"LocalCluster {', '.join(f'{t:.1f}' for t in ck['dask_seconds'])} s: overhead median of pairs "
+                    f"{100 * ck['overhead']:+.1f}%; best k {ck['best_k']}, sizes equal {ck['sizes_equal']}, "
+                    f"max rel. diff {ck['max_rel_diff']:.1e}"
+                )
         print(json.dumps(results, default=float))
     finally:
         if not args.keep:
