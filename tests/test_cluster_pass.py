@@ -83,3 +83,25 @@ def test_damaged_state_bytes_raise_input_error(data):
         second.finish(other.finish())
     with pytest.raises(InputError, match="empty ClusterPlan"):
         _core.ClusterSecondPass().update(_core.ClusterPlan(), X)
+
+
+def test_self_merge_doubles_like_a_copy(data):
+    """``s.merge(s)`` counts the rows twice, exactly as merging an equal copy
+    (no borrow error from the bindings)."""
+    X, centers = data
+    shift = X.mean(axis=0)
+    a = _core.ClusterFirstPass(centers, shift)
+    a.update(X)
+    b = a.copy()
+    b.merge(a.copy())
+    a.merge(a)
+    assert a.sizes == b.sizes == [800, 600, 10]
+    assert a.__getstate__() == b.__getstate__()
+    plan = a.finish()
+    s = _core.ClusterSecondPass(plan)
+    s.update(plan, X)
+    t = s.copy()
+    t.merge(s.copy())
+    s.merge(s)
+    assert s.n == t.n == 2 * len(X)
+    assert s.__getstate__() == t.__getstate__()

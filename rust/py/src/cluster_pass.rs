@@ -14,6 +14,12 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
+/// A state borrowed by another thread (an update runs with the GIL
+/// released): an InputError, not PyO3's RuntimeError.
+fn busy(what: &str) -> PyErr {
+    InputError::new_err(format!("this {what} state is in use by another thread: use one per thread and merge() them"))
+}
+
 fn rows_to_py<'py>(py: Python<'py>, v: Vec<f64>, k: usize, d: usize) -> Bound<'py, PyArray2<f64>> {
     Array2::from_shape_vec((k, d), v).expect("k×d values").into_pyarray(py)
 }
@@ -49,19 +55,27 @@ impl ClusterFirstPass {
 
     #[pyo3(signature = (x, elem=None, n_threads=None))]
     fn update(
-        &mut self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         x: &Bound<'_, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
     ) -> Result<()> {
         let v = view(x, elem)?;
-        let inner = &mut self.inner;
-        run(py, || threads::install(n_threads, || inner.update(&v)))
+        let mut me = slf.try_borrow_mut().map_err(|_| busy("ClusterFirstPass"))?;
+        let inner = &mut me.inner;
+        run(slf.py(), || threads::install(n_threads, || inner.update(&v)))
     }
 
-    fn merge(&mut self, other: &ClusterFirstPass) -> Result<()> {
-        self.inner.merge(&other.inner).map_err(Into::into)
+    /// Merge `other` into this state; `s.merge(s)` doubles it (the same rows
+    /// counted twice), as merging an equal copy would.
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
+        let busy = || busy("ClusterFirstPass");
+        if slf.is(other) {
+            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
+            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
+        }
+        let theirs = other.try_borrow().map_err(|_| busy())?;
+        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
     }
 
     fn copy(&self) -> ClusterFirstPass {
@@ -210,22 +224,31 @@ impl ClusterSecondPass {
     /// Fold every row of `x`; returns its labels (nearest centre of the plan).
     #[pyo3(signature = (plan, x, elem=None, n_threads=None))]
     fn update<'py>(
-        &mut self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         plan: &ClusterPlan,
         x: &Bound<'py, PyAny>,
         elem: Option<&str>,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
     ) -> Result<Bound<'py, PyArray1<i64>>> {
+        let py = slf.py();
         let v = view(x, elem)?;
         let p = plan.get()?;
-        let inner = &mut self.inner;
+        let mut me = slf.try_borrow_mut().map_err(|_| busy("ClusterSecondPass"))?;
+        let inner = &mut me.inner;
         let lab = run(py, || threads::install(n_threads, || inner.update(p, &v)))?;
         Ok(PyArray1::from_vec(py, lab.into_iter().map(i64::from).collect()))
     }
 
-    fn merge(&mut self, other: &ClusterSecondPass) -> Result<()> {
-        self.inner.merge(&other.inner).map_err(Into::into)
+    /// Merge `other` into this state; `s.merge(s)` doubles it, as for
+    /// ClusterFirstPass.
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
+        let busy = || busy("ClusterSecondPass");
+        if slf.is(other) {
+            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
+            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
+        }
+        let theirs = other.try_borrow().map_err(|_| busy())?;
+        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
     }
 
     fn copy(&self) -> ClusterSecondPass {
