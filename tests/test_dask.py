@@ -14,7 +14,8 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import isofast  # noqa: E402
-import isofast.dask as idask  # noqa: E402
+import isofast.dask as idask
+from isofast.errors import NonFiniteError  # noqa: E402
 
 FIELDS = (
     "isoscore",
@@ -120,8 +121,9 @@ def test_bad_inputs(client, X):
         idask.analyze(da.from_array(X, chunks=(1000, 40)), split_every=1)
     bad = X.copy()
     bad[2503, 7] = np.nan
-    with pytest.raises(ValueError, match=r"(?i)nan.*Dask block 2, which starts at row 2000"):
+    with pytest.raises(NonFiniteError, match=r"(?i)nan.*Dask block 2, which starts at row 2000") as info:
         idask.analyze(da.from_array(bad, chunks=(1000, 40)), client=client)
+    assert (info.value.row, info.value.col) == (2503, 7)  # located in the whole array, not the block
 
 
 def test_killed_worker_result_unchanged(client, X):

@@ -178,13 +178,29 @@ def _where(index: int, row0: int | None) -> str:
     return f" (in Dask block {index}{at})"
 
 
+def _in_block(update: Callable, index: int, row0: int | None):
+    """Run ``update()``; a bad value is reported with the Dask block it is in
+    (and a NaN/Inf with its row in the whole array when the block's start is known)."""
+    from isofast.errors import NonFiniteError
+
+    try:
+        return update()
+    except NonFiniteError as exc:
+        row = None if row0 is None or exc.row is None else row0 + exc.row
+        raise NonFiniteError(f"{exc}{_where(index, row0)}", row, exc.col) from None
+    except ValueError as exc:
+        msg = f"{exc}{_where(index, row0)}"
+        try:
+            again = type(exc)(msg)  # the same class (InputError, DimensionError, ...) with the block named
+        except TypeError:  # a class whose constructor takes other arguments
+            again = ValueError(msg)
+        raise again from None
+
+
 def _block_moments(block: Any, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None) -> Moments:
     arr, elem = as_matrix(np.asarray(block), dtype)
     m = Moments(arr.shape[1])
-    try:
-        m._state.update(arr, elem, _task_threads(plan))
-    except ValueError as exc:
-        raise ValueError(f"{exc}{_where(index, row0)}") from None
+    _in_block(lambda: m._state.update(arr, elem, _task_threads(plan)), index, row0)
     return m
 
 
@@ -214,11 +230,8 @@ def _block_second(
     """The block's ``_core.SecondPass`` state, its directions released: it
     travels and waits to be merged in O(d + m) bytes, not 2·d·m."""
     arr, elem = as_matrix(np.asarray(block), dtype)
-    try:
-        sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
-        sp.update(arr, elem, _task_threads(plan))
-    except ValueError as exc:
-        raise ValueError(f"{exc}{_where(index, row0)}") from None
+    sp = _core.SecondPass(spec.mean, spec.dirs_raw, spec.dirs_centered, spec.f64)
+    _in_block(lambda: sp.update(arr, elem, _task_threads(plan)), index, row0)
     sp.release()
     return sp
 
@@ -459,20 +472,6 @@ def fit_sample_rows(n: int, m: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, int(m), replace=False))
 
 
-def _in_block(update: Callable, index: int, row0: int | None):
-    """Run ``update()``; a bad value is reported with the Dask block it is in
-    (and a NaN/Inf with its row in the whole array when the block's start is known)."""
-    from isofast.errors import NonFiniteError
-
-    try:
-        return update()
-    except NonFiniteError as exc:
-        row = None if row0 is None or exc.row is None else row0 + exc.row
-        raise NonFiniteError(f"{exc}{_where(index, row0)}", row, exc.col) from None
-    except ValueError as exc:
-        raise type(exc)(f"{exc}{_where(index, row0)}") from None
-
-
 def _cluster_block1(
     block: Any, empty: _core.ClusterFirstPass, dtype: str | None, plan: ThreadPlan, index: int, row0: int | None
 ) -> _core.ClusterFirstPass:
@@ -491,15 +490,6 @@ def _cluster_block2(
     state = _core.ClusterSecondPass(cplan)
     labels = _in_block(lambda: state.update(cplan, arr, elem, _task_threads(plan)), index, row0)
     return state, labels
-
-
-def _merge_cluster_states(*states: Any) -> Any:
-    """One pass state for the union of the rows of ``states`` (copied: a
-    retried task must see its inputs unchanged)."""
-    acc = states[0].copy()
-    for s in states[1:]:
-        acc.merge(s)
-    return acc
 
 
 def cluster_isotropy(
@@ -598,7 +588,7 @@ def cluster_isotropy(
         )
         for i, b in enumerate(blocks)
     ]
-    first: _core.ClusterFirstPass = _compute(_tree(leaves, _merge_cluster_states, split_every, name), client, scheduler)
+    first: _core.ClusterFirstPass = _compute(_tree(leaves, _merge_states, split_every, name), client, scheduler)
     if first.n != n:
         raise ValueError(f"the input changed: {n} rows, but the first pass read {first.n}")
     # between the passes, on the client: one route per cluster (the covariance eigendecompositions)
@@ -613,7 +603,7 @@ def cluster_isotropy(
         )
         for i, b in enumerate(blocks)
     ]
-    root = _tree([o[0] for o in outs], _merge_cluster_states, split_every, name)
+    root = _tree([o[0] for o in outs], _merge_states, split_every, name)
     if labels:
         second, lab_list = _compute((root, [o[1] for o in outs]), client, scheduler)
         all_labels = np.concatenate(lab_list).astype(np.intp) if lab_list else np.empty(0, np.intp)
