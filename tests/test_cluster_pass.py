@@ -105,3 +105,26 @@ def test_self_merge_doubles_like_a_copy(data):
     s.merge(s)
     assert s.n == t.n == 2 * len(X)
     assert s.__getstate__() == t.__getstate__()
+
+
+def test_bad_arguments_raise_project_errors(data):
+    from isofast.errors import DimensionError, EmptyInputError, NonFiniteError
+
+    X, centers = data
+    shift = X.mean(axis=0)
+    with pytest.raises(EmptyInputError, match="no centres"):
+        _core.ClusterFirstPass(np.zeros((0, X.shape[1])), shift)
+    with pytest.raises(InputError, match="NaN or Inf"):
+        _core.ClusterFirstPass(np.full_like(centers, np.nan), shift)
+    first = _core.ClusterFirstPass(centers, shift)
+    with pytest.raises(DimensionError):
+        first.update(X[:, :3])
+    before = first.__getstate__()
+    bad = X.copy()
+    bad[40, 2] = np.inf
+    with pytest.raises(NonFiniteError) as info:
+        first.update(bad)
+    assert (info.value.row, info.value.col) == (40, 2)
+    assert first.__getstate__() == before  # refused within its one tile: nothing was folded in
+    with pytest.raises(InputError, match="min_cluster_size"):
+        first.finish(-1)

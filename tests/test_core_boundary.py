@@ -124,3 +124,62 @@ def test_damaged_or_truncated_state_is_refused():
         target.__setstate__(_core.Moments(6).__getstate__())  # another state's bytes
     target.__setstate__(s)  # the intact state still loads
     _same(target, sp)
+
+
+def _states(d):
+    """A fresh state of every streaming kind, as (name, new state, update)."""
+    rng = np.random.default_rng(3)
+    W = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    centers = rng.normal(size=(3, d))
+    return [
+        ("Moments", lambda: _core.Moments(d), lambda s, x: s.update(x)),
+        ("SecondPass", lambda: _core.SecondPass(np.zeros(d), W, W, False), lambda s, x: s.update(x)),
+        ("ClusterFirstPass", lambda: _core.ClusterFirstPass(centers, np.zeros(d)), lambda s, x: s.update(x)),
+    ]
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_failed_update_says_what_the_state_holds(kind):
+    """A NaN far into a long update: the tiles before it are already folded
+    in, so the error (class and row kept) carries a note saying how many rows
+    the state now holds; an error before any row is folded carries none and
+    leaves the state as it was."""
+    from isofast.errors import NonFiniteError
+
+    d = 8
+    name, new, update = _states(d)[kind]
+    X = np.random.default_rng(4).normal(size=(300_000, d))
+    X[250_000, 3] = np.nan
+    s = new()
+    with pytest.raises(NonFiniteError) as info:
+        update(s, X)
+    assert (info.value.row, info.value.col) == (250_000, 3)
+    assert 0 < s.n < 250_000  # whole tiles before the failing one
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 1 and f"{name} state already holds {s.n} row(s)" in notes[0]
+    t = new()
+    before = t.__getstate__()
+    with pytest.raises(NonFiniteError) as info:
+        update(t, X[249_990:250_010])  # one tile: refused before anything is folded
+    assert not getattr(info.value, "__notes__", None)
+    assert t.n == 0 and t.__getstate__() == before
+
+
+def test_failed_update_note_counts_every_chunk_of_the_call():
+    """isofast.Moments.update over a source of several chunks: the note
+    counts the rows of the earlier chunks too."""
+    import isofast
+    from isofast.errors import NonFiniteError
+
+    rng = np.random.default_rng(5)
+    good = rng.normal(size=(1000, 6))
+    bad = rng.normal(size=(1000, 6))
+    bad[0, 1] = np.nan  # refused in its first tile: only the first chunk is in
+    m = isofast.Moments(6)
+    with pytest.raises(NonFiniteError) as info:
+        m.update(iter([good, bad]))
+    assert m.n == 1000
+    assert info.value.__notes__ == [
+        "the Moments state already holds 1000 row(s) of this update (those before the failing tile): discard it, "
+        "or update a new state per chunk and merge() the good ones"
+    ]

@@ -36,8 +36,22 @@ class Moments:
 
     @file_rows(arg=1, name="chunk")
     def update(self, chunk: Any, *, n_threads: int | None = None, dtype: str | None = None) -> Moments:
-        for arr, elem in as_source(chunk, dtype).chunks():
-            self._state.update(arr, elem, n_threads)
+        """Fold every row of ``chunk`` into the state. If a row is refused
+        (NaN/Inf, design.md §6) after earlier rows went in, the error's note
+        (``exc.__notes__``) says how many rows of this call the state now
+        holds; an error before any row carries none and changes nothing."""
+        n0 = self._state.n
+        try:
+            for arr, elem in as_source(chunk, dtype).chunks():
+                self._state.update(arr, elem, n_threads)
+        except ValueError as exc:
+            folded = self._state.n - n0
+            if folded:  # one note for the whole call: a source may come in several chunks
+                exc.__notes__ = [
+                    f"the Moments state already holds {folded} row(s) of this update (those before the failing "
+                    "tile): discard it, or update a new state per chunk and merge() the good ones"
+                ]
+            raise
         return self
 
     def merge(self, other: Moments) -> Moments:

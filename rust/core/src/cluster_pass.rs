@@ -193,7 +193,10 @@ impl ClusterFirstPass {
         if d == 0 {
             return Err(Error::Empty("cluster pass: the shift has 0 entries (need d ≥ 1)".into()));
         }
-        if centers.is_empty() || !centers.len().is_multiple_of(d) {
+        if centers.is_empty() {
+            return Err(Error::Empty("cluster pass: no centres (k = 0; need k ≥ 1)".into()));
+        }
+        if !centers.len().is_multiple_of(d) {
             return Err(Error::DimMismatch {
                 what: "cluster pass: centres (k × d values)".into(),
                 expected: d,
@@ -285,12 +288,19 @@ impl ClusterFirstPass {
         if self.centers.is_none() {
             return Err(Error::InvalidArgument("this cluster pass takes its labels with every tile".into()));
         }
-        self.f64_gemm |= x.elem().needs_f64();
+        let n0 = self.count();
         let shift = self.shift.clone();
         let src = RowSource::View { x: *x, center: Some(&shift) };
         let mut lab = vec![0u32; tile_rows(self.d).min(x.nrows())];
-        src.for_each_tile(self.d, true, |_, t, nb| self.update_tile(t, nb, &mut lab[..nb]))?;
-        self.flush()
+        let done = src
+            .for_each_tile(self.d, true, |_, t, nb| self.update_tile(t, nb, &mut lab[..nb]))
+            .and_then(|_| self.flush());
+        // float64 rows ask for float64 GEMMs in pass 2 — once some are in:
+        // an update refused before any row leaves the state as it was
+        if self.count() != n0 {
+            self.f64_gemm |= x.elem().needs_f64();
+        }
+        done
     }
 
     /// Fold a tile of `nb` shifted rows: labels are assigned into `lab` (when

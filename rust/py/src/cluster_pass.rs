@@ -3,7 +3,7 @@
 //! core's versioned, checksummed bytes), updates with the GIL released.
 
 use crate::array::{run, view};
-use crate::errors::{InputError, Result};
+use crate::errors::{partial_update, InputError, Result};
 use crate::results::ClusterStatistics;
 use isofast_core::cluster_pass::{
     ClusterFirstPass as CoreFirst, ClusterPlan as CorePlan, ClusterSecondPass as CoreSecond,
@@ -63,7 +63,9 @@ impl ClusterFirstPass {
         let v = view(x, elem)?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy("ClusterFirstPass"))?;
         let inner = &mut me.inner;
+        let before = inner.count();
         run(slf.py(), || threads::install(n_threads, || inner.update(&v)))
+            .map_err(|e| partial_update(slf.py(), e, "ClusterFirstPass", me.inner.count() - before))
     }
 
     /// Merge `other` into this state; `s.merge(s)` doubles it (the same rows
@@ -105,9 +107,11 @@ impl ClusterFirstPass {
     fn finish(
         &self,
         py: Python<'_>,
-        min_cluster_size: usize,
+        min_cluster_size: i64,
         #[pyo3(from_py_with = crate::array::n_threads_arg)] n_threads: Option<usize>,
     ) -> Result<ClusterPlan> {
+        let min_cluster_size = usize::try_from(min_cluster_size)
+            .map_err(|_| InputError::new_err(format!("min_cluster_size must be ≥ 0, got {min_cluster_size}")))?;
         let state = self.inner.clone();
         let plan = run(py, || threads::install(n_threads, || state.finish(min_cluster_size)))?;
         Ok(ClusterPlan { inner: Some(plan) })
@@ -235,7 +239,9 @@ impl ClusterSecondPass {
         let p = plan.get()?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy("ClusterSecondPass"))?;
         let inner = &mut me.inner;
-        let lab = run(py, || threads::install(n_threads, || inner.update(p, &v)))?;
+        let before = inner.count();
+        let lab = run(py, || threads::install(n_threads, || inner.update(p, &v)))
+            .map_err(|e| partial_update(py, e, "ClusterSecondPass", me.inner.count() - before))?;
         Ok(PyArray1::from_vec(py, lab.into_iter().map(i64::from).collect()))
     }
 

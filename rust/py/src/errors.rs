@@ -64,6 +64,24 @@ impl From<PyIsofastError> for PyErr {
     }
 }
 
+/// A failed `update()` of a streaming state whose tiles before the failing
+/// one were already folded in (`folded` rows): the error keeps its class and
+/// fields and gains a PEP 678 note saying so, since the state now holds a
+/// subset of the rows it was given. With `folded == 0` the state is as it
+/// was and the error passes unchanged.
+pub fn partial_update(py: Python<'_>, e: PyIsofastError, what: &str, folded: u64) -> PyIsofastError {
+    if folded > 0 {
+        let note = format!(
+            "the {what} state already holds {folded} row(s) of this update (the tiles before the failing one): \
+             discard it, or update a new state per chunk and merge() the good ones"
+        );
+        // add_note exists from Python 3.11 (the floor); a failure to add it
+        // must not hide the original error
+        let _ = e.0.value(py).call_method1("add_note", (note,));
+    }
+    e
+}
+
 /// A Rust panic caught at the boundary (it must not cross into the
 /// interpreter): a RuntimeError asking for a report.
 pub fn internal(payload: &(dyn std::any::Any + Send)) -> PyIsofastError {

@@ -2,7 +2,7 @@
 //! scores, self-similarity, all-but-the-top and log-partition.
 
 use crate::array::{run, view};
-use crate::errors::{ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
+use crate::errors::{partial_update, ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
 use crate::results::{SecondPassResults, SelfSimilarityResult, SpectralScores};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::checksum::crc32;
@@ -181,7 +181,9 @@ impl Moments {
         let v = view(x, elem)?;
         let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
         let inner = &mut me.inner;
+        let before = inner.count();
         run(py, || threads::install(n_threads, || inner.update(&v)))
+            .map_err(|e| partial_update(py, e, "Moments", me.inner.count() - before))
     }
 
     /// Merge `other` into this state; `m.merge(m)` doubles the state (the
@@ -382,7 +384,9 @@ impl SecondPass {
     ) -> Result<()> {
         let v = view(x, elem)?;
         let inner = &mut self.inner;
+        let before = inner.count();
         run(py, || threads::install(n_threads, || inner.update(&v)))
+            .map_err(|e| partial_update(py, e, "SecondPass", self.inner.count() - before))
     }
 
     /// Merge `other` into this state; `s.merge(s)` doubles it, as for Moments.
