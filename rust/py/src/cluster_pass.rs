@@ -5,6 +5,7 @@
 use crate::array::{run, view};
 use crate::errors::{partial_update, InputError, Result};
 use crate::results::ClusterStatistics;
+use crate::state::{busy, merge_into};
 use isofast_core::cluster_pass::{
     ClusterFirstPass as CoreFirst, ClusterPlan as CorePlan, ClusterSecondPass as CoreSecond,
 };
@@ -13,12 +14,6 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-
-/// A state borrowed by another thread (an update runs with the GIL
-/// released): an InputError, not PyO3's RuntimeError.
-fn busy(what: &str) -> PyErr {
-    InputError::new_err(format!("this {what} state is in use by another thread: use one per thread and merge() them"))
-}
 
 fn rows_to_py<'py>(py: Python<'py>, v: Vec<f64>, k: usize, d: usize) -> Bound<'py, PyArray2<f64>> {
     Array2::from_shape_vec((k, d), v).expect("k×d values").into_pyarray(py)
@@ -71,13 +66,7 @@ impl ClusterFirstPass {
     /// Merge `other` into this state; `s.merge(s)` doubles it (the same rows
     /// counted twice), as merging an equal copy would.
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
-        let busy = || busy("ClusterFirstPass");
-        if slf.is(other) {
-            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
-            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
-        }
-        let theirs = other.try_borrow().map_err(|_| busy())?;
-        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
+        merge_into(slf, other, "ClusterFirstPass", |mine, theirs| Ok(mine.inner.merge(&theirs.inner)?))
     }
 
     fn copy(&self) -> ClusterFirstPass {
@@ -248,13 +237,7 @@ impl ClusterSecondPass {
     /// Merge `other` into this state; `s.merge(s)` doubles it, as for
     /// ClusterFirstPass.
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
-        let busy = || busy("ClusterSecondPass");
-        if slf.is(other) {
-            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
-            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
-        }
-        let theirs = other.try_borrow().map_err(|_| busy())?;
-        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
+        merge_into(slf, other, "ClusterSecondPass", |mine, theirs| Ok(mine.inner.merge(&theirs.inner)?))
     }
 
     fn copy(&self) -> ClusterSecondPass {

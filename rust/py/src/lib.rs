@@ -10,6 +10,7 @@ mod cluster_pass;
 mod errors;
 mod head;
 mod results;
+mod state;
 mod stats;
 
 use pyo3::prelude::*;

@@ -4,6 +4,7 @@
 use crate::array::{run, view};
 use crate::errors::{partial_update, ArgumentTypeError, InputError, NumericalError, PyIsofastError, Result};
 use crate::results::{SecondPassResults, SelfSimilarityResult, SpectralScores};
+use crate::state::{busy, merge_into};
 use isofast_core::analyze::{cov_eigen, cov_eigenvalues, directions, second_pass_for};
 use isofast_core::checksum::crc32;
 use isofast_core::faer;
@@ -132,13 +133,6 @@ fn check_state_content(m: &CoreMoments) -> Result<()> {
     Ok(())
 }
 
-/// The error for a state used from two threads at once.
-fn busy() -> PyErr {
-    InputError::new_err(
-        "this Moments state is being updated by another thread: use one state per thread and merge() them",
-    )
-}
-
 /// Mergeable one-pass state: count, mean, co-moment, raw unit-vector sum.
 #[pyclass(module = "isofast._core", name = "Moments")]
 #[derive(Clone)]
@@ -179,7 +173,7 @@ impl Moments {
     ) -> Result<()> {
         let py = slf.py();
         let v = view(x, elem)?;
-        let mut me = slf.try_borrow_mut().map_err(|_| busy())?;
+        let mut me = slf.try_borrow_mut().map_err(|_| busy("Moments"))?;
         let inner = &mut me.inner;
         let before = inner.count();
         run(py, || threads::install(n_threads, || inner.update(&v)))
@@ -189,13 +183,7 @@ impl Moments {
     /// Merge `other` into this state; `m.merge(m)` doubles the state (the
     /// same rows counted twice), as merging an equal copy would.
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
-        let theirs = if slf.is(other) {
-            slf.try_borrow().map_err(|_| busy())?.inner.clone()
-        } else {
-            other.try_borrow().map_err(|_| busy())?.inner.clone()
-        };
-        let mut mine = slf.try_borrow_mut().map_err(|_| busy())?;
-        Ok(mine.inner.merge(&theirs)?)
+        merge_into(slf, other, "Moments", |mine, theirs| Ok(mine.inner.merge(&theirs.inner)?))
     }
 
     fn copy(&self) -> Moments {
@@ -391,14 +379,7 @@ impl SecondPass {
 
     /// Merge `other` into this state; `s.merge(s)` doubles it, as for Moments.
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) -> Result<()> {
-        let busy = || InputError::new_err("this SecondPass state is in use by another thread: use one per thread");
-        if slf.is(other) {
-            let same = slf.try_borrow().map_err(|_| busy())?.inner.clone();
-            return Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&same)?);
-        }
-        // Borrowed, not cloned: the other state may hold d × m directions.
-        let theirs = other.try_borrow().map_err(|_| busy())?;
-        Ok(slf.try_borrow_mut().map_err(|_| busy())?.inner.merge(&theirs.inner)?)
+        merge_into(slf, other, "SecondPass", |mine, theirs| Ok(mine.inner.merge(&theirs.inner)?))
     }
 
     fn copy(&self) -> SecondPass {
