@@ -403,30 +403,30 @@ impl SecondPass {
             return Err(bad(format!("‖Σ x̂‖ = {} exceeds the {nz} unit vectors summed", s2.sqrt())));
         }
         let mut at = pos;
+        // The d × k matrices stored column-major in `w`-byte little-endian
+        // floats, one after the other from `at`.
+        fn read<T: faer::traits::ComplexField>(
+            bytes: &[u8],
+            at: &mut usize,
+            d: usize,
+            k: usize,
+            w: usize,
+            decode: impl Fn(&[u8]) -> T,
+        ) -> Mat<T> {
+            let start = *at;
+            *at += w * d * k;
+            Mat::from_fn(d, k, |i, j| decode(&bytes[start + w * (i + j * d)..][..w]))
+        }
         let dirs = if !kept {
             None
         } else if f64_gemm {
-            let mut m = |k: usize| {
-                let v = Mat::from_fn(d, k, |i, j| {
-                    let o = at + 8 * (i + j * d);
-                    f64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"))
-                });
-                at += 8 * d * k;
-                v
-            };
-            let r = m(mr);
-            Some(Dirs::F64(r, m(mc)))
+            let f = |b: &[u8]| f64::from_le_bytes(b.try_into().expect("8 bytes"));
+            let r = read(bytes, &mut at, d, mr, 8, f);
+            Some(Dirs::F64(r, read(bytes, &mut at, d, mc, 8, f)))
         } else {
-            let mut m = |k: usize| {
-                let v = Mat::from_fn(d, k, |i, j| {
-                    let o = at + 4 * (i + j * d);
-                    f32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"))
-                });
-                at += 4 * d * k;
-                v
-            };
-            let r = m(mr);
-            Some(Dirs::F32(r, m(mc)))
+            let f = |b: &[u8]| f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            let r = read(bytes, &mut at, d, mr, 4, f);
+            Some(Dirs::F32(r, read(bytes, &mut at, d, mc, 4, f)))
         };
         let finite = |r: MatRef<'_, f64>| (0..r.ncols()).all(|j| (0..r.nrows()).all(|i| r[(i, j)].is_finite()));
         let ok = match &dirs {
