@@ -24,6 +24,7 @@ per family (each family runs in its own process).
 
     python benches/bench_tsfm_capture.py                    # every installed family
     python benches/bench_tsfm_capture.py --families chronos-bolt,timesfm-2.5 --repeat 5
+    python benches/bench_tsfm_capture.py --families chronos-2,moirai --future-tokens   # capture at H's future tokens
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def _pairs(a, b, repeat: int) -> tuple[list, list, list]:
     return ta, tb, ratios
 
 
-def child(family: str, repeat: int, threads: int, batch: int, fold_repeat: int | None = None) -> dict:
+def child(
+    family: str, repeat: int, threads: int, batch: int, fold_repeat: int | None = None, future: bool = False
+) -> dict:
     import resource
 
     import torch
@@ -111,6 +114,9 @@ def child(family: str, repeat: int, threads: int, batch: int, fold_repeat: int |
             return {"family": family, "error": f"build_random{tuple(size)}: {exc}"}
         build = time.perf_counter() - t
         m = isofast.load_tsfm(f"{family}:{d}")
+        if future and m.future_tokens is not None:
+            # capture the rows the forecast at H = 64 computes (its future tokens): one pass
+            m.set_future_tokens(m.future_tokens_for(64))
         n_params = sum(p.numel() for p in m.model.parameters())
         kept = m.serializer.kept(ctx_len)
         arr = np.stack([c[-kept:] for c in ctxs]).astype(np.float32)
@@ -146,6 +152,7 @@ def child(family: str, repeat: int, threads: int, batch: int, fold_repeat: int |
         "parameters": n_params,
         "d_model": m.d_model,
         "layers": m.n_layers,
+        "future_tokens": m.future_tokens,
         "context": ctx_len,
         "tokens": m.serializer.n_tokens(ctx_len),
         "batch": batch,
@@ -175,11 +182,16 @@ def main() -> None:
     ap.add_argument("--fold-repeat", type=int, default=None, help="(forecast, one pass) pairs; default --repeat")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument(
+        "--future-tokens",
+        action="store_true",
+        help="chronos-2 and moirai: capture with the future tokens of the H = 64 forecast (set_future_tokens)",
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.repeat, a.threads, a.batch, a.fold_repeat)))
+        print(json.dumps(child(a.child, a.repeat, a.threads, a.batch, a.fold_repeat, a.future_tokens)))
         return
     import importlib.util
     import os
@@ -206,7 +218,8 @@ def main() -> None:
                 "--batch",
                 str(a.batch),
             ]
-            + (["--fold-repeat", str(a.fold_repeat)] if a.fold_repeat else []),
+            + (["--fold-repeat", str(a.fold_repeat)] if a.fold_repeat else [])
+            + (["--future-tokens"] if a.future_tokens else []),
             capture_output=True,
             text=True,
         )

@@ -315,3 +315,170 @@ def test_study_cell_one_pass_equals_two_pass(tmp_path, monkeypatch, one_torch_th
         assert ja == jb and ja["files"]
         for name in ja["files"]:
             assert (fa / name).read_bytes() == (fb / name).read_bytes()
+
+
+# ---- future tokens: capture the rows the forecast at H computes (Chronos-2, Moirai 1.x)
+FUTURE = {
+    # patch 8, max_output_patches 4: H = 20 → 3 future tokens, H = 24 → 3, H = 40 → 4 (the most; the
+    # package then unrolls: a second model call on the context grown by 32 steps)
+    "chronos-2": ("chronos", {}, (20, 24, 40)),
+    # patch 8: H = 20 → 3 future patches (the last one partly past H), H = 24 → 3
+    "moirai": ("uni2ts", {"d_model": 64, "num_layers": 2, "patch": 8, "max_seq_len": 32}, (20, 24)),
+}
+
+
+@pytest.mark.parametrize("case", list(FUTURE))
+def test_future_tokens_of_the_horizon_give_one_pass(tmp_path, co2, one_torch_thread, case):
+    """``set_future_tokens(future_tokens_for(H))``: the forecast's first pass
+    *is* capture's prefill — one pass, one call, rows and token table bitwise
+    equal to ``embed``'s with the same setting — and the forecast equals the
+    default adapter's (the setting changes capture only). The context rows
+    differ from the default (one future token) rows: the option matters."""
+    pkg, build, horizons = FUTURE[case]
+    pytest.importorskip(pkg)
+    tsfm.build_random(case, tmp_path, seed=0, **build)
+    base = isofast.load_tsfm(f"{case}:{tmp_path}")
+    assert base.future_tokens == 1
+    ctx = _ctx(co2, 67)
+    one = base.embed(ctx, layers="all", sites=ALL)
+    for H in horizons:
+        k = base.future_tokens_for(H)
+        assert k == min(-(-H // 8), 4)
+        m = isofast.load_tsfm(f"{case}:{tmp_path}", future_tokens=k)
+        assert m.future_tokens == k
+        assert m.serializer.to_dict() != base.serializer.to_dict()  # part of every capture key
+        n, h = _count_calls(m.stack.blocks[0])
+        try:
+            fc, emb, info = m.forecast_with_capture(ctx, H, layers="all", sites=ALL, seed=3)
+        finally:
+            h.remove()
+        calls = -(-H // 32) if case == "chronos-2" else 1  # Chronos-2 unrolls beyond 4 patches of 8
+        assert info["joint"] is True and info["calls"] == calls == n[0], (H, info, n)
+        _same_forecast(fc, base.forecast(ctx, H, seed=3))
+        ref = m.embed(ctx, layers="all", sites=ALL)
+        for a in ("window", "token", "role", "first", "last"):
+            np.testing.assert_array_equal(getattr(emb, a), getattr(ref, a), err_msg=a)
+        assert emb.kind == ref.kind and ref.kind.count("future") == k * len(ctx)
+        for key in ref.arrays:
+            np.testing.assert_array_equal(emb.arrays[key], ref.arrays[key], err_msg=f"H={H} {key}")
+        # the context rows are not the default ones: bidirectional attention sees the k future tokens
+        c = one.role == DIGIT
+        assert int(c.sum()) == int((ref.role == DIGIT).sum())
+        a1 = one.arrays[("residual", 1)][c]
+        ak = ref.arrays[("residual", 1)][ref.role == DIGIT]
+        assert not np.allclose(a1, ak, rtol=1e-3, atol=1e-4)
+    # the default setting keeps the separate prefill at those horizons, and says which number folds
+    _, _, info = base.forecast_with_capture(ctx, horizons[0], layers="all")
+    assert info["joint"] is False and f"future_tokens={base.future_tokens_for(horizons[0])}" in info["reason"]
+
+
+def test_future_tokens_bad_values_and_families(tmp_path, co2, one_torch_thread):
+    pytest.importorskip("chronos")
+    from isofast.errors import ArgumentTypeError, InputError
+
+    tsfm.build_random("chronos-2", tmp_path / "c2", seed=0)
+    m = isofast.load_tsfm(f"chronos-2:{tmp_path / 'c2'}")
+    for bad, cls, msg in (
+        (0, InputError, "future_tokens"),
+        (-1, InputError, "future_tokens"),
+        (5, InputError, "max_output_patches"),
+        (2.5, ArgumentTypeError, "future_tokens must be an integer"),
+    ):
+        with pytest.raises(cls, match=msg):
+            m.set_future_tokens(bad)
+    assert m.future_tokens == 1  # a refused value changes nothing
+    with pytest.raises(InputError, match="max_output_patches"):
+        isofast.load_tsfm(f"chronos-2:{tmp_path / 'c2'}", future_tokens=9)
+    tsfm.build_random("chronos-bolt", tmp_path / "bolt", seed=0)
+    bolt = isofast.load_tsfm(f"chronos-bolt:{tmp_path / 'bolt'}")
+    assert bolt.future_tokens is None and bolt.future_tokens_for(64) is None
+    with pytest.raises(InputError, match="chronos-bolt: .*chronos-2 and moirai"):
+        isofast.load_tsfm(f"chronos-bolt:{tmp_path / 'bolt'}", future_tokens=2)
+
+
+def test_future_tokens_in_the_study_config():
+    from isofast.errors import ConfigError
+    from isofast.study.kinds import check_tsfm_options
+
+    assert check_tsfm_options({}, "m")["future_tokens"] == 1
+    assert check_tsfm_options({"future_tokens": 4}, "m")["future_tokens"] == 4
+    for bad in (0, -2, 1.5, "4", True):
+        with pytest.raises(ConfigError, match="future_tokens must be an integer"):
+            check_tsfm_options({"future_tokens": bad}, "m")
+
+
+def test_cli_capture_future_tokens(tmp_path, co2, one_torch_thread):
+    pytest.importorskip("chronos")
+    import subprocess
+    import sys
+
+    tsfm.build_random("chronos-2", tmp_path / "c2", seed=0)
+    data = tmp_path / "s.csv"
+    data.write_text("y\n" + "\n".join(str(float(v)) for v in co2[:67]) + "\n")
+    run = [sys.executable, "-m", "isofast", "capture", "--data", str(data), "--quiet", "--json"]
+    ok = subprocess.run(
+        [*run, "--model", f"chronos-2:{tmp_path / 'c2'}", "--out", str(tmp_path / "o"), "--future-tokens", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert list(man["serializer"]["suffix"]) == ["reg", "future", "future", "future"]
+    for model, msg in ((f"chronos-2:{tmp_path / 'c2'}", "max_output_patches"), ("tiny-llama", "FAMILY:PATH")):
+        bad = subprocess.run(
+            [*run, "--model", model, "--out", str(tmp_path / "x"), "--future-tokens", "9"],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode in (1, 2) and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and msg in bad.stderr, bad.stderr
+
+
+def test_study_cell_future_tokens_fold_chronos2(tmp_path, monkeypatch, one_torch_thread):
+    """A Chronos-2 with output patches of 4 at the tiny study's H = 6 (2 future
+    tokens): the default cell runs the separate prefill; ``future_tokens = 2``
+    folds it into the forecast's pass, with its own capture key and the same
+    forecasts."""
+    pytest.importorskip("chronos")
+    pytest.importorskip("matplotlib")
+    import tomllib
+
+    import pandas as pd
+
+    from isofast.study import run_study
+    from isofast.study.config import bundled_config_path
+    from isofast.study.models_tsfm import TSFMModel
+
+    c2 = tmp_path / "c2"
+    tsfm.build_random("chronos-2", c2, seed=1, patch=4)
+    seen = []
+    orig = TSFMModel.forecast
+
+    def spy(self, *a, **kw):
+        out = orig(self, *a, **kw)
+        seen.append(self.last_fold)
+        return out
+
+    monkeypatch.setattr(TSFMModel, "forecast", spy)
+    with open(bundled_config_path("tiny"), "rb") as f:
+        data = tomllib.load(f)
+    data["datasets"] = data["datasets"][:1]
+    data["datasets"][0]["n_test"] = 10
+    data["perturbations"] = [{"name": "clean"}]
+    data["causal"] = {"enabled": False}
+    runs = {}
+    for k in (1, 2):
+        data["models"] = [{"name": "c2", "kind": "tsfm", "model": f"chronos-2:{c2}", "future_tokens": k}]
+        seen.clear()
+        res = run_study(data, out=tmp_path / f"o{k}", cache=tmp_path / f"c{k}", report=False, progress=False, log=print)
+        assert not any(c.error for c in res.cells), [c.error for c in res.cells]
+        assert seen and seen[0] is not None, seen
+        runs[k] = (res, seen[0])
+    assert runs[1][1]["joint"] is False and "future_tokens=2" in runs[1][1]["reason"]
+    assert runs[2][1]["joint"] is True and runs[2][1]["calls"] == 1
+    assert runs[1][0].cells[0].keys["capture"] != runs[2][0].cells[0].keys["capture"]
+    assert runs[1][0].cells[0].keys["forecast"] == runs[2][0].cells[0].keys["forecast"]
+    a, b = (pd.read_csv(tmp_path / f"o{k}" / "results.csv") for k in (1, 2))
+    fc_cols = [c for c in a.columns if "nmse" in c or "crps" in c]
+    assert fc_cols
+    pd.testing.assert_frame_equal(a[fc_cols], b[fc_cols])  # forecasts do not change

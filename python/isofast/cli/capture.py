@@ -94,6 +94,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--no-resume", action="store_true", help="discard an earlier capture in --out instead of resuming it"
     )
+    p.add_argument(
+        "--future-tokens",
+        type=int,
+        default=None,
+        help="chronos-2 and moirai only: future tokens capture's prefill appends (default 1, the package's own); "
+        "the number a forecast at horizon H appends captures that forecast's rows (docs/models.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -109,8 +116,16 @@ def run(args) -> int:
     if args.window_mode == "sliding" and stride is None and args.context:
         stride = args.context  # non-overlapping contexts by default
     data, _ = resolve_data(args.data, args.column, args.time_column)
+    model = args.model
+    if args.future_tokens is not None:
+        from isofast.errors import InputError
+        from isofast.tsfm import load_tsfm, looks_like_tsfm
+
+        if not looks_like_tsfm(model):
+            raise InputError(f"--future-tokens applies to a time-series foundation model (FAMILY:PATH), not {model!r}")
+        model = load_tsfm(model, device=args.device, future_tokens=args.future_tokens)
     result = capture(
-        args.model,
+        model,
         data,
         serializer=args.serializer,
         layers=args.layers,

@@ -154,15 +154,19 @@ class CellRunner:
 
     def capture_key(self, model, wh: str, inputs: CellInputs, forecast_key: str) -> str:
         """Key of a cell's captures: weights, layers, the options that change the
-        rows (serializer, positions, device, dtype), the inputs, and the
-        forecast for models whose inputs come from it (Chronos ids)."""
+        rows (serializer, positions, future tokens, device, dtype), the inputs,
+        and the forecast for models whose inputs come from it (Chronos ids)."""
         return stable_hash(
             CACHE_VERSION,
             "capture",
             model.kind,
             wh,
             [L.to_dict() for L in model.layers],
-            {k: v for k, v in effective_options(model).items() if k in ("serializer", "positions", "device", "dtype")},
+            {
+                k: v
+                for k, v in effective_options(model).items()
+                if k in ("serializer", "positions", "future_tokens", "device", "dtype")
+            },
             inputs.key,
             forecast_key,
         )

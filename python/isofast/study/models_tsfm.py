@@ -28,7 +28,9 @@ separate capture records, per family in docs/models.md) and writes the entry
 :meth:`embed_cached` reads (``L<i>.npy`` files, then ``complete.json`` with
 their digests), so the cache layout is the two-pass route's. Families whose
 forecast does not run that pass (MOMENT; Chronos-2 and Moirai 1.x beyond one
-output patch) run the separate prefill inside the same call.
+output patch) run the separate prefill inside the same call, unless ``future_tokens`` (option) is
+the number of future tokens the forecast at the study's horizon appends: then
+capture records those rows, in the forecast's pass.
 
 Head diagnostics: Chronos-T5's softmax head reads the decoder's state while
 the study captures the encoder (the context), so the study reports no head
@@ -87,7 +89,9 @@ class TSFMModel(StudyModel):
             from isofast.tsfm import load_tsfm
 
             dev = None if self.o["device"] == "auto" else self.o["device"]
-            self.ad = load_tsfm(self.spec, device=dev)
+            k = int(self.o.get("future_tokens", 1))
+            # 1 is every family's default; another number only where the rows depend on it
+            self.ad = load_tsfm(self.spec, device=dev, future_tokens=None if k == 1 else k)
 
     def describe(self) -> dict:
         self.prepare()

@@ -60,13 +60,21 @@ def adapter_class(family: str) -> type[TSFMAdapter]:
     return getattr(mod, fam.adapter)
 
 
-def load_tsfm(spec, *, device: str | None = "cpu", dtype: str = "float32") -> TSFMAdapter:
+def load_tsfm(
+    spec, *, device: str | None = "cpu", dtype: str = "float32", future_tokens: int | None = None
+) -> TSFMAdapter:
     """Load ``FAMILY:PATH`` (or a bare folder) as a :class:`TSFMAdapter`.
 
-    ``device`` None → cuda when present, else cpu. Errors: ``FileNotFoundError``
-    (no folder), ``CheckpointError`` (not a checkpoint of that family, or
-    layers/width that disagree with its config), ``MissingPackageError``."""
+    ``device`` None → cuda when present, else cpu. ``future_tokens`` (Chronos-2
+    and Moirai 1.x only): the future tokens capture's prefill appends
+    (:meth:`TSFMAdapter.set_future_tokens`; default the package's one).
+    Errors: ``FileNotFoundError`` (no folder), ``CheckpointError`` (not a
+    checkpoint of that family, or layers/width that disagree with its config),
+    ``MissingPackageError``, ``InputError`` (``future_tokens`` for another
+    family, or out of range)."""
     if isinstance(spec, TSFMAdapter):
+        if future_tokens is not None:
+            spec.set_future_tokens(future_tokens)
         return spec
     from isofast.models import resolve_device
 
@@ -75,6 +83,8 @@ def load_tsfm(spec, *, device: str | None = "cpu", dtype: str = "float32") -> TS
     dev = str(resolve_device(device))
     ad = cls.load(ms.path, device=dev, dtype=dtype)
     ad.check_structure()
+    if future_tokens is not None:
+        ad.set_future_tokens(future_tokens)
     return ad
 
 

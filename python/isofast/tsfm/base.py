@@ -394,6 +394,16 @@ def check_horizon(horizon) -> int:
     return check_int(horizon, "horizon", minimum=1)
 
 
+def check_future_tokens(k, most: int, family: str, why: str) -> int:
+    """``k`` future tokens for capture's prefill: an int in 1..``most``."""
+    from isofast._input import check_int
+
+    k = check_int(k, "future_tokens", minimum=1)
+    if k > most:
+        raise InputError(f"{family}: future_tokens {k} is more than {most} ({why})")
+    return k
+
+
 def check_seed(seed) -> int:
     from isofast._input import check_int
 
@@ -532,6 +542,34 @@ class TSFMAdapter:
 
     def head(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         return None
+
+    # ---- future tokens of capture's prefill (bidirectional families)
+    @property
+    def future_tokens(self) -> int | None:
+        """The future (prediction-window) tokens capture's prefill appends
+        after the context, for the families whose attention lets every
+        context row see them (Chronos-2, Moirai 1.x); None for the others,
+        whose context rows do not depend on a number of future tokens."""
+        return None
+
+    def future_tokens_for(self, horizon: int) -> int | None:
+        """The future tokens this family's forecast at ``horizon`` appends in
+        its first pass of the captured stack (None where :attr:`future_tokens`
+        is None). Capture with that many (:meth:`set_future_tokens`) records
+        the rows that forecast computes, so forecast and capture share one
+        pass (:meth:`forecast_with_capture`)."""
+        return None
+
+    def set_future_tokens(self, k: int) -> None:
+        """Make capture's prefill append ``k`` ≥ 1 future tokens (default 1,
+        the package's own embedding call). The rows of a context then are
+        those the model computes when it forecasts ``k`` output patches; the
+        number is part of :attr:`serializer` (its token table gains the
+        future rows) and so of every capture key. Forecasts do not change."""
+        raise InputError(
+            f"{self.family}: capture's rows do not depend on a number of future tokens (its attention is causal or "
+            "it appends none); future_tokens applies to chronos-2 and moirai"
+        )
 
     def _rows(self, tensor, batch: int, site: str):
         """A captured tensor as (batch, tokens, d_model): the identity here;

@@ -72,12 +72,16 @@ normalisation (loc = nanmean, scale = population nan-std, 0 → 1e-5), then
 ``input_patch_embedding`` → d_model; a ``[REG]`` token when
 ``use_reg_token``; then ``num_output_patches`` *future* tokens (time encoding
 0..h−1, no values, mask 0), whose final hidden states the quantile head reads.
-The prefill appends **one** future token, as the package's own
+The prefill appends **one** future token by default, as the package's own
 ``Chronos2Pipeline.embed`` does (``encode``'s default
 ``num_output_patches=1``): tokens = context patches + ``[REG]`` + 1 future
 token (``suffix=("reg", "future")``). A forecast appends
 ``ceil(horizon / output_patch_size)`` future tokens (at most
-``max_output_patches``), so its encoder sees more tokens than the prefill.
+``max_output_patches``), so its encoder sees more tokens than the prefill and
+every context row changes (bidirectional attention).
+``set_future_tokens(k)`` makes the prefill append ``k`` (1 ≤ k ≤
+``max_output_patches``): with ``k = future_tokens_for(H)`` the rows are those
+the forecast at H computes, and forecast and capture share its one pass.
 
 Captured stack: ``model.encoder.block[i]`` (``Chronos2EncoderBlock``: time
 self-attention ``layer[0]`` (RoPE), group attention ``layer[1]`` across the
@@ -116,6 +120,7 @@ from isofast.tsfm.base import (
     TSFMForecast,
     by_length,
     check_horizon,
+    check_future_tokens,
     check_levels,
     check_seed,
     expect_family,
@@ -575,8 +580,24 @@ class Chronos2Adapter(_PipelineAdapter):
     """Chronos-2 (module docstring)."""
 
     family = "chronos-2"
-    #: future (output-patch) tokens the prefill appends: 1, as Chronos2Pipeline.embed
+    #: future (output-patch) tokens the prefill appends: 1 by default, as
+    #: Chronos2Pipeline.embed; :meth:`set_future_tokens` sets it per adapter
     prefill_output_patches = 1
+
+    @property
+    def future_tokens(self) -> int:
+        return int(self.prefill_output_patches)
+
+    def future_tokens_for(self, horizon: int) -> int:
+        """``min(⌈H / output_patch⌉, max_output_patches)``: the future tokens
+        ``predict_quantiles`` appends in its first model call."""
+        ops = int(self.pipeline.model_output_patch_size)
+        return min(-(-check_horizon(horizon) // ops), int(self.cc.max_output_patches))
+
+    def set_future_tokens(self, k: int) -> None:
+        self.prefill_output_patches = check_future_tokens(
+            k, int(self.cc.max_output_patches), self.family, "the checkpoint's max_output_patches"
+        )
 
     @classmethod
     def load(cls, path, *, device: str = "cpu", dtype: str = "float32") -> Chronos2Adapter:
@@ -667,7 +688,8 @@ class Chronos2Adapter(_PipelineAdapter):
     def _prefill(self, batch: np.ndarray) -> None:
         """``Chronos2Model.encode`` once, each context its own group
         (``group_ids = arange(B)``: no group attention across windows), with
-        one future token (``num_output_patches=1``)."""
+        :attr:`future_tokens` future tokens (``num_output_patches``; 1 by
+        default, as ``Chronos2Pipeline.embed``)."""
         import torch
 
         dev = self.model.device
@@ -680,20 +702,24 @@ class Chronos2Adapter(_PipelineAdapter):
         ``min(⌈H / output_patch⌉, max_output_patches)`` future tokens, then
         unrolls longer horizons. Time attention is bidirectional, so the
         context rows depend on the number of future tokens: the first call is
-        the prefill only when it appends the prefill's one (H ≤ output patch)."""
+        the prefill only when it appends the prefill's :attr:`future_tokens`
+        (by default one: H ≤ output patch)."""
         why = self._one_batch(ctx)
         if why:
             return why
         if len(ctx) > 256:
             return f"{self.family}: the pipeline forecasts {len(ctx)} contexts in batches of 256"
-        ops = int(self.pipeline.model_output_patch_size)
-        n_out = min(-(-int(horizon) // ops), int(self.cc.max_output_patches))
+        n_out = self.future_tokens_for(horizon)
+        # beyond max_output_patches × output patch the package unrolls: one
+        # more model call per such span, on the context grown by the median
+        span = int(self.cc.max_output_patches) * int(self.pipeline.model_output_patch_size)
         if n_out != self.prefill_output_patches:
             return (
                 f"{self.family}: horizon {horizon} makes the forecast append {n_out} future tokens (the prefill "
-                f"{self.prefill_output_patches}); bidirectional time attention makes the context rows depend on them"
+                f"{self.prefill_output_patches}); bidirectional time attention makes the context rows depend on them "
+                f"(future_tokens={n_out} captures the forecast's rows in one pass)"
             )
-        return FoldPlan(calls=1)
+        return FoldPlan(calls=-(-int(horizon) // span))
 
     def forecast(
         self,

@@ -64,7 +64,10 @@ add); final norm ``module.encoder.norm`` (RMSNorm). ``num_heads = d_model //
 64``, so d_model is a multiple of 64.
 
 What is recorded (``_prefill``): the packed inputs of ``_convert`` with
-``context_length = L`` and ``prediction_length = P`` (one future token), and
+``context_length = L`` and ``prediction_length = P`` (one future token; Moirai
+1.x: ``k·P`` after ``set_future_tokens(k)``, the rows a forecast of ⌈H/P⌉ = k
+patches computes, since its bidirectional attention lets every context row
+see the future patches), and
 **one** module forward on them — Moirai 1.x: ``MoiraiForecast._get_distr``
 (the module forward of a fixed-patch forecast, without sampling); Moirai 2.0:
 ``Moirai2Module.forward(..., training_mode=False)``, the first call of
@@ -109,6 +112,7 @@ from isofast.tsfm.base import (
     TSFMForecast,
     as_torch_dtype,
     by_length,
+    check_future_tokens,
     check_horizon,
     check_levels,
     check_seed,
@@ -440,8 +444,9 @@ class MoiraiAdapter(_MoiraiBase):
         )
 
     def _prefill(self, batch: np.ndarray) -> None:
-        """``MoiraiForecast._get_distr`` once: ``_convert`` (one future patch)
-        and one module forward; no sampling."""
+        """``MoiraiForecast._get_distr`` once: ``_convert`` (a prediction
+        window of :attr:`future_tokens` patches, one by default) and one module
+        forward; no sampling."""
         P = self.patch_size
         fc = self._forecaster(batch.shape[1], P * self.prefill_future_tokens, P)
         x, obs, pad = _tensors(batch, self._device, self._dtype)
@@ -458,12 +463,29 @@ class MoiraiAdapter(_MoiraiBase):
         P, H = self.patch_size, int(horizon)
         if forecast_kw.get("patch_size") not in (None, P):
             return f"{self.family}: the forecast's patch_size {forecast_kw['patch_size']!r} is not the prefill's {P}"
-        if -(-H // P) != self.prefill_future_tokens:
+        k = self.future_tokens_for(H)
+        if k != self.prefill_future_tokens:
             return (
-                f"{self.family}: horizon {H} makes {-(-H // P)} future patches (the prefill reads "
-                f"{self.prefill_future_tokens}); bidirectional attention makes the context rows depend on them"
+                f"{self.family}: horizon {H} makes {k} future patches (the prefill reads "
+                f"{self.prefill_future_tokens}); bidirectional attention makes the context rows depend on them "
+                f"(future_tokens={k} captures the forecast's rows in one pass)"
             )
         return FoldPlan(calls=1)
+
+    @property
+    def future_tokens(self) -> int:
+        return int(self.prefill_future_tokens)
+
+    def future_tokens_for(self, horizon: int) -> int:
+        """``⌈H / P⌉``: the future patches of the forecast's one module
+        forward (its prediction window) at the adapter's patch size."""
+        return -(-check_horizon(horizon) // self.patch_size)
+
+    def set_future_tokens(self, k: int) -> None:
+        # max_context stays as loaded, so forecasts do not change; the module
+        # reads max_context / P + k tokens
+        most = max(int(self.module.max_seq_len) - 1, 1)
+        self.prefill_future_tokens = check_future_tokens(k, most, self.family, "the module's max_seq_len − 1")
 
     def forecast(
         self,
