@@ -324,7 +324,10 @@ FUTURE = {
     "chronos-2": ("chronos", {}, (20, 24, 40)),
     # patch 8: H = 20 → 3 future patches (the last one partly past H), H = 24 → 3
     "moirai": ("uni2ts", {"d_model": 64, "num_layers": 2, "patch": 8, "max_seq_len": 32}, (20, 24)),
+    # patches of 8: short_forecast masks ⌈H/8⌉ patches (H = 16 → 2, H = 20 → 3); default: embed, no future patch
+    "moment": ("momentfm", {"d_model": 32, "num_layers": 2}, (16, 20)),
 }
+DEFAULT_FUTURE = {"chronos-2": 1, "moirai": 1, "moment": 0}
 
 
 @pytest.mark.parametrize("case", list(FUTURE))
@@ -338,12 +341,12 @@ def test_future_tokens_of_the_horizon_give_one_pass(tmp_path, co2, one_torch_thr
     pytest.importorskip(pkg)
     tsfm.build_random(case, tmp_path, seed=0, **build)
     base = isofast.load_tsfm(f"{case}:{tmp_path}")
-    assert base.future_tokens == 1
+    assert base.future_tokens == DEFAULT_FUTURE[case]
     ctx = _ctx(co2, 67)
     one = base.embed(ctx, layers="all", sites=ALL)
     for H in horizons:
         k = base.future_tokens_for(H)
-        assert k == min(-(-H // 8), 4)
+        assert k == (min(-(-H // 8), 4) if case != "moment" else -(-H // 8))
         m = isofast.load_tsfm(f"{case}:{tmp_path}", future_tokens=k)
         assert m.future_tokens == k
         assert m.serializer.to_dict() != base.serializer.to_dict()  # part of every capture key
@@ -392,17 +395,34 @@ def test_future_tokens_bad_values_and_families(tmp_path, co2, one_torch_thread):
     tsfm.build_random("chronos-bolt", tmp_path / "bolt", seed=0)
     bolt = isofast.load_tsfm(f"chronos-bolt:{tmp_path / 'bolt'}")
     assert bolt.future_tokens is None and bolt.future_tokens_for(64) is None
-    with pytest.raises(InputError, match="chronos-bolt: .*chronos-2 and moirai"):
+    with pytest.raises(InputError, match="chronos-bolt: .*chronos-2, moirai and moment"):
         isofast.load_tsfm(f"chronos-bolt:{tmp_path / 'bolt'}", future_tokens=2)
+
+
+def test_moment_future_tokens_need_the_reconstruction_head(tmp_path, one_torch_thread):
+    pytest.importorskip("momentfm")
+    from isofast.errors import InputError
+
+    tsfm.build_random("moment", tmp_path / "r", seed=0)
+    m = isofast.load_tsfm(f"moment:{tmp_path / 'r'}")
+    with pytest.raises(InputError, match="less one patch"):
+        m.set_future_tokens(64)  # 64 masked patches of 8 leave no context
+    m.set_future_tokens(63)
+    assert m.serializer.n_tokens(600) == 64 and m.serializer.kept(600) == 8
+    tsfm.build_random("moment", tmp_path / "f", seed=0, task_name="forecasting", forecast_horizon=16)
+    f = isofast.load_tsfm(f"moment:{tmp_path / 'f'}")
+    assert f.future_tokens == 0 and f.future_tokens_for(16) is None
+    with pytest.raises(InputError, match="reconstruction head"):
+        f.set_future_tokens(2)
 
 
 def test_future_tokens_in_the_study_config():
     from isofast.errors import ConfigError
     from isofast.study.kinds import check_tsfm_options
 
-    assert check_tsfm_options({}, "m")["future_tokens"] == 1
+    assert check_tsfm_options({}, "m")["future_tokens"] == 0  # the family's default
     assert check_tsfm_options({"future_tokens": 4}, "m")["future_tokens"] == 4
-    for bad in (0, -2, 1.5, "4", True):
+    for bad in (-1, -2, 1.5, "4", True):
         with pytest.raises(ConfigError, match="future_tokens must be an integer"):
             check_tsfm_options({"future_tokens": bad}, "m")
 
@@ -467,7 +487,7 @@ def test_study_cell_future_tokens_fold_chronos2(tmp_path, monkeypatch, one_torch
     data["perturbations"] = [{"name": "clean"}]
     data["causal"] = {"enabled": False}
     runs = {}
-    for k in (1, 2):
+    for k in (1, 2):  # 1: the default's number, given explicitly
         data["models"] = [{"name": "c2", "kind": "tsfm", "model": f"chronos-2:{c2}", "future_tokens": k}]
         seen.clear()
         res = run_study(data, out=tmp_path / f"o{k}", cache=tmp_path / f"c{k}", report=False, progress=False, log=print)

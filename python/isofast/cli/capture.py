@@ -98,8 +98,8 @@ def register(subparsers) -> None:
         "--future-tokens",
         type=int,
         default=None,
-        help="chronos-2 and moirai only: future tokens capture's prefill appends (default 1, the package's own); "
-        "the number a forecast at horizon H appends captures that forecast's rows (docs/models.md)",
+        help="chronos-2, moirai and moment only: future tokens capture's pass appends (default: the package's own "
+        "embedding call); the number a forecast at horizon H appends captures that forecast's rows (docs/models.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

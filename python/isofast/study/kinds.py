@@ -19,10 +19,11 @@ TSFM_DEFAULTS: dict[str, Any] = {
     "positions": "all",  # "all" tokens of the captured stack, or "values" (tokens that read values)
     "batch_size": 8,
     "device": "cpu",  # "cpu", "cuda" or "auto"
-    # Chronos-2 and Moirai 1.x: future tokens capture's prefill appends (1: the
-    # package's own embedding call; ⌈H / output patch⌉ records the rows the
-    # forecast at the study's horizon computes, in the forecast's own pass)
-    "future_tokens": 1,
+    # Chronos-2, Moirai 1.x and MOMENT: future tokens capture's prefill appends
+    # (0: the family's default — the package's own embedding call; k = ⌈H /
+    # output patch⌉ records the rows the forecast at the study's horizon
+    # computes, in the forecast's own pass)
+    "future_tokens": 0,
 }
 
 
@@ -35,8 +36,10 @@ def check_tsfm_options(options: dict, name: str) -> dict:
     if out["positions"] not in ("all", "values"):
         raise ConfigError(f"model {name!r} (tsfm): positions must be 'all' or 'values', got {out['positions']!r}")
     k = out["future_tokens"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"model {name!r} (tsfm): future_tokens must be an integer ≥ 1, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ConfigError(
+            f"model {name!r} (tsfm): future_tokens must be an integer ≥ 0 (0: the family's default), got {k!r}"
+        )
     return out
 
 

@@ -89,9 +89,8 @@ class TSFMModel(StudyModel):
             from isofast.tsfm import load_tsfm
 
             dev = None if self.o["device"] == "auto" else self.o["device"]
-            k = int(self.o.get("future_tokens", 1))
-            # 1 is every family's default; another number only where the rows depend on it
-            self.ad = load_tsfm(self.spec, device=dev, future_tokens=None if k == 1 else k)
+            k = int(self.o.get("future_tokens", 0))  # 0: the family's default
+            self.ad = load_tsfm(self.spec, device=dev, future_tokens=k or None)
 
     def describe(self) -> dict:
         self.prepare()

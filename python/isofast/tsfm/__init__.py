@@ -65,9 +65,10 @@ def load_tsfm(
 ) -> TSFMAdapter:
     """Load ``FAMILY:PATH`` (or a bare folder) as a :class:`TSFMAdapter`.
 
-    ``device`` None → cuda when present, else cpu. ``future_tokens`` (Chronos-2
-    and Moirai 1.x only): the future tokens capture's prefill appends
-    (:meth:`TSFMAdapter.set_future_tokens`; default the package's one).
+    ``device`` None → cuda when present, else cpu. ``future_tokens`` (Chronos-2,
+    Moirai 1.x and MOMENT only): the future tokens capture's prefill appends
+    (:meth:`TSFMAdapter.set_future_tokens`; default the package's own
+    embedding call).
     Errors: ``FileNotFoundError`` (no folder), ``CheckpointError`` (not a
     checkpoint of that family, or layers/width that disagree with its config),
     ``MissingPackageError``, ``InputError`` (``future_tokens`` for another

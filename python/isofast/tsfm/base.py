@@ -548,8 +548,9 @@ class TSFMAdapter:
     def future_tokens(self) -> int | None:
         """The future (prediction-window) tokens capture's prefill appends
         after the context, for the families whose attention lets every
-        context row see them (Chronos-2, Moirai 1.x); None for the others,
-        whose context rows do not depend on a number of future tokens."""
+        context row see them (Chronos-2, Moirai 1.x: 1 by default; MOMENT: 0
+        by default, its ``embed`` pass); None for the others, whose context
+        rows do not depend on a number of future tokens."""
         return None
 
     def future_tokens_for(self, horizon: int) -> int | None:
@@ -561,14 +562,15 @@ class TSFMAdapter:
         return None
 
     def set_future_tokens(self, k: int) -> None:
-        """Make capture's prefill append ``k`` ≥ 1 future tokens (default 1,
-        the package's own embedding call). The rows of a context then are
-        those the model computes when it forecasts ``k`` output patches; the
-        number is part of :attr:`serializer` (its token table gains the
-        future rows) and so of every capture key. Forecasts do not change."""
+        """Make capture's prefill append ``k`` ≥ 1 future tokens (default:
+        the package's own embedding call, :attr:`future_tokens`). The rows of
+        a context then are those the model computes when it forecasts ``k``
+        output patches; the number is part of :attr:`serializer` (its token
+        table gains the future rows) and so of every capture key. Forecasts
+        do not change."""
         raise InputError(
             f"{self.family}: capture's rows do not depend on a number of future tokens (its attention is causal or "
-            "it appends none); future_tokens applies to chronos-2 and moirai"
+            "it appends none); future_tokens applies to chronos-2, moirai and moment"
         )
 
     def _rows(self, tensor, batch: int, site: str):

@@ -46,7 +46,12 @@ What is recorded (``_prefill``): one ``MOMENT.embed(x_enc, input_mask,
 reduction="none")`` — the encoder runs once; no head. (The reconstruction and
 forecasting paths feed the encoder slightly differently: ``reconstruction``
 draws a random pre-training mask when ``mask_ratio`` > 0, ``forecast`` embeds
-the padding patches as values. ``embed`` is deterministic.)
+the padding patches as values. ``embed`` is deterministic.) With
+``set_future_tokens(k)`` (reconstruction head): one ``short_forecast(…,
+forecast_horizon=8k)`` instead — the zero-shot forecast's own encoder pass
+for ⌈H/8⌉ = k: the last ≤ 512 − 8k values, shifted left so that k masked
+patches follow (tokens: ``fixed_values = 512 − 8k`` plus k ``future``);
+then forecast and capture share that pass.
 
 Forecasts (honest about the heads): a published MOMENT checkpoint holds only
 the pre-trained *reconstruction* head; the ``forecasting`` head
@@ -84,10 +89,12 @@ from isofast.errors import CheckpointError, InputError
 from isofast.serializers.base import OTHER
 from isofast.serializers.tsfm import TokenSerializer, TokenTable
 from isofast.tsfm.base import (
+    FoldPlan,
     T5EncoderStack,
     TSFMAdapter,
     TSFMForecast,
     as_torch_dtype,
+    check_future_tokens,
     check_horizon,
     check_levels,
     hash_folder_weights,
@@ -307,18 +314,55 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
     def task_name(self) -> str:
         return str(self.model.task_name)
 
+    #: masked future patches capture's pass appends: 0 = ``MOMENT.embed`` (the
+    #: default); k ≥ 1 = the encoder pass of ``short_forecast`` for ⌈H/8⌉ = k
+    _future = 0
+
     @property
     def serializer(self) -> MomentSerializer:
+        k, T = self._future, self.seq_len
+        how = (
+            f"exactly {T} values, left zero-padded with input_mask 0; partly padded patches masked"
+            if not k
+            else f"short_forecast's encoder input: the last ≤ {T - k * self.patch_len} values, left zero-padded to "
+            f"{T} positions, shifted left by {k * self.patch_len} so that {k} masked future patches follow"
+        )
         return MomentSerializer(
             family=self.family,
             unit="patch",
             patch_len=self.patch_len,
             stride=self.patch_len,
             pad="left",
-            fixed_values=self.seq_len,
-            normalization=f"RevIN: (x − mean) / (population std + 1e-5) over the observed values; exactly "
-            f"{self.seq_len} values, left zero-padded with input_mask 0; partly padded patches masked",
+            fixed_values=T - k * self.patch_len,
+            suffix=("future",) * k,
+            normalization=f"RevIN: (x − mean) / (population std + 1e-5) over the observed values; {how}",
         )
+
+    # ---- future tokens: the zero-shot forecast's own encoder pass
+    @property
+    def future_tokens(self) -> int:
+        """0 by default (``MOMENT.embed``: no future patches); k after
+        :meth:`set_future_tokens`."""
+        return int(self._future)
+
+    def future_tokens_for(self, horizon: int) -> int | None:
+        """⌈H / patch_len⌉: the masked patches ``short_forecast`` appends
+        (reconstruction head); None for a forecasting head (no such pass)."""
+        if self.task_name != "reconstruction":
+            return None
+        return -(-check_horizon(horizon) // self.patch_len)
+
+    def set_future_tokens(self, k: int) -> None:
+        """Capture records ``short_forecast``'s encoder pass for ⌈H/8⌉ = k:
+        the last ≤ 512 − 8k values followed by k masked patches (the rows the
+        zero-shot forecast reads; forecast and capture then share it)."""
+        if self.task_name != "reconstruction":
+            raise InputError(
+                f"{self.family}: future_tokens needs the reconstruction head (short_forecast's masked patches); "
+                f"this checkpoint's {self.task_name!r} head reads the padded context without them"
+            )
+        most = (self.seq_len - self.patch_len) // self.patch_len
+        self._future = check_future_tokens(k, most, self.family, f"{self.seq_len} positions less one patch of context")
 
     def describe(self) -> dict:
         d = super().describe()
@@ -345,19 +389,34 @@ class MomentAdapter(T5EncoderStack, TSFMAdapter):
         return x, mask
 
     def _prefill(self, batch: np.ndarray) -> None:
-        """``MOMENT.embed(x_enc, input_mask, reduction="none")`` once."""
+        """``MOMENT.embed(x_enc, input_mask, reduction="none")`` once; with
+        :attr:`future_tokens` k ≥ 1, ``short_forecast(…, forecast_horizon=8k)``
+        once (its encoder pass: the one the zero-shot forecast runs)."""
         x, mask = self._inputs(batch)
-        self.model.embed(x_enc=x, input_mask=mask, reduction="none")
+        if self._future:
+            self.model.short_forecast(x_enc=x, input_mask=mask, forecast_horizon=self._future * self.patch_len)
+        else:
+            self.model.embed(x_enc=x, input_mask=mask, reduction="none")
 
     def _fold(self, ctx, horizon, forecast_kw):
-        """Never: neither forecast path runs capture's pass. ``short_forecast``
-        shifts the input left by 8·⌈H/8⌉ steps and masks the end (another
-        input), and ``forecast`` embeds the padding patches as values rather
-        than as the mask embedding ``embed`` uses."""
-        return (
-            f"{self.family}: its forecast reads other inputs than capture's embed pass (short_forecast shifts and "
-            "masks the context; the forecasting head embeds padding as values)"
-        )
+        """By default never: ``short_forecast`` shifts the input left by
+        8·⌈H/8⌉ steps and masks the end (another input than ``embed``'s), and
+        ``forecast`` embeds the padding patches as values rather than as the
+        mask embedding ``embed`` uses. With :attr:`future_tokens` = ⌈H/8⌉ the
+        prefill *is* ``short_forecast``'s encoder pass: one call."""
+        k = self.future_tokens_for(horizon)
+        if not self._future or k != self._future:
+            return (
+                f"{self.family}: its forecast reads other inputs than capture's pass (short_forecast shifts and "
+                "masks the context; the forecasting head embeds padding as values)"
+                + (f" (future_tokens={k} captures the forecast's rows in one pass)" if k else "")
+            )
+        why = self._one_batch(ctx)
+        if why:
+            return why
+        if len(ctx) > 64:
+            return f"{self.family}: the forecast runs {len(ctx)} contexts in batches of 64"
+        return FoldPlan(calls=1)
 
     # ---- forecasts
     def forecast(
