@@ -28,9 +28,10 @@ separate capture records, per family in docs/models.md) and writes the entry
 :meth:`embed_cached` reads (``L<i>.npy`` files, then ``complete.json`` with
 their digests), so the cache layout is the two-pass route's. Families whose
 forecast does not run that pass (MOMENT; Chronos-2 and Moirai 1.x beyond one
-output patch) run the separate prefill inside the same call, unless ``future_tokens`` (option) is
-the number of future tokens the forecast at the study's horizon appends: then
-capture records those rows, in the forecast's pass.
+output patch) run the separate prefill inside the same call, unless the
+option ``future_tokens`` is the number of future tokens the forecast at the
+study's horizon appends: then capture records those rows, in the forecast's
+pass (docs/models.md, "Future tokens").
 
 Head diagnostics: Chronos-T5's softmax head reads the decoder's state while
 the study captures the encoder (the context), so the study reports no head
