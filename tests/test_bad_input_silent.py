@@ -324,6 +324,28 @@ def test_patch_huge_values_round_trip(x):
     np.testing.assert_allclose(enc.patches[0, : min(16, x.size)], z[:16], rtol=1e-12, atol=1e-12)
 
 
+def test_patch_values_at_the_float64_maximum_decode_to_it():
+    """Found by hypothesis (test_serializers_never_return_nan_for_finite_input):
+    ±float64 max came back as ±inf, a few ulps of z·σ rounding past the
+    maximum. Within that rounding the decoded value is ±max."""
+    top = np.finfo(np.float64).max
+    x = np.array([0.0] * 9 + [top, -top])
+    s = PatchSerializer()
+    out = s.decode(s.encode(x).patches, s.encode(x))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, x, rtol=1e-13, atol=1e-13 * top)
+
+
+def test_patch_decode_overflow_is_refused_by_name():
+    """A patch value (a model's output) whose z·σ + μ is beyond float64 is a
+    NumericalError, not ±inf."""
+    s = PatchSerializer()
+    p = np.zeros((1, 16))
+    p[0, 3] = 1e10
+    with pytest.raises(NumericalError, match="decoded value 3 .* overflows float64"):
+        s.decode(p, 0.0, 1e300, length=16)
+
+
 def test_patch_decode_negative_length_refused():
     s = PatchSerializer()
     enc = s.encode(np.arange(40.0))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isofast._input import check_int
-from isofast.errors import InputError
+from isofast.errors import InputError, NumericalError
 from isofast.serializers.base import DIGIT, NanPolicy, as_series
 
 
@@ -138,5 +138,20 @@ class PatchSerializer:
             x = z * std + mean
             bad = ~np.isfinite(x) & np.isfinite(z)
             if bad.any():  # z·σ alone overflows though z·σ + μ may not: half scale
-                x[bad] = 2.0 * (z[bad] * (0.5 * std) + 0.5 * mean)
+                half = z[bad] * (0.5 * std) + 0.5 * mean
+                x[bad] = 2.0 * half
+                # An input at ±float64 max comes back a few ulps past it (the
+                # rounding of z and σ): within that rounding it *is* ±max.
+                top = np.finfo(np.float64).max
+                near = np.isfinite(half) & (np.abs(half) <= 0.5 * top * (1.0 + 2.0**-48))
+                fixed = x[bad]
+                fixed[near & ~np.isfinite(fixed)] = np.copysign(top, half[near & ~np.isfinite(fixed)])
+                x[bad] = fixed
+        over = ~np.isfinite(x) & np.isfinite(z)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise NumericalError(
+                f"decoded value {i} (z {float(z[i]):g} × std {float(std):.6g} + mean {float(mean):.6g}) overflows "
+                "float64"
+            )
         return x
